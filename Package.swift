@@ -1,0 +1,69 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "mxgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mxgate", targets: ["mxgate"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // The I/O-free SMTP core: parser, replies, framing, session state machine.
+        .target(
+            name: "SMTPProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // RFC 5322 message handling: header parsing, trace headers.
+        .target(name: "MailMessage"),
+        // Verdicts and the per-stage decision seam (relay gate first).
+        .target(name: "Policy", dependencies: ["SMTPProtocol", "MailMessage"]),
+        // Audit records, the writer with rotation, and the reader used by `mxgate log`.
+        .target(name: "Audit"),
+        // Outbound SMTP client, proxy relay, Maildir delivery.
+        .target(
+            name: "Relay",
+            dependencies: [
+                "SMTPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Composition: config, listeners, TLS, sessions wired to policy, relay and audit.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "mxgate",
+            dependencies: [
+                "Gateway", "Audit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SMTPProtocolTests",
+            dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,144 @@
+import Foundation
+
+/// One decision, as an admin reads it later: who connected, what they asked
+/// for, what mxgate answered and why. One JSON object per line; the field
+/// names are part of mxgate's contract (DESIGN.md) and never change meaning.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    /// The outcome. `connection` records a refused or dropped connection with no transaction.
+    public enum Verdict: String, Codable, Sendable, CaseIterable {
+        case accepted, rejected, tempfailed, quarantined, discarded
+    }
+
+    /// What the record is about: a whole transaction, one refused recipient,
+    /// or a connection refused before any transaction.
+    public enum Event: String, Codable, Sendable {
+        case transaction, recipient, connection, command
+    }
+
+    public var time: Date
+    public var event: Event
+    public var session: String
+    public var clientIP: String
+    public var clientPort: Int?
+    public var helo: String?
+    public var tls: Bool
+    public var mailFrom: String?
+    public var rcptTo: [String]
+    public var messageID: String?
+    public var size: Int?
+    public var verdict: Verdict
+    public var reply: String
+    public var rules: [String]
+    public var spamScore: Double?
+    public var virus: String?
+    public var relay: String?
+    /// Why, in words, when no rule name says it (e.g. "downstream unreachable").
+    public var reason: String?
+
+    public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
+                helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
+                messageID: String? = nil, size: Int? = nil, verdict: Verdict, reply: String,
+                rules: [String] = [], spamScore: Double? = nil, virus: String? = nil, relay: String? = nil,
+                reason: String? = nil) {
+        self.time = time
+        self.event = event
+        self.session = session
+        self.clientIP = clientIP
+        self.clientPort = clientPort
+        self.helo = helo
+        self.tls = tls
+        self.mailFrom = mailFrom
+        self.rcptTo = rcptTo
+        self.messageID = messageID
+        self.size = size
+        self.verdict = verdict
+        self.reply = reply
+        self.rules = rules
+        self.spamScore = spamScore
+        self.virus = virus
+        self.relay = relay
+        self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case time, event, session
+        case clientIP = "client_ip"
+        case clientPort = "client_port"
+        case helo, tls
+        case mailFrom = "mail_from"
+        case rcptTo = "rcpt_to"
+        case messageID = "message_id"
+        case size, verdict, reply, rules
+        case spamScore = "spam_score"
+        case virus, relay, reason
+    }
+
+    // Every contract field is written even when empty (as null), so a reader
+    // never has to guess whether a field is missing or unknown.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(AuditRecord.formatTime(time), forKey: .time)
+        try c.encode(event, forKey: .event)
+        try c.encode(session, forKey: .session)
+        try c.encode(clientIP, forKey: .clientIP)
+        try c.encodeIfPresent(clientPort, forKey: .clientPort)
+        try c.encode(helo, forKey: .helo)
+        try c.encode(tls, forKey: .tls)
+        try c.encode(mailFrom, forKey: .mailFrom)
+        try c.encode(rcptTo, forKey: .rcptTo)
+        try c.encode(messageID, forKey: .messageID)
+        try c.encode(size, forKey: .size)
+        try c.encode(verdict, forKey: .verdict)
+        try c.encode(reply, forKey: .reply)
+        try c.encode(rules, forKey: .rules)
+        try c.encode(spamScore, forKey: .spamScore)
+        try c.encode(virus, forKey: .virus)
+        try c.encode(relay, forKey: .relay)
+        try c.encodeIfPresent(reason, forKey: .reason)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let t = try c.decode(String.self, forKey: .time)
+        guard let date = AuditRecord.parseTime(t) else {
+            throw DecodingError.dataCorruptedError(forKey: .time, in: c, debugDescription: "not RFC 3339: \(t)")
+        }
+        time = date
+        event = try c.decodeIfPresent(Event.self, forKey: .event) ?? .transaction
+        session = try c.decode(String.self, forKey: .session)
+        clientIP = try c.decode(String.self, forKey: .clientIP)
+        clientPort = try c.decodeIfPresent(Int.self, forKey: .clientPort)
+        helo = try c.decodeIfPresent(String.self, forKey: .helo)
+        tls = try c.decodeIfPresent(Bool.self, forKey: .tls) ?? false
+        mailFrom = try c.decodeIfPresent(String.self, forKey: .mailFrom)
+        rcptTo = try c.decodeIfPresent([String].self, forKey: .rcptTo) ?? []
+        messageID = try c.decodeIfPresent(String.self, forKey: .messageID)
+        size = try c.decodeIfPresent(Int.self, forKey: .size)
+        verdict = try c.decode(Verdict.self, forKey: .verdict)
+        reply = try c.decode(String.self, forKey: .reply)
+        rules = try c.decodeIfPresent([String].self, forKey: .rules) ?? []
+        spamScore = try c.decodeIfPresent(Double.self, forKey: .spamScore)
+        virus = try c.decodeIfPresent(String.self, forKey: .virus)
+        relay = try c.decodeIfPresent(String.self, forKey: .relay)
+        reason = try c.decodeIfPresent(String.self, forKey: .reason)
+    }
+
+    /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.
+    public static func formatTime(_ date: Date) -> String {
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
+        return date.formatted(style)
+    }
+
+    public static func parseTime(_ s: String) -> Date? {
+        if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(s) { return d }
+        return try? Date.ISO8601FormatStyle().parse(s)
+    }
+
+    /// The record as one JSON line (without the newline).
+    public func jsonLine() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(self)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Synchronization
+
+/// Where audit records go. Sessions hand records to a sink and move on; the
+/// sink must never block the caller on disk I/O.
+public protocol AuditSink: Sendable {
+    func record(_ record: AuditRecord)
+}
+
+/// The single owner of the audit file (DESIGN.md: "one audit writer").
+///
+/// `record` only encodes and appends to an in-memory batch under a lock; a
+/// dedicated thread writes the batch at least once a second (sooner when it
+/// grows), rotates the file by size, and drains everything on `close`.
+public final class AuditWriter: AuditSink, @unchecked Sendable {
+    public struct Options: Sendable {
+        public var path: String
+        /// Rotate once the file passes this many bytes; 0 disables rotation.
+        public var maxBytes: Int
+        /// Rotated files kept as path.1 … path.N (newest first).
+        public var keep: Int
+        public init(path: String, maxBytes: Int = 100 * 1024 * 1024, keep: Int = 10) {
+            self.path = path
+            self.maxBytes = maxBytes
+            self.keep = keep
+        }
+    }
+
+    private struct State {
+        var pending: [UInt8] = []
+        var closed = false
+    }
+
+    public let options: Options
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private var fd: Int32 = -1          // owned by the writer thread after init
+    private var fileSize = 0
+    /// Flush early once this much is pending, so bursts do not wait a second.
+    private let batchBytes = 256 * 1024
+
+    public init(options: Options) throws {
+        self.options = options
+        let dir = (options.path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        try openFile()
+        let thread = Thread { [self] in self.run() }
+        thread.name = "mxgate-audit"
+        thread.start()
+    }
+
+    private func openFile() throws {
+        fd = open(options.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            throw AuditError("cannot open audit log \(options.path): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        fileSize = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    public func record(_ record: AuditRecord) {
+        var line = Array(record.jsonLine().utf8)
+        line.append(10)
+        let big = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.pending += line
+            return s.pending.count >= batchBytes
+        }
+        if big { wake.signal() }
+    }
+
+    /// Writes everything pending and stops the writer thread.
+    public func close() {
+        let already = state.withLock { s -> Bool in
+            defer { s.closed = true }
+            return s.closed
+        }
+        guard !already else { return }
+        wake.signal()
+        done.wait()
+    }
+
+    private func run() {
+        while true {
+            _ = wake.wait(timeout: .now() + .seconds(1))
+            let (batch, closed) = state.withLock { s -> ([UInt8], Bool) in
+                defer { s.pending.removeAll(keepingCapacity: true) }
+                return (s.pending, s.closed)
+            }
+            if !batch.isEmpty { write(batch) }
+            if closed {
+                if fd >= 0 { fsync(fd); Foundation.close(fd) }
+                done.signal()
+                return
+            }
+        }
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        if options.maxBytes > 0, fileSize > 0, fileSize + bytes.count > options.maxBytes {
+            rotate()
+        }
+        var offset = 0
+        bytes.withUnsafeBytes { raw in
+            while offset < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    // The records are lost only from the file, never silently: say so.
+                    FileHandle.standardError.write(Data("mxgate: audit log write failed: \(String(cString: strerror(errno)))\n".utf8))
+                    return
+                }
+                offset += n
+            }
+        }
+        fileSize += offset
+    }
+
+    /// path → path.1 → path.2 …, dropping the oldest beyond `keep`.
+    private func rotate() {
+        Foundation.close(fd)
+        let fm = FileManager.default
+        if options.keep > 0 {
+            try? fm.removeItem(atPath: "\(options.path).\(options.keep)")
+            for i in stride(from: options.keep - 1, through: 1, by: -1) {
+                let from = "\(options.path).\(i)"
+                if fm.fileExists(atPath: from) { try? fm.moveItem(atPath: from, toPath: "\(options.path).\(i + 1)") }
+            }
+            try? fm.moveItem(atPath: options.path, toPath: "\(options.path).1")
+        } else {
+            try? fm.removeItem(atPath: options.path)
+        }
+        do { try openFile() } catch {
+            FileHandle.standardError.write(Data("mxgate: \(error)\n".utf8))
+        }
+    }
+}
+
+public struct AuditError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Collects records in memory; used by `mxgate test` and the tests.
+public final class MemoryAuditSink: AuditSink, @unchecked Sendable {
+    private let storage = Mutex<[AuditRecord]>([])
+    public init() {}
+    public func record(_ record: AuditRecord) { storage.withLock { $0.append(record) } }
+    public var records: [AuditRecord] { storage.withLock { $0 } }
+}

@@ -1,0 +1,399 @@
+import Foundation
+import NIOCore
+import Relay
+import SMTPProtocol
+
+/// One configuration problem, printed as `FILE:LINE:COL: message` by
+/// `mxgate check` and on a failed reload.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var message: String
+
+    public init(file: String, line: Int, column: Int, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
+    public var description: String { "\(file):\(line):\(column): \(message)" }
+}
+
+/// All errors found in one pass, so an admin fixes them in one go.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// mxgate.toml, validated. Relative paths are already resolved against the
+/// file's own directory (DESIGN.md).
+public struct GatewayConfig: Sendable {
+    public struct Listen: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    public enum RelayMode: String, Sendable { case proxy, queue }
+
+    public enum Downstream: Sendable, Equatable {
+        case smtp(host: String, port: Int)
+        case maildir(String)
+    }
+
+    public var file: String
+    public var directory: String
+
+    // [server]
+    public var listen: [Listen] = [Listen(host: "127.0.0.1", port: 2525)]
+    public var hostname: String = GatewayConfig.systemHostname()
+    public var maxConnections = 1000
+    public var shutdownTimeout: Double = 30
+    public var greeting: String = "ESMTP mxgate"
+
+    // [limits]
+    public var limits = SMTPLimits()
+    public var bareNewline: BareNewlinePolicy = .reject
+    public var memoryThreshold = 1 << 20
+
+    // [relay]
+    public var mode: RelayMode = .proxy
+    public var downstream: Downstream = .maildir("var/mail")
+    public var domains: [String] = []
+    public var downstreamTLS: DownstreamOptions.TLSMode = .opportunistic
+    public var downstreamVerify = false
+    public var downstreamCA: String?
+    public var connectTimeout: Double = 30
+    public var relayCommandTimeout: Double = 300
+    public var relayDataTimeout: Double = 600
+    public var poolSize = 20
+    public var poolIdleTimeout: Double = 60
+    /// Where message text spills past `memory_threshold`.
+    public var tempDirectory: String = NSTemporaryDirectory()
+
+    // [tls]
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+
+    // [audit]
+    public var auditPath = "var/audit.log"
+    public var auditMaxBytes = 100 * 1024 * 1024
+    public var auditKeep = 10
+
+    // [policy]
+    public var rulesDirectory = "rules"
+    public var policiesDirectory = "policies"
+
+    // [queue]
+    public var queueDirectory = "var/queue"
+
+    public init(file: String) {
+        self.file = file
+        self.directory = (file as NSString).deletingLastPathComponent
+    }
+
+    public static func systemHostname() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count)
+        let name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "localhost" : name
+    }
+
+    /// Reads and validates a config file; throws `ConfigErrors` listing every problem.
+    public static func load(_ path: String) throws -> GatewayConfig {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        guard let data = FileManager.default.contents(atPath: absolute) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, column: 0, message: "cannot read the file")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 1, column: 1, message: "the file is not UTF-8")])
+        }
+        return try parse(text, file: path, absolutePath: absolute)
+    }
+
+    public static func parse(_ text: String, file: String, absolutePath: String) throws -> GatewayConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLParser.parse(text)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: error.position.line, column: error.position.column, message: error.message)])
+        }
+        var config = GatewayConfig(file: absolutePath)
+        var reader = ConfigReader(file: file)
+        reader.read(root, into: &config)
+        if !reader.errors.isEmpty { throw ConfigErrors(errors: reader.errors) }
+        return config
+    }
+
+    /// Resolves a path from the file against the file's directory.
+    func resolve(_ p: String) -> String {
+        if p.hasPrefix("/") { return p }
+        var base = directory
+        if base.isEmpty { base = "." }
+        return (base as NSString).appendingPathComponent(p)
+    }
+
+    public var relayDomainsDescription: String { domains.joined(separator: ", ") }
+}
+
+/// Walks the TOML tree section by section, checking names and types and
+/// remembering where each key was written.
+struct ConfigReader {
+    let file: String
+    var errors: [ConfigError] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func error(_ pos: TOMLPosition, _ message: String) {
+        errors.append(ConfigError(file: file, line: pos.line, column: pos.column, message: message))
+    }
+
+    static let sections: [String: Set<String>] = [
+        "server": ["listen", "hostname", "max_connections", "shutdown_timeout", "greeting"],
+        "limits": ["command_line_length", "text_line_length", "recipients", "message_size", "errors",
+                   "command_timeout", "data_timeout", "bare_newline", "memory_threshold"],
+        "relay": ["mode", "downstream", "domains", "tls", "tls_verify", "tls_ca", "connect_timeout",
+                  "command_timeout", "data_timeout", "pool_size", "pool_idle_timeout", "temp_directory"],
+        "tls": ["certificate", "key"],
+        "audit": ["path", "max_size", "keep"],
+        "policy": ["rules", "policies"],
+        "queue": ["directory"],
+    ]
+
+    mutating func read(_ root: TOMLTable, into c: inout GatewayConfig) {
+        for key in root.keys {
+            let node = root[key]!
+            let pos = root.keyPositions[key] ?? node.position
+            guard let known = Self.sections[key] else {
+                error(pos, "unknown section [\(key)]; known sections are \(Self.sections.keys.sorted().map { "[\($0)]" }.joined(separator: ", "))")
+                continue
+            }
+            guard case .table(let t) = node.value else {
+                error(pos, "'\(key)' must be a table ([\(key)])")
+                continue
+            }
+            for k in t.keys where !known.contains(k) {
+                error(t.keyPositions[k] ?? t[k]!.position, "unknown key '\(k)' in [\(key)]; known keys are \(known.sorted().joined(separator: ", "))")
+            }
+            var s = Section(name: key, table: t)
+            switch key {
+            case "server": readServer(&s, &c)
+            case "limits": readLimits(&s, &c)
+            case "relay": readRelay(&s, &c)
+            case "tls":
+                c.tlsCertificate = string(&s, "certificate").map(c.resolve)
+                c.tlsKey = string(&s, "key").map(c.resolve)
+                if (c.tlsCertificate == nil) != (c.tlsKey == nil), let p = t.keyPositions[c.tlsCertificate == nil ? "key" : "certificate"] {
+                    error(p, "[tls] needs both certificate and key")
+                }
+            case "audit":
+                if let p = string(&s, "path") { c.auditPath = p }
+                if let n = size(&s, "max_size") { c.auditMaxBytes = n }
+                if let n = integer(&s, "keep", min: 0) { c.auditKeep = n }
+            case "policy":
+                if let p = string(&s, "rules") { c.rulesDirectory = p }
+                if let p = string(&s, "policies") { c.policiesDirectory = p }
+            case "queue":
+                if let p = string(&s, "directory") { c.queueDirectory = p }
+            default: break
+            }
+        }
+        c.auditPath = c.resolve(c.auditPath)
+        c.rulesDirectory = c.resolve(c.rulesDirectory)
+        c.policiesDirectory = c.resolve(c.policiesDirectory)
+        c.queueDirectory = c.resolve(c.queueDirectory)
+        if case .maildir(let d) = c.downstream { c.downstream = .maildir(c.resolve(d)) }
+        if c.domains.isEmpty {
+            let pos = root.keyPositions["relay"] ?? TOMLPosition(line: 1, column: 1)
+            error(pos, "[relay] domains is empty: every recipient would be refused; list the domains this gateway accepts mail for")
+        }
+    }
+
+    struct Section {
+        var name: String
+        var table: TOMLTable
+    }
+
+    mutating func node(_ s: inout Section, _ key: String) -> TOMLNode? { s.table[key] }
+
+    mutating func string(_ s: inout Section, _ key: String) -> String? {
+        guard let n = s.table[key] else { return nil }
+        guard case .string(let v) = n.value else {
+            error(n.position, "[\(s.name)] \(key) must be a string, not \(n.value.typeName)")
+            return nil
+        }
+        return v
+    }
+
+    mutating func bool(_ s: inout Section, _ key: String) -> Bool? {
+        guard let n = s.table[key] else { return nil }
+        guard case .bool(let v) = n.value else {
+            error(n.position, "[\(s.name)] \(key) must be true or false, not \(n.value.typeName)")
+            return nil
+        }
+        return v
+    }
+
+    mutating func integer(_ s: inout Section, _ key: String, min: Int = 1) -> Int? {
+        guard let n = s.table[key] else { return nil }
+        guard case .integer(let v) = n.value else {
+            error(n.position, "[\(s.name)] \(key) must be an integer, not \(n.value.typeName)")
+            return nil
+        }
+        guard v >= min else {
+            error(n.position, "[\(s.name)] \(key) must be at least \(min)")
+            return nil
+        }
+        return v
+    }
+
+    /// A byte count: an integer, or a string like "25M", "512K", "1G".
+    mutating func size(_ s: inout Section, _ key: String) -> Int? {
+        guard let n = s.table[key] else { return nil }
+        switch n.value {
+        case .integer(let v) where v > 0: return v
+        case .string(let str):
+            if let v = Self.parseSize(str) { return v }
+        default: break
+        }
+        error(n.position, "[\(s.name)] \(key) must be a positive size such as 26214400 or \"25M\"")
+        return nil
+    }
+
+    static func parseSize(_ str: String) -> Int? {
+        let t = str.trimmingCharacters(in: .whitespaces).uppercased()
+        let mult: [Character: Int] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
+        if let last = t.last, let m = mult[last], let v = Int(t.dropLast()), v > 0 { return v * m }
+        if let v = Int(t), v > 0 { return v }
+        return nil
+    }
+
+    /// Seconds: a number, or a string like "30s", "5m", "1h".
+    mutating func duration(_ s: inout Section, _ key: String) -> Double? {
+        guard let n = s.table[key] else { return nil }
+        switch n.value {
+        case .integer(let v) where v > 0: return Double(v)
+        case .float(let v) where v > 0: return v
+        case .string(let str):
+            let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+            if let u = str.last, let m = units[u], let v = Double(str.dropLast()), v > 0 { return v * m }
+        default: break
+        }
+        error(n.position, "[\(s.name)] \(key) must be a positive duration such as 300 or \"5m\"")
+        return nil
+    }
+
+    mutating func stringArray(_ s: inout Section, _ key: String) -> [String]? {
+        guard let n = s.table[key] else { return nil }
+        guard case .array(let items) = n.value else {
+            error(n.position, "[\(s.name)] \(key) must be an array of strings, not \(n.value.typeName)")
+            return nil
+        }
+        var out: [String] = []
+        for item in items {
+            guard case .string(let v) = item.value else {
+                error(item.position, "[\(s.name)] \(key) must contain only strings, not \(item.value.typeName)")
+                continue
+            }
+            out.append(v)
+        }
+        return out
+    }
+
+    mutating func choice(_ s: inout Section, _ key: String, _ allowed: [String]) -> String? {
+        guard let v = string(&s, key) else { return nil }
+        guard allowed.contains(v) else {
+            error(s.table[key]!.position, "[\(s.name)] \(key) must be one of \(allowed.map { "\"\($0)\"" }.joined(separator: ", ")), not \"\(v)\"")
+            return nil
+        }
+        return v
+    }
+
+    mutating func readServer(_ s: inout Section, _ c: inout GatewayConfig) {
+        if let list = stringArray(&s, "listen") {
+            var out: [GatewayConfig.Listen] = []
+            for (i, item) in list.enumerated() {
+                if let l = Self.parseHostPort(item) {
+                    out.append(GatewayConfig.Listen(host: l.0, port: l.1))
+                } else if case .array(let items) = s.table["listen"]!.value {
+                    error(items[i].position, "[server] listen: '\(item)' is not HOST:PORT (use [::1]:25 for IPv6)")
+                }
+            }
+            if out.isEmpty && errors.isEmpty { error(s.table["listen"]!.position, "[server] listen needs at least one address") }
+            c.listen = out
+        }
+        if let h = string(&s, "hostname") {
+            if h.isEmpty || h.contains(" ") { error(s.table["hostname"]!.position, "[server] hostname must be a host name") } else { c.hostname = h }
+        }
+        if let n = integer(&s, "max_connections") { c.maxConnections = n }
+        if let d = duration(&s, "shutdown_timeout") { c.shutdownTimeout = d }
+        if let g = string(&s, "greeting") { c.greeting = g }
+    }
+
+    mutating func readLimits(_ s: inout Section, _ c: inout GatewayConfig) {
+        if let n = integer(&s, "command_line_length", min: 512) { c.limits.commandLineLength = n }
+        if let n = integer(&s, "text_line_length", min: 1000) { c.limits.textLineLength = n }
+        if let n = integer(&s, "recipients", min: 100) { c.limits.recipients = n }
+        if let n = size(&s, "message_size") { c.limits.messageSize = n }
+        if let n = integer(&s, "errors") { c.limits.errors = n }
+        if let d = duration(&s, "command_timeout") { c.limits.commandTimeout = d }
+        if let d = duration(&s, "data_timeout") { c.limits.dataBlockTimeout = d }
+        if let v = choice(&s, "bare_newline", ["reject", "normalize"]) { c.bareNewline = BareNewlinePolicy(rawValue: v)! }
+        if let n = size(&s, "memory_threshold") { c.memoryThreshold = n }
+    }
+
+    mutating func readRelay(_ s: inout Section, _ c: inout GatewayConfig) {
+        if let m = choice(&s, "mode", ["proxy", "queue"]) {
+            c.mode = GatewayConfig.RelayMode(rawValue: m)!
+            if c.mode == .queue {
+                error(s.table["mode"]!.position, "[relay] mode = \"queue\" is not available in this version; use \"proxy\"")
+            }
+        }
+        if let d = string(&s, "downstream") {
+            if d.hasPrefix("maildir:") {
+                let dir = String(d.dropFirst("maildir:".count))
+                if dir.isEmpty { error(s.table["downstream"]!.position, "[relay] downstream \"maildir:\" needs a directory") }
+                c.downstream = .maildir(dir)
+            } else if let (h, p) = Self.parseHostPort(d) {
+                c.downstream = .smtp(host: h, port: p)
+            } else {
+                error(s.table["downstream"]!.position, "[relay] downstream must be \"HOST:PORT\" or \"maildir:DIR\", not \"\(d)\"")
+            }
+        }
+        if let list = stringArray(&s, "domains") {
+            for (i, d) in list.enumerated() {
+                let bare = d.hasPrefix(".") ? String(d.dropFirst()) : d
+                if (try? AddressParser.parseMailbox("x@" + bare)) == nil, case .array(let items) = s.table["domains"]!.value {
+                    error(items[i].position, "[relay] domains: '\(d)' is not a domain name")
+                }
+            }
+            c.domains = list.map { $0.lowercased() }
+        }
+        if let t = choice(&s, "tls", ["none", "opportunistic", "required"]) { c.downstreamTLS = .init(rawValue: t)! }
+        if let v = bool(&s, "tls_verify") { c.downstreamVerify = v }
+        if let ca = string(&s, "tls_ca") { c.downstreamCA = c.resolve(ca) }
+        if let d = duration(&s, "connect_timeout") { c.connectTimeout = d }
+        if let d = duration(&s, "command_timeout") { c.relayCommandTimeout = d }
+        if let d = duration(&s, "data_timeout") { c.relayDataTimeout = d }
+        if let n = integer(&s, "pool_size", min: 0) { c.poolSize = n }
+        if let d = duration(&s, "pool_idle_timeout") { c.poolIdleTimeout = d }
+        if let t = string(&s, "temp_directory") { c.tempDirectory = c.resolve(t) }
+    }
+
+    /// "host:port", "[v6]:port".
+    static func parseHostPort(_ s: String) -> (String, Int)? {
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { return nil }
+            let host = String(s[s.index(after: s.startIndex)..<close])
+            let rest = s[s.index(after: close)...]
+            guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()), (0...65535).contains(p), !host.isEmpty else { return nil }
+            return (host, p)
+        }
+        guard let colon = s.lastIndex(of: ":") else { return nil }
+        let host = String(s[..<colon])
+        guard !host.isEmpty, !host.contains(":"), let p = Int(s[s.index(after: colon)...]), (0...65535).contains(p) else { return nil }
+        return (host, p)
+    }
+}

@@ -1,0 +1,198 @@
+import Audit
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Policy
+import Synchronization
+
+/// The running gateway: listeners, the sessions they accept, the current
+/// runtime (swapped whole on reload) and the audit writer. Shutdown stops
+/// accepting, lets open transactions finish up to a deadline, then closes.
+public final class GatewayServer: Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let runtime: Mutex<Runtime>
+    private let audit: AuditWriter
+    private let logger: Logger
+    private let configPath: String
+    private let sessions = Mutex<[ObjectIdentifier: Channel]>([:])
+    private let listeners = Mutex<[Channel]>([])
+    private let stopping = Mutex(false)
+    private let sessionCounter = Atomic<Int>(0)
+    private let sessionPrefix: String
+    private let makePolicy: @Sendable (GatewayConfig) throws -> any PolicyEngine
+
+    /// Addresses actually bound (port 0 resolved), for logs and tests.
+    public let boundAddresses = Mutex<[SocketAddress]>([])
+
+    public init(configPath: String, config: GatewayConfig, logger: Logger,
+                makePolicy: @escaping @Sendable (GatewayConfig) throws -> any PolicyEngine = { _ in OpenPolicy() }) throws {
+        self.configPath = configPath
+        self.logger = logger
+        self.makePolicy = makePolicy
+        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+        runtime = Mutex(try Runtime(config: config, group: group, policy: makePolicy(config)))
+        sessionPrefix = String(format: "%05X", UInt32.random(in: 0..<0xFFFFF))
+        if case .maildir(let dir) = config.downstream {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+    }
+
+    private var currentRuntime: Runtime { runtime.withLock { $0 } }
+
+    /// Binds every listener and serves until `shutdown()` has finished.
+    public func run() async throws {
+        let config = currentRuntime.config
+        var bound: [NIOAsyncChannel<NIOAsyncChannel<SessionInput, ByteBuffer>, Never>] = []
+        for l in config.listen {
+            let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
+            let ch = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: false)
+                .bind(host: l.host, port: l.port) { child in
+                    child.eventLoop.makeCompletedFuture {
+                        try child.pipeline.syncOperations.addHandler(SessionInputHandler(timeout: timeout))
+                        return try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child)
+                    }
+                }
+            if let addr = ch.channel.localAddress {
+                boundAddresses.withLock { $0.append(addr) }
+                logger.info("listening on \(Self.describe(addr))")
+            }
+            listeners.withLock { $0.append(ch.channel) }
+            bound.append(ch)
+        }
+        logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
+
+        try await withThrowingDiscardingTaskGroup { tasks in
+            for server in bound {
+                tasks.addTask {
+                    try await withThrowingDiscardingTaskGroup { sessions in
+                        try await server.executeThenClose { inbound in
+                            for try await child in inbound {
+                                sessions.addTask { await self.serve(child) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        await currentRuntime.shutdown()
+        audit.close()
+        try await group.shutdownGracefully()
+        logger.info("mxgate stopped")
+    }
+
+    static func describe(_ a: SocketAddress) -> String {
+        guard let ip = a.ipAddress, let port = a.port else { return "\(a)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    private func serve(_ child: NIOAsyncChannel<SessionInput, ByteBuffer>) async {
+        let runtime = currentRuntime
+        let channel = child.channel
+        let id = ObjectIdentifier(channel)
+        let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        let sessionID = sessionPrefix + String(format: "%06X", n & 0xFFFFFF)
+        let tooMany = sessions.withLock { s -> Bool in
+            if s.count >= runtime.config.maxConnections { return true }
+            s[id] = channel
+            return false
+        }
+        let handler = try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: SessionInputHandler.self) }.get()
+        guard !tooMany, let handler else {
+            let reply = SMTPReplyText.tooManyConnections
+            let addr = channel.remoteAddress
+            audit.record(AuditRecord(event: .connection, session: sessionID, clientIP: addr?.ipAddress ?? "unknown",
+                                     clientPort: addr?.port, verdict: .tempfailed, reply: reply.description,
+                                     reason: "max_connections (\(runtime.config.maxConnections)) reached"))
+            var b = channel.allocator.buffer(capacity: 64)
+            reply.encode(into: &b)
+            try? await channel.writeAndFlush(b).get()
+            try? await channel.close()
+            return
+        }
+        defer { sessions.withLock { _ = $0.removeValue(forKey: id) } }
+        if stopping.withLock({ $0 }) {
+            try? await channel.close()
+            return
+        }
+        do {
+            try await child.executeThenClose { inbound, _ in
+                let session = Session(channel: channel, input: handler, runtime: runtime, audit: audit, logger: logger, sessionID: sessionID)
+                await session.run(inbound)
+            }
+        } catch {
+            logger.debug("session \(sessionID) ended: \(error)")
+        }
+    }
+
+    /// Re-reads the configuration and TLS certificate. On any error the
+    /// running configuration stays, and every error is logged.
+    @discardableResult
+    public func reload() -> Bool {
+        let old = currentRuntime
+        do {
+            let config = try GatewayConfig.load(configPath)
+            let fresh = try Runtime(config: config, group: group, policy: makePolicy(config))
+            if config.listen != old.config.listen { logger.warning("reload: [server] listen changes take effect after a restart") }
+            if config.auditPath != old.config.auditPath { logger.warning("reload: [audit] path changes take effect after a restart") }
+            runtime.withLock { $0 = fresh }
+            Task { await old.shutdown() }
+            logger.info("reload: configuration \(configPath) loaded")
+            return true
+        } catch let errors as ConfigErrors {
+            for e in errors.errors { logger.error("reload failed, keeping the running configuration: \(e)") }
+        } catch {
+            logger.error("reload failed, keeping the running configuration: \(error)")
+        }
+        return false
+    }
+
+    /// Stops accepting, asks idle sessions to leave (421), lets transactions
+    /// in progress finish, and closes whatever is left after the deadline.
+    public func shutdown() {
+        let first = stopping.withLock { s -> Bool in
+            defer { s = true }
+            return !s
+        }
+        guard first else { return }
+        logger.info("shutting down: no new connections, finishing open transactions")
+        for l in listeners.withLock({ $0 }) { l.close(promise: nil) }
+        for ch in sessions.withLock({ Array($0.values) }) {
+            ch.pipeline.fireUserInboundEventTriggered(SessionInputHandler.ShutdownEvent())
+        }
+        let deadline = currentRuntime.config.shutdownTimeout
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int(deadline * 1000)))
+            let left = self.sessions.withLock { Array($0.values) }
+            if !left.isEmpty { self.logger.warning("shutdown deadline reached, closing \(left.count) connection(s)") }
+            for ch in left { ch.close(promise: nil) }
+        }
+    }
+}
+
+import SMTPProtocol
+
+enum SMTPReplyText {
+    static let tooManyConnections = SMTPReply(421, "4.7.0", "Too many connections, try again later")
+}
+
+extension GatewayServer {
+    /// Loads the TLS certificate and key the way `serve` would, for `mxgate check`.
+    public static func checkTLS(_ config: GatewayConfig) throws -> Bool {
+        try Runtime.makeServerTLS(config) != nil
+    }
+}
+
+extension GatewayConfig {
+    public var downstreamDescription: String {
+        switch downstream {
+        case .maildir(let d): return "maildir:\(d)"
+        case .smtp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        }
+    }
+}

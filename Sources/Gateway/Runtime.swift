@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import Policy
+import Relay
+import SMTPProtocol
+
+/// Where accepted mail goes in proxy mode.
+enum RelayTarget: Sendable {
+    case smtp(DownstreamPool)
+    case maildir(MaildirDelivery)
+
+    var label: String {
+        switch self {
+        case .smtp(let p): return p.options.label
+        case .maildir(let m): return "maildir:\(m.root)"
+        }
+    }
+}
+
+/// Everything built from one configuration that a reload replaces as a
+/// whole. A session takes the runtime current at its start and keeps it to
+/// the end, so a reload never changes the rules under an open transaction.
+final class Runtime: Sendable {
+    let config: GatewayConfig
+    let gate: RelayGate
+    let policy: any PolicyEngine
+    let relay: RelayTarget
+    let sslContext: NIOSSLContext?
+    let limits: SMTPLimits
+
+    init(config: GatewayConfig, group: EventLoopGroup, policy: any PolicyEngine) throws {
+        self.config = config
+        self.gate = RelayGate(domains: config.domains)
+        self.policy = policy
+        self.limits = config.limits
+        switch config.downstream {
+        case .maildir(let dir):
+            relay = .maildir(MaildirDelivery(root: dir))
+        case .smtp(let host, let port):
+            var o = DownstreamOptions(host: host, port: port, heloName: config.hostname)
+            o.tls = config.downstreamTLS
+            o.verifyCertificate = config.downstreamVerify
+            o.caFile = config.downstreamCA
+            o.connectTimeout = .milliseconds(Int64(config.connectTimeout * 1000))
+            o.commandTimeout = .milliseconds(Int64(config.relayCommandTimeout * 1000))
+            o.dataTimeout = .milliseconds(Int64(config.relayDataTimeout * 1000))
+            relay = .smtp(try DownstreamPool(options: o, group: group, maxIdle: config.poolSize,
+                                             idleTimeout: .milliseconds(Int64(config.poolIdleTimeout * 1000))))
+        }
+        sslContext = try Runtime.makeServerTLS(config)
+    }
+
+    /// The server-side TLS context, read from the PEM files each time so a
+    /// renewed certificate is picked up on reload. TLS 1.2 and later only.
+    static func makeServerTLS(_ config: GatewayConfig) throws -> NIOSSLContext? {
+        guard let certPath = config.tlsCertificate, let keyPath = config.tlsKey else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certPath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0,
+                                                    message: "cannot load TLS certificate \(certPath) / key \(keyPath): \(error)")])
+        }
+    }
+
+    func shutdown() async {
+        if case .smtp(let pool) = relay { await pool.close() }
+    }
+}

@@ -1,0 +1,612 @@
+import Audit
+import Foundation
+import Logging
+import MailMessage
+import NIOCore
+import NIOSSL
+import Policy
+import Relay
+import SMTPProtocol
+
+/// One client connection, from greeting to close: reads bytes, drives the
+/// `SessionStateMachine`, asks the policy at each stage, mirrors the envelope
+/// to the downstream in step, and writes an audit record for every decision.
+/// Business logic lives here in async code; framing lives in the state
+/// machine and decoders; sockets live in NIO handlers.
+final class Session {
+    private let channel: Channel
+    private let inputHandler: SessionInputHandler
+    private let runtime: Runtime
+    private let audit: AuditSink
+    private let logger: Logger
+    private var machine: SessionStateMachine
+    private var framer: CommandLineFramer
+    private var facts: SessionFacts
+    private var pending = ByteBuffer()
+    private var out = ByteBuffer()
+    private var shutdownRequested = false
+    private var closing = false
+
+    // The open transaction.
+    private var downstream: DownstreamConnection?
+    private var downstreamFailure: String?
+    private var rules: [String] = []
+    private var body: MessageBody?
+    private var chunkDecoder: MessageTextDecoder?
+
+    init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String) {
+        self.channel = channel
+        self.inputHandler = input
+        self.runtime = runtime
+        self.audit = audit
+        var log = logger
+        log[metadataKey: "session"] = "\(sessionID)"
+        self.logger = log
+        let limits = runtime.limits
+        machine = SessionStateMachine(configuration: .init(hostname: runtime.config.hostname, limits: limits,
+                                                           tlsAvailable: runtime.sslContext != nil))
+        framer = CommandLineFramer(maxLength: limits.commandLineLength)
+        let remote = channel.remoteAddress
+        facts = SessionFacts(sessionID: sessionID, clientIP: remote?.ipAddress ?? "unknown", clientPort: remote?.port ?? 0)
+    }
+
+    private var config: GatewayConfig { runtime.config }
+
+    // MARK: the loop
+
+    func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
+        var iterator = inbound.makeAsyncIterator()
+        defer { Task { [downstream, runtime] in await Session.release(downstream, runtime) } }
+        let decision = await runtime.policy.evaluate(.connect, facts)
+        if let (reply, rule) = decision.refusal {
+            record(.connection, verdict: verdict(for: reply), reply: reply, rules: [rule])
+            send(reply)
+            await flush()
+            return
+        }
+        send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
+        logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
+
+        while !closing {
+            // Answer every complete command already buffered (pipelining), then flush.
+            while !closing {
+                switch framer.next(&pending) {
+                case .line(let line):
+                    await handle(line: line, iterator: &iterator)
+                    continue
+                case .tooLong:
+                    apply(machine.error(.lineTooLong))
+                    continue
+                case .needMore:
+                    break
+                }
+                break
+            }
+            if closing { break }
+            await flush()
+            guard await readMore(&iterator) else { break }
+        }
+        await flush()
+        await abortTransaction()
+    }
+
+    /// Reads the next input. Returns false when the session must end.
+    private func readMore(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async -> Bool {
+        while true {
+            let next: SessionInput?
+            do { next = try await iterator.next() } catch { return false }
+            guard let next else { return false }
+            switch next {
+            case .bytes(var b):
+                if pending.readableBytes == 0 { pending = b } else { pending.writeBuffer(&b) }
+                return true
+            case .timeout:
+                send(.timeout)
+                record(.connection, verdict: .tempfailed, reply: .timeout, reason: "client timed out in \(machine.phase)")
+                closing = true
+                return false
+            case .shutdown:
+                shutdownRequested = true
+                if machine.envelope == nil && machine.phase != .data && machine.phase != .bdat {
+                    send(.shuttingDown)
+                    closing = true
+                    return false
+                }
+                continue
+            case .tlsStarted, .tlsFailed:
+                continue  // only expected inside startTLS()
+            }
+        }
+    }
+
+    private func send(_ reply: SMTPReply) { reply.encode(into: &out) }
+
+    /// RFC 5321 §4.5.3.2: the DATA block timeout differs from the command timeout.
+    private func setReadTimeout(_ seconds: Double) {
+        let h = inputHandler
+        channel.eventLoop.execute { h.setTimeout(.milliseconds(Int64(seconds * 1000))) }
+    }
+
+    private func flush() async {
+        guard out.readableBytes > 0 else { return }
+        let b = out
+        out = channel.allocator.buffer(capacity: 512)
+        do { try await channel.writeAndFlush(b).get() } catch { closing = true }
+    }
+
+    private func apply(_ action: SessionStateMachine.Action) {
+        switch action {
+        case .reply(let r): send(r)
+        case .replyAndClose(let r): send(r); closing = true
+        default: break
+        }
+    }
+
+    // MARK: commands
+
+    private func handle(line: ByteBuffer, iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+        if shutdownRequested && machine.envelope == nil {
+            send(.shuttingDown)
+            closing = true
+            return
+        }
+        let parsed = CommandParser.parse(line.readableBytesView)
+        let action = machine.receive(parsed)
+        switch action {
+        case .reply, .replyAndClose:
+            apply(action)
+        case .checkHelo(let name, let extended):
+            var f = facts
+            f.helo = name
+            let d = await runtime.policy.evaluate(.helo, f)
+            if let (reply, rule) = d.refusal {
+                refuseCommand(reply, rule: rule)
+                return
+            }
+            await abortTransaction()
+            facts.helo = name
+            send(machine.heloAccepted(name, extended: extended))
+        case .checkMail(let path, let params):
+            var f = facts
+            f.mailFrom = path
+            f.mailParameters = params
+            let d = await runtime.policy.evaluate(.mail, f)
+            if let (reply, rule) = d.refusal {
+                refuseCommand(reply, rule: rule, from: path.description)
+                return
+            }
+            facts.mailFrom = path
+            facts.mailParameters = params
+            facts.recipients = []
+            rules = []
+            downstreamFailure = nil
+            machine.mailAccepted(path, params)
+            send(SMTPReply(250, "2.1.0", "Ok"))
+        case .checkRecipient(let box, let params):
+            await recipient(box, params)
+        case .startData:
+            await data(&iterator)
+        case .receiveChunk(let size, let last):
+            await chunk(size: size, last: last, &iterator)
+        case .discardChunk(let size, let reply):
+            await discard(size, &iterator)
+            send(reply)
+            if reply.code == 421 { closing = true }
+        case .reset(let reply):
+            await abortTransaction()
+            send(reply)
+        case .startTLS:
+            await startTLS(&iterator)
+        }
+    }
+
+    private func refuseCommand(_ reply: SMTPReply, rule: String, from: String? = nil) {
+        var r = AuditRecordBuilder(self).base(.command, verdict: verdict(for: reply), reply: reply)
+        r.rules = [rule]
+        if let from { r.mailFrom = from }
+        audit.record(r)
+        apply(machine.error(reply))
+    }
+
+    // MARK: RCPT
+
+    private func recipient(_ given: Mailbox, _ params: RcptParameters) async {
+        var box = given
+        if box.domain.isEmpty, let d = runtime.gate.primaryDomain { box.domain = d }  // <Postmaster>
+        if let reply = runtime.gate.check(given) {
+            refuseRecipient(box, reply, rules: ["relay-gate"])
+            return
+        }
+        var f = facts
+        f.recipient = box
+        let d = await runtime.policy.evaluate(.rcpt, f)
+        if let (reply, rule) = d.refusal {
+            refuseRecipient(box, reply, rules: [rule])
+            return
+        }
+        switch runtime.relay {
+        case .maildir:
+            accept(box, params)
+        case .smtp(let pool):
+            if let failure = downstreamFailure {
+                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: failure)
+                return
+            }
+            do {
+                if downstream == nil {
+                    if let refused = try await openDownstream(pool) {
+                        refuseRecipient(box, refused, reason: "downstream refused MAIL FROM")
+                        return
+                    }
+                }
+                let reply = try await downstream!.rcpt(box, params)
+                if reply.code / 100 == 2 {
+                    accept(box, params, reply: passthrough(reply))
+                } else {
+                    refuseRecipient(box, passthrough(reply), reason: "downstream refused recipient")
+                }
+            } catch {
+                downstreamFailure = "\(error)"
+                logger.warning("downstream failed at RCPT: \(error)")
+                await dropDownstream()
+                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: "\(error)")
+            }
+        }
+    }
+
+    private func accept(_ box: Mailbox, _ params: RcptParameters, reply: SMTPReply = SMTPReply(250, "2.1.5", "Ok")) {
+        machine.recipientAccepted(box, params)
+        facts.recipients.append(box)
+        send(reply)
+    }
+
+    private func refuseRecipient(_ box: Mailbox, _ reply: SMTPReply, rules: [String] = [], reason: String? = nil) {
+        var r = AuditRecordBuilder(self).base(.recipient, verdict: verdict(for: reply), reply: reply)
+        r.rcptTo = [box.description]
+        r.rules = rules
+        r.reason = reason
+        r.relay = reason == nil ? nil : runtime.relay.label
+        audit.record(r)
+        if reply.isPermanent, case .reply(let counted) = machine.error(reply) {
+            send(counted)
+        } else if reply.isPermanent {
+            send(.tooManyErrors)
+            closing = true
+        } else {
+            send(reply)
+        }
+    }
+
+    /// Opens the downstream transaction at the first accepted RCPT
+    /// (DESIGN.md "Envelope in step"). Returns the downstream's refusal of
+    /// MAIL, if any. A reused connection that turns out dead is replaced once.
+    private func openDownstream(_ pool: DownstreamPool) async throws -> SMTPReply? {
+        guard let env = machine.envelope else { return SMTPReply(503, "5.5.1", "Error: need MAIL command") }
+        for attempt in 0..<2 {
+            let (conn, reused) = try await pool.checkout()
+            do {
+                let reply = try await conn.mail(env.mailFrom, env.mailParameters, size: env.mailParameters.size)
+                if reply.code / 100 != 2 {
+                    await pool.checkin(conn)
+                    return passthrough(reply)
+                }
+                downstream = conn
+                return nil
+            } catch {
+                conn.abandon()
+                if !(reused && attempt == 0) { throw error }
+            }
+        }
+        return nil
+    }
+
+    /// Downstream replies go to the client as they are, with an enhanced
+    /// code added when the downstream gave none (we advertise ENHANCEDSTATUSCODES).
+    private func passthrough(_ reply: SMTPReply) -> SMTPReply {
+        var r = reply
+        if r.enhanced == nil { r.enhanced = "\(r.code / 100).0.0" }
+        return r
+    }
+
+    // MARK: DATA and BDAT
+
+    private func newBody() -> MessageBody {
+        MessageBody(memoryThreshold: config.memoryThreshold, tempDirectory: config.tempDirectory)
+    }
+
+    private func data(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+        if case .smtp = runtime.relay, downstream == nil || downstreamFailure != nil {
+            // Recipients were accepted but the downstream is gone: say so now, before the client sends the text.
+            let reply = SMTPReply(451, "4.4.1", "Downstream unavailable, try again later")
+            finishTransaction(reply, size: nil, messageID: nil, reason: downstreamFailure ?? "downstream connection lost")
+            return
+        }
+        send(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>"))
+        await flush()
+        setReadTimeout(runtime.limits.dataBlockTimeout)
+        var decoder = MessageTextDecoder(mode: .dotTerminated, maxSize: runtime.limits.messageSize,
+                                         maxLineLength: runtime.limits.textLineLength, bareNewline: config.bareNewline)
+        let body = newBody()
+        var storeError: Error?
+        var chunk = channel.allocator.buffer(capacity: 16 * 1024)
+        while true {
+            chunk.clear()
+            let done = decoder.decode(&pending, into: &chunk)
+            if storeError == nil {
+                do { try body.append(chunk) } catch { storeError = error }
+            }
+            if done { break }
+            guard await readMore(&iterator) else {
+                setReadTimeout(runtime.limits.commandTimeout)
+                await abortTransaction(reason: "client disconnected during DATA")
+                closing = true
+                return
+            }
+        }
+        setReadTimeout(runtime.limits.commandTimeout)
+        await endOfMessage(decoder: decoder, body: body, storeError: storeError)
+    }
+
+    private func chunk(size: Int, last: Bool, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+        if case .smtp = runtime.relay, downstream == nil || downstreamFailure != nil {
+            await discard(size, &iterator)
+            finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: nil, messageID: nil,
+                              reason: downstreamFailure ?? "downstream connection lost")
+            return
+        }
+        if chunkDecoder == nil {
+            chunkDecoder = MessageTextDecoder(mode: .chunked, maxSize: runtime.limits.messageSize,
+                                              maxLineLength: runtime.limits.textLineLength, bareNewline: config.bareNewline)
+            body = newBody()
+        }
+        var remaining = size
+        var storeError: Error?
+        var out = channel.allocator.buffer(capacity: 16 * 1024)
+        setReadTimeout(runtime.limits.dataBlockTimeout)
+        while remaining > 0 {
+            if pending.readableBytes == 0 {
+                guard await readMore(&iterator) else {
+                    setReadTimeout(runtime.limits.commandTimeout)
+                    await abortTransaction(reason: "client disconnected during BDAT")
+                    closing = true
+                    return
+                }
+                continue
+            }
+            var slice = pending.readSlice(length: min(remaining, pending.readableBytes))!
+            remaining -= slice.readableBytes
+            out.clear()
+            _ = chunkDecoder!.decode(&slice, into: &out)
+            do { try body!.append(out) } catch { storeError = error }
+        }
+        setReadTimeout(runtime.limits.commandTimeout)
+        if let storeError {
+            await abortTransaction(reason: "\(storeError)")
+            finishTransaction(SMTPReply(451, "4.3.0", "Local error while storing the message"), size: nil, messageID: nil, reason: "\(storeError)")
+            return
+        }
+        guard last else {
+            send(SMTPReply(250, "2.0.0", "\(size) octets received"))
+            return
+        }
+        var decoder = chunkDecoder!
+        out.clear()
+        decoder.finishChunked(into: &out)
+        do { try body!.append(out) } catch { storeError = error }
+        let b = body!
+        chunkDecoder = nil
+        body = nil
+        await endOfMessage(decoder: decoder, body: b, storeError: storeError)
+    }
+
+    private func discard(_ size: Int, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+        var remaining = size
+        while remaining > 0 {
+            if pending.readableBytes == 0 {
+                guard await readMore(&iterator) else { closing = true; return }
+                continue
+            }
+            let n = min(remaining, pending.readableBytes)
+            pending.moveReaderIndex(forwardBy: n)
+            remaining -= n
+        }
+    }
+
+    /// The milter-style end of data: the message is whole; check it, add
+    /// the trace header, hand it to the downstream, and answer with its answer.
+    private func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
+        let headerBytes = (try? body.prefix(64 * 1024)) ?? []
+        let messageID = HeaderBlock(headerBytes).first("Message-ID")
+        if let violation = decoder.violation {
+            await abortTransaction()
+            finishTransaction(violation, size: decoder.size, messageID: messageID, rules: ["limits"])
+            return
+        }
+        if let storeError {
+            await abortTransaction()
+            finishTransaction(SMTPReply(451, "4.3.0", "Local error while storing the message"), size: decoder.size,
+                              messageID: messageID, reason: "\(storeError)")
+            return
+        }
+        var f = facts
+        f.messageSize = decoder.size
+        let d = await runtime.policy.evaluate(.endOfData, f)
+        if let (reply, rule) = d.refusal {
+            await abortTransaction()
+            finishTransaction(reply, size: decoder.size, messageID: messageID, rules: [rule])
+            return
+        }
+        let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
+        let header = receivedHeader(id: txID)
+        switch runtime.relay {
+        case .maildir(let maildir):
+            do {
+                let name = try await maildir.deliver(header: header, body: body, to: machine.envelope?.recipients ?? [],
+                                                     hostname: config.hostname)
+                finishTransaction(SMTPReply(250, "2.0.0", "Ok: delivered as \(txID)"), size: decoder.size,
+                                  messageID: messageID, relay: "maildir \(name)")
+            } catch {
+                logger.error("maildir delivery failed: \(error)")
+                finishTransaction(SMTPReply(451, "4.3.0", "Local delivery failed, try again later"), size: decoder.size,
+                                  messageID: messageID, reason: "\(error)")
+            }
+        case .smtp(let pool):
+            guard let conn = downstream else {
+                finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: decoder.size,
+                                  messageID: messageID, reason: "downstream connection lost")
+                return
+            }
+            do {
+                let reply = passthrough(try await conn.data(header: header, body: body))
+                downstream = nil
+                await pool.checkin(conn)
+                finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.options.label) \(reply)")
+            } catch {
+                logger.warning("downstream failed during DATA: \(error)")
+                await dropDownstream()
+                finishTransaction(SMTPReply(451, "4.4.2", "Downstream failed during delivery, try again later"), size: decoder.size,
+                                  messageID: messageID, reason: "\(error)")
+            }
+        }
+    }
+
+    /// RFC 5321 §4.4 trace header; "with ESMTPS" etc. per RFC 3848.
+    private func receivedHeader(id: String) -> ByteBuffer {
+        let env = machine.envelope
+        var with = machine.extended ? "ESMTP" : "SMTP"
+        if env?.mailParameters.smtpUTF8 == true { with = "UTF8" + with }
+        if machine.tlsActive { with += "S" }
+        let ip = facts.clientIP
+        let literal = ip.contains(":") ? "IPv6:\(ip)" : ip
+        var text = "Received: from \(Self.sanitize(facts.helo ?? "unknown")) ([\(literal)])\r\n"
+        text += "\tby \(config.hostname) (mxgate) with \(with) id \(id)"
+        if let rcpts = env?.recipients, rcpts.count == 1 { text += "\r\n\tfor <\(rcpts[0])>" }
+        text += "; \(Self.rfc5322Date(Date()))\r\n"
+        var b = channel.allocator.buffer(capacity: text.utf8.count)
+        b.writeString(text)
+        return b
+    }
+
+    static func sanitize(_ s: String) -> String {
+        String(s.unicodeScalars.filter { $0.value > 32 && $0.value < 127 && $0 != "(" && $0 != ")" }.prefix(255).map(Character.init))
+    }
+
+    static func rfc5322Date(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
+        return f.string(from: date)
+    }
+
+    private func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
+                                   relay: String? = nil, reason: String? = nil) {
+        var r = AuditRecordBuilder(self).base(.transaction, verdict: verdict(for: reply), reply: reply)
+        r.size = size
+        r.messageID = messageID
+        r.rules = rules + extra
+        r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.relay.label : nil)
+        r.reason = reason
+        audit.record(r)
+        send(reply)
+        machine.transactionEnded()
+        facts.mailFrom = nil
+        facts.recipients = []
+        rules = []
+        downstreamFailure = nil
+    }
+
+    // MARK: downstream bookkeeping
+
+    /// Closes the downstream transaction (RSET) and returns the connection.
+    private func abortTransaction(reason: String? = nil) async {
+        body = nil
+        chunkDecoder = nil
+        downstreamFailure = nil
+        guard let conn = downstream else { return }
+        downstream = nil
+        if case .smtp(let pool) = runtime.relay { await pool.checkin(conn) } else { conn.abandon() }
+    }
+
+    private func dropDownstream() async {
+        downstream?.abandon()
+        downstream = nil
+    }
+
+    private static func release(_ conn: DownstreamConnection?, _ runtime: Runtime) async {
+        guard let conn else { return }
+        if case .smtp(let pool) = runtime.relay { await pool.checkin(conn) } else { conn.abandon() }
+    }
+
+    // MARK: STARTTLS
+
+    private func startTLS(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+        guard let ssl = runtime.sslContext else {
+            send(.tlsNotAvailable)
+            return
+        }
+        // Replies to commands pipelined before STARTTLS go out first.
+        await flush()
+        var buffer = ByteBuffer()
+        SMTPReply(220, "2.0.0", "Ready to start TLS").encode(into: &buffer)
+        let reply = buffer
+        let handler = inputHandler
+        do {
+            try await channel.eventLoop.submit { try handler.startTLS(reply: reply, sslContext: ssl) }.get()
+        } catch {
+            closing = true
+            return
+        }
+        // CVE-2011-0411: anything the client sent after STARTTLS in plaintext is dropped.
+        pending.clear()
+        while true {
+            let next: SessionInput?
+            do { next = try await iterator.next() } catch { closing = true; return }
+            switch next {
+            case .none:
+                closing = true
+                return
+            case .bytes:
+                continue  // plaintext read before the handshake finished
+            case .tlsStarted:
+                machine.tlsStarted()
+                facts.tls = true
+                facts.helo = nil
+                return
+            case .tlsFailed(let why):
+                logger.info("TLS handshake failed: \(why)")
+                record(.connection, verdict: .rejected, reply: SMTPReply(421, "4.7.0", "TLS handshake failed"), reason: why)
+                closing = true
+                return
+            case .timeout, .shutdown:
+                closing = true
+                return
+            }
+        }
+    }
+
+    // MARK: audit
+
+    private func verdict(for reply: SMTPReply) -> AuditRecord.Verdict {
+        reply.code < 400 ? .accepted : reply.code < 500 ? .tempfailed : .rejected
+    }
+
+    private func record(_ event: AuditRecord.Event, verdict: AuditRecord.Verdict, reply: SMTPReply, rules: [String] = [], reason: String? = nil) {
+        var r = AuditRecordBuilder(self).base(event, verdict: verdict, reply: reply)
+        r.rules = rules
+        r.reason = reason
+        audit.record(r)
+    }
+
+    /// Fills the fields every record shares from the session's current facts.
+    fileprivate struct AuditRecordBuilder {
+        let session: Session
+        init(_ s: Session) { session = s }
+        func base(_ event: AuditRecord.Event, verdict: AuditRecord.Verdict, reply: SMTPReply) -> AuditRecord {
+            let f = session.facts
+            return AuditRecord(event: event, session: f.sessionID, clientIP: f.clientIP, clientPort: f.clientPort,
+                               helo: f.helo, tls: session.machine.tlsActive, mailFrom: f.mailFrom?.description,
+                               rcptTo: f.recipients.map(\.description), verdict: verdict, reply: reply.description)
+        }
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SMTPProtocol
+
+/// Collects server replies and hands each to the oldest waiting command, so
+/// commands can be pipelined (RFC 2920). Lives on the event loop only.
+final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private var buffer = ByteBuffer()
+    private var parser = ReplyParser()
+    private var waiting: [(EventLoopPromise<SMTPReply>, Scheduled<Void>?)] = []
+    private var early: [SMTPReply] = []
+    private var failure: RelayError?
+    private var context: ChannelHandlerContext?
+    /// Replies longer than this are a protocol error, not a memory sink.
+    private let maxLine = 4096
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    /// Registers interest in the next reply; fails after `timeout`.
+    func expectReply(on loop: EventLoop, timeout: TimeAmount, what: String) -> EventLoopFuture<SMTPReply> {
+        let promise = loop.makePromise(of: SMTPReply.self)
+        if let failure {
+            promise.fail(failure)
+            return promise.futureResult
+        }
+        if !early.isEmpty {
+            promise.succeed(early.removeFirst())
+            return promise.futureResult
+        }
+        let timer = loop.scheduleTask(in: timeout) { [weak self] in
+            guard let self else { return }
+            self.failAll(.timeout("waiting for the reply to \(what)"))
+            self.context?.close(promise: nil)
+        }
+        waiting.append((promise, timer))
+        return promise.futureResult
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        buffer.writeBuffer(&incoming)
+        while let lf = buffer.readableBytesView.firstIndex(of: 10) {
+            let len = lf - buffer.readableBytesView.startIndex
+            var line = buffer.readString(length: len) ?? ""
+            buffer.moveReaderIndex(forwardBy: 1)
+            if line.hasSuffix("\r") { line.removeLast() }
+            do {
+                if let reply = try parser.feed(line) { deliver(reply) }
+            } catch {
+                failAll(.protocolError(error.description))
+                context.close(promise: nil)
+                return
+            }
+        }
+        if buffer.readableBytes > maxLine {
+            failAll(.protocolError("reply line too long"))
+            context.close(promise: nil)
+        }
+        buffer.discardReadBytes()
+    }
+
+    private func deliver(_ reply: SMTPReply) {
+        if waiting.isEmpty {
+            early.append(reply)
+            return
+        }
+        let (p, t) = waiting.removeFirst()
+        t?.cancel()
+        p.succeed(reply)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(.closed("(connection lost)"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is NIOSSLError || error is BoringSSLError {
+            failAll(.tls(String(describing: error)))
+        } else {
+            failAll(.closed("(\(error))"))
+        }
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: RelayError) {
+        if failure == nil { failure = error }
+        let w = waiting
+        waiting.removeAll()
+        for (p, t) in w {
+            t?.cancel()
+            p.fail(error)
+        }
+    }
+}
+
+/// Settings for talking to one downstream.
+public struct DownstreamOptions: Sendable {
+    public enum TLSMode: String, Sendable { case none, opportunistic, required }
+    public var host: String
+    public var port: Int
+    public var heloName: String
+    public var tls: TLSMode = .opportunistic
+    /// Verify the downstream certificate (against the system or given CA).
+    public var verifyCertificate = false
+    public var caFile: String?
+    public var connectTimeout: TimeAmount = .seconds(30)
+    public var commandTimeout: TimeAmount = .seconds(300)
+    /// RFC 5321 §4.5.3.2.6: up to 10 minutes for the final reply to DATA.
+    public var dataTimeout: TimeAmount = .seconds(600)
+
+    public init(host: String, port: Int, heloName: String) {
+        self.host = host
+        self.port = port
+        self.heloName = heloName
+    }
+
+    public var label: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// One SMTP client connection to the downstream, owned by one task at a time
+/// (the pool hands it out and takes it back), hence `@unchecked Sendable`.
+public final class DownstreamConnection: @unchecked Sendable {
+    public let options: DownstreamOptions
+    let channel: Channel
+    private let handler: SMTPClientHandler
+    public private(set) var capabilities: Set<String> = []
+    public private(set) var maxSize: Int?
+    public private(set) var tlsActive = false
+    /// True while a MAIL transaction is open on this connection.
+    public private(set) var inTransaction = false
+    /// Set when the connection must not be reused (an error happened).
+    public private(set) var broken = false
+    public let createdAt = NIODeadline.now()
+    public internal(set) var lastUsed = NIODeadline.now()
+    public private(set) var transactions = 0
+
+    init(options: DownstreamOptions, channel: Channel, handler: SMTPClientHandler) {
+        self.options = options
+        self.channel = channel
+        self.handler = handler
+    }
+
+    public var isUsable: Bool { !broken && channel.isActive && !inTransaction }
+
+    /// Connects, reads the greeting, says EHLO, and starts TLS as configured.
+    public static func open(_ options: DownstreamOptions, group: EventLoopGroup, tlsContext: NIOSSLContext?) async throws -> DownstreamConnection {
+        let handler = SMTPClientHandler()
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(options.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
+                }
+                .connect(host: options.host, port: options.port).get()
+        } catch {
+            throw RelayError.connect("\(options.label): \(error)")
+        }
+        let conn = DownstreamConnection(options: options, channel: channel, handler: handler)
+        do {
+            let greeting = try await conn.readReply(timeout: options.commandTimeout, what: "greeting")
+            guard greeting.code == 220 else {
+                throw RelayError.protocolError("greeting: \(greeting)")
+            }
+            try await conn.ehlo()
+            if options.tls != .none {
+                if conn.capabilities.contains("STARTTLS"), let tlsContext {
+                    try await conn.startTLS(tlsContext)
+                } else if options.tls == .required {
+                    throw RelayError.tls("\(options.label) does not offer STARTTLS and TLS is required")
+                }
+            }
+        } catch {
+            conn.abandon()
+            throw error
+        }
+        return conn
+    }
+
+    func readReply(timeout: TimeAmount, what: String) async throws -> SMTPReply {
+        let h = handler
+        let loop = channel.eventLoop
+        return try await loop.flatSubmit { h.expectReply(on: loop, timeout: timeout, what: what) }.get()
+    }
+
+    /// Sends a command line and waits for its reply.
+    public func command(_ line: String, timeout: TimeAmount? = nil) async throws -> SMTPReply {
+        let h = handler
+        let loop = channel.eventLoop
+        let ch = channel
+        let t = timeout ?? options.commandTimeout
+        let verb = String(line.prefix { $0 != " " })
+        do {
+            return try await loop.flatSubmit {
+                let f = h.expectReply(on: loop, timeout: t, what: verb)
+                var b = ch.allocator.buffer(capacity: line.utf8.count + 2)
+                b.writeString(line)
+                b.writeStaticString("\r\n")
+                ch.writeAndFlush(b, promise: nil)
+                return f
+            }.get()
+        } catch {
+            broken = true
+            throw error
+        }
+    }
+
+    private func ehlo() async throws {
+        var reply = try await command("EHLO \(options.heloName)")
+        if reply.code != 250 {
+            reply = try await command("HELO \(options.heloName)")
+            guard reply.code == 250 else { throw RelayError.protocolError("HELO refused: \(reply)") }
+            capabilities = []
+            return
+        }
+        var caps = Set<String>()
+        for line in reply.lines.dropFirst() {
+            let parts = line.split(separator: " ")
+            guard let kw = parts.first?.uppercased() else { continue }
+            caps.insert(kw)
+            if kw == "SIZE", parts.count > 1, let n = Int(parts[1]), n > 0 { maxSize = n }
+        }
+        capabilities = caps
+    }
+
+    private func startTLS(_ context: NIOSSLContext) async throws {
+        let reply = try await command("STARTTLS")
+        guard reply.code == 220 else {
+            if options.tls == .required { throw RelayError.tls("STARTTLS refused: \(reply)") }
+            return
+        }
+        let ch = channel
+        let host = options.host
+        let verify = options.verifyCertificate
+        try await ch.eventLoop.submit {
+            let ssl = try NIOSSLClientHandler(context: context, serverHostname: verify && !host.first!.isNumber && !host.contains(":") ? host : nil)
+            try ch.pipeline.syncOperations.addHandler(ssl, position: .first)
+        }.get()
+        tlsActive = true
+        // RFC 3207 §4.2: forget what the server said before TLS and ask again.
+        try await ehlo()
+    }
+
+    /// MAIL FROM with the parameters the downstream understands.
+    public func mail(_ from: ReversePath, _ params: MailParameters, size: Int?) async throws -> SMTPReply {
+        var line = "MAIL FROM:<\(from)>"
+        if capabilities.contains("SIZE"), let size { line += " SIZE=\(size)" }
+        if capabilities.contains("8BITMIME"), let body = params.body, body != "BINARYMIME" { line += " BODY=\(body)" }
+        if capabilities.contains("SMTPUTF8"), params.smtpUTF8 { line += " SMTPUTF8" }
+        if capabilities.contains("DSN") {
+            if let r = params.ret { line += " RET=\(r)" }
+            if let e = params.envid { line += " ENVID=\(e)" }
+        }
+        let reply = try await command(line)
+        if reply.code == 250 { inTransaction = true }
+        return reply
+    }
+
+    public func rcpt(_ to: Mailbox, _ params: RcptParameters) async throws -> SMTPReply {
+        var line = "RCPT TO:<\(to)>"
+        if capabilities.contains("DSN") {
+            if let n = params.notify { line += " NOTIFY=\(n)" }
+            if let o = params.orcpt { line += " ORCPT=\(o)" }
+        }
+        return try await command(line)
+    }
+
+    /// DATA, the dot-stuffed text, and the final reply. `header` is written
+    /// before the body (the Received line mxgate adds).
+    public func data(header: ByteBuffer, body: MessageBody) async throws -> SMTPReply {
+        let go = try await command("DATA")
+        guard go.code == 354 else {
+            _ = try? await reset()
+            return go
+        }
+        var stuffer = DotStuffer()
+        let ch = channel
+        var out = ch.allocator.buffer(capacity: 64 * 1024 + 1024)
+        stuffer.stuff(header, into: &out)
+        do {
+            try await body.forEachChunk { chunk in
+                stuffer.stuff(chunk, into: &out)
+                if out.readableBytes >= 32 * 1024 {
+                    let b = out
+                    out = ch.allocator.buffer(capacity: 64 * 1024 + 1024)
+                    try await ch.writeAndFlush(b).get()
+                }
+            }
+            stuffer.finish(into: &out)
+            let final = out
+            let h = handler
+            let loop = ch.eventLoop
+            let timeout = options.dataTimeout
+            let reply = try await loop.flatSubmit {
+                let f = h.expectReply(on: loop, timeout: timeout, what: "end of data")
+                ch.writeAndFlush(final, promise: nil)
+                return f
+            }.get()
+            inTransaction = false
+            transactions += 1
+            return reply
+        } catch {
+            broken = true
+            throw error
+        }
+    }
+
+    public func reset() async throws -> SMTPReply {
+        let r = try await command("RSET")
+        inTransaction = false
+        if r.code != 250 { broken = true }
+        return r
+    }
+
+    /// Ends a connection politely; errors do not matter any more.
+    public func quit() async {
+        if channel.isActive && !broken {
+            _ = try? await command("QUIT", timeout: .seconds(5))
+        }
+        abandon()
+    }
+
+    public func abandon() {
+        broken = true
+        channel.close(promise: nil)
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import NIOCore
+
+/// The message text of one transaction while the verdict is pending: in
+/// memory up to a threshold, then in an unlinked temporary file, so a 50 MB
+/// message never sits whole in RAM (DESIGN.md, "End of data, milter-style").
+public final class MessageBody: @unchecked Sendable {
+    // Used by one session task at a time; not shared across tasks concurrently.
+    private var memory = ByteBuffer()
+    private var fd: Int32 = -1
+    private let threshold: Int
+    private let tempDirectory: String
+    public private(set) var count = 0
+
+    public init(memoryThreshold: Int, tempDirectory: String) {
+        self.threshold = memoryThreshold
+        self.tempDirectory = tempDirectory
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    public var isSpilled: Bool { fd >= 0 }
+
+    public func append(_ bytes: ByteBuffer) throws {
+        guard bytes.readableBytes > 0 else { return }
+        count += bytes.readableBytes
+        if fd < 0 && memory.readableBytes + bytes.readableBytes <= threshold {
+            var b = bytes
+            memory.writeBuffer(&b)
+            return
+        }
+        if fd < 0 { try spill() }
+        try writeAll(bytes)
+    }
+
+    private func spill() throws {
+        var template = Array((tempDirectory + "/mxgate-msg-XXXXXX").utf8CString)
+        let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard f >= 0 else { throw RelayError.local("cannot create temporary file in \(tempDirectory): \(String(cString: strerror(errno)))") }
+        let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        unlink(path)  // the file lives only as long as this object
+        fd = f
+        try writeAll(memory)
+        memory = ByteBuffer()
+    }
+
+    private func writeAll(_ bytes: ByteBuffer) throws {
+        try bytes.withUnsafeReadableBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw RelayError.local("cannot write temporary file: \(String(cString: strerror(errno)))")
+                }
+                off += n
+            }
+        }
+    }
+
+    /// The first bytes, for header parsing.
+    public func prefix(_ n: Int) throws -> [UInt8] {
+        if fd < 0 { return memory.getBytes(at: memory.readerIndex, length: min(n, memory.readableBytes)) ?? [] }
+        var out = [UInt8](repeating: 0, count: min(n, count))
+        let got = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+        guard got >= 0 else { throw RelayError.local("cannot read temporary file") }
+        return Array(out[..<got])
+    }
+
+    /// Calls `body` with successive chunks of the text.
+    public func forEachChunk(size: Int = 64 * 1024, _ body: (ByteBuffer) async throws -> Void) async throws {
+        if fd < 0 {
+            var m = memory
+            while m.readableBytes > 0 {
+                let slice = m.readSlice(length: min(size, m.readableBytes))!
+                try await body(slice)
+            }
+            return
+        }
+        var offset: off_t = 0
+        var chunk = ByteBuffer()
+        while Int(offset) < count {
+            chunk.clear()
+            let n = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+                let got = pread(fd, raw.baseAddress!, min(size, raw.count), offset)
+                return max(got, 0)
+            }
+            guard n > 0 else { throw RelayError.local("short read from temporary file") }
+            offset += off_t(n)
+            try await body(chunk)
+        }
+    }
+
+    /// All bytes; used where a whole message is needed (small messages, tests).
+    public func allBytes() async throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        try await forEachChunk { out += $0.readableBytesView }
+        return out
+    }
+}
+
+/// Why relaying failed; the session turns each into a 4xx reply.
+public enum RelayError: Error, Sendable, CustomStringConvertible {
+    case connect(String)
+    case timeout(String)
+    case closed(String)
+    case protocolError(String)
+    case tls(String)
+    case local(String)
+
+    public var description: String {
+        switch self {
+        case .connect(let s): return "cannot connect to downstream: \(s)"
+        case .timeout(let s): return "downstream timed out \(s)"
+        case .closed(let s): return "downstream closed the connection \(s)"
+        case .protocolError(let s): return "downstream protocol error: \(s)"
+        case .tls(let s): return "downstream TLS failed: \(s)"
+        case .local(let s): return s
+        }
+    }
+}

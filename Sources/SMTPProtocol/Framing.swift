@@ -1,0 +1,234 @@
+import NIOCore
+
+/// Splits the command stream into lines without ever holding more than one
+/// line's worth of bytes: an over-long line is discarded as it arrives and
+/// reported once its end is seen (RFC 5321 §4.5.3.1.4).
+public struct CommandLineFramer: Sendable {
+    public enum Output: Equatable {
+        case line(ByteBuffer)
+        case tooLong
+        case needMore
+    }
+
+    public var maxLength: Int
+    private var discarding = false
+
+    public init(maxLength: Int) { self.maxLength = maxLength }
+
+    /// Commands end in CRLF; a bare LF is accepted as a line end here because
+    /// commands are re-encoded, never passed through (message text is strict).
+    public mutating func next(_ buffer: inout ByteBuffer) -> Output {
+        let view = buffer.readableBytesView
+        guard let lf = view.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > maxLength {
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                discarding = true
+            }
+            return .needMore
+        }
+        let lineLength = lf - view.startIndex
+        if discarding {
+            buffer.moveReaderIndex(forwardBy: lineLength + 1)
+            discarding = false
+            return .tooLong
+        }
+        var contentLength = lineLength
+        if contentLength > 0, view[lf - 1] == UInt8(ascii: "\r") { contentLength -= 1 }
+        if contentLength + 2 > maxLength {
+            buffer.moveReaderIndex(forwardBy: lineLength + 1)
+            return .tooLong
+        }
+        let line = buffer.getSlice(at: buffer.readerIndex, length: contentLength)!
+        buffer.moveReaderIndex(forwardBy: lineLength + 1)
+        return .line(line)
+    }
+}
+
+/// What to do with a CR or LF that is not part of a CRLF pair in message text.
+/// Both choices keep bare line ends away from the downstream, which is what
+/// defeats SMTP smuggling (CVE-2023-51764).
+public enum BareNewlinePolicy: String, Sendable, Hashable {
+    /// Receive the whole message, then refuse it with 550 5.6.2
+    /// (Postfix's `smtpd_forbid_bare_newline = reject`).
+    case reject
+    /// Turn each bare CR or LF into CRLF. A dot after a bare line end is kept
+    /// as text and later dot-stuffed, so it can never end the message.
+    case normalize
+}
+
+/// Decodes message text as it streams in: DATA's dot-transparency and
+/// end-of-data marker (RFC 5321 §4.5.2), or BDAT chunks (RFC 3030), with the
+/// size and line-length limits enforced byte by byte so nothing over the
+/// limit is ever stored.
+///
+/// Output is always CRLF-only text without dot-stuffing; only the exact
+/// sequence CRLF "." CRLF ends DATA.
+public struct MessageTextDecoder: Sendable {
+    public enum Mode: Sendable { case dotTerminated, chunked }
+
+    private enum State { case lineStart, mid, cr, dot, dotCR }
+
+    public let mode: Mode
+    public let maxSize: Int
+    public let maxLineLength: Int
+    public let bareNewline: BareNewlinePolicy
+
+    /// Content bytes seen (stored or not), for the SIZE limit and the audit record.
+    public private(set) var size = 0
+    public private(set) var oversize = false
+    public private(set) var sawBareNewline = false
+    public private(set) var lineTooLong = false
+    private var state: State
+    private var lineLength = 0
+
+    public init(mode: Mode, maxSize: Int, maxLineLength: Int, bareNewline: BareNewlinePolicy) {
+        self.mode = mode
+        self.maxSize = maxSize
+        self.maxLineLength = maxLineLength
+        self.bareNewline = bareNewline
+        self.state = mode == .dotTerminated ? .lineStart : .mid
+    }
+
+    /// The reply the message deserves once its end is reached, if it broke a rule.
+    public var violation: SMTPReply? {
+        if oversize { return .messageTooBig }
+        if sawBareNewline && bareNewline == .reject { return .bareNewline }
+        if lineTooLong { return .textLineTooLong }
+        return nil
+    }
+
+    /// Consumes input, appending decoded text to `output`. Returns true once
+    /// the end-of-data line has been consumed (never in chunked mode); bytes
+    /// after it stay in `input` (pipelined commands).
+    public mutating func decode(_ input: inout ByteBuffer, into output: inout ByteBuffer) -> Bool {
+        var finished = false
+        let consumed = input.withUnsafeReadableBytes { raw -> Int in
+            let n = raw.count
+            var i = 0
+            while i < n {
+                switch state {
+                case .mid:
+                    var j = i
+                    while j < n {
+                        let b = raw[j]
+                        if b == 13 || b == 10 { break }
+                        j += 1
+                    }
+                    if j > i {
+                        emit(UnsafeRawBufferPointer(rebasing: raw[i..<j]), into: &output)
+                        lineLength += j - i
+                        if lineLength + 2 > maxLineLength { lineTooLong = true }
+                        i = j
+                        continue
+                    }
+                    let b = raw[i]
+                    i += 1
+                    if b == 13 { state = .cr } else { bare(into: &output) }
+                case .cr:
+                    if raw[i] == 10 {
+                        i += 1
+                        emitCRLF(into: &output)
+                        state = mode == .dotTerminated ? .lineStart : .mid
+                    } else {
+                        bare(into: &output)  // reprocess this byte as text
+                        state = .mid
+                    }
+                case .lineStart:
+                    if raw[i] == UInt8(ascii: ".") {
+                        i += 1
+                        state = .dot
+                    } else {
+                        state = .mid
+                    }
+                case .dot:
+                    // A leading dot followed by more text is dot-stuffing: drop it.
+                    if raw[i] == 13 {
+                        i += 1
+                        state = .dotCR
+                    } else {
+                        state = .mid
+                    }
+                case .dotCR:
+                    if raw[i] == 10 {
+                        i += 1
+                        finished = true
+                        return i
+                    }
+                    // "." CR <not LF>: the dot was stuffing, the CR is bare.
+                    bare(into: &output)
+                    state = .mid
+                }
+            }
+            return i
+        }
+        input.moveReaderIndex(forwardBy: consumed)
+        return finished
+    }
+
+    /// Ends a BDAT LAST transaction: a CR left waiting for its LF is bare.
+    public mutating func finishChunked(into output: inout ByteBuffer) {
+        if state == .cr || state == .dotCR {
+            bare(into: &output)
+            state = .mid
+        }
+    }
+
+    private mutating func bare(into output: inout ByteBuffer) {
+        sawBareNewline = true
+        if bareNewline == .normalize {
+            emitCRLF(into: &output)
+        }
+        // Never back to lineStart: a dot after a bare line end is plain text.
+    }
+
+    private mutating func emitCRLF(into output: inout ByteBuffer) {
+        lineLength = 0
+        size += 2
+        if size > maxSize { oversize = true; return }
+        output.writeStaticString("\r\n")
+    }
+
+    private mutating func emit(_ bytes: UnsafeRawBufferPointer, into output: inout ByteBuffer) {
+        size += bytes.count
+        if size > maxSize { oversize = true; return }
+        output.writeBytes(bytes)
+    }
+}
+
+/// Dot-stuffs CRLF text for an outbound DATA (RFC 5321 §4.5.2) and writes the
+/// terminating CRLF "." CRLF, adding a final CRLF if the text lacks one.
+public struct DotStuffer: Sendable {
+    private var atLineStart = true
+    private var lastByte: UInt8 = 10
+
+    public init() {}
+
+    public mutating func stuff(_ input: ByteBuffer, into output: inout ByteBuffer) {
+        input.withUnsafeReadableBytes { raw in
+            let n = raw.count
+            var i = 0
+            while i < n {
+                if atLineStart && raw[i] == UInt8(ascii: ".") {
+                    output.writeInteger(UInt8(ascii: "."))
+                }
+                var j = i
+                while j < n && raw[j] != 10 { j += 1 }
+                if j < n {
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i...j]))
+                    atLineStart = true
+                    i = j + 1
+                } else {
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<n]))
+                    atLineStart = false
+                    i = n
+                }
+            }
+            if n > 0 { lastByte = raw[n - 1] }
+        }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) {
+        if lastByte != 10 { output.writeStaticString("\r\n") }
+        output.writeStaticString(".\r\n")
+    }
+}
