@@ -97,14 +97,29 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
         }
     }
 
+    /// Writes a batch, rotating between lines whenever the next line would
+    /// take the file past the size limit.
     private func write(_ bytes: [UInt8]) {
-        if options.maxBytes > 0, fileSize > 0, fileSize + bytes.count > options.maxBytes {
-            rotate()
+        var runStart = 0
+        var lineStart = 0
+        while lineStart < bytes.count {
+            let lineEnd = (bytes[lineStart...].firstIndex(of: 10) ?? bytes.count - 1) + 1
+            let runLength = lineEnd - runStart
+            if options.maxBytes > 0, fileSize + runLength > options.maxBytes, fileSize + (lineStart - runStart) > 0 {
+                writeRange(bytes, runStart, lineStart)
+                rotate()
+                runStart = lineStart
+            }
+            lineStart = lineEnd
         }
-        var offset = 0
+        writeRange(bytes, runStart, bytes.count)
+    }
+
+    private func writeRange(_ bytes: [UInt8], _ from: Int, _ to: Int) {
+        var offset = from
         bytes.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            while offset < to {
+                let n = Foundation.write(fd, raw.baseAddress! + offset, to - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
                     // The records are lost only from the file, never silently: say so.
@@ -114,7 +129,7 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
                 offset += n
             }
         }
-        fileSize += offset
+        fileSize += offset - from
     }
 
     /// path → path.1 → path.2 …, dropping the oldest beyond `keep`.

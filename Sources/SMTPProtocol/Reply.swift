@@ -43,7 +43,9 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
     /// inject a second reply.
     public func encode(into buffer: inout ByteBuffer) {
         for (index, raw) in lines.enumerated() {
-            let line = raw.filter { $0 != "\r" && $0 != "\n" }
+            // Filter scalars, not Characters: "\r\n" is a single Character.
+            var line = raw
+            line.unicodeScalars.removeAll { $0 == "\r" || $0 == "\n" }
             buffer.writeString(String(code))
             buffer.writeInteger(index == lines.count - 1 ? UInt8(ascii: " ") : UInt8(ascii: "-"))
             if let e = enhanced {

@@ -1,0 +1,100 @@
+import Audit
+import Foundation
+import MailMessage
+import Policy
+import SMTPProtocol
+import Testing
+
+struct AuditRecordTests {
+    @Test func jsonHasEveryContractField() throws {
+        let r = AuditRecord(event: .transaction, session: "S1", clientIP: "192.0.2.1", helo: "c.example",
+                            mailFrom: "a@b.example", rcptTo: ["c@example.com"], messageID: "<m@x>", size: 10,
+                            verdict: .accepted, reply: "250 2.0.0 Ok", rules: ["r1"], relay: "maildir x")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.jsonLine().utf8)) as! [String: Any]
+        for key in ["time", "session", "client_ip", "helo", "mail_from", "rcpt_to", "message_id", "size", "verdict",
+                    "reply", "rules", "spam_score", "virus", "relay"] {
+            #expect(obj.keys.contains(key), "missing \(key)")
+        }
+        #expect(obj["verdict"] as? String == "accepted")
+        let time = obj["time"] as! String
+        #expect(time.hasSuffix("Z") && time.contains("T"))
+        let back = try JSONDecoder().decode(AuditRecord.self, from: Data(r.jsonLine().utf8))
+        #expect(back.rcptTo == ["c@example.com"])
+        #expect(abs(back.time.timeIntervalSince(r.time)) < 0.001)
+    }
+
+    @Test func writerFlushesAndRotates() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mxgate-audit-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/audit.log"
+        let w = try AuditWriter(options: .init(path: path, maxBytes: 2000, keep: 2))
+        for i in 0..<40 {
+            w.record(AuditRecord(event: .transaction, session: "S\(i)", clientIP: "192.0.2.\(i)", verdict: .accepted, reply: "250"))
+        }
+        w.close()
+        let reader = AuditReader(path: path)
+        let files = reader.files()
+        #expect(files.count == 3)  // audit.log.2, audit.log.1, audit.log
+        #expect(files.last == path)
+        let records = reader.records(matching: AuditFilter())
+        #expect(records.count < 40)  // the oldest rotated away
+        #expect(records.last?.session == "S39")
+        let sessions = records.map { Int($0.session.dropFirst())! }
+        #expect(sessions == sessions.sorted())
+    }
+
+    @Test func filters() {
+        let now = Date()
+        let r = AuditRecord(time: now.addingTimeInterval(-600), event: .recipient, session: "S", clientIP: "192.0.2.9",
+                            mailFrom: "Alice@Sender.example", rcptTo: ["bob@example.com"], verdict: .rejected, reply: "554")
+        #expect(AuditFilter(verdict: .rejected).matches(r))
+        #expect(!AuditFilter(verdict: .accepted).matches(r))
+        #expect(AuditFilter(since: now.addingTimeInterval(-3600)).matches(r))
+        #expect(!AuditFilter(since: now.addingTimeInterval(-60)).matches(r))
+        #expect(AuditFilter(clientIP: "192.0.2.9").matches(r))
+        #expect(AuditFilter(from: "alice@sender.example").matches(r))
+        #expect(AuditFilter(from: "@sender.example").matches(r))
+        #expect(!AuditFilter(from: "@other.example").matches(r))
+        #expect(AuditFilter(to: "example.com").matches(r))
+        #expect(AuditFilter.parseDuration("1h") == 3600)
+        #expect(AuditFilter.parseDuration("2d") == 172800)
+        #expect(AuditFilter.parseDuration("x") == nil)
+    }
+}
+
+struct RelayGateTests {
+    let gate = RelayGate(domains: ["example.com", ".corp.example"])
+
+    func check(_ rcpt: String) -> SMTPReply? {
+        guard case .success(.rcpt(let box, _)) = CommandParser.parse("RCPT TO:\(rcpt)") else { return SMTPReply(501, nil, "syntax") }
+        return gate.check(box)
+    }
+
+    @Test(arguments: ["<user@example.com>", "<User@EXAMPLE.COM>", "<a.b+c@example.com>", "<x@mail.corp.example>", "<Postmaster>"])
+    func accepts(_ rcpt: String) {
+        #expect(check(rcpt) == nil)
+    }
+
+    /// Open-relay probes in the spirit of nmap's smtp-open-relay: all refused.
+    @Test(arguments: [
+        "<user@other.example>", "<user%other.example@example.com>", "<other.example!user@example.com>",
+        "<@example.com:user@other.example>", "<\"user@other.example\"@example.com>", "<\"user%other.example\"@example.com>",
+        "<user@[127.0.0.1]>", "<user@example.com.other.example>", "<user@corp.example>", "<user@notexample.com>",
+        "<\"user\\@other\"@example.com>",
+    ])
+    func refuses(_ rcpt: String) {
+        let r = check(rcpt)
+        #expect(r != nil)
+        #expect(r?.code == 554 || r?.code == 501)
+        if r?.code == 554 { #expect(r?.enhanced == "5.7.1") }
+    }
+}
+
+struct HeaderBlockTests {
+    @Test func unfoldsAndStopsAtBody() {
+        let h = HeaderBlock(Array("Subject: hello\r\n world\r\nMessage-ID:\r\n <id@x>\r\n\r\nMessage-ID: <body@x>\r\n".utf8))
+        #expect(h.complete)
+        #expect(h.first("subject") == "hello world")
+        #expect(h.first("Message-Id") == "<id@x>")
+    }
+}

@@ -1,0 +1,178 @@
+import NIOCore
+import Testing
+
+@testable import SMTPProtocol
+
+struct CommandLineFramerTests {
+    func lines(_ input: String, max: Int = 512, chunk: Int) -> [String] {
+        var framer = CommandLineFramer(maxLength: max)
+        var buffer = ByteBuffer()
+        var out: [String] = []
+        let bytes = Array(input.utf8)
+        var i = 0
+        while i < bytes.count {
+            buffer.writeBytes(bytes[i..<min(i + chunk, bytes.count)])
+            i += chunk
+            loop: while true {
+                switch framer.next(&buffer) {
+                case .line(let l): out.append(String(buffer: l))
+                case .tooLong: out.append("<too long>")
+                case .needMore: break loop
+                }
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [1, 2, 3, 7, 1000])
+    func sameLinesWhateverTheChunking(chunk: Int) {
+        let input = "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\nDATA\r\n"
+        #expect(lines(input, chunk: chunk) == ["EHLO a", "MAIL FROM:<a@b.c>", "RCPT TO:<d@e.f>", "DATA"])
+    }
+
+    @Test(arguments: [1, 5, 100, 10000])
+    func overlongLineIsDiscardedNotBuffered(chunk: Int) {
+        let long = String(repeating: "x", count: 5000)
+        let input = "NOOP\r\n\(long)\r\nQUIT\r\n"
+        #expect(lines(input, max: 512, chunk: chunk) == ["NOOP", "<too long>", "QUIT"])
+    }
+
+    @Test func bufferNeverHoldsMoreThanOneLine() {
+        var framer = CommandLineFramer(maxLength: 512)
+        var buffer = ByteBuffer()
+        for _ in 0..<100 {
+            buffer.writeString(String(repeating: "y", count: 1000))
+            #expect(framer.next(&buffer) == .needMore)
+            #expect(buffer.readableBytes <= 1000)
+        }
+        buffer.writeString("\r\n")
+        #expect(framer.next(&buffer) == .tooLong)
+    }
+}
+
+struct MessageTextDecoderTests {
+    /// Feeds `input` in chunks of `chunk` bytes; returns (text, finished, rest, decoder).
+    func decode(_ input: [UInt8], chunk: Int, policy: BareNewlinePolicy = .reject, maxSize: Int = 1 << 20,
+                mode: MessageTextDecoder.Mode = .dotTerminated) -> ([UInt8], Bool, [UInt8], MessageTextDecoder) {
+        var d = MessageTextDecoder(mode: mode, maxSize: maxSize, maxLineLength: 1000, bareNewline: policy)
+        var out = ByteBuffer()
+        var buffer = ByteBuffer()
+        var i = 0
+        var finished = false
+        while i < input.count && !finished {
+            buffer.writeBytes(input[i..<min(i + chunk, input.count)])
+            i += chunk
+            finished = d.decode(&buffer, into: &out)
+        }
+        var rest = Array(buffer.readableBytesView)
+        if i < input.count { rest += input[i...] }
+        return (Array(out.readableBytesView), finished, rest, d)
+    }
+
+    @Test(arguments: [1, 2, 3, 5, 64, 4096])
+    func endOfDataAndUnstuffing(chunk: Int) {
+        let wire = Array("Subject: x\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n".utf8)
+        let (text, done, rest, d) = decode(wire, chunk: chunk)
+        #expect(done)
+        #expect(String(decoding: text, as: UTF8.self) == "Subject: x\r\n\r\n.leading dot\r\n")
+        #expect(String(decoding: rest, as: UTF8.self) == "QUIT\r\n")
+        #expect(d.violation == nil)
+    }
+
+    /// SMTP smuggling (CVE-2023-51764..6): none of these look-alikes ends the
+    /// message; only the real CRLF.CRLF later does.
+    static let lookalikes: [String] = [
+        "\n.\n", "\n.\r\n", "\r.\r", "\r.\n", "\r\n.\n", "\r\n.\r", "\r\n.\r\r\n", "\r\r\n.\r\r\n",
+        "\n.\r\r\n", "\r\n\0.\r\n", "\r\n.\0\r\n", "\r\n \r\n.\n",
+    ]
+
+    @Test(arguments: lookalikes)
+    func smugglingLookalikesDoNotEndData(_ fake: String) {
+        let wire = Array("a\(fake)MAIL FROM:<evil@x.example>\r\n.\r\n".utf8)
+        for chunk in [1, 3, 1000] {
+            let (text, done, rest, _) = decode(wire, chunk: chunk)
+            #expect(done)
+            #expect(rest.isEmpty, "ended early on \(fake.debugDescription)")
+            #expect(String(decoding: text, as: UTF8.self).contains("MAIL FROM:<evil@x.example>"))
+        }
+    }
+
+    @Test(arguments: lookalikes)
+    func normalizedTextHasNoBareLineEnds(_ fake: String) {
+        let wire = Array("a\(fake)b\r\n.\r\n".utf8)
+        let (text, done, _, d) = decode(wire, chunk: 1, policy: .normalize)
+        #expect(done)
+        #expect(d.violation == nil)
+        // Every CR is followed by LF and every LF preceded by CR.
+        for (i, b) in text.enumerated() {
+            if b == 13 { #expect(i + 1 < text.count && text[i + 1] == 10) }
+            if b == 10 { #expect(i > 0 && text[i - 1] == 13) }
+        }
+    }
+
+    @Test func bareLineEndsAreRejectedByDefault() {
+        let (_, done, _, d) = decode(Array("a\nb\r\n.\r\n".utf8), chunk: 4)
+        #expect(done)
+        #expect(d.violation == .bareNewline)
+    }
+
+    @Test func sizeLimitStopsStoring() {
+        let body = String(repeating: "0123456789\r\n", count: 1000)
+        let (text, done, _, d) = decode(Array((body + ".\r\n").utf8), chunk: 100, maxSize: 500)
+        #expect(done)
+        #expect(d.violation == .messageTooBig)
+        #expect(text.count <= 500)
+        #expect(d.size == 12000)
+    }
+
+    @Test func longLineIsFlagged() {
+        let (_, done, _, d) = decode(Array((String(repeating: "x", count: 1200) + "\r\n.\r\n").utf8), chunk: 7)
+        #expect(done)
+        #expect(d.violation == .textLineTooLong)
+    }
+
+    @Test func chunkedModeKeepsDotsAndNeverEnds() {
+        let wire = Array("a\r\n.\r\n..b\r\n".utf8)
+        let (text, done, _, d) = decode(wire, chunk: 2, mode: .chunked)
+        #expect(!done)
+        #expect(text == wire)
+        #expect(d.violation == nil)
+    }
+
+    @Test func chunkedModeCRAtTheEndIsBare() {
+        var d = MessageTextDecoder(mode: .chunked, maxSize: 100, maxLineLength: 1000, bareNewline: .reject)
+        var b = ByteBuffer(string: "abc\r")
+        var out = ByteBuffer()
+        _ = d.decode(&b, into: &out)
+        d.finishChunked(into: &out)
+        #expect(d.violation == .bareNewline)
+    }
+}
+
+struct DotStufferTests {
+    @Test(arguments: [1, 2, 5, 100])
+    func stuffsLeadingDotsAcrossChunks(chunk: Int) {
+        let text = Array(".start\r\nmid\r\n.\r\n..two\r\nend".utf8)
+        var s = DotStuffer()
+        var out = ByteBuffer()
+        var i = 0
+        while i < text.count {
+            s.stuff(ByteBuffer(bytes: text[i..<min(i + chunk, text.count)]), into: &out)
+            i += chunk
+        }
+        s.finish(into: &out)
+        #expect(String(buffer: out) == "..start\r\nmid\r\n..\r\n...two\r\nend\r\n.\r\n")
+    }
+
+    @Test func roundTripThroughDecoder() {
+        let original = "Subject: t\r\n\r\n.\r\n..\r\n. x\r\nlast\r\n"
+        var s = DotStuffer()
+        var wire = ByteBuffer()
+        s.stuff(ByteBuffer(string: original), into: &wire)
+        s.finish(into: &wire)
+        var d = MessageTextDecoder(mode: .dotTerminated, maxSize: 1000, maxLineLength: 1000, bareNewline: .reject)
+        var out = ByteBuffer()
+        #expect(d.decode(&wire, into: &out))
+        #expect(String(buffer: out) == original)
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs everything mxgate needs to build, run and test on Debian 12,
+# idempotently: run it as often as you like. Needs root (or sudo) for apt.
+set -euo pipefail
+
+APT_PACKAGES=(
+  postfix          # smtp-sink/smtp-source and a real Postfix for the integration tests
+  swaks            # the SMTP client the README and tests use
+  openssl          # test certificates
+  ca-certificates
+  iproute2         # ss, used by the tests to find listeners
+  procps
+)
+PIP_PACKAGES=(pytest aiosmtpd)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  # Postfix asks how to configure the system instance; mxgate's tests run
+  # private instances, so the system one gets "No configuration".
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  was_running=0
+  pgrep -x master >/dev/null 2>&1 && was_running=1
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # Never leave the package's own Postfix owning port 25 on a test machine.
+  if [[ $was_running == 0 ]] && pgrep -x master >/dev/null 2>&1; then
+    $SUDO /usr/sbin/postfix stop >/dev/null 2>&1 || true
+  fi
+fi
+
+PY=${PYTHON:-python3}
+pip_missing=()
+for p in "${PIP_PACKAGES[@]}"; do
+  $PY -m pip show -q "$p" >/dev/null 2>&1 || pip_missing+=("$p")
+done
+if ((${#pip_missing[@]})); then
+  echo "setup: pip installing ${pip_missing[*]}" >&2
+  $PY -m pip install -q "${pip_missing[@]}"
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  if [[ -x /opt/swift/usr/bin/swift ]]; then
+    echo "setup: add /opt/swift/usr/bin to PATH" >&2
+  else
+    echo "setup: Swift 6 is required (https://www.swift.org/install/linux/)" >&2
+    exit 1
+  fi
+fi
+echo "setup: ok" >&2
