@@ -55,7 +55,7 @@ def postfix_factory(tmp_path):
     started = []
 
     def make(name, **kwargs):
-        p = Postfix(tmp_path / f"pf-{name}", **kwargs)
+        p = Postfix(**kwargs)
         p.start()
         started.append(p)
         return p

@@ -220,8 +220,12 @@ class Postfix:
     temp folder), started with `postfix -c DIR start`; the system instance
     is never touched."""
 
-    def __init__(self, directory, relayhost=None, relay_domains="", extra_main=""):
-        self.dir = pathlib.Path(directory)
+    def __init__(self, relayhost=None, relay_domains="", extra_main="", tls_level="may"):
+        # Postfix's daemons run as "postfix" and must reach their folders:
+        # pytest's tmp_path (mode 0700) is not reachable, so use /tmp directly.
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="mxgate-pf-"))
+        os.chmod(self.dir, 0o755)
+        self.tls_level = tls_level
         self.conf = self.dir / "etc"
         self.spool = self.dir / "spool"
         self.port = free_port()
@@ -258,7 +262,7 @@ biff = no
 append_dot_mydomain = no
 alias_maps =
 alias_database =
-smtp_tls_security_level = may
+smtp_tls_security_level = {self.tls_level}
 smtp_tls_loglevel = 1
 maillog_file = {self.dir}/maillog
 maillog_file_prefixes = /var, /dev/stdout, /tmp
@@ -315,6 +319,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             except (ValueError, ProcessLookupError, FileNotFoundError):
                 break
             time.sleep(0.1)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RawClient:

@@ -167,6 +167,7 @@ def test_downstream_closes_mid_data(gateway_factory):
         c.cmd("EHLO c.test")
         c.cmd("MAIL FROM:<a@sender.test>")
         assert c.cmd("RCPT TO:<b@example.com>")[0] == 250
+        assert c.cmd("QUIT")[0] == 221
     finally:
         wire.stop()
 
