@@ -63,3 +63,16 @@ def postfix_factory(tmp_path):
     yield make
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate made at test time with openssl."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=mx.test.example", "-addext", "subjectAltName=DNS:mx.test.example"],
+                   check=True, capture_output=True)
+    os.chmod(d, 0o755)
+    os.chmod(key, 0o644)
+    return str(cert), str(key)
