@@ -84,14 +84,17 @@ shutdown_timeout = "10s"
 [relay]
 downstream = "{self.downstream}"
 domains = [{doms}]
-connect_timeout = "3s"
-command_timeout = "10s"
-data_timeout = "10s"
+{self.relay_defaults()}
 {self.relay_extra}
 {tls}
 [audit]
 path = "audit.log"
 """)
+
+    def relay_defaults(self):
+        """Short relay timeouts for tests, unless the test sets its own."""
+        defaults = {"connect_timeout": '"3s"', "command_timeout": '"10s"', "data_timeout": '"10s"'}
+        return "\n".join(f"{k} = {v}" for k, v in defaults.items() if k not in self.relay_extra)
 
     def start(self):
         self.proc = subprocess.Popen([self.binary, "serve", "--config", str(self.config), "--log-level", "debug"],
@@ -136,7 +139,13 @@ path = "audit.log"
         def read():
             if not path.exists():
                 return []
-            return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+            records = []
+            for line in path.read_text().splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass  # a line still being written
+            return records
 
         end = time.time() + timeout
         records = read()

@@ -1,7 +1,7 @@
 """Proxy mode against real downstreams: smtp-sink, and WireRecorder where
 the exact bytes on the wire or a mid-DATA crash are the point."""
+import re
 import smtplib
-import subprocess
 
 import pytest
 
@@ -29,16 +29,23 @@ def send(port, msg=MESSAGE, rcpts=("bob@example.com",), sender="alice@sender.tes
 def test_relay_to_smtp_sink_dump(gateway_factory, sink):
     gw = gateway_factory(downstream=sink.address, relay_extra='tls = "none"')
     assert send(gw.port) == {}
-    dump = sink.dumps(1)[0]
-    # smtp-sink records the envelope it was given, then the message as received (dot-stuffing undone).
-    assert b"X-Mail-Args: <alice@sender.test>" in dump
-    assert b"X-Rcpt-Args: <bob@example.com>" in dump
-    assert b"X-Helo-Args: mx.test.example" in dump
-    body = dump.split(b"Received: from client.test ([127.0.0.1])", 1)
-    assert len(body) == 2, dump
-    assert b"by mx.test.example (mxgate) with ESMTP id " in body[1]
-    text = body[1].replace(b"\r\n", b"\n")
-    assert b"\n.leading dot\n..two dots\n.\nlast line\n" in text
+    dump = sink.dumps(1)[0].decode()
+    # smtp-sink records the envelope it was given, its own Received header, then
+    # the message exactly as received (dot-stuffing undone, one line per line).
+    expected = (
+        r"X-Client-Addr: 127\.0\.0\.1\n"
+        r"X-Client-Proto: ESMTP\n"
+        r"X-Helo-Args: mx\.test\.example\n"
+        r"X-Mail-Args: <alice@sender\.test>( SIZE=\d+)?\n"
+        r"X-Rcpt-Args: <bob@example\.com>\n"
+        r"Received: from mx\.test\.example \(\[127\.0\.0\.1\]\)\n"
+        r"\tby sink\.test\.example \(smtp-sink\) with ESMTP id \w+;\n"
+        r"\t.+\n"
+        r"Received: from client\.test \(\[127\.0\.0\.1\]\)\n"
+        r"\tby mx\.test\.example \(mxgate\) with ESMTP id [0-9A-F]+-1\n"
+        r"\tfor <bob@example\.com>; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000\n"
+    ) + re.escape(MESSAGE.replace("\r\n", "\n")) + r"\n\Z"
+    assert re.match(expected, dump), dump
     rec = gw.audit(1)[-1]
     assert rec["verdict"] == "accepted"
     assert rec["relay"].startswith(sink.address + " 250")
@@ -205,3 +212,34 @@ def test_multiple_recipients_mirrored(gateway_factory, sink):
     dump = sink.dumps(1)[0]
     assert dump.count(b"X-Rcpt-Args:") == 2
     assert b"for <" not in dump.split(b"Received: from client.test", 1)[1].split(b";", 1)[0]
+
+
+def test_slow_downstream_times_out_with_451(gateway_factory):
+    s = SmtpSink(extra_args=["-W", ".:4"])   # smtp-sink waits 4 s before answering the end of data
+    s.start()
+    try:
+        gw = gateway_factory(downstream=s.address, relay_extra='tls = "none"\ndata_timeout = "1s"')
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            send(gw.port)
+        assert e.value.smtp_code == 451
+        rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+        assert rec["verdict"] == "tempfailed" and "timed out" in rec["reason"]
+    finally:
+        s.cleanup()
+
+
+def test_downstream_421_becomes_451_and_session_goes_on(gateway_factory):
+    s = SmtpSink(extra_args=["-Q", "RCPT"])   # 421 and disconnect at RCPT
+    s.start()
+    try:
+        gw = gateway_factory(downstream=s.address, relay_extra='tls = "none"')
+        c = RawClient(gw.port)
+        c.reply()
+        c.cmd("EHLO c.test")
+        c.cmd("MAIL FROM:<a@sender.test>")
+        code, lines = c.cmd("RCPT TO:<b@example.com>")
+        assert code == 451 and "4.4.2" in lines[0]
+        assert c.cmd("NOOP")[0] == 250   # our session is still open
+        assert c.cmd("QUIT")[0] == 221
+    finally:
+        s.cleanup()

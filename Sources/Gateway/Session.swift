@@ -56,7 +56,6 @@ final class Session {
 
     func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
         var iterator = inbound.makeAsyncIterator()
-        defer { Task { [downstream, runtime] in await Session.release(downstream, runtime) } }
         let decision = await runtime.policy.evaluate(.connect, facts)
         if let (reply, rule) = decision.refusal {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: [rule])
@@ -301,9 +300,14 @@ final class Session {
     }
 
     /// Downstream replies go to the client as they are, with an enhanced
-    /// code added when the downstream gave none (we advertise ENHANCEDSTATUSCODES).
+    /// code added when the downstream gave none (we advertise
+    /// ENHANCEDSTATUSCODES). A downstream 421 closes the downstream's
+    /// connection, not the client's, so the client gets 451 instead.
     private func passthrough(_ reply: SMTPReply) -> SMTPReply {
         var r = reply
+        if r.code == 421 {
+            return SMTPReply(code: 451, enhanced: "4.4.2", lines: ["Downstream: " + r.lines.joined(separator: " ")])
+        }
         if r.enhanced == nil { r.enhanced = "\(r.code / 100).0.0" }
         return r
     }
@@ -531,11 +535,6 @@ final class Session {
     private func dropDownstream() async {
         downstream?.abandon()
         downstream = nil
-    }
-
-    private static func release(_ conn: DownstreamConnection?, _ runtime: Runtime) async {
-        guard let conn else { return }
-        if case .smtp(let pool) = runtime.relay { await pool.checkin(conn) } else { conn.abandon() }
     }
 
     // MARK: STARTTLS

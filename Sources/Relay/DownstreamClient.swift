@@ -198,7 +198,7 @@ public final class DownstreamConnection: @unchecked Sendable {
         let t = timeout ?? options.commandTimeout
         let verb = String(line.prefix { $0 != " " })
         do {
-            return try await loop.flatSubmit {
+            let reply = try await loop.flatSubmit {
                 let f = h.expectReply(on: loop, timeout: t, what: verb)
                 var b = ch.allocator.buffer(capacity: line.utf8.count + 2)
                 b.writeString(line)
@@ -206,6 +206,8 @@ public final class DownstreamConnection: @unchecked Sendable {
                 ch.writeAndFlush(b, promise: nil)
                 return f
             }.get()
+            if reply.code == 421 { broken = true }  // RFC 5321 §3.8: the server is closing
+            return reply
         } catch {
             broken = true
             throw error

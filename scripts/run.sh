@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets everything up and runs mxgate in the foreground on the shipped
+# default configuration (mxgate.toml: 127.0.0.1:2525, Maildir under ./var/mail).
+# Extra arguments go to `mxgate serve` (e.g. --log-level debug).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
+
+scripts/setup.sh
+swift build -c release -q
+exec .build/release/mxgate serve --config mxgate.toml "$@"
