@@ -363,6 +363,13 @@ class RawClient:
         self.send(line + "\r\n")
         return self.reply()
 
+    def begin(self, sender="a@sender.test"):
+        """Greeting, EHLO and MAIL FROM, each asserted; ready for RCPT."""
+        assert self.reply()[0] == 220
+        assert self.cmd("EHLO c.test")[0] == 250
+        assert self.cmd(f"MAIL FROM:<{sender}>")[0] == 250
+        return self
+
     def closed(self, timeout=5.0):
         self.sock.settimeout(timeout)
         try:

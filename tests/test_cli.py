@@ -101,10 +101,7 @@ def test_log_follow(gateway_factory):
 
 def test_sigterm_finishes_open_transaction(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     c.cmd("RCPT TO:<late@example.com>")
     assert c.cmd("DATA")[0] == 354
     c.send(b"Subject: late\r\n\r\nfirst half\r\n")
@@ -127,30 +124,21 @@ def test_sigterm_finishes_open_transaction(gateway_factory):
 
 def test_sighup_reloads_and_survives_a_broken_config(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     assert c.cmd("RCPT TO:<x@new.test>")[0] == 554
     gw.write_config(domains=["example.com", "new.test"])
     gw.signal(signal.SIGHUP)
     wait_for(lambda: "reload: configuration" in gw.log, 10, "reload")
     # The open session keeps its policy; a new one sees the new domain.
     assert c.cmd("RCPT TO:<x@new.test>")[0] == 554
-    c2 = RawClient(gw.port)
-    c2.reply()
-    c2.cmd("EHLO c.test")
-    c2.cmd("MAIL FROM:<a@sender.test>")
+    c2 = RawClient(gw.port).begin()
     assert c2.cmd("RCPT TO:<x@new.test>")[0] == 250
     good = gw.config.read_text()
     gw.write_config(raw=good + "\n[relay]\nbroken = yes\n")
     gw.signal(signal.SIGHUP)
     wait_for(lambda: "reload failed, keeping the running configuration" in gw.log, 10, "failed reload")
     assert gw.proc.poll() is None
-    c3 = RawClient(gw.port)
-    c3.reply()
-    c3.cmd("EHLO c.test")
-    c3.cmd("MAIL FROM:<a@sender.test>")
+    c3 = RawClient(gw.port).begin()
     assert c3.cmd("RCPT TO:<x@new.test>")[0] == 250
     for cl in (c, c2, c3):
         cl.cmd("QUIT")

@@ -44,10 +44,7 @@ def test_dialogue(gateway_factory, name):
 
 def test_relay_tricks_refused(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     for trick in RELAY_TRICKS:
         code, lines = c.cmd(f"RCPT TO:{trick}")
         assert code in (501, 554), f"{trick}: {lines}"
@@ -75,10 +72,7 @@ def test_pipelined_batch_answered_in_order(gateway_factory):
 
 def test_bdat_chunks(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     c.cmd("RCPT TO:<bdat@example.com>")
     part1 = b"Subject: bdat\r\n\r\n.line with dot\r\n"
     part2 = b"second chunk\r\n"
@@ -97,10 +91,7 @@ def test_bdat_chunks(gateway_factory):
 
 def test_message_over_size_limit(gateway_factory):
     gw = gateway_factory(limits='message_size = 2000')
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     c.cmd("RCPT TO:<big@example.com>")
     assert c.cmd("DATA")[0] == 354
     c.send(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" * 1 + (b"y" * 70 + b"\r\n") * 200 + b".\r\n")
@@ -163,10 +154,7 @@ def test_max_connections(gateway_factory):
 
 def test_client_vanishing_mid_data_loses_nothing_claimed(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     c.cmd("RCPT TO:<gone@example.com>")
     c.cmd("DATA")
     c.send(b"Subject: half\r\n\r\nhalf a message")

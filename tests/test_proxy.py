@@ -71,10 +71,7 @@ def test_bare_lf_is_rejected_and_never_relayed(gateway_factory):
     wire = WireRecorder()
     try:
         gw = gateway_factory(downstream=wire.address, relay_extra='tls = "none"')
-        c = RawClient(gw.port)
-        c.reply()
-        assert c.cmd("EHLO c.test")[0] == 250
-        assert c.cmd("MAIL FROM:<a@sender.test>")[0] == 250
+        c = RawClient(gw.port).begin()
         assert c.cmd("RCPT TO:<b@example.com>")[0] == 250
         assert c.cmd("DATA")[0] == 354
         c.send(b"Subject: x\r\n\r\nline one\nline two\r\n.\r\n")
@@ -92,10 +89,7 @@ def test_bare_lf_normalized_when_configured(gateway_factory):
     wire = WireRecorder()
     try:
         gw = gateway_factory(downstream=wire.address, relay_extra='tls = "none"', limits='bare_newline = "normalize"')
-        c = RawClient(gw.port)
-        c.reply()
-        c.cmd("EHLO c.test")
-        c.cmd("MAIL FROM:<a@sender.test>")
+        c = RawClient(gw.port).begin()
         c.cmd("RCPT TO:<b@example.com>")
         assert c.cmd("DATA")[0] == 354
         c.send(b"Subject: x\r\n\r\none\ntwo\rthree\n.\nfour\r\n.\r\n")
@@ -112,10 +106,7 @@ def test_downstream_rejects_recipient_at_rcpt(gateway_factory):
     s.start()
     try:
         gw = gateway_factory(downstream=s.address, relay_extra='tls = "none"')
-        c = RawClient(gw.port)
-        c.reply()
-        c.cmd("EHLO c.test")
-        assert c.cmd("MAIL FROM:<a@sender.test>")[0] == 250
+        c = RawClient(gw.port).begin()
         code, lines = c.cmd("RCPT TO:<nobody@example.com>")
         assert code == 500 and "5.3.0" in lines[0]   # smtp-sink's own hard-reject reply, passed through
         assert c.cmd("DATA")[0] == 554               # no valid recipients
@@ -182,10 +173,7 @@ def test_downstream_closes_mid_data(gateway_factory):
 def test_downstream_not_listening(gateway_factory):
     port = free_port()
     gw = gateway_factory(downstream=f"127.0.0.1:{port}", relay_extra='tls = "none"')
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    assert c.cmd("MAIL FROM:<a@sender.test>")[0] == 250
+    c = RawClient(gw.port).begin()
     code, lines = c.cmd("RCPT TO:<b@example.com>")
     assert code == 451 and "4.4.1" in lines[0]
     assert c.cmd("DATA")[0] == 554
@@ -233,10 +221,7 @@ def test_downstream_421_becomes_451_and_session_goes_on(gateway_factory):
     s.start()
     try:
         gw = gateway_factory(downstream=s.address, relay_extra='tls = "none"')
-        c = RawClient(gw.port)
-        c.reply()
-        c.cmd("EHLO c.test")
-        c.cmd("MAIL FROM:<a@sender.test>")
+        c = RawClient(gw.port).begin()
         code, lines = c.cmd("RCPT TO:<b@example.com>")
         assert code == 451 and "4.4.2" in lines[0]
         assert c.cmd("NOOP")[0] == 250   # our session is still open

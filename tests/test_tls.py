@@ -128,10 +128,7 @@ def test_mxgate_uses_starttls_to_postfix_downstream(gateway_factory, postfix_fac
 
 def test_required_downstream_tls_without_starttls_tempfails(gateway_factory, sink):
     gw = gateway_factory(downstream=sink.address, relay_extra='tls = "required"')
-    c = RawClient(gw.port)
-    c.reply()
-    c.cmd("EHLO c.test")
-    c.cmd("MAIL FROM:<a@sender.test>")
+    c = RawClient(gw.port).begin()
     code, lines = c.cmd("RCPT TO:<b@example.com>")
     assert code == 451
     rec = [r for r in gw.audit(1) if r["event"] == "recipient"][-1]
