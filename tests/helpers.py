@@ -49,7 +49,7 @@ class Mxgate:
     and reads the bound port back from its log."""
 
     def __init__(self, binary, directory, downstream="maildir:mail", domains=("example.com",),
-                 extra="", tls=None, relay_extra="", limits=""):
+                 extra="", tls=None, relay_extra="", limits="", policy="", tables=None, config_extra=""):
         self.binary = binary
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -60,10 +60,21 @@ class Mxgate:
         self.tls = tls
         self.relay_extra = relay_extra
         self.limits = limits
+        self.config_extra = config_extra
         self.proc = None
         self.log_lines = []
         self.port = None
+        self.write_policy(policy, tables or {})
         self.write_config()
+
+    def write_policy(self, policy, tables=None):
+        """policies/test.policy and any rules/ files a test needs."""
+        (self.dir / "policies").mkdir(exist_ok=True)
+        (self.dir / "policies" / "test.policy").write_text(policy)
+        for name, text in (tables or {}).items():
+            path = self.dir / "rules" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
 
     def write_config(self, domains=None, raw=None):
         if raw is not None:
@@ -89,6 +100,7 @@ domains = [{doms}]
 {tls}
 [audit]
 path = "audit.log"
+{self.config_extra}
 """)
 
     def relay_defaults(self):

@@ -34,6 +34,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var relay: String?
     /// Why, in words, when no rule name says it (e.g. "downstream unreachable").
     public var reason: String?
+    /// What `warn` rules would have done ("policies/x.policy:3: warn: would reject: 550 …").
+    public var warnings: [String] = []
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -70,7 +72,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason
+        case virus, relay, reason, warnings
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -95,6 +97,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         try c.encode(virus, forKey: .virus)
         try c.encode(relay, forKey: .relay)
         try c.encodeIfPresent(reason, forKey: .reason)
+        if !warnings.isEmpty { try c.encode(warnings, forKey: .warnings) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -121,6 +124,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         virus = try c.decodeIfPresent(String.self, forKey: .virus)
         relay = try c.decodeIfPresent(String.self, forKey: .relay)
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.

@@ -20,19 +20,19 @@ public final class GatewayServer: Sendable {
     private let stopping = Mutex(false)
     private let sessionCounter = Atomic<Int>(0)
     private let sessionPrefix: String
-    private let makePolicy: @Sendable (GatewayConfig) throws -> any PolicyEngine
+    let limiter = ClientLimiter()
 
     /// Addresses actually bound (port 0 resolved), for logs and tests.
     public let boundAddresses = Mutex<[SocketAddress]>([])
 
-    public init(configPath: String, config: GatewayConfig, logger: Logger,
-                makePolicy: @escaping @Sendable (GatewayConfig) throws -> any PolicyEngine = { _ in OpenPolicy() }) throws {
+    public init(configPath: String, config: GatewayConfig, logger: Logger) throws {
         self.configPath = configPath
         self.logger = logger
-        self.makePolicy = makePolicy
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
-        runtime = Mutex(try Runtime(config: config, group: group, policy: makePolicy(config)))
+        let first = try Runtime(config: config, group: group)
+        runtime = Mutex(first)
+        for w in first.policy.warnings { logger.warning("\(w)") }
         sessionPrefix = String(format: "%05X", UInt32.random(in: 0..<0xFFFFF))
         if case .maildir(let dir) = config.downstream {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -122,7 +122,8 @@ public final class GatewayServer: Sendable {
         }
         do {
             try await child.executeThenClose { inbound, _ in
-                let session = Session(channel: channel, input: handler, runtime: runtime, audit: audit, logger: logger, sessionID: sessionID)
+                let session = Session(channel: channel, input: handler, runtime: runtime, audit: audit, logger: logger,
+                                      sessionID: sessionID, limiter: limiter)
                 await session.run(inbound)
             }
         } catch {
@@ -137,7 +138,8 @@ public final class GatewayServer: Sendable {
         let old = currentRuntime
         do {
             let config = try GatewayConfig.load(configPath)
-            let fresh = try Runtime(config: config, group: group, policy: makePolicy(config))
+            let fresh = try Runtime(config: config, group: group)
+            for w in fresh.policy.warnings { logger.warning("reload: \(w)") }
             if config.listen != old.config.listen { logger.warning("reload: [server] listen changes take effect after a restart") }
             if config.auditPath != old.config.auditPath { logger.warning("reload: [audit] path changes take effect after a restart") }
             runtime.withLock { $0 = fresh }
@@ -146,6 +148,8 @@ public final class GatewayServer: Sendable {
             return true
         } catch let errors as ConfigErrors {
             for e in errors.errors { logger.error("reload failed, keeping the running configuration: \(e)") }
+        } catch let errors as PolicyLoadError {
+            for e in errors.diagnostics { logger.error("reload failed, keeping the running configuration: \(e)") }
         } catch {
             logger.error("reload failed, keeping the running configuration: \(error)")
         }

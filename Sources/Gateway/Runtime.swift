@@ -25,15 +25,17 @@ enum RelayTarget: Sendable {
 final class Runtime: Sendable {
     let config: GatewayConfig
     let gate: RelayGate
-    let policy: any PolicyEngine
+    let policy: PolicySet
     let relay: RelayTarget
+    let quarantine: QuarantineStore
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
 
-    init(config: GatewayConfig, group: EventLoopGroup, policy: any PolicyEngine) throws {
+    init(config: GatewayConfig, group: EventLoopGroup) throws {
         self.config = config
         self.gate = RelayGate(domains: config.domains)
-        self.policy = policy
+        self.policy = try Runtime.loadPolicy(config)
+        self.quarantine = QuarantineStore(directory: config.quarantineDirectory)
         self.limits = config.limits
         switch config.downstream {
         case .maildir(let dir):
@@ -66,6 +68,14 @@ final class Runtime: Sendable {
             throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0,
                                                     message: "cannot load TLS certificate \(certPath) / key \(keyPath): \(error)")])
         }
+    }
+
+    /// Loads policies/ and the tables they use; errors name FILE:LINE:COL.
+    static func loadPolicy(_ config: GatewayConfig) throws(PolicyLoadError) -> PolicySet {
+        let identity = GatewayIdentity(hostname: config.hostname, domains: config.domains,
+                                       addresses: config.listen.map(\.host).filter { IPAddress($0) != nil })
+        return try PolicyLoader.load(policies: config.policiesDirectory, base: config.directory.isEmpty ? "." : config.directory,
+                                     identity: identity)
     }
 
     func shutdown() async {

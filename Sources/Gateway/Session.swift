@@ -26,15 +26,29 @@ final class Session {
     private var out = ByteBuffer()
     private var shutdownRequested = false
     private var closing = false
+    private let limiter: ClientLimiter
+    private var countedConnection = false
+
+    // What the policy said before any transaction (connect, helo): carried into each.
+    private var sessionRules: [String] = []
+    private var sessionWarnings: [String] = []
+    private var sessionScore: Double = 0
+    private var sessionScored = false
 
     // The open transaction.
     private var downstream: DownstreamConnection?
     private var downstreamFailure: String?
     private var rules: [String] = []
+    private var warnings: [String] = []
+    private var scored = false
+    private var extraHeaders: [String] = []
+    private var tagged = false
     private var body: MessageBody?
     private var chunkDecoder: MessageTextDecoder?
 
-    init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String) {
+    init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
+         limiter: ClientLimiter) {
+        self.limiter = limiter
         self.channel = channel
         self.inputHandler = input
         self.runtime = runtime
@@ -56,13 +70,24 @@ final class Session {
 
     func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
         var iterator = inbound.makeAsyncIterator()
-        let decision = await runtime.policy.evaluate(.connect, facts)
-        if let (reply, rule) = decision.refusal {
-            record(.connection, verdict: verdict(for: reply), reply: reply, rules: [rule])
+        defer { if countedConnection { limiter.disconnect(facts.clientIP) } }
+        let limit = runtime.policy.limits.connectionsPerClient
+        guard limiter.connect(facts.clientIP, limit: limit) else {
+            let reply = SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)")
+            record(.connection, verdict: .tempfailed, reply: reply, rules: ["limit connections-per-client"])
             send(reply)
             await flush()
             return
         }
+        countedConnection = true
+        let outcome = consult(.connect, facts)
+        if let (reply, _) = outcome.decision.refusal {
+            record(.connection, verdict: verdict(for: reply), reply: reply, rules: outcome.fired.map(\.name))
+            send(reply)
+            await flush()
+            return
+        }
+        absorbSession(outcome)
         send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
         logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
 
@@ -157,27 +182,44 @@ final class Session {
         case .checkHelo(let name, let extended):
             var f = facts
             f.helo = name
-            let d = await runtime.policy.evaluate(.helo, f)
-            if let (reply, rule) = d.refusal {
-                refuseCommand(reply, rule: rule)
+            let outcome = consult(.helo, f)
+            if let (reply, _) = outcome.decision.refusal {
+                refuseCommand(reply, outcome)
                 return
             }
             await abortTransaction()
             facts.helo = name
+            absorbSession(outcome)
             send(machine.heloAccepted(name, extended: extended))
         case .checkMail(let path, let params):
+            guard limiter.message(facts.clientIP, limit: runtime.policy.limits.messagesPerClientPerMinute) else {
+                let reply = SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later")
+                var out = StageOutcome()
+                out.fired = [FiredRule(name: "limit messages-per-client", action: "disconnect", explanation: "", warnOnly: false)]
+                out.decision = .disconnect(reply, rule: "limit messages-per-client")
+                refuseCommand(reply, out, from: path.description)
+                return
+            }
             var f = facts
             f.mailFrom = path
             f.mailParameters = params
-            let d = await runtime.policy.evaluate(.mail, f)
-            if let (reply, rule) = d.refusal {
-                refuseCommand(reply, rule: rule, from: path.description)
+            f.score = sessionScore
+            let outcome = consult(.mail, f)
+            if let (reply, _) = outcome.decision.refusal {
+                refuseCommand(reply, outcome, from: path.description)
                 return
             }
             facts.mailFrom = path
             facts.mailParameters = params
             facts.recipients = []
-            rules = []
+            facts.section = nil
+            facts.score = sessionScore
+            rules = sessionRules
+            warnings = sessionWarnings
+            scored = sessionScored
+            extraHeaders = []
+            tagged = false
+            absorb(outcome)
             downstreamFailure = nil
             machine.mailAccepted(path, params)
             send(SMTPReply(250, "2.1.0", "Ok"))
@@ -199,13 +241,49 @@ final class Session {
         }
     }
 
-    private func refuseCommand(_ reply: SMTPReply, rule: String, from: String? = nil) {
+    private func refuseCommand(_ reply: SMTPReply, _ outcome: StageOutcome, from: String? = nil) {
         var r = AuditRecordBuilder(self).base(.command, verdict: verdict(for: reply), reply: reply)
-        r.rules = [rule]
+        r.rules = sessionRules + outcome.fired.map(\.name)
         if let from { r.mailFrom = from }
         audit.record(r)
-        apply(machine.error(reply))
+        if outcome.decision.closesConnection {
+            send(reply)
+            closing = true
+        } else {
+            apply(machine.error(reply))
+        }
     }
+
+    // MARK: policy
+
+    /// Asks the policy about one stage and logs every rule that fired, with why.
+    private func consult(_ stage: PolicyStage, _ f: SessionFacts) -> StageOutcome {
+        let out = runtime.policy.evaluate(stage, f)
+        for r in out.fired {
+            logger.info("\(stage.rawValue): rule \(r.name) \(r.action) (\(r.explanation))")
+        }
+        return out
+    }
+
+    /// Keeps what a connect/helo evaluation said for every later transaction.
+    private func absorbSession(_ out: StageOutcome) {
+        sessionRules += out.fired.map(\.name)
+        sessionWarnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
+        sessionScore += out.scoreDelta
+        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { sessionScored = true }
+    }
+
+    /// Adds what a mail/rcpt/data evaluation said to the open transaction.
+    private func absorb(_ out: StageOutcome) {
+        rules += out.fired.map(\.name)
+        warnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
+        facts.score += out.scoreDelta
+        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { scored = true }
+        extraHeaders += out.headers
+        if out.tag { tagged = true }
+    }
+
+    private var transactionLimits: PolicyLimits { runtime.policy.limits(for: facts.section) }
 
     // MARK: RCPT
 
@@ -216,25 +294,46 @@ final class Session {
             refuseRecipient(box, reply, rules: ["relay-gate"])
             return
         }
-        var f = facts
-        f.recipient = box
-        let d = await runtime.policy.evaluate(.rcpt, f)
-        if let (reply, rule) = d.refusal {
-            refuseRecipient(box, reply, rules: [rule])
+        // One transaction, one policy: a recipient whose domain section differs
+        // from the first recipient's is deferred, as amavisd-new does.
+        let section = box.domain.isEmpty ? nil : runtime.policy.section(for: box.domain)
+        if !facts.recipients.isEmpty && section != facts.section {
+            refuseRecipient(box, SMTPReply(452, "4.5.3", "Recipient has a different policy, send it in a separate transaction"),
+                            rules: ["policy-section"], reason: "\(runtime.policy.sectionName(section)) differs from \(runtime.policy.sectionName(facts.section))")
             return
         }
+        let limits = runtime.policy.limits(for: section)
+        if let max = limits.recipients, facts.recipients.count >= max {
+            refuseRecipient(box, .tooManyRecipients, rules: ["limit recipients"])
+            return
+        }
+        if let max = limits.messageSize, let declared = facts.mailParameters?.size, declared > max {
+            refuseRecipient(box, SMTPReply(552, "5.3.4", "Message size exceeds the limit for \(box.domain)"), rules: ["limit message-size"])
+            return
+        }
+        var f = facts
+        f.recipient = box
+        f.section = section
+        let outcome = consult(.rcpt, f)
+        if let (reply, _) = outcome.decision.refusal {
+            refuseRecipient(box, reply, rules: outcome.fired.map(\.name))
+            if outcome.decision.closesConnection { closing = true }
+            return
+        }
+        facts.section = section
+        absorb(outcome)
         switch runtime.relay {
         case .maildir:
             accept(box, params)
         case .smtp(let pool):
             if let failure = downstreamFailure {
-                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: failure)
+                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: failure, downstream: true)
                 return
             }
             do {
                 if downstream == nil {
                     if let refused = try await openDownstream(pool) {
-                        refuseRecipient(box, refused, reason: "downstream refused MAIL FROM")
+                        refuseRecipient(box, refused, reason: "downstream refused MAIL FROM", downstream: true)
                         return
                     }
                 }
@@ -242,13 +341,13 @@ final class Session {
                 if reply.code / 100 == 2 {
                     accept(box, params, reply: passthrough(reply))
                 } else {
-                    refuseRecipient(box, passthrough(reply), reason: "downstream refused recipient")
+                    refuseRecipient(box, passthrough(reply), reason: "downstream refused recipient", downstream: true)
                 }
             } catch {
                 downstreamFailure = "\(error)"
                 logger.warning("downstream failed at RCPT: \(error)")
                 await dropDownstream()
-                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: "\(error)")
+                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: "\(error)", downstream: true)
             }
         }
     }
@@ -259,12 +358,13 @@ final class Session {
         send(reply)
     }
 
-    private func refuseRecipient(_ box: Mailbox, _ reply: SMTPReply, rules: [String] = [], reason: String? = nil) {
+    private func refuseRecipient(_ box: Mailbox, _ reply: SMTPReply, rules: [String] = [], reason: String? = nil,
+                                 downstream: Bool = false) {
         var r = AuditRecordBuilder(self).base(.recipient, verdict: verdict(for: reply), reply: reply)
         r.rcptTo = [box.description]
         r.rules = rules
         r.reason = reason
-        r.relay = reason == nil ? nil : runtime.relay.label
+        r.relay = downstream ? runtime.relay.label : nil
         audit.record(r)
         if reply.isPermanent, case .reply(let counted) = machine.error(reply) {
             send(counted)
@@ -432,13 +532,34 @@ final class Session {
                               messageID: messageID, reason: "\(storeError)")
             return
         }
+        if let max = transactionLimits.messageSize, decoder.size > max {
+            await abortTransaction()
+            finishTransaction(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"), size: decoder.size,
+                              messageID: messageID, rules: ["limit message-size"])
+            return
+        }
         var f = facts
         f.messageSize = decoder.size
-        let d = await runtime.policy.evaluate(.endOfData, f)
-        if let (reply, rule) = d.refusal {
+        f.headers = HeaderBlock(headerBytes).decodedFields
+        let outcome = consult(.data, f)
+        absorb(outcome)
+        switch outcome.decision {
+        case .reject(let reply, _), .tempfail(let reply, _), .disconnect(let reply, _):
             await abortTransaction()
-            finishTransaction(reply, size: decoder.size, messageID: messageID, rules: [rule])
+            finishTransaction(reply, size: decoder.size, messageID: messageID)
+            if outcome.decision.closesConnection { closing = true }
             return
+        case .discard:
+            await abortTransaction()
+            finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(facts.sessionID)-\(machine.transactions + 1)"), size: decoder.size,
+                              messageID: messageID, verdictOverride: .discarded)
+            return
+        case .quarantine(let rule, let reason):
+            await abortTransaction()
+            await quarantineMessage(body: body, size: decoder.size, messageID: messageID, rule: rule, reason: reason)
+            return
+        case .pass, .accept:
+            break
         }
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
         let header = receivedHeader(id: txID)
@@ -486,9 +607,24 @@ final class Session {
         text += "\tby \(config.hostname) (mxgate) with \(with) id \(id)"
         if let rcpts = env?.recipients, rcpts.count == 1 { text += "\r\n\tfor <\(rcpts[0])>" }
         text += "; \(Self.rfc5322Date(Date()))\r\n"
+        if tagged {
+            text += "X-Spam-Flag: YES\r\n"
+            text += "X-Spam-Score: \(Self.score(facts.score))\r\n"
+            text += "X-Spam-Status: Yes, score=\(Self.score(facts.score)) rules=\(rules.joined(separator: ","))\r\n"
+        }
+        for h in extraHeaders { text += Self.sanitizeHeader(h) + "\r\n" }
         var b = channel.allocator.buffer(capacity: text.utf8.count)
         b.writeString(text)
         return b
+    }
+
+    static func score(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v)
+    }
+
+    /// One header line: no line breaks can sneak in from a template value.
+    static func sanitizeHeader(_ h: String) -> String {
+        String(h.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" }.map(Character.init))
     }
 
     static func sanitize(_ s: String) -> String {
@@ -504,8 +640,10 @@ final class Session {
     }
 
     private func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
-                                   relay: String? = nil, reason: String? = nil) {
-        var r = AuditRecordBuilder(self).base(.transaction, verdict: verdict(for: reply), reply: reply)
+                                   relay: String? = nil, reason: String? = nil, verdictOverride: AuditRecord.Verdict? = nil) {
+        var r = AuditRecordBuilder(self).base(.transaction, verdict: verdictOverride ?? verdict(for: reply), reply: reply)
+        r.warnings = warnings
+        r.spamScore = scored ? facts.score : nil
         r.size = size
         r.messageID = messageID
         r.rules = rules + extra
@@ -516,8 +654,32 @@ final class Session {
         machine.transactionEnded()
         facts.mailFrom = nil
         facts.recipients = []
+        facts.section = nil
+        facts.score = sessionScore
         rules = []
+        warnings = []
+        scored = false
+        extraHeaders = []
+        tagged = false
         downstreamFailure = nil
+    }
+
+    /// Holds the message durably instead of delivering it; 250 only once it is on disk.
+    private func quarantineMessage(body: MessageBody, size: Int, messageID: String?, rule: String, reason: String?) async {
+        let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
+        let entry = QuarantineEntry(id: txID, time: AuditRecord.formatTime(Date()), session: facts.sessionID, clientIP: facts.clientIP,
+                                    helo: facts.helo, mailFrom: facts.mailFrom?.description ?? "",
+                                    rcptTo: facts.recipients.map(\.description), messageID: messageID, size: size,
+                                    rules: rules, reason: reason, spamScore: scored ? facts.score : nil)
+        do {
+            try await runtime.quarantine.store(header: receivedHeader(id: txID), body: body, entry: entry)
+            finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(txID)"), size: size, messageID: messageID,
+                              relay: "quarantine \(txID)", reason: reason, verdictOverride: .quarantined)
+        } catch {
+            logger.error("quarantine failed: \(error)")
+            finishTransaction(SMTPReply(451, "4.3.0", "Local error while storing the message, try again later"), size: size,
+                              messageID: messageID, reason: "quarantine failed: \(error)")
+        }
     }
 
     // MARK: downstream bookkeeping

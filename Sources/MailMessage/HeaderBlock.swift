@@ -3,6 +3,11 @@
 /// beside it; this part never needs more than the header bytes.
 public struct HeaderBlock: Sendable {
     public struct Field: Sendable, Hashable {
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+
         public var name: String
         /// The unfolded value without the leading space.
         public var value: String
@@ -52,6 +57,11 @@ public struct HeaderBlock: Sendable {
 
     public func first(_ name: String) -> String? {
         fields.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+
+    /// The fields with RFC 2047 encoded-words decoded, for header rules.
+    public var decodedFields: [Field] {
+        fields.map { Field(name: $0.name, value: EncodedWords.decode($0.value)) }
     }
 }
 

@@ -1,14 +1,9 @@
+import MailMessage
 import SMTPProtocol
 
-/// The SMTP stages at which mxgate asks for a decision, milter-style.
-public enum Stage: String, Sendable, CaseIterable {
-    case connect, helo, mail, rcpt, data
-    /// After the whole message is received, before anything reaches the downstream.
-    case endOfData = "end-of-data"
-}
-
-/// What a check or rule says about the session at one stage. Three-valued at
-/// heart, like Postfix restrictions: no opinion (`pass`), accept, or refuse.
+/// What the policy says about the session at one stage. Three-valued at
+/// heart, like Postfix restrictions: no opinion (`pass`), accept, or refuse;
+/// plus the two content verdicts that still answer 250.
 public enum Decision: Sendable, Equatable {
     /// No opinion: go on to the next check, and to the default action.
     case pass
@@ -18,18 +13,57 @@ public enum Decision: Sendable, Equatable {
     case tempfail(SMTPReply, rule: String)
     /// Answer and close the connection (421, or 554 at connect).
     case disconnect(SMTPReply, rule: String)
+    /// Answer 250, keep the message in the quarantine, deliver nothing.
+    case quarantine(rule: String, reason: String?)
+    /// Answer 250 and deliver nothing.
+    case discard(rule: String)
 
     /// The reply to send if this decision refuses, nil when it lets the session go on.
     public var refusal: (reply: SMTPReply, rule: String)? {
         switch self {
-        case .pass, .accept: return nil
+        case .pass, .accept, .quarantine, .discard: return nil
         case .reject(let r, let rule), .tempfail(let r, let rule), .disconnect(let r, let rule): return (r, rule)
         }
     }
+
+    public var closesConnection: Bool {
+        if case .disconnect = self { return true }
+        return false
+    }
+}
+
+/// One rule that matched, with the reason in words (for `mxgate test` and the log).
+public struct FiredRule: Sendable, Equatable {
+    public var name: String
+    public var action: String
+    public var explanation: String
+    /// A `warn` rule: it did nothing but say what it would have done.
+    public var warnOnly: Bool
+
+    public init(name: String, action: String, explanation: String, warnOnly: Bool) {
+        self.name = name
+        self.action = action
+        self.explanation = explanation
+        self.warnOnly = warnOnly
+    }
+}
+
+/// Everything one stage's evaluation produced.
+public struct StageOutcome: Sendable {
+    public var decision: Decision = .pass
+    public var fired: [FiredRule] = []
+    public var scoreDelta: Double = 0
+    /// Headers to add to the delivered message ("Name: value").
+    public var headers: [String] = []
+    /// The message is to be tagged as spam (X-Spam-* headers).
+    public var tag = false
+
+    public init() {}
 }
 
 /// The facts a policy can see at a stage. Later stages see everything the
-/// earlier ones saw.
+/// earlier ones saw. DNS and GeoIP facts are filled in by the session before
+/// the stage that needs them, so evaluation itself never waits.
 public struct SessionFacts: Sendable {
     public var sessionID: String
     public var clientIP: String
@@ -41,8 +75,26 @@ public struct SessionFacts: Sendable {
     /// The recipient being asked about at the rcpt stage.
     public var recipient: Mailbox?
     public var recipients: [Mailbox]
-    /// Size of the received message text, at end-of-data.
+    /// Size of the received message text, at data.
     public var messageSize: Int?
+    /// Header fields of the message (RFC 2047-decoded values), at data.
+    public var headers: [HeaderBlock.Field] = []
+    /// Score so far in this transaction (`score` actions add to it).
+    public var score: Double = 0
+    /// The domain section chosen by the transaction's first recipient.
+    public var section: Int?
+
+    // Reverse DNS (filled when the policy uses client-name, ptr or fcrdns).
+    public var ptrNames: [String] = []
+    public var clientName: String?
+    public var fcrdns = false
+    /// Set when the DNS lookup failed temporarily: conditions on it tempfail.
+    public var dnsFailure: String?
+    public var dnsChecked = false
+
+    // GeoIP (filled when the policy uses country or asn).
+    public var country: String?
+    public var asn: Int?
 
     public init(sessionID: String, clientIP: String, clientPort: Int, tls: Bool = false) {
         self.sessionID = sessionID
@@ -53,16 +105,15 @@ public struct SessionFacts: Sendable {
     }
 }
 
-/// The seam every later check plugs into: asked once per stage, returns a
-/// decision. Implementations must not fail open: an error inside a check is a
-/// `tempfail`, never a `pass`.
+/// The seam every check plugs into: asked once per stage. Implementations
+/// must not fail open: an error inside a check is a tempfail, never a pass.
 public protocol PolicyEngine: Sendable {
-    func evaluate(_ stage: Stage, _ facts: SessionFacts) async -> Decision
+    func evaluate(_ stage: PolicyStage, _ facts: SessionFacts) -> StageOutcome
 }
 
-/// The policy used until rules are configured: no opinion at any stage, so
-/// only the relay gate decides.
+/// The policy used when no rules are configured: no opinion at any stage,
+/// so only the relay gate and the limits decide.
 public struct OpenPolicy: PolicyEngine {
     public init() {}
-    public func evaluate(_ stage: Stage, _ facts: SessionFacts) async -> Decision { .pass }
+    public func evaluate(_ stage: PolicyStage, _ facts: SessionFacts) -> StageOutcome { StageOutcome() }
 }

@@ -46,34 +46,7 @@ public struct MaildirDelivery: Sendable {
         for sub in ["tmp", "new", "cur"] {
             try fm.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let tmp = dir + "/tmp/" + name
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw RelayError.local("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
-        }
-        try bytes.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let w = Foundation.write(fd, raw.baseAddress! + off, raw.count - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw RelayError.local("cannot write \(tmp): \(String(cString: strerror(errno)))")
-                }
-                off += w
-            }
-        }
-        guard fsync(fd) == 0 else { throw RelayError.local("fsync \(tmp): \(String(cString: strerror(errno)))") }
-        guard rename(tmp, dir + "/new/" + name) == 0 else {
-            throw RelayError.local("cannot move \(tmp) into new/: \(String(cString: strerror(errno)))")
-        }
-        ok = true
-        let dfd = open(dir + "/new", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            defer { close(dfd) }
-            guard fsync(dfd) == 0 else { throw RelayError.local("fsync \(dir)/new: \(String(cString: strerror(errno)))") }
-        }
+        try DurableFile.write(bytes, to: dir + "/new/" + name, via: dir + "/tmp/" + name)
+        try DurableFile.syncDirectory(dir + "/new")
     }
 }

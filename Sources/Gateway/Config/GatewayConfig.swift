@@ -89,6 +89,18 @@ public struct GatewayConfig: Sendable {
     // [queue]
     public var queueDirectory = "var/queue"
 
+    // [quarantine]
+    public var quarantineDirectory = "var/quarantine"
+
+    // [dns]
+    /// Resolvers as "IP" or "IP:PORT"; empty means the system's (/etc/resolv.conf).
+    public var dnsServers: [String] = []
+    public var dnsTimeout: Double = 5
+
+    // [geoip]
+    public var geoipDatabase: String?
+    public var geoipASNDatabase: String?
+
     public init(file: String) {
         self.file = file
         self.directory = (file as NSString).deletingLastPathComponent
@@ -160,6 +172,9 @@ struct ConfigReader {
         "audit": ["path", "max_size", "keep"],
         "policy": ["rules", "policies"],
         "queue": ["directory"],
+        "quarantine": ["directory"],
+        "dns": ["servers", "timeout"],
+        "geoip": ["database", "asn_database"],
     ]
 
     mutating func read(_ root: TOMLTable, into c: inout GatewayConfig) {
@@ -197,6 +212,19 @@ struct ConfigReader {
                 if let p = string(&s, "policies") { c.policiesDirectory = p }
             case "queue":
                 if let p = string(&s, "directory") { c.queueDirectory = p }
+            case "quarantine":
+                if let p = string(&s, "directory") { c.quarantineDirectory = p }
+            case "dns":
+                if let list = stringArray(&s, "servers") {
+                    for (i, item) in list.enumerated() where Self.parseResolver(item) == nil {
+                        if case .array(let items) = t["servers"]!.value { error(items[i].position, "[dns] servers: '\(item)' is not IP or IP:PORT") }
+                    }
+                    c.dnsServers = list
+                }
+                if let d = duration(&s, "timeout") { c.dnsTimeout = d }
+            case "geoip":
+                c.geoipDatabase = string(&s, "database").map(c.resolve)
+                c.geoipASNDatabase = string(&s, "asn_database").map(c.resolve)
             default: break
             }
         }
@@ -204,6 +232,7 @@ struct ConfigReader {
         c.rulesDirectory = c.resolve(c.rulesDirectory)
         c.policiesDirectory = c.resolve(c.policiesDirectory)
         c.queueDirectory = c.resolve(c.queueDirectory)
+        c.quarantineDirectory = c.resolve(c.quarantineDirectory)
         if case .maildir(let d) = c.downstream { c.downstream = .maildir(c.resolve(d)) }
         if c.domains.isEmpty {
             let pos = root.keyPositions["relay"] ?? TOMLPosition(line: 1, column: 1)
@@ -380,6 +409,13 @@ struct ConfigReader {
         if let n = integer(&s, "pool_size", min: 0) { c.poolSize = n }
         if let d = duration(&s, "pool_idle_timeout") { c.poolIdleTimeout = d }
         if let t = string(&s, "temp_directory") { c.tempDirectory = c.resolve(t) }
+    }
+
+    /// "192.0.2.53", "192.0.2.53:5353", "::1", "[::1]:5353" → (ip, port).
+    static func parseResolver(_ s: String) -> (String, Int)? {
+        if let (h, p) = parseHostPort(s), h.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) { return (h, p) }
+        if s.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }), s.contains(".") || s.contains(":") { return (s, 53) }
+        return nil
     }
 
     /// "host:port", "[v6]:port".

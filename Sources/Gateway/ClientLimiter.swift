@@ -1,0 +1,55 @@
+import Foundation
+import Synchronization
+
+/// Per-client-IP counters for `limit connections-per-client` and
+/// `limit messages-per-client` (per minute). In memory, per process: with
+/// several gateways each enforces its own share, as Postfix's anvil does.
+final class ClientLimiter: Sendable {
+    private struct State {
+        var connections: [String: Int] = [:]
+        /// Start times of recent transactions per client, oldest first.
+        var messages: [String: [Double]] = [:]
+        var lastSweep: Double = 0
+    }
+
+    private let state = Mutex(State())
+    private let window: Double = 60
+
+    /// Counts a new connection; false (and not counted) when over `limit`.
+    func connect(_ ip: String, limit: Int?) -> Bool {
+        state.withLock { s in
+            let n = s.connections[ip, default: 0]
+            if let limit, n >= limit { return false }
+            s.connections[ip] = n + 1
+            return true
+        }
+    }
+
+    func disconnect(_ ip: String) {
+        state.withLock { s in
+            let n = s.connections[ip, default: 1] - 1
+            s.connections[ip] = n > 0 ? n : nil
+        }
+    }
+
+    /// Counts a MAIL FROM; false when the client already started `limit` in the last minute.
+    func message(_ ip: String, limit: Int?) -> Bool {
+        guard let limit else { return true }
+        let now = Date().timeIntervalSince1970
+        return state.withLock { s in
+            if now - s.lastSweep > window {
+                s.messages = s.messages.filter { ($0.value.last ?? 0) > now - window }
+                s.lastSweep = now
+            }
+            var times = s.messages[ip, default: []]
+            times.removeAll { $0 <= now - window }
+            guard times.count < limit else {
+                s.messages[ip] = times
+                return false
+            }
+            times.append(now)
+            s.messages[ip] = times
+            return true
+        }
+    }
+}

@@ -1,0 +1,134 @@
+/// RFC 2047 encoded-words (`=?charset?B|Q?text?=`) in header values, decoded
+/// to Unicode so header rules match what a person reads. Charsets:
+/// UTF-8, US-ASCII, ISO-8859-1 and Windows-1252; an encoded-word in any
+/// other charset is left as written (never dropped, so it stays visible).
+public enum EncodedWords {
+    public static func decode(_ value: String) -> String {
+        guard value.contains("=?") else { return value }
+        var out = ""
+        var rest = Substring(value)
+        var lastWasEncoded = false
+        var pendingSpace = ""
+        while let start = rest.range(of: "=?") {
+            let before = rest[..<start.lowerBound]
+            if let (decoded, end) = decodeWord(rest[start.lowerBound...]) {
+                // RFC 2047 §6.2: white space between adjacent encoded-words is dropped.
+                if !(lastWasEncoded && before.allSatisfy({ $0 == " " || $0 == "\t" })) { out += pendingSpace + before }
+                pendingSpace = ""
+                out += decoded
+                lastWasEncoded = true
+                rest = rest[end...]
+            } else {
+                out += pendingSpace + before + "=?"
+                pendingSpace = ""
+                lastWasEncoded = false
+                rest = rest[start.upperBound...]
+            }
+        }
+        out += rest
+        return out
+    }
+
+    /// Decodes one `=?cs?e?text?=` at the start of `s`; returns the text and where it ends.
+    static func decodeWord(_ s: Substring) -> (String, Substring.Index)? {
+        let parts = s.dropFirst(2)
+        guard let q1 = parts.firstIndex(of: "?") else { return nil }
+        var charset = parts[..<q1].lowercased()
+        if let star = charset.firstIndex(of: "*") { charset = String(charset[..<star]) }  // RFC 2231 language
+        let afterCharset = parts[parts.index(after: q1)...]
+        guard let enc = afterCharset.first, afterCharset.dropFirst().first == "?" else { return nil }
+        let text = afterCharset.dropFirst(2)
+        guard let end = text.range(of: "?=") else { return nil }
+        let payload = text[..<end.lowerBound]
+        guard !payload.contains(" ") else { return nil }
+        let bytes: [UInt8]?
+        switch enc {
+        case "B", "b": bytes = base64(payload)
+        case "Q", "q": bytes = quoted(payload)
+        default: return nil
+        }
+        guard let b = bytes, let str = convert(b, charset: charset) else { return nil }
+        return (str, end.upperBound)
+    }
+
+    static func base64(_ s: Substring) -> [UInt8]? {
+        var out: [UInt8] = []
+        var acc: UInt32 = 0
+        var bits = 0
+        for c in s.utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = c - 65
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - 71
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c + 4
+            case UInt8(ascii: "+"): v = 62
+            case UInt8(ascii: "/"): v = 63
+            case UInt8(ascii: "="): continue
+            default: return nil
+            }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+
+    static func quoted(_ s: Substring) -> [UInt8]? {
+        var out: [UInt8] = []
+        let u = Array(s.utf8)
+        var i = 0
+        while i < u.count {
+            if u[i] == UInt8(ascii: "_") {
+                out.append(32)
+            } else if u[i] == UInt8(ascii: "="), i + 2 < u.count, let h = hex(u[i + 1]), let l = hex(u[i + 2]) {
+                out.append(h << 4 | l)
+                i += 2
+            } else {
+                out.append(u[i])
+            }
+            i += 1
+        }
+        return out
+    }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - 48
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - 55
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - 87
+        default: return nil
+        }
+    }
+
+    /// Windows-1252's 0x80–0x9F; elsewhere it equals ISO-8859-1.
+    static let cp1252: [UInt32] = [0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+                                   0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+                                   0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178]
+
+    static func convert(_ b: [UInt8], charset: String) -> String? {
+        switch charset {
+        case "utf-8", "utf8", "us-ascii", "ascii":
+            return String(decoding: b, as: UTF8.self)
+        case "iso-8859-1", "latin1", "iso8859-1":
+            return String(String.UnicodeScalarView(b.map { Unicode.Scalar($0) }))
+        case "windows-1252", "cp1252":
+            return String(String.UnicodeScalarView(b.map { $0 >= 0x80 && $0 <= 0x9F ? Unicode.Scalar(cp1252[Int($0 - 0x80)])! : Unicode.Scalar($0) }))
+        default:
+            return nil
+        }
+    }
+}
+
+extension Substring {
+    func range(of needle: String) -> Range<Index>? {
+        var i = startIndex
+        while i < endIndex {
+            if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
+            i = index(after: i)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,179 @@
+/// expression = term { "or" term }
+/// term       = factor { "and" factor }
+/// factor     = ("not" | "!") factor | "(" expression ")" | condition
+struct ConditionParser {
+    var cursor: TokenCursor
+    let tables: [String: Table]
+    /// Set when the condition uses an action table (`header regexp:…`), which
+    /// may supply the rule's action.
+    var sawActionTable = false
+
+    init(cursor: TokenCursor, tables: [String: Table]) {
+        self.cursor = cursor
+        self.tables = tables
+    }
+
+    mutating func expression() throws(PolicyDiagnostic) -> Condition {
+        var items = [try term()]
+        while cursor.peekWord() == "or" {
+            _ = cursor.next()
+            items.append(try term())
+        }
+        return items.count == 1 ? items[0] : .any(items)
+    }
+
+    mutating func term() throws(PolicyDiagnostic) -> Condition {
+        var items = [try factor()]
+        while cursor.peekWord() == "and" {
+            _ = cursor.next()
+            items.append(try factor())
+        }
+        return items.count == 1 ? items[0] : .all(items)
+    }
+
+    mutating func factor() throws(PolicyDiagnostic) -> Condition {
+        if cursor.isOp("!") || cursor.peekWord() == "not" {
+            if cursor.peekWord() == "not" { _ = cursor.next() }
+            return .not(try factor())
+        }
+        if cursor.isOp("(") {
+            let e = try expression()
+            guard cursor.isOp(")") else { throw cursor.error("expected ')'") }
+            return e
+        }
+        return try condition()
+    }
+
+    static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
+                           "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls"]
+
+    mutating func condition() throws(PolicyDiagnostic) -> Condition {
+        let tok = cursor.peek
+        let w = try cursor.word("a condition (\(Self.keywords.joined(separator: ", ")))")
+        switch w {
+        case "all": return .always
+        case "client": return .clientIP(try matcher(for: w, kind: .ip))
+        case "client-name": return .clientName(try matcher(for: w, kind: .domain))
+        case "ptr": return .ptr(try matcher(for: w, kind: .domain))
+        case "fcrdns": return .fcrdns
+        case "tls": return .tls
+        case "null-sender": return .nullSender
+        case "helo":
+            if let v = cursor.peekWord(), let check = HeloCheck(rawValue: v) {
+                _ = cursor.next()
+                return .heloCheck(check)
+            }
+            return .helo(try matcher(for: w, kind: .domain))
+        case "sender":
+            if cursor.peekWord() == "<>" { _ = cursor.next(); return .nullSender }
+            return .sender(try matcher(for: w, kind: .address))
+        case "rcpt": return .rcpt(try matcher(for: w, kind: .address))
+        case "country": return .country(try matcher(for: w, kind: .exact))
+        case "asn":
+            var set = Set<Int>()
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("an AS number")
+                let digits = v.uppercased().hasPrefix("AS") ? String(v.dropFirst(2)) : v
+                guard let n = Int(digits), n >= 0 else { throw cursor.error("'\(v)' is not an AS number", at: t) }
+                set.insert(n)
+            } while cursor.isOp(",")
+            return .asn(set)
+        case "size", "declared-size", "rcpt-count", "spam-score":
+            let opTok = cursor.peek
+            guard case .op(let o)? = cursor.next()?.kind, let cmp = Comparison(rawValue: o) else {
+                throw cursor.error("\(w) needs a comparison: > >= < <= == !=", at: opTok)
+            }
+            let vTok = cursor.peek
+            let v = try cursor.word("a number")
+            let number: Double?
+            if w == "size" || w == "declared-size" { number = parseSize(v).map(Double.init) } else { number = Double(v) }
+            guard let n = number else { throw cursor.error("'\(v)' is not a \(w.hasSuffix("size") ? "size such as 10M" : "number")", at: vTok) }
+            switch w {
+            case "size": return .size(cmp, n)
+            case "declared-size": return .declaredSize(cmp, n)
+            case "rcpt-count": return .rcptCount(cmp, n)
+            default: return .spamScore(cmp, n)
+            }
+        case "header":
+            if case .tableRef(let name)? = cursor.peek?.kind {
+                _ = cursor.next()
+                guard let t = tables[name] else { throw cursor.error("unknown table <\(name)>; declare it first with: table \(name) regexp:PATH", at: cursor.tokens[cursor.index - 1]) }
+                guard case .regexp(let r) = t else { throw cursor.error("header checks need a regexp table; <\(name)> is \(t.type.rawValue)", at: cursor.tokens[cursor.index - 1]) }
+                sawActionTable = true
+                return .headerTable(r)
+            }
+            let nameTok = cursor.peek
+            let name = try cursor.word("a header name, or a regexp table")
+            if name.hasPrefix("regexp:") {
+                throw cursor.error("declare the table first (table NAME \(name)) and write header <NAME>", at: nameTok)
+            }
+            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw cursor.error("'\(name)' is not a header name", at: nameTok)
+            }
+            if cursor.isOp("~") {
+                guard case .regex(let p, let flags)? = cursor.next()?.kind else { throw cursor.error("expected /pattern/ after ~") }
+                return .header(name, try compile(p, flags, at: cursor.tokens[cursor.index - 1]))
+            }
+            return .headerPresent(name)
+        default:
+            if TokenCursor.actionWords.contains(w) {
+                throw cursor.error("expected a condition before the action '\(w)' (use 'all' to match everything)", at: tok)
+            }
+            throw cursor.error("unknown condition '\(w)'; conditions are \(Self.keywords.joined(separator: ", "))", at: tok)
+        }
+    }
+
+    enum ValueKind { case ip, domain, address, exact }
+
+    /// matcher = "<" table ">" | "/" regex "/" | value { "," value }
+    mutating func matcher(for keyword: String, kind: ValueKind) throws(PolicyDiagnostic) -> Matcher {
+        guard let tok = cursor.peek else { throw cursor.error("\(keyword) needs a value, a <table> or a /pattern/") }
+        switch tok.kind {
+        case .tableRef(let name):
+            _ = cursor.next()
+            guard let t = tables[name] else {
+                throw cursor.error("unknown table <\(name)>; declare it first with: table \(name) TYPE:PATH", at: tok)
+            }
+            switch (t, kind) {
+            case (.cidr, .ip), (.list, _), (.regexp, .domain), (.regexp, .address), (.regexp, .exact):
+                if case .regexp = t { sawActionTable = true }
+                return .table(name: name, t)
+            default:
+                throw cursor.error("\(keyword) cannot use a \(t.type.rawValue) table", at: tok)
+            }
+        case .regex(let p, let flags):
+            _ = cursor.next()
+            guard kind != .ip else { throw cursor.error("client takes addresses, networks or a cidr table, not a pattern", at: tok) }
+            return .regex(try compile(p, flags, at: tok))
+        case .word:
+            var values: [String] = []
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("a value")
+                if TokenCursor.actionWords.contains(v) || v == "and" || v == "or" {
+                    throw cursor.error("\(keyword) needs a value before '\(v)'", at: t)
+                }
+                values.append(v)
+                if kind == .ip, CIDR(v) == nil { throw cursor.error("'\(v)' is not an IP address or CIDR network", at: t) }
+            } while cursor.isOp(",")
+            if kind == .ip { return .networks(values.compactMap(CIDR.init)) }
+            var diags: [PolicyDiagnostic] = []
+            let list = ListTable(path: cursor.file, text: values.joined(separator: "\n"), diagnostics: &diags)
+            return .literals(list)
+        default:
+            throw cursor.error("\(keyword) needs a value, a <table> or a /pattern/", at: tok)
+        }
+    }
+
+    func compile(_ p: String, _ flags: String, at tok: Token) throws(PolicyDiagnostic) -> PosixRegex {
+        if let bad = flags.first(where: { $0 != "i" && $0 != "c" }) {
+            throw cursor.error("unknown regexp flag '\(bad)' (use i or c)", at: tok)
+        }
+        do {
+            return try PosixRegex(p, caseInsensitive: !flags.contains("c"))
+        } catch {
+            throw cursor.error("bad regular expression: \(error.message)", at: tok)
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import SMTPProtocol
+
+/// The stages a rule can be attached to, in session order. `data` rules run
+/// once the whole message is in (milter end-of-message), before anything
+/// reaches the downstream.
+public enum PolicyStage: String, Sendable, CaseIterable, Comparable {
+    case connect, helo, mail, rcpt, data
+
+    public static func < (a: PolicyStage, b: PolicyStage) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// What a rule does when its condition matches.
+public indirect enum RuleAction: Sendable, Equatable {
+    /// Stop evaluating this stage; later stages still run.
+    case accept
+    case reject(ReplyTemplate)
+    case tempfail(ReplyTemplate)
+    case disconnect(ReplyTemplate)
+    /// Hold the message in the quarantine instead of delivering it (data only).
+    case quarantine(String?)
+    /// Answer 250 and drop the message (data only).
+    case discard
+    /// Add a header to the delivered message (data only).
+    case addHeader(String)
+    /// Mark the message as spam with X-Spam-* headers (data only).
+    case tag
+    case score(Double)
+    /// Log what `action` would have done (or just that the rule matched) and do nothing.
+    case warn(RuleAction?)
+
+    /// True for actions that end the evaluation of a stage.
+    public var isDeciding: Bool {
+        switch self {
+        case .accept, .reject, .tempfail, .disconnect, .quarantine, .discard: return true
+        case .addHeader, .tag, .score, .warn: return false
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .accept: return "accept"
+        case .reject: return "reject"
+        case .tempfail: return "tempfail"
+        case .disconnect: return "disconnect"
+        case .quarantine: return "quarantine"
+        case .discard: return "discard"
+        case .addHeader: return "add-header"
+        case .tag: return "tag"
+        case .score: return "score"
+        case .warn: return "warn"
+        }
+    }
+}
+
+/// A reply with `{placeholders}` filled in when the rule fires.
+public struct ReplyTemplate: Sendable, Equatable {
+    public var code: Int
+    public var enhanced: String
+    public var text: String
+
+    public init(code: Int, enhanced: String, text: String) {
+        self.code = code
+        self.enhanced = enhanced
+        self.text = text
+    }
+
+    public func render(_ values: [String: String]) -> SMTPReply {
+        SMTPReply(code, enhanced, ReplyTemplate.fill(text, values))
+    }
+
+    /// Replaces `{name}` with its value; unknown names are left as written.
+    public static func fill(_ text: String, _ values: [String: String]) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else { break }
+            let key = String(rest[rest.index(after: open)..<close])
+            out += values[key] ?? "{\(key)}"
+            rest = rest[rest.index(after: close)...]
+        }
+        out += rest
+        // A value must never smuggle a line break into a reply.
+        return String(out.unicodeScalars.filter { $0 != "\r" && $0 != "\n" }.map(Character.init))
+    }
+}
+
+public enum Comparison: String, Sendable {
+    case gt = ">", ge = ">=", lt = "<", le = "<=", eq = "==", ne = "!="
+
+    func holds(_ a: Double, _ b: Double) -> Bool {
+        switch self {
+        case .gt: return a > b
+        case .ge: return a >= b
+        case .lt: return a < b
+        case .le: return a <= b
+        case .eq: return a == b
+        case .ne: return a != b
+        }
+    }
+}
+
+/// A named table as declared with `table NAME TYPE:PATH`.
+public enum Table: Sendable {
+    case cidr(CIDRTable)
+    case list(ListTable)
+    case regexp(RegexpTable)
+
+    public var type: TableType {
+        switch self {
+        case .cidr: return .cidr
+        case .list: return .list
+        case .regexp: return .regexp
+        }
+    }
+
+    public var path: String {
+        switch self {
+        case .cidr(let t): return t.path
+        case .list(let t): return t.path
+        case .regexp(let t): return t.path
+        }
+    }
+}
+
+/// What a value is compared with: a table, or values written in the rule.
+public enum Matcher: Sendable {
+    case table(name: String, Table)
+    /// Literal strings (addresses, domains, names), matched like a list table.
+    case literals(ListTable)
+    case networks([CIDR])
+    case regex(PosixRegex)
+}
+
+public enum HeloCheck: String, Sendable, CaseIterable {
+    /// Not a syntactically valid host name or address literal (RFC 5321 §4.1.1.1).
+    case invalid
+    /// Claims to be this gateway: our hostname, one of our domains, or our IP.
+    case ours
+    /// A bare IP address without the brackets of an address literal.
+    case bareIP = "bare-ip"
+    /// An address literal such as [192.0.2.1].
+    case literal
+    /// A name without a dot.
+    case unqualified
+}
+
+public indirect enum Condition: Sendable {
+    case always
+    case not(Condition)
+    case all([Condition])
+    case any([Condition])
+    case clientIP(Matcher)
+    case clientName(Matcher)      // forward-confirmed name, or "unknown"
+    case ptr(Matcher)             // any PTR name, unverified
+    case fcrdns                   // the PTR name resolves back to the client IP
+    case helo(Matcher)
+    case heloCheck(HeloCheck)
+    case sender(Matcher)
+    case nullSender
+    case rcpt(Matcher)
+    case country(Matcher)
+    case asn(Set<Int>)
+    case size(Comparison, Double)
+    case declaredSize(Comparison, Double)
+    case rcptCount(Comparison, Double)
+    case spamScore(Comparison, Double)
+    case headerPresent(String)
+    case header(String, PosixRegex)
+    case headerTable(RegexpTable)
+    case tls
+
+    /// The earliest stage at which the condition's facts are known.
+    public var earliestStage: PolicyStage {
+        switch self {
+        case .always, .clientIP, .clientName, .ptr, .fcrdns, .country, .asn, .tls: return .connect
+        case .helo, .heloCheck: return .helo
+        case .sender, .nullSender, .declaredSize: return .mail
+        case .rcpt, .rcptCount: return .rcpt
+        case .size, .spamScore, .headerPresent, .header, .headerTable: return .data
+        case .not(let c): return c.earliestStage
+        case .all(let cs), .any(let cs): return cs.map(\.earliestStage).max() ?? .connect
+        }
+    }
+
+    var needsDNS: Bool {
+        switch self {
+        case .clientName, .ptr, .fcrdns: return true
+        case .not(let c): return c.needsDNS
+        case .all(let cs), .any(let cs): return cs.contains { $0.needsDNS }
+        default: return false
+        }
+    }
+
+    var needsGeoIP: Bool {
+        switch self {
+        case .country, .asn: return true
+        case .not(let c): return c.needsGeoIP
+        case .all(let cs), .any(let cs): return cs.contains { $0.needsGeoIP }
+        default: return false
+        }
+    }
+}
+
+/// One line of policy: at STAGE match CONDITION ACTION.
+public struct Rule: Sendable {
+    /// Where it is written, e.g. "policies/inbound.policy:12": the name that
+    /// goes into the audit record and the log.
+    public let name: String
+    public let stage: PolicyStage
+    public let condition: Condition
+    /// Nil when the condition is an action table (`header regexp:…`), whose
+    /// matching entry brings its own action.
+    public let action: RuleAction?
+    /// The rule as written, for explanations.
+    public let text: String
+}
+
+/// Limits, global or per recipient domain.
+public struct PolicyLimits: Sendable, Equatable {
+    public var messageSize: Int?
+    public var recipients: Int?
+    public var connectionsPerClient: Int?
+    public var messagesPerClientPerMinute: Int?
+    /// Score thresholds usable as `spam-score >= tag-threshold` etc. are
+    /// plain numbers in rules; these limits are the per-domain knobs.
+    public init() {}
+
+    /// Values set here win over `base`.
+    func over(_ base: PolicyLimits) -> PolicyLimits {
+        var r = base
+        if let v = messageSize { r.messageSize = v }
+        if let v = recipients { r.recipients = v }
+        if let v = connectionsPerClient { r.connectionsPerClient = v }
+        if let v = messagesPerClientPerMinute { r.messagesPerClientPerMinute = v }
+        return r
+    }
+}
+
+/// Rules and limits that apply to the recipients of some domains.
+public struct DomainSection: Sendable {
+    public let domains: [String]
+    public let name: String
+    public var rules: [Rule] = []
+    public var limits = PolicyLimits()
+
+    func covers(_ domain: String) -> Bool {
+        let d = domain.lowercased()
+        return domains.contains { $0 == d || ($0.hasPrefix(".") && d.hasSuffix($0)) }
+    }
+}

@@ -1,0 +1,275 @@
+import Foundation
+
+/// Facts about this gateway that some conditions need (`helo ours`).
+public struct GatewayIdentity: Sendable {
+    public var hostname: String
+    public var domains: [String]
+    public var addresses: [String]
+    public init(hostname: String, domains: [String], addresses: [String] = []) {
+        self.hostname = hostname
+        self.domains = domains
+        self.addresses = addresses
+    }
+}
+
+/// Reads `policies/*.policy` (in name order, plus includes) and the tables
+/// they declare, collecting every error with FILE:LINE:COL.
+public struct PolicyLoader {
+    /// Folder that relative table paths and displayed file names are relative to
+    /// (the folder of mxgate.toml).
+    let base: String
+    var diagnostics: [PolicyDiagnostic] = []
+    var tables: [String: Table] = [:]
+    var tableCache: [String: Table] = [:]
+    var globalRules: [Rule] = []
+    var globalLimits = PolicyLimits()
+    var sections: [DomainSection] = []
+    var currentSection: Int?
+    var sectionStart: (file: String, line: Int, column: Int)?
+    var included: Set<String> = []
+
+    init(base: String) { self.base = base }
+
+    /// Loads a policy folder. Throws when there are errors; warnings come back with the set.
+    public static func load(policies: String, base: String, identity: GatewayIdentity) throws(PolicyLoadError) -> PolicySet {
+        var loader = PolicyLoader(base: base)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: policies, isDirectory: &isDir), isDir.boolValue else {
+            throw PolicyLoadError(diagnostics: [PolicyDiagnostic(file: loader.display(policies), line: 0, column: 0,
+                                                                 message: "the policies folder does not exist")])
+        }
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: policies)) ?? [])
+            .filter { $0.hasSuffix(".policy") }.sorted()
+        for f in files { loader.loadFile((policies as NSString).appendingPathComponent(f)) }
+        loader.finish()
+        if loader.diagnostics.contains(where: { !$0.isWarning }) {
+            throw PolicyLoadError(diagnostics: loader.diagnostics)
+        }
+        return PolicySet(tables: loader.tables, rules: loader.globalRules, limits: loader.globalLimits,
+                         sections: loader.sections, identity: identity, warnings: loader.diagnostics)
+    }
+
+    /// Loads one table file on its own, for `mxgate lookup`.
+    public static func loadTable(_ spec: String, base: String) throws(PolicyLoadError) -> Table {
+        var loader = PolicyLoader(base: base)
+        let t = loader.table(spec: spec, file: "command line", line: 0, column: 0)
+        if let t, !loader.diagnostics.contains(where: { !$0.isWarning }) { return t }
+        throw PolicyLoadError(diagnostics: loader.diagnostics)
+    }
+
+    func display(_ path: String) -> String {
+        let b = base.hasSuffix("/") ? base : base + "/"
+        return path.hasPrefix(b) ? String(path.dropFirst(b.count)) : path
+    }
+
+    func resolve(_ path: String, relativeTo dir: String) -> String {
+        path.hasPrefix("/") ? path : (dir as NSString).appendingPathComponent(path)
+    }
+
+    mutating func loadFile(_ path: String) {
+        let standardized = (path as NSString).standardizingPath
+        guard !included.contains(standardized) else { return }
+        included.insert(standardized)
+        let name = display(standardized)
+        guard let data = FileManager.default.contents(atPath: standardized), let text = String(data: data, encoding: .utf8) else {
+            diagnostics.append(PolicyDiagnostic(file: name, line: 0, column: 0, message: "cannot read the file"))
+            return
+        }
+        var lineNo = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNo += 1
+            let tokens: [Token]
+            do {
+                tokens = try tokenize(raw, lineNo: lineNo)
+            } catch {
+                diagnostics.append(PolicyDiagnostic(file: name, line: lineNo, column: error.column, message: error.message))
+                continue
+            }
+            guard !tokens.isEmpty else { continue }
+            var c = TokenCursor(tokens: tokens, index: 0, file: name, line: lineNo)
+            do throws(PolicyDiagnostic) {
+                try statement(&c, path: standardized, text: String(raw).trimmingCharacters(in: .whitespaces))
+            } catch {
+                diagnostics.append(error)
+            }
+        }
+        if currentSection != nil, let start = sectionStart, start.file == name {
+            diagnostics.append(PolicyDiagnostic(file: name, line: start.line, column: start.column, message: "domain section is not closed with '}'"))
+            currentSection = nil
+        }
+    }
+
+    mutating func statement(_ c: inout TokenCursor, path: String, text: String) throws(PolicyDiagnostic) {
+        let first = c.peek!
+        if case .op("}") = first.kind {
+            _ = c.next()
+            guard currentSection != nil else { throw c.error("'}' without a domain section", at: first) }
+            currentSection = nil
+            try end(&c)
+            return
+        }
+        let keyword = try c.word("a statement (table, limit, at, domain, include)")
+        switch keyword {
+        case "include":
+            guard case .string(let f)? = c.next()?.kind else { throw c.error("include needs a quoted file name", at: first) }
+            try end(&c)
+            let target = resolve(f, relativeTo: (path as NSString).deletingLastPathComponent)
+            guard FileManager.default.fileExists(atPath: target) else { throw c.error("included file \(display(target)) does not exist", at: c.tokens[1]) }
+            loadFile(target)
+        case "table":
+            guard currentSection == nil else { throw c.error("tables are declared outside domain sections", at: first) }
+            let nameTok = c.peek
+            let name = try c.word("a table name")
+            let specTok = c.peek
+            let spec = try c.word("TYPE:PATH, e.g. cidr:rules/blocked.cidr")
+            try end(&c)
+            guard tables[name] == nil else { throw c.error("table <\(name)> is declared twice", at: nameTok) }
+            if let t = table(spec: spec, file: c.file, line: c.line, column: specTok?.column ?? 1) { tables[name] = t }
+        case "limit":
+            try limit(&c)
+        case "domain":
+            guard currentSection == nil else { throw c.error("domain sections cannot be nested", at: first) }
+            var domains: [String] = []
+            while let w = c.peekWord() {
+                _ = c.next()
+                domains.append(contentsOf: w.split(separator: ",").map { $0.lowercased() })
+                _ = c.isOp(",")
+            }
+            guard !domains.isEmpty else { throw c.error("domain needs at least one domain name") }
+            guard c.isOp("{") else { throw c.error("expected '{' after the domain names") }
+            try end(&c)
+            sections.append(DomainSection(domains: domains, name: "domain \(domains.joined(separator: " ")) (\(c.file):\(c.line))"))
+            currentSection = sections.count - 1
+            sectionStart = (c.file, c.line, first.column)
+        case "at":
+            let stageTok = c.peek
+            let stageName = try c.word("a stage (connect, helo, mail, rcpt, data)")
+            guard let stage = PolicyStage(rawValue: stageName) else {
+                throw c.error("unknown stage '\(stageName)'; stages are connect, helo, mail, rcpt, data", at: stageTok)
+            }
+            guard c.peekWord() == "match" else { throw c.error("expected 'match' after the stage") }
+            _ = c.next()
+            let condTok = c.peek
+            var cp = ConditionParser(cursor: c, tables: tables)
+            let condition = try cp.expression()
+            c = cp.cursor
+            guard condition.earliestStage <= stage else {
+                throw c.error("this condition needs facts first known at \(condition.earliestStage.rawValue); it cannot be used at \(stage.rawValue)", at: condTok)
+            }
+            var action: RuleAction?
+            let actionTok = c.peek
+            if !c.atEnd { action = try c.action() }
+            try end(&c)
+            if action == nil && !cp.sawActionTable {
+                throw c.error("expected an action after the condition (accept, reject, tempfail, …)")
+            }
+            if let a = action { try check(a, stage: stage, c: c, at: actionTok) }
+            let rule = Rule(name: "\(c.file):\(c.line)", stage: stage, condition: condition, action: action, text: text)
+            if let s = currentSection {
+                guard stage >= .rcpt else {
+                    throw c.error("rules in a domain section run once the recipient is known: use at rcpt or at data", at: first)
+                }
+                sections[s].rules.append(rule)
+            } else {
+                globalRules.append(rule)
+            }
+        default:
+            throw c.error("unknown statement '\(keyword)'; statements are table, limit, at, domain, include", at: first)
+        }
+    }
+
+    func check(_ a: RuleAction, stage: PolicyStage, c: TokenCursor, at tok: Token?) throws(PolicyDiagnostic) {
+        switch a {
+        case .quarantine, .discard, .addHeader, .tag:
+            guard stage == .data else { throw c.error("\(a.name) works on a message: use it at data", at: tok) }
+        case .warn(let inner?):
+            try check(inner, stage: stage, c: c, at: tok)
+        default:
+            break
+        }
+    }
+
+    func end(_ c: inout TokenCursor) throws(PolicyDiagnostic) {
+        if let t = c.peek { throw c.error("unexpected '\(t.text)'", at: t) }
+    }
+
+    // limit = "limit" ( "message-size" SIZE | "recipients" N | "connections-per-client" N
+    //                 | "messages-per-client" N ["/minute"] )
+    mutating func limit(_ c: inout TokenCursor) throws(PolicyDiagnostic) {
+        let nameTok = c.peek
+        let name = try c.word("a limit name (message-size, recipients, connections-per-client, messages-per-client)")
+        let valueTok = c.peek
+        let value = try c.word("a value")
+        try end(&c)
+        var l = currentSection.map { sections[$0].limits } ?? globalLimits
+        switch name {
+        case "message-size":
+            guard let n = parseSize(value) else { throw c.error("'\(value)' is not a size such as 25M or 26214400", at: valueTok) }
+            l.messageSize = n
+        case "recipients":
+            guard let n = Int(value), n >= 1 else { throw c.error("'\(value)' is not a positive number", at: valueTok) }
+            l.recipients = n
+        case "connections-per-client", "messages-per-client":
+            guard currentSection == nil else { throw c.error("\(name) is a limit on clients, not on a domain: set it outside domain sections", at: nameTok) }
+            let v = value.hasSuffix("/minute") ? String(value.dropLast("/minute".count)) : value
+            guard let n = Int(v), n >= 1 else { throw c.error("'\(value)' is not a positive number", at: valueTok) }
+            if name == "connections-per-client" { l.connectionsPerClient = n } else { l.messagesPerClientPerMinute = n }
+        default:
+            throw c.error("unknown limit '\(name)'; limits are message-size, recipients, connections-per-client, messages-per-client", at: nameTok)
+        }
+        if let s = currentSection { sections[s].limits = l } else { globalLimits = l }
+    }
+
+    /// TYPE:PATH → a loaded table; the same file is loaded once.
+    mutating func table(spec: String, file: String, line: Int, column: Int) -> Table? {
+        guard let colon = spec.firstIndex(of: ":"), let type = TableType(rawValue: String(spec[..<colon])) else {
+            diagnostics.append(PolicyDiagnostic(file: file, line: line, column: column,
+                                                message: "table spec '\(spec)' must be TYPE:PATH with TYPE one of cidr, list, regexp"))
+            return nil
+        }
+        let path = resolve(String(spec[spec.index(after: colon)...]), relativeTo: base)
+        if let t = tableCache[spec] { return t }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            diagnostics.append(PolicyDiagnostic(file: file, line: line, column: column + type.rawValue.count + 1,
+                                                message: "cannot read table file \(display(path))"))
+            return nil
+        }
+        let shown = display(path)
+        let t: Table
+        switch type {
+        case .cidr: t = .cidr(CIDRTable(path: shown, text: text, diagnostics: &diagnostics))
+        case .list: t = .list(ListTable(path: shown, text: text, diagnostics: &diagnostics))
+        case .regexp: t = .regexp(RegexpTable(path: shown, displayPath: shown, text: text, diagnostics: &diagnostics))
+        }
+        tableCache[spec] = t
+        return t
+    }
+
+    /// Warnings about rules that can never match.
+    mutating func finish() {
+        func deadRules(_ rules: [Rule]) {
+            for stage in PolicyStage.allCases {
+                var blocker: Rule?
+                for r in rules where r.stage == stage {
+                    if let b = blocker {
+                        let parts = r.name.split(separator: ":")
+                        diagnostics.append(PolicyDiagnostic(file: String(parts.dropLast().joined(separator: ":")), line: Int(parts.last!) ?? 0, column: 1,
+                                                            message: "this rule can never match: \(b.name) always decides at \(stage.rawValue) first",
+                                                            isWarning: true))
+                        continue
+                    }
+                    if case .always = r.condition, let a = r.action, a.isDeciding { blocker = r }
+                }
+            }
+        }
+        deadRules(globalRules)
+        for s in sections { deadRules(s.rules) }
+    }
+}
+
+func parseSize(_ s: String) -> Int? {
+    let t = s.uppercased()
+    let mult: [Character: Int] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
+    if let last = t.last, let m = mult[last], let v = Double(t.dropLast()), v >= 0 { return Int(v * Double(m)) }
+    return Int(t).flatMap { $0 >= 0 ? $0 : nil }
+}

@@ -1,0 +1,461 @@
+import SMTPProtocol
+
+/// A loaded policy: tables, rules per stage, limits, domain sections.
+/// Immutable; a reload builds a new one and swaps it whole.
+public final class PolicySet: PolicyEngine, Sendable {
+    public let tables: [String: Table]
+    public let rules: [Rule]
+    public let limits: PolicyLimits
+    public let sections: [DomainSection]
+    public let identity: GatewayIdentity
+    public let warnings: [PolicyDiagnostic]
+    private let byStage: [PolicyStage: [Rule]]
+    private let sectionByStage: [[PolicyStage: [Rule]]]
+    public let needsDNS: Bool
+    public let needsGeoIP: Bool
+
+    init(tables: [String: Table], rules: [Rule], limits: PolicyLimits, sections: [DomainSection],
+         identity: GatewayIdentity, warnings: [PolicyDiagnostic]) {
+        self.tables = tables
+        self.rules = rules
+        self.limits = limits
+        self.sections = sections
+        self.identity = identity
+        self.warnings = warnings
+        byStage = Dictionary(grouping: rules, by: \.stage)
+        sectionByStage = sections.map { Dictionary(grouping: $0.rules, by: \.stage) }
+        let all = rules + sections.flatMap(\.rules)
+        needsDNS = all.contains { $0.condition.needsDNS }
+        needsGeoIP = all.contains { $0.condition.needsGeoIP }
+    }
+
+    /// The domain section for a recipient domain, if one covers it.
+    public func section(for domain: String) -> Int? {
+        sections.firstIndex { $0.covers(domain) }
+    }
+
+    /// Limits for a transaction in `section` (section values over global ones).
+    public func limits(for section: Int?) -> PolicyLimits {
+        guard let s = section else { return limits }
+        return sections[s].limits.over(limits)
+    }
+
+    public func sectionName(_ s: Int?) -> String { s.map { sections[$0].name } ?? "the default policy" }
+
+    // MARK: evaluation
+
+    /// Truth with a third value for "a lookup failed": such a rule tempfails.
+    enum Truth {
+        case yes, no
+        case unknown(String)
+    }
+
+    public func evaluate(_ stage: PolicyStage, _ given: SessionFacts) -> StageOutcome {
+        var facts = given
+        var out = StageOutcome()
+        let sectionRules = facts.section.flatMap { $0 < sectionByStage.count ? sectionByStage[$0][stage] : nil } ?? []
+        for list in [sectionRules, byStage[stage] ?? []] {
+            for rule in list {
+                var ctx = MatchContext()
+                switch test(rule.condition, facts, &ctx) {
+                case .no:
+                    continue
+                case .unknown(let reason):
+                    let reply = SMTPReply(451, "4.7.1", "Temporary lookup failure, try again later (\(rule.name))")
+                    out.fired.append(FiredRule(name: rule.name, action: "tempfail", explanation: reason, warnOnly: false))
+                    out.decision = .tempfail(reply, rule: rule.name)
+                    return out
+                case .yes:
+                    break
+                }
+                let why = ctx.why
+                let tableAction = ctx.tableAction
+                let name = tableAction.map { entryName in
+                    entryName.1.isEmpty ? rule.name : "\(rule.name) \(entryName.1)"
+                } ?? rule.name
+                guard let action = rule.action ?? tableAction?.0 else {
+                    out.fired.append(FiredRule(name: name, action: "match", explanation: why.joined(separator: "; "), warnOnly: true))
+                    continue
+                }
+                let values = templateValues(facts, rule: name, why: why, value: ctx.value)
+                if apply(action, name: name, why: why, values: values, facts: &facts, out: &out) { return out }
+            }
+        }
+        return out
+    }
+
+    /// Carries out one action; returns true when it decides the stage.
+    private func apply(_ action: RuleAction, name: String, why: [String], values: [String: String],
+                       facts: inout SessionFacts, out: inout StageOutcome) -> Bool {
+        let explanation = why.joined(separator: "; ")
+        func fire(_ what: String, warn: Bool = false) {
+            out.fired.append(FiredRule(name: name, action: what, explanation: explanation, warnOnly: warn))
+        }
+        switch action {
+        case .accept:
+            fire("accept")
+            out.decision = .accept(rule: name)
+            return true
+        case .reject(let t):
+            let r = t.render(values)
+            fire("reject: \(r)")
+            out.decision = .reject(r, rule: name)
+            return true
+        case .tempfail(let t):
+            let r = t.render(values)
+            fire("tempfail: \(r)")
+            out.decision = .tempfail(r, rule: name)
+            return true
+        case .disconnect(let t):
+            let r = t.render(values)
+            fire("disconnect: \(r)")
+            out.decision = .disconnect(r, rule: name)
+            return true
+        case .quarantine(let reason):
+            let text = reason.map { ReplyTemplate.fill($0, values) }
+            fire("quarantine" + (text.map { ": \($0)" } ?? ""))
+            out.decision = .quarantine(rule: name, reason: text)
+            return true
+        case .discard:
+            fire("discard")
+            out.decision = .discard(rule: name)
+            return true
+        case .addHeader(let h):
+            let header = ReplyTemplate.fill(h, values)
+            fire("add-header: \(header)")
+            out.headers.append(header)
+            return false
+        case .tag:
+            fire("tag")
+            out.tag = true
+            return false
+        case .score(let n):
+            fire("score \(n >= 0 ? "+" : "")\(formatScore(n))")
+            out.scoreDelta += n
+            facts.score += n
+            return false
+        case .warn(let inner):
+            var what = "warn"
+            if let inner {
+                switch inner {
+                case .reject(let t), .tempfail(let t), .disconnect(let t): what = "warn: would \(inner.name): \(t.render(values))"
+                default: what = "warn: would \(inner.name)"
+                }
+            }
+            fire(what, warn: true)
+            return false
+        }
+    }
+
+    func templateValues(_ f: SessionFacts, rule: String, why: [String], value: String?) -> [String: String] {
+        var v: [String: String] = [:]
+        v["client_ip"] = f.clientIP
+        v["client_name"] = f.clientName ?? "unknown"
+        v["helo"] = f.helo ?? ""
+        v["sender"] = f.mailFrom.map { $0.description.isEmpty ? "<>" : $0.description } ?? ""
+        v["recipient"] = f.recipient?.description ?? f.recipients.first?.description ?? ""
+        v["country"] = f.country ?? "unknown"
+        v["asn"] = f.asn.map { "AS\($0)" } ?? "unknown"
+        v["rule"] = rule
+        v["size"] = f.messageSize.map(String.init) ?? f.mailParameters?.size.map(String.init) ?? ""
+        v["score"] = formatScore(f.score)
+        v["hostname"] = identity.hostname
+        v["value"] = value ?? ""
+        v["match"] = why.last ?? ""
+        return v
+    }
+
+    // MARK: conditions
+
+    /// What matching collected: the reasons, an action from an action table,
+    /// and the value column of the table entry that matched ({value}).
+    struct MatchContext {
+        var why: [String] = []
+        var tableAction: (RuleAction?, String)?
+        var value: String?
+    }
+
+    func test(_ c: Condition, _ f: SessionFacts, _ ctx: inout MatchContext) -> Truth {
+        switch c {
+        case .always:
+            ctx.why.append("always")
+            return .yes
+        case .not(let inner):
+            var ignored = MatchContext()
+            switch test(inner, f, &ignored) {
+            case .yes: return .no
+            case .no:
+                ctx.why.append("not (\(describe(inner)))")
+                return .yes
+            case .unknown(let r): return .unknown(r)
+            }
+        case .all(let items):
+            var unknown: String?
+            for item in items {
+                switch test(item, f, &ctx) {
+                case .no: return .no
+                case .unknown(let r): unknown = unknown ?? r
+                case .yes: break
+                }
+            }
+            return unknown.map { .unknown($0) } ?? .yes
+        case .any(let items):
+            var unknown: String?
+            for item in items {
+                switch test(item, f, &ctx) {
+                case .yes: return .yes
+                case .unknown(let r): unknown = unknown ?? r
+                case .no: break
+                }
+            }
+            return unknown.map { .unknown($0) } ?? .no
+        case .clientIP(let m):
+            guard let ip = IPAddress(f.clientIP) else { return .no }
+            switch m {
+            case .table(let name, .cidr(let t)):
+                guard let hit = t.lookup(ip) else { return .no }
+                ctx.value = hit.value
+                ctx.why.append("client \(f.clientIP) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
+                return .yes
+            case .table(let name, .list(let t)):
+                guard let hit = t.lookup(exact: ip.description) else { return .no }
+                ctx.value = hit.value
+                ctx.why.append("client \(f.clientIP) is in <\(name)> (\(t.path):\(hit.line))")
+                return .yes
+            case .networks(let nets):
+                guard let n = nets.first(where: { $0.contains(ip) }) else { return .no }
+                ctx.why.append("client \(f.clientIP) is in \(n)")
+                return .yes
+            default:
+                return .no
+            }
+        case .clientName(let m):
+            if let failure = dnsFailure(f) { return .unknown(failure) }
+            let name = f.clientName ?? "unknown"
+            return match(m, domain: name, label: "client name", &ctx)
+        case .ptr(let m):
+            if let failure = dnsFailure(f) { return .unknown(failure) }
+            for name in f.ptrNames {
+                if case .yes = match(m, domain: name, label: "PTR name", &ctx) { return .yes }
+            }
+            return .no
+        case .fcrdns:
+            if let failure = dnsFailure(f) { return .unknown(failure) }
+            guard f.fcrdns else { return .no }
+            ctx.why.append("client name \(f.clientName ?? "") is forward-confirmed")
+            return .yes
+        case .helo(let m):
+            guard let h = f.helo else { return .no }
+            return match(m, domain: h, label: "HELO", &ctx)
+        case .heloCheck(let check):
+            guard let h = f.helo else { return .no }
+            guard heloIs(check, h, f) else { return .no }
+            ctx.why.append("HELO \(h) is \(check.rawValue)")
+            return .yes
+        case .nullSender:
+            guard case .null? = f.mailFrom else { return .no }
+            ctx.why.append("null sender <>")
+            return .yes
+        case .sender(let m):
+            guard case .mailbox(let box)? = f.mailFrom else { return .no }
+            return match(m, address: box.description, label: "sender", &ctx)
+        case .rcpt(let m):
+            let targets = f.recipient.map { [$0] } ?? f.recipients
+            guard !targets.isEmpty else { return .no }
+            // At data, "rcpt X" holds when any recipient matches.
+            for box in targets {
+                if case .yes = match(m, address: box.description, label: "recipient", &ctx) { return .yes }
+            }
+            return .no
+        case .country(let m):
+            guard let cc = f.country else { return .no }
+            return match(m, exact: cc, label: "country", &ctx)
+        case .asn(let set):
+            guard let a = f.asn, set.contains(a) else { return .no }
+            ctx.why.append("client network is AS\(a)")
+            return .yes
+        case .size(let cmp, let n):
+            guard let s = f.messageSize, cmp.holds(Double(s), n) else { return .no }
+            ctx.why.append("size \(s) \(cmp.rawValue) \(Int(n))")
+            return .yes
+        case .declaredSize(let cmp, let n):
+            guard let s = f.mailParameters?.size, cmp.holds(Double(s), n) else { return .no }
+            ctx.why.append("declared SIZE=\(s) \(cmp.rawValue) \(Int(n))")
+            return .yes
+        case .rcptCount(let cmp, let n):
+            let count = f.recipients.count + (f.recipient == nil ? 0 : 1)
+            guard cmp.holds(Double(count), n) else { return .no }
+            ctx.why.append("\(count) recipient(s) \(cmp.rawValue) \(Int(n))")
+            return .yes
+        case .spamScore(let cmp, let n):
+            guard cmp.holds(f.score, n) else { return .no }
+            ctx.why.append("spam score \(formatScore(f.score)) \(cmp.rawValue) \(formatScore(n))")
+            return .yes
+        case .headerPresent(let name):
+            guard let field = f.headers.first(where: { $0.name.lowercased() == name.lowercased() }) else { return .no }
+            ctx.why.append("header \(field.name) is present")
+            return .yes
+        case .header(let name, let re):
+            for field in f.headers where field.name.lowercased() == name.lowercased() {
+                if re.matches(field.value) {
+                    ctx.why.append("header \(field.name): \(field.value.prefix(80)) matches /\(re.pattern)/")
+                    return .yes
+                }
+            }
+            return .no
+        case .headerTable(let t):
+            let lines = f.headers.map { (name: $0.name, line: "\($0.name): \($0.value)") }
+            guard let (entry, line) = t.firstMatch(headers: lines) else { return .no }
+            ctx.why.append("\(line.prefix(80)) matches /\(entry.regex.pattern)/ (\(t.path):\(entry.line))")
+            ctx.tableAction = (entry.action, entry.name.hasPrefix(t.path + ":") ? "" : entry.name)
+            return .yes
+        case .tls:
+            guard f.tls else { return .no }
+            ctx.why.append("TLS is in use")
+            return .yes
+        }
+    }
+
+    func dnsFailure(_ f: SessionFacts) -> String? {
+        if !f.dnsChecked { return "reverse DNS was not looked up" }
+        return f.dnsFailure.map { "DNS lookup failed: \($0)" }
+    }
+
+    private func match(_ m: Matcher, domain: String, label: String, _ ctx: inout MatchContext) -> Truth {
+        switch m {
+        case .table(let name, .list(let t)):
+            guard let hit = t.lookup(domain: domain) else { return .no }
+            ctx.value = hit.value
+            ctx.why.append("\(label) \(domain) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
+            return .yes
+        case .table(let name, .regexp(let t)):
+            guard let e = t.firstMatch(domain) else { return .no }
+            ctx.why.append("\(label) \(domain) matches <\(name)> /\(e.regex.pattern)/ (\(t.path):\(e.line))")
+            ctx.tableAction = (e.action, "")
+            return .yes
+        case .literals(let t):
+            guard let hit = t.lookup(domain: domain) else { return .no }
+            ctx.value = hit.value
+            ctx.why.append("\(label) \(domain) matches \(hit.key)")
+            return .yes
+        case .regex(let re):
+            guard re.matches(domain) else { return .no }
+            ctx.why.append("\(label) \(domain) matches /\(re.pattern)/")
+            return .yes
+        default:
+            return .no
+        }
+    }
+
+    private func match(_ m: Matcher, address: String, label: String, _ ctx: inout MatchContext) -> Truth {
+        switch m {
+        case .table(let name, .list(let t)):
+            guard let hit = t.lookup(address: address) else { return .no }
+            ctx.value = hit.value
+            ctx.why.append("\(label) \(address) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
+            return .yes
+        case .table(let name, .regexp(let t)):
+            guard let e = t.firstMatch(address) else { return .no }
+            ctx.why.append("\(label) \(address) matches <\(name)> /\(e.regex.pattern)/ (\(t.path):\(e.line))")
+            ctx.tableAction = (e.action, "")
+            return .yes
+        case .literals(let t):
+            guard let hit = t.lookup(address: address) else { return .no }
+            ctx.value = hit.value
+            ctx.why.append("\(label) \(address) matches \(hit.key)")
+            return .yes
+        case .regex(let re):
+            guard re.matches(address) else { return .no }
+            ctx.why.append("\(label) \(address) matches /\(re.pattern)/")
+            return .yes
+        default:
+            return .no
+        }
+    }
+
+    private func match(_ m: Matcher, exact: String, label: String, _ ctx: inout MatchContext) -> Truth {
+        switch m {
+        case .table(let name, .list(let t)):
+            guard let hit = t.lookup(exact: exact) else { return .no }
+            ctx.value = hit.value
+            ctx.why.append("\(label) \(exact) is in <\(name)> (\(t.path):\(hit.line))")
+            return .yes
+        case .literals(let t):
+            guard t.lookup(exact: exact) != nil else { return .no }
+            ctx.why.append("\(label) is \(exact)")
+            return .yes
+        case .regex(let re):
+            guard re.matches(exact) else { return .no }
+            ctx.why.append("\(label) \(exact) matches /\(re.pattern)/")
+            return .yes
+        default:
+            return .no
+        }
+    }
+
+    func heloIs(_ check: HeloCheck, _ h: String, _ f: SessionFacts) -> Bool {
+        let lower = h.lowercased()
+        let isLiteral = lower.hasPrefix("[") && lower.hasSuffix("]")
+        switch check {
+        case .literal:
+            return isLiteral
+        case .bareIP:
+            return IPAddress(lower) != nil
+        case .unqualified:
+            return !isLiteral && IPAddress(lower) == nil && !lower.contains(".")
+        case .invalid:
+            if isLiteral {
+                let inner = String(lower.dropFirst().dropLast())
+                let addr = inner.hasPrefix("ipv6:") ? String(inner.dropFirst(5)) : inner
+                return IPAddress(addr) == nil
+            }
+            if IPAddress(lower) != nil { return false }  // bare IP: its own check
+            return (try? AddressParser.parseMailbox("x@" + (lower.hasSuffix(".") ? String(lower.dropLast()) : lower))) == nil
+        case .ours:
+            let name = lower.hasSuffix(".") ? String(lower.dropLast()) : lower
+            if name == identity.hostname.lowercased() || identity.domains.contains(name) { return true }
+            let addr = isLiteral ? String(name.dropFirst().dropLast()).replacingPrefix("ipv6:") : name
+            if let ip = IPAddress(addr) {
+                return identity.addresses.contains { IPAddress($0) == ip } && ip.description != f.clientIP
+            }
+            return false
+        }
+    }
+
+    func describe(_ c: Condition) -> String {
+        switch c {
+        case .always: return "all"
+        case .not(let i): return "not \(describe(i))"
+        case .all(let i): return i.map(describe).joined(separator: " and ")
+        case .any(let i): return i.map(describe).joined(separator: " or ")
+        case .clientIP: return "client …"
+        case .clientName: return "client-name …"
+        case .ptr: return "ptr …"
+        case .fcrdns: return "fcrdns"
+        case .helo: return "helo …"
+        case .heloCheck(let h): return "helo \(h.rawValue)"
+        case .sender: return "sender …"
+        case .nullSender: return "null-sender"
+        case .rcpt(.table(let n, _)): return "rcpt <\(n)>"
+        case .rcpt: return "rcpt …"
+        case .country: return "country …"
+        case .asn: return "asn …"
+        case .size(let c, let n): return "size \(c.rawValue) \(Int(n))"
+        case .declaredSize(let c, let n): return "declared-size \(c.rawValue) \(Int(n))"
+        case .rcptCount(let c, let n): return "rcpt-count \(c.rawValue) \(Int(n))"
+        case .spamScore(let c, let n): return "spam-score \(c.rawValue) \(formatScore(n))"
+        case .headerPresent(let h): return "header \(h)"
+        case .header(let h, _): return "header \(h) ~ …"
+        case .headerTable: return "header <table>"
+        case .tls: return "tls"
+        }
+    }
+}
+
+func formatScore(_ v: Double) -> String {
+    v == v.rounded() ? String(Int(v)) : String((v * 100).rounded() / 100)
+}
+
+extension String {
+    func replacingPrefix(_ p: String) -> String { hasPrefix(p) ? String(dropFirst(p.count)) : self }
+}

@@ -1,0 +1,119 @@
+/// `regexp:` — Postfix header_checks style: one rule per line,
+///
+///     [name]  /pattern/flags  action [arguments]
+///
+/// POSIX extended regular expressions, case-insensitive by default (as in
+/// Postfix); flag `c` makes one case-sensitive (`i` is accepted and changes
+/// nothing). The action is any policy action (`reject "…"`, `score +3`,
+/// `warn`, …) or a Postfix word: REJECT text, WARN text, DISCARD, HOLD,
+/// PREPEND text, DUNNO. Without a name the entry is called FILE:LINE.
+public final class RegexpTable: Sendable {
+    public struct Entry: Sendable {
+        public let name: String
+        public let regex: PosixRegex
+        public let action: RuleAction?
+        public let line: Int
+        /// For patterns anchored like `^Subject:`, the lower-cased header name:
+        /// the entry is only tried on that header (most header_checks are).
+        public let headerName: String?
+    }
+
+    public let path: String
+    public let entries: [Entry]
+    /// Entries indexed by anchored header name, plus those tried on every line.
+    private let byHeader: [String: [Int]]
+    private let unanchored: [Int]
+
+    public init(path: String, displayPath: String, text: String, diagnostics: inout [PolicyDiagnostic]) {
+        self.path = path
+        var out: [Entry] = []
+        var lineNo = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNo += 1
+            let tokens: [Token]
+            do {
+                tokens = try tokenize(raw, lineNo: lineNo)
+            } catch {
+                diagnostics.append(PolicyDiagnostic(file: displayPath, line: lineNo, column: error.column, message: error.message))
+                continue
+            }
+            guard !tokens.isEmpty else { continue }
+            var i = 0
+            var name = "\(displayPath):\(lineNo)"
+            if case .word(let w) = tokens[0].kind {
+                name = w
+                i = 1
+            }
+            guard i < tokens.count, case .regex(let pattern, let flags) = tokens[i].kind else {
+                let t = tokens[min(i, tokens.count - 1)]
+                diagnostics.append(PolicyDiagnostic(file: displayPath, line: lineNo, column: t.column,
+                                                    message: "expected /pattern/ (optionally after a rule name)"))
+                continue
+            }
+            if let bad = flags.first(where: { $0 != "i" && $0 != "c" }) {
+                diagnostics.append(PolicyDiagnostic(file: displayPath, line: lineNo, column: tokens[i].column,
+                                                    message: "unknown regexp flag '\(bad)' (use i or c)"))
+                continue
+            }
+            let regex: PosixRegex
+            do {
+                regex = try PosixRegex(pattern, caseInsensitive: !flags.contains("c"))
+            } catch {
+                diagnostics.append(PolicyDiagnostic(file: displayPath, line: lineNo, column: tokens[i].column + 1,
+                                                    message: "bad regular expression: \(error.message)"))
+                continue
+            }
+            var parser = TokenCursor(tokens: tokens, index: i + 1, file: displayPath, line: lineNo)
+            var action: RuleAction?
+            if !parser.atEnd {
+                do throws(PolicyDiagnostic) {
+                    action = try parser.postfixOrPolicyAction()
+                    if !parser.atEnd { throw parser.error("unexpected '\(parser.peek!.text)' after the action") }
+                } catch {
+                    diagnostics.append(error)
+                    continue
+                }
+            }
+            out.append(Entry(name: name, regex: regex, action: action, line: lineNo, headerName: RegexpTable.anchoredHeader(pattern)))
+        }
+        entries = out
+        var index: [String: [Int]] = [:]
+        var rest: [Int] = []
+        for (n, e) in out.enumerated() {
+            if let h = e.headerName { index[h, default: []].append(n) } else { rest.append(n) }
+        }
+        byHeader = index
+        unanchored = rest
+    }
+
+    /// `^Subject:` or `^(Subject):` → "subject"; anything fancier → nil.
+    static func anchoredHeader(_ pattern: String) -> String? {
+        guard pattern.hasPrefix("^") else { return nil }
+        var name = ""
+        for c in pattern.dropFirst() {
+            if c == ":" { return name.isEmpty ? nil : name.lowercased() }
+            guard c.isLetter || c.isNumber || c == "-" else { return nil }
+            name.append(c)
+        }
+        return nil
+    }
+
+    /// The first entry matching `text`.
+    public func firstMatch(_ text: String) -> Entry? {
+        entries.first { $0.regex.matches(text) }
+    }
+
+    /// The first entry (in file order) matching any header line "Name: value".
+    public func firstMatch(headers: [(name: String, line: String)]) -> (Entry, String)? {
+        var best: (Int, String)?
+        for (name, line) in headers {
+            for idx in byHeader[name.lowercased()] ?? [] where best.map({ idx < $0.0 }) ?? true {
+                if entries[idx].regex.matches(line) { best = (idx, line); break }
+            }
+            for idx in unanchored where best.map({ idx < $0.0 }) ?? true {
+                if entries[idx].regex.matches(line) { best = (idx, line); break }
+            }
+        }
+        return best.map { (entries[$0.0], $0.1) }
+    }
+}

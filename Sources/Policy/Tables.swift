@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The three table types of `rules/`, each visible where it is used
+/// (`cidr:`, `list:`, `regexp:`), one entry per line, `#` comments.
+public enum TableType: String, Sendable, CaseIterable {
+    case cidr, list, regexp
+}
+
+/// What a lookup found: the entry as written, its value column, and where it is.
+public struct TableHit: Sendable, Hashable {
+    public var key: String
+    public var value: String
+    public var line: Int
+}
+
+/// `cidr:` — IPv4 and IPv6 networks; the most specific match wins. One hash
+/// map per prefix length, so a lookup is at most 129 hash probes whatever the
+/// table size (in practice a handful).
+public final class CIDRTable: Sendable {
+    public let path: String
+    private let byLength: [Int: [UInt128: TableHit]]
+    private let lengths: [Int]
+    public let count: Int
+
+    public init(path: String, text: String, diagnostics: inout [PolicyDiagnostic]) {
+        self.path = path
+        var map: [Int: [UInt128: TableHit]] = [:]
+        var n = 0
+        forEachEntry(text) { lineNo, key, value, column in
+            guard let c = CIDR(key) else {
+                diagnostics.append(PolicyDiagnostic(file: path, line: lineNo, column: column, message: "'\(key)' is not an IP address or CIDR network"))
+                return
+            }
+            if map[c.length]?[c.network] != nil {
+                diagnostics.append(PolicyDiagnostic(file: path, line: lineNo, column: column, message: "\(key) is listed twice; the first one counts", isWarning: true))
+                return
+            }
+            map[c.length, default: [:]][c.network] = TableHit(key: key, value: value, line: lineNo)
+            n += 1
+        }
+        byLength = map
+        lengths = map.keys.sorted(by: >)
+        count = n
+    }
+
+    public func lookup(_ ip: IPAddress) -> TableHit? {
+        for len in lengths {
+            if let hit = byLength[len]?[ip.value & CIDR.mask(len)] { return hit }
+        }
+        return nil
+    }
+}
+
+/// `list:` — exact strings: IP addresses, domains (`example.com` exactly,
+/// `.example.com` for every subdomain), addresses (`user@example.com`),
+/// `@example.com` for a whole domain, `user@` for a local part in any domain.
+/// Keys are case-insensitive. Lookups are hash probes, O(labels).
+public final class ListTable: Sendable {
+    public let path: String
+    private let entries: [String: TableHit]
+    public var count: Int { entries.count }
+
+    public init(path: String, text: String, diagnostics: inout [PolicyDiagnostic]) {
+        self.path = path
+        var map: [String: TableHit] = [:]
+        forEachEntry(text) { lineNo, key, value, column in
+            let k = key.lowercased()
+            if map[k] != nil {
+                diagnostics.append(PolicyDiagnostic(file: path, line: lineNo, column: column, message: "\(key) is listed twice; the first one counts", isWarning: true))
+                return
+            }
+            map[k] = TableHit(key: key, value: value, line: lineNo)
+        }
+        entries = map
+    }
+
+    /// A plain key (an IP address, a HELO name, a country code).
+    public func lookup(exact key: String) -> TableHit? { entries[key.lowercased()] }
+
+    /// A domain: exact, then `.parent` forms from the most specific up.
+    public func lookup(domain: String) -> TableHit? {
+        let d = domain.lowercased()
+        if let hit = entries[d] { return hit }
+        var rest = Substring(d)
+        while let dot = rest.firstIndex(of: ".") {
+            if let hit = entries[String(rest[dot...])] { return hit }
+            rest = rest[rest.index(after: dot)...]
+        }
+        return nil
+    }
+
+    /// An address, in Postfix access(5) order: the whole address, then
+    /// `@domain` (and `.parent` domains), then `user@`.
+    public func lookup(address: String) -> TableHit? {
+        let a = address.lowercased()
+        if let hit = entries[a] { return hit }
+        guard let at = a.lastIndex(of: "@") else { return nil }
+        let domain = String(a[a.index(after: at)...])
+        if let hit = entries["@" + domain] { return hit }
+        var rest = Substring(domain)
+        while let dot = rest.firstIndex(of: ".") {
+            if let hit = entries[String(rest[dot...])] { return hit }
+            rest = rest[rest.index(after: dot)...]
+        }
+        return entries[String(a[...at])]
+    }
+}
+
+/// A compiled POSIX extended regular expression (the dialect of Postfix's
+/// `regexp:` tables), owned by this object.
+public final class PosixRegex: @unchecked Sendable {
+    // regexec on a shared regex_t is safe: glibc locks the pattern internally.
+    private var re = regex_t()
+    public let pattern: String
+    public let caseInsensitive: Bool
+
+    public init(_ pattern: String, caseInsensitive: Bool) throws(RegexError) {
+        self.pattern = pattern
+        self.caseInsensitive = caseInsensitive
+        let rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB | (caseInsensitive ? REG_ICASE : 0))
+        if rc != 0 {
+            var buf = [CChar](repeating: 0, count: 256)
+            regerror(rc, &re, &buf, buf.count)
+            throw RegexError(message: String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+
+    deinit { regfree(&re) }
+
+    public func matches(_ text: String) -> Bool {
+        regexec(&re, text, 0, nil, 0) == 0
+    }
+}
+
+public struct RegexError: Error, Sendable { public var message: String }
+
+/// Calls `body(line, key, value, keyColumn)` for each entry of a table file:
+/// blank lines and `#` comments skipped, the key is the first word, the value
+/// the rest of the line.
+func forEachEntry(_ text: String, _ body: (Int, String, String, Int) -> Void) {
+    var lineNo = 0
+    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        lineNo += 1
+        var line = raw
+        if line.last == "\r" { line = line.dropLast() }
+        let leading = line.prefix { $0 == " " || $0 == "\t" }.count
+        let content = line.dropFirst(leading)
+        if content.isEmpty || content.first == "#" { continue }
+        let keyEnd = content.firstIndex { $0 == " " || $0 == "\t" } ?? content.endIndex
+        let key = String(content[..<keyEnd])
+        var value = content[keyEnd...].drop { $0 == " " || $0 == "\t" }
+        if let hash = value.range(of: " #") { value = value[..<hash.lowerBound] }
+        while value.last == " " || value.last == "\t" { value = value.dropLast() }
+        body(lineNo, key, String(value), leading + 1)
+    }
+}
+
+extension Substring {
+    func range(of needle: String) -> Range<Index>? {
+        guard !needle.isEmpty else { return nil }
+        var i = startIndex
+        while i < endIndex {
+            if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
+            i = index(after: i)
+        }
+        return nil
+    }
+}
