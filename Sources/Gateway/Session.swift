@@ -21,34 +21,21 @@ final class Session {
     private let logger: Logger
     private var machine: SessionStateMachine
     private var framer: CommandLineFramer
-    private var facts: SessionFacts
+    private var driver: PolicyDriver
+    private var facts: SessionFacts { driver.facts }
     private var pending = ByteBuffer()
     private var out = ByteBuffer()
     private var shutdownRequested = false
     private var closing = false
-    private let limiter: ClientLimiter
-    private var countedConnection = false
-
-    // What the policy said before any transaction (connect, helo): carried into each.
-    private var sessionRules: [String] = []
-    private var sessionWarnings: [String] = []
-    private var sessionScore: Double = 0
-    private var sessionScored = false
 
     // The open transaction.
     private var downstream: DownstreamConnection?
     private var downstreamFailure: String?
-    private var rules: [String] = []
-    private var warnings: [String] = []
-    private var scored = false
-    private var extraHeaders: [String] = []
-    private var tagged = false
     private var body: MessageBody?
     private var chunkDecoder: MessageTextDecoder?
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
          limiter: ClientLimiter) {
-        self.limiter = limiter
         self.channel = channel
         self.inputHandler = input
         self.runtime = runtime
@@ -61,7 +48,11 @@ final class Session {
                                                            tlsAvailable: runtime.sslContext != nil))
         framer = CommandLineFramer(maxLength: limits.commandLineLength)
         let remote = channel.remoteAddress
-        facts = SessionFacts(sessionID: sessionID, clientIP: remote?.ipAddress ?? "unknown", clientPort: remote?.port ?? 0)
+        let facts = SessionFacts(sessionID: sessionID, clientIP: remote?.ipAddress ?? "unknown", clientPort: remote?.port ?? 0)
+        let log2 = log
+        driver = PolicyDriver(policy: runtime.policy, gate: runtime.gate, limiter: limiter, facts: facts) { stage, rule in
+            log2.info("\(stage.rawValue): rule \(rule.name) \(rule.action) (\(rule.explanation))")
+        }
     }
 
     private var config: GatewayConfig { runtime.config }
@@ -70,24 +61,13 @@ final class Session {
 
     func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
         var iterator = inbound.makeAsyncIterator()
-        defer { if countedConnection { limiter.disconnect(facts.clientIP) } }
-        let limit = runtime.policy.limits.connectionsPerClient
-        guard limiter.connect(facts.clientIP, limit: limit) else {
-            let reply = SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)")
-            record(.connection, verdict: .tempfailed, reply: reply, rules: ["limit connections-per-client"])
+        defer { driver.close() }
+        if case .refuse(let reply, let rules, _, _) = driver.connect() {
+            record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)
             await flush()
             return
         }
-        countedConnection = true
-        let outcome = consult(.connect, facts)
-        if let (reply, _) = outcome.decision.refusal {
-            record(.connection, verdict: verdict(for: reply), reply: reply, rules: outcome.fired.map(\.name))
-            send(reply)
-            await flush()
-            return
-        }
-        absorbSession(outcome)
         send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
         logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
 
@@ -180,46 +160,18 @@ final class Session {
         case .reply, .replyAndClose:
             apply(action)
         case .checkHelo(let name, let extended):
-            var f = facts
-            f.helo = name
-            let outcome = consult(.helo, f)
-            if let (reply, _) = outcome.decision.refusal {
-                refuseCommand(reply, outcome)
+            if case .refuse(let reply, let rules, let closes, _) = driver.helo(name) {
+                refuseCommand(reply, rules: rules, closes: closes)
                 return
             }
             await abortTransaction()
-            facts.helo = name
-            absorbSession(outcome)
+            driver.endTransaction()
             send(machine.heloAccepted(name, extended: extended))
         case .checkMail(let path, let params):
-            guard limiter.message(facts.clientIP, limit: runtime.policy.limits.messagesPerClientPerMinute) else {
-                let reply = SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later")
-                var out = StageOutcome()
-                out.fired = [FiredRule(name: "limit messages-per-client", action: "disconnect", explanation: "", warnOnly: false)]
-                out.decision = .disconnect(reply, rule: "limit messages-per-client")
-                refuseCommand(reply, out, from: path.description)
+            if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params) {
+                refuseCommand(reply, rules: rules, closes: closes, from: path.description)
                 return
             }
-            var f = facts
-            f.mailFrom = path
-            f.mailParameters = params
-            f.score = sessionScore
-            let outcome = consult(.mail, f)
-            if let (reply, _) = outcome.decision.refusal {
-                refuseCommand(reply, outcome, from: path.description)
-                return
-            }
-            facts.mailFrom = path
-            facts.mailParameters = params
-            facts.recipients = []
-            facts.section = nil
-            facts.score = sessionScore
-            rules = sessionRules
-            warnings = sessionWarnings
-            scored = sessionScored
-            extraHeaders = []
-            tagged = false
-            absorb(outcome)
             downstreamFailure = nil
             machine.mailAccepted(path, params)
             send(SMTPReply(250, "2.1.0", "Ok"))
@@ -235,18 +187,19 @@ final class Session {
             if reply.code == 421 { closing = true }
         case .reset(let reply):
             await abortTransaction()
+            driver.endTransaction()
             send(reply)
         case .startTLS:
             await startTLS(&iterator)
         }
     }
 
-    private func refuseCommand(_ reply: SMTPReply, _ outcome: StageOutcome, from: String? = nil) {
+    private func refuseCommand(_ reply: SMTPReply, rules: [String], closes: Bool, from: String? = nil) {
         var r = AuditRecordBuilder(self).base(.command, verdict: verdict(for: reply), reply: reply)
-        r.rules = sessionRules + outcome.fired.map(\.name)
+        r.rules = rules
         if let from { r.mailFrom = from }
         audit.record(r)
-        if outcome.decision.closesConnection {
+        if closes {
             send(reply)
             closing = true
         } else {
@@ -254,74 +207,16 @@ final class Session {
         }
     }
 
-    // MARK: policy
-
-    /// Asks the policy about one stage and logs every rule that fired, with why.
-    private func consult(_ stage: PolicyStage, _ f: SessionFacts) -> StageOutcome {
-        let out = runtime.policy.evaluate(stage, f)
-        for r in out.fired {
-            logger.info("\(stage.rawValue): rule \(r.name) \(r.action) (\(r.explanation))")
-        }
-        return out
-    }
-
-    /// Keeps what a connect/helo evaluation said for every later transaction.
-    private func absorbSession(_ out: StageOutcome) {
-        sessionRules += out.fired.map(\.name)
-        sessionWarnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
-        sessionScore += out.scoreDelta
-        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { sessionScored = true }
-    }
-
-    /// Adds what a mail/rcpt/data evaluation said to the open transaction.
-    private func absorb(_ out: StageOutcome) {
-        rules += out.fired.map(\.name)
-        warnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
-        facts.score += out.scoreDelta
-        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { scored = true }
-        extraHeaders += out.headers
-        if out.tag { tagged = true }
-    }
-
-    private var transactionLimits: PolicyLimits { runtime.policy.limits(for: facts.section) }
-
     // MARK: RCPT
 
     private func recipient(_ given: Mailbox, _ params: RcptParameters) async {
         var box = given
         if box.domain.isEmpty, let d = runtime.gate.primaryDomain { box.domain = d }  // <Postmaster>
-        if let reply = runtime.gate.check(given) {
-            refuseRecipient(box, reply, rules: ["relay-gate"])
+        if case .refuse(let reply, let rules, let closes, let reason) = driver.rcpt(box, original: given) {
+            refuseRecipient(box, reply, rules: rules, reason: reason)
+            if closes { closing = true }
             return
         }
-        // One transaction, one policy: a recipient whose domain section differs
-        // from the first recipient's is deferred, as amavisd-new does.
-        let section = box.domain.isEmpty ? nil : runtime.policy.section(for: box.domain)
-        if !facts.recipients.isEmpty && section != facts.section {
-            refuseRecipient(box, SMTPReply(452, "4.5.3", "Recipient has a different policy, send it in a separate transaction"),
-                            rules: ["policy-section"], reason: "\(runtime.policy.sectionName(section)) differs from \(runtime.policy.sectionName(facts.section))")
-            return
-        }
-        let limits = runtime.policy.limits(for: section)
-        if let max = limits.recipients, facts.recipients.count >= max {
-            refuseRecipient(box, .tooManyRecipients, rules: ["limit recipients"])
-            return
-        }
-        if let max = limits.messageSize, let declared = facts.mailParameters?.size, declared > max {
-            refuseRecipient(box, SMTPReply(552, "5.3.4", "Message size exceeds the limit for \(box.domain)"), rules: ["limit message-size"])
-            return
-        }
-        var f = facts
-        f.recipient = box
-        f.section = section
-        let outcome = consult(.rcpt, f)
-        if let (reply, _) = outcome.decision.refusal {
-            refuseRecipient(box, reply, rules: outcome.fired.map(\.name))
-            if outcome.decision.closesConnection { closing = true }
-            return
-        }
-        facts.section = section
-        absorb(outcome)
         switch runtime.relay {
         case .maildir:
             accept(box, params)
@@ -354,7 +249,7 @@ final class Session {
 
     private func accept(_ box: Mailbox, _ params: RcptParameters, reply: SMTPReply = SMTPReply(250, "2.1.5", "Ok")) {
         machine.recipientAccepted(box, params)
-        facts.recipients.append(box)
+        driver.recipientAccepted(box)
         send(reply)
     }
 
@@ -532,22 +427,11 @@ final class Session {
                               messageID: messageID, reason: "\(storeError)")
             return
         }
-        if let max = transactionLimits.messageSize, decoder.size > max {
+        switch driver.data(size: decoder.size, headerBytes: headerBytes) {
+        case .refuse(let reply, let rules, let closes):
             await abortTransaction()
-            finishTransaction(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"), size: decoder.size,
-                              messageID: messageID, rules: ["limit message-size"])
-            return
-        }
-        var f = facts
-        f.messageSize = decoder.size
-        f.headers = HeaderBlock(headerBytes).decodedFields
-        let outcome = consult(.data, f)
-        absorb(outcome)
-        switch outcome.decision {
-        case .reject(let reply, _), .tempfail(let reply, _), .disconnect(let reply, _):
-            await abortTransaction()
-            finishTransaction(reply, size: decoder.size, messageID: messageID)
-            if outcome.decision.closesConnection { closing = true }
+            finishTransaction(reply, size: decoder.size, messageID: messageID, rules: rules)
+            if closes { closing = true }
             return
         case .discard:
             await abortTransaction()
@@ -558,7 +442,7 @@ final class Session {
             await abortTransaction()
             await quarantineMessage(body: body, size: decoder.size, messageID: messageID, rule: rule, reason: reason)
             return
-        case .pass, .accept:
+        case .deliver:
             break
         }
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
@@ -607,24 +491,10 @@ final class Session {
         text += "\tby \(config.hostname) (mxgate) with \(with) id \(id)"
         if let rcpts = env?.recipients, rcpts.count == 1 { text += "\r\n\tfor <\(rcpts[0])>" }
         text += "; \(Self.rfc5322Date(Date()))\r\n"
-        if tagged {
-            text += "X-Spam-Flag: YES\r\n"
-            text += "X-Spam-Score: \(Self.score(facts.score))\r\n"
-            text += "X-Spam-Status: Yes, score=\(Self.score(facts.score)) rules=\(rules.joined(separator: ","))\r\n"
-        }
-        for h in extraHeaders { text += Self.sanitizeHeader(h) + "\r\n" }
+        for h in driver.addedHeaders { text += h + "\r\n" }
         var b = channel.allocator.buffer(capacity: text.utf8.count)
         b.writeString(text)
         return b
-    }
-
-    static func score(_ v: Double) -> String {
-        v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v)
-    }
-
-    /// One header line: no line breaks can sneak in from a template value.
-    static func sanitizeHeader(_ h: String) -> String {
-        String(h.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" }.map(Character.init))
     }
 
     static func sanitize(_ s: String) -> String {
@@ -642,25 +512,17 @@ final class Session {
     private func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
                                    relay: String? = nil, reason: String? = nil, verdictOverride: AuditRecord.Verdict? = nil) {
         var r = AuditRecordBuilder(self).base(.transaction, verdict: verdictOverride ?? verdict(for: reply), reply: reply)
-        r.warnings = warnings
-        r.spamScore = scored ? facts.score : nil
+        r.warnings = driver.warnings
+        r.spamScore = driver.spamScore
         r.size = size
         r.messageID = messageID
-        r.rules = rules + extra
+        r.rules = driver.rules + extra
         r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.relay.label : nil)
         r.reason = reason
         audit.record(r)
         send(reply)
         machine.transactionEnded()
-        facts.mailFrom = nil
-        facts.recipients = []
-        facts.section = nil
-        facts.score = sessionScore
-        rules = []
-        warnings = []
-        scored = false
-        extraHeaders = []
-        tagged = false
+        driver.endTransaction()
         downstreamFailure = nil
     }
 
@@ -670,7 +532,7 @@ final class Session {
         let entry = QuarantineEntry(id: txID, time: AuditRecord.formatTime(Date()), session: facts.sessionID, clientIP: facts.clientIP,
                                     helo: facts.helo, mailFrom: facts.mailFrom?.description ?? "",
                                     rcptTo: facts.recipients.map(\.description), messageID: messageID, size: size,
-                                    rules: rules, reason: reason, spamScore: scored ? facts.score : nil)
+                                    rules: driver.rules, reason: reason, spamScore: driver.spamScore)
         do {
             try await runtime.quarantine.store(header: receivedHeader(id: txID), body: body, entry: entry)
             finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(txID)"), size: size, messageID: messageID,
@@ -731,8 +593,7 @@ final class Session {
                 continue  // plaintext read before the handshake finished
             case .tlsStarted:
                 machine.tlsStarted()
-                facts.tls = true
-                facts.helo = nil
+                driver.tlsStarted()
                 return
             case .tlsFailed(let why):
                 logger.info("TLS handshake failed: \(why)")

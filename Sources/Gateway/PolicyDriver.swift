@@ -1,0 +1,237 @@
+import Audit
+import MailMessage
+import Policy
+import SMTPProtocol
+
+/// The policy side of one SMTP session, free of I/O: the relay gate, the
+/// limits, domain sections and the rule engine at each stage, plus what the
+/// audit record needs (rules fired, warnings, score, headers to add). The
+/// live session and `mxgate test` both drive it, so a dry run decides
+/// exactly as the gateway would.
+struct PolicyDriver {
+    enum Verdict: Equatable {
+        case proceed
+        /// Refuse with this reply; `closes` ends the connection.
+        case refuse(SMTPReply, rules: [String], closes: Bool, reason: String?)
+    }
+
+    enum DataVerdict: Equatable {
+        case deliver
+        case refuse(SMTPReply, rules: [String], closes: Bool)
+        case discard(rule: String)
+        case quarantine(rule: String, reason: String?)
+    }
+
+    let policy: PolicySet
+    let gate: RelayGate
+    /// Per-client limits; nil in dry runs, which have one client and no clock.
+    let limiter: ClientLimiter?
+    /// Called for every rule that fires, for the log.
+    let onFire: (PolicyStage, FiredRule) -> Void
+    var facts: SessionFacts
+
+    private var countedConnection = false
+    private var sessionRules: [String] = []
+    private var sessionWarnings: [String] = []
+    private var sessionScore: Double = 0
+    private var sessionScored = false
+
+    private(set) var rules: [String] = []
+    private(set) var warnings: [String] = []
+    private(set) var scored = false
+    private(set) var extraHeaders: [String] = []
+    private(set) var tagged = false
+    /// Every rule that fired in the current transaction, with its explanation (for `mxgate test`).
+    private(set) var fired: [(PolicyStage, FiredRule)] = []
+
+    init(policy: PolicySet, gate: RelayGate, limiter: ClientLimiter?, facts: SessionFacts,
+         onFire: @escaping (PolicyStage, FiredRule) -> Void = { _, _ in }) {
+        self.policy = policy
+        self.gate = gate
+        self.limiter = limiter
+        self.facts = facts
+        self.onFire = onFire
+    }
+
+    var spamScore: Double? { scored ? facts.score : nil }
+    var transactionLimits: PolicyLimits { policy.limits(for: facts.section) }
+
+    private mutating func consult(_ stage: PolicyStage, _ f: SessionFacts) -> StageOutcome {
+        let out = policy.evaluate(stage, f)
+        for r in out.fired {
+            onFire(stage, r)
+            fired.append((stage, r))
+        }
+        return out
+    }
+
+    private static func refusal(_ out: StageOutcome) -> Verdict? {
+        guard let (reply, _) = out.decision.refusal else { return nil }
+        return .refuse(reply, rules: out.fired.map(\.name), closes: out.decision.closesConnection, reason: nil)
+    }
+
+    private mutating func absorbSession(_ out: StageOutcome) {
+        sessionRules += out.fired.map(\.name)
+        sessionWarnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
+        sessionScore += out.scoreDelta
+        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { sessionScored = true }
+        facts.score = sessionScore
+    }
+
+    private mutating func absorb(_ out: StageOutcome) {
+        rules += out.fired.map(\.name)
+        warnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
+        facts.score += out.scoreDelta
+        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { scored = true }
+        extraHeaders += out.headers
+        if out.tag { tagged = true }
+    }
+
+    // MARK: stages
+
+    /// Connection limits, then `at connect` rules.
+    mutating func connect() -> Verdict {
+        if let limiter {
+            guard limiter.connect(facts.clientIP, limit: policy.limits.connectionsPerClient) else {
+                return .refuse(SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)"),
+                               rules: ["limit connections-per-client"], closes: true, reason: nil)
+            }
+            countedConnection = true
+        }
+        let out = consult(.connect, facts)
+        if let r = Self.refusal(out) { return r }
+        absorbSession(out)
+        return .proceed
+    }
+
+    mutating func helo(_ name: String) -> Verdict {
+        var f = facts
+        f.helo = name
+        let out = consult(.helo, f)
+        if let r = Self.refusal(out) { return r }
+        facts.helo = name
+        absorbSession(out)
+        return .proceed
+    }
+
+    /// Message rate, then `at mail` rules; on success a transaction starts.
+    mutating func mail(_ path: ReversePath, _ params: MailParameters) -> Verdict {
+        if let limiter, !limiter.message(facts.clientIP, limit: policy.limits.messagesPerClientPerMinute) {
+            return .refuse(SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later"),
+                           rules: ["limit messages-per-client"], closes: true, reason: nil)
+        }
+        endTransaction()
+        var f = facts
+        f.mailFrom = path
+        f.mailParameters = params
+        let out = consult(.mail, f)
+        if let r = Self.refusal(out) { return r }
+        facts.mailFrom = path
+        facts.mailParameters = params
+        absorb(out)
+        return .proceed
+    }
+
+    /// The relay gate, the one-policy-per-transaction rule, per-domain limits,
+    /// then `at rcpt` rules. `box` has <Postmaster> already completed.
+    mutating func rcpt(_ box: Mailbox, original: Mailbox) -> Verdict {
+        if let reply = gate.check(original) {
+            return .refuse(reply, rules: ["relay-gate"], closes: false, reason: nil)
+        }
+        // One transaction, one policy: a recipient whose domain section differs
+        // from the first recipient's is deferred, as amavisd-new does.
+        let section = policy.section(for: box.domain)
+        if !facts.recipients.isEmpty && section != facts.section {
+            return .refuse(SMTPReply(452, "4.5.3", "Recipient has a different policy, send it in a separate transaction"),
+                           rules: ["policy-section"], closes: false,
+                           reason: "\(policy.sectionName(section)) differs from \(policy.sectionName(facts.section))")
+        }
+        let limits = policy.limits(for: section)
+        if let max = limits.recipients, facts.recipients.count >= max {
+            return .refuse(.tooManyRecipients, rules: ["limit recipients"], closes: false, reason: nil)
+        }
+        if let max = limits.messageSize, let declared = facts.mailParameters?.size, declared > max {
+            return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit for \(box.domain)"),
+                           rules: ["limit message-size"], closes: false, reason: nil)
+        }
+        var f = facts
+        f.recipient = box
+        f.section = section
+        let out = consult(.rcpt, f)
+        if let r = Self.refusal(out) { return r }
+        facts.section = section
+        absorb(out)
+        return .proceed
+    }
+
+    /// The recipient passed everything including the downstream.
+    mutating func recipientAccepted(_ box: Mailbox) {
+        facts.recipients.append(box)
+    }
+
+    /// Per-domain size, then `at data` rules, on the whole message.
+    mutating func data(size: Int, headerBytes: [UInt8]) -> DataVerdict {
+        if let max = transactionLimits.messageSize, size > max {
+            return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
+                           rules: ["limit message-size"], closes: false)
+        }
+        var f = facts
+        f.messageSize = size
+        f.headers = HeaderBlock(headerBytes).decodedFields
+        let out = consult(.data, f)
+        absorb(out)
+        switch out.decision {
+        case .reject(let reply, _), .tempfail(let reply, _), .disconnect(let reply, _):
+            return .refuse(reply, rules: [], closes: out.decision.closesConnection)
+        case .discard(let rule):
+            return .discard(rule: rule)
+        case .quarantine(let rule, let reason):
+            return .quarantine(rule: rule, reason: reason)
+        case .pass, .accept:
+            return .deliver
+        }
+    }
+
+    /// Headers the policy adds to a delivered message (after Received:).
+    var addedHeaders: [String] {
+        var out: [String] = []
+        if tagged {
+            let s = Self.score(facts.score)
+            out.append("X-Spam-Flag: YES")
+            out.append("X-Spam-Score: \(s)")
+            out.append("X-Spam-Status: Yes, score=\(s) rules=\(rules.joined(separator: ","))")
+        }
+        out += extraHeaders.map { String($0.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" }.map(Character.init)) }
+        return out
+    }
+
+    static func score(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String((v * 100).rounded() / 100)
+    }
+
+    /// Forgets the transaction; what connect and helo said stays.
+    mutating func endTransaction() {
+        facts.mailFrom = nil
+        facts.mailParameters = nil
+        facts.recipients = []
+        facts.section = nil
+        facts.score = sessionScore
+        rules = sessionRules
+        warnings = sessionWarnings
+        scored = sessionScored
+        extraHeaders = []
+        tagged = false
+        fired = []
+    }
+
+    /// RFC 3207: after STARTTLS the client says HELO again.
+    mutating func tlsStarted() {
+        facts.tls = true
+        facts.helo = nil
+    }
+
+    mutating func close() {
+        if let limiter, countedConnection { limiter.disconnect(facts.clientIP) }
+        countedConnection = false
+    }
+}
