@@ -41,8 +41,10 @@ struct PolicyDriver {
     private(set) var scored = false
     private(set) var extraHeaders: [String] = []
     private(set) var tagged = false
-    /// Every rule that fired in the current transaction, with its explanation (for `mxgate test`).
+    /// Every rule that fired in the session, with its explanation; kept only
+    /// for dry runs (`keepFired`), where it is the report.
     private(set) var fired: [(PolicyStage, FiredRule)] = []
+    var keepFired = false
 
     init(policy: PolicySet, gate: RelayGate, limiter: ClientLimiter?, facts: SessionFacts,
          onFire: @escaping (PolicyStage, FiredRule) -> Void = { _, _ in }) {
@@ -60,7 +62,7 @@ struct PolicyDriver {
         let out = policy.evaluate(stage, f)
         for r in out.fired {
             onFire(stage, r)
-            fired.append((stage, r))
+            if keepFired { fired.append((stage, r)) }
         }
         return out
     }
@@ -221,7 +223,6 @@ struct PolicyDriver {
         scored = sessionScored
         extraHeaders = []
         tagged = false
-        fired = []
     }
 
     /// RFC 3207: after STARTTLS the client says HELO again.

@@ -3,6 +3,7 @@ import Audit
 import Foundation
 import Gateway
 import Logging
+import Policy
 
 @main
 struct MXGate: AsyncParsableCommand {
@@ -13,7 +14,7 @@ struct MXGate: AsyncParsableCommand {
             Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`.
             Every decision is written to the audit log; review it with `mxgate log`.
             """,
-        subcommands: [Serve.self, Check.self, Log.self]
+        subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self]
     )
 }
 
@@ -92,8 +93,11 @@ func printError(_ s: String) {
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate the configuration without starting anything.",
-        discussion: "Prints each problem as FILE:LINE:COL: message and exits 1, or prints a summary and exits 0."
+        abstract: "Validate the configuration, policies and tables without starting anything.",
+        discussion: """
+            Prints each problem as FILE:LINE:COL: message and exits 1, or a summary and exits 0.
+            Warnings (such as a rule that can never match) are printed but do not fail the check.
+            """
     )
 
     @OptionGroup var options: ConfigOption
@@ -106,14 +110,23 @@ struct Check: ParsableCommand {
             for err in e.errors { print(err) }
             throw ExitCode(1)
         }
-        var problems: [String] = []
+        var failed = false
+        let prefix = PathDisplay(configPath: options.config)
+        var policy: PolicySet?
+        do {
+            policy = try DryRun.loadPolicy(config)
+        } catch {
+            for d in error.diagnostics { print(prefix.show(d)) }
+            failed = true
+        }
+        for w in policy?.warnings ?? [] { print(prefix.show(w)) }
         if config.tlsCertificate != nil {
-            do { _ = try GatewayServer.checkTLS(config) } catch { problems.append("\(error)") }
+            do { _ = try GatewayServer.checkTLS(config) } catch {
+                print("\(error)")
+                failed = true
+            }
         }
-        if !problems.isEmpty {
-            problems.forEach { print($0) }
-            throw ExitCode(1)
-        }
+        if failed { throw ExitCode(1) }
         print("\(options.config): ok")
         print("  listen    \(config.listen.map(\.description).joined(separator: ", "))")
         print("  hostname  \(config.hostname)")
@@ -121,6 +134,142 @@ struct Check: ParsableCommand {
         print("  domains   \(config.relayDomainsDescription)")
         print("  tls       \(config.tlsCertificate == nil ? "off (no [tls] certificate)" : "STARTTLS with \(config.tlsCertificate!)")")
         print("  audit     \(config.auditPath)")
+        if let p = policy {
+            let count = p.rules.count + p.sections.reduce(0) { $0 + $1.rules.count }
+            print("  policy    \(count) rule(s), \(p.tables.count) table(s), \(p.sections.count) domain section(s)")
+        }
+    }
+}
+
+/// Shows policy file names the way the user reaches them: relative to the
+/// config file as it was given on the command line.
+struct PathDisplay {
+    let dir: String
+    init(configPath: String) {
+        let d = (configPath as NSString).deletingLastPathComponent
+        dir = d == "." ? "" : d
+    }
+    func show(_ d: PolicyDiagnostic) -> String {
+        var copy = d
+        if !dir.isEmpty && !d.file.hasPrefix("/") { copy.file = dir + "/" + d.file }
+        return copy.description
+    }
+}
+
+struct TestMessage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Run one message through the policy, with no network, and show the verdict.",
+        discussion: """
+            Every stage runs as in a live session: connect, helo, mail, each recipient, data.
+            Prints the verdict, each rule that fired and why, and the spam score; --json prints
+            the audit record the message would produce. DNS is not used: give --client-name for
+            the client's (verified) host name, or the client is taken to have none.
+            Example:
+              mxgate test --config mxgate.toml --client-ip 203.0.113.9 --helo mail.example.net \\
+                --from alice@example.net --to bob@example.com message.eml
+            """
+    )
+
+    @OptionGroup var options: ConfigOption
+    @Option(help: "The client's IP address.") var clientIP: String
+    @Option(help: "The HELO/EHLO name.") var helo: String = "client.example"
+    @Option(help: "The envelope sender (\"<>\" for the null sender).") var from: String
+    @Option(help: "An envelope recipient (repeat for several).") var to: [String]
+    @Option(help: "The client's verified host name (default: no PTR record).") var clientName: String?
+    @Option(help: "The client's country code, overriding GeoIP.") var country: String?
+    @Flag(help: "As if the client used STARTTLS.") var tls = false
+    @Flag(help: "Print the audit record the message would produce.") var json = false
+    @Argument(help: "The message file (RFC 5322, LF or CRLF line ends).") var message: String
+
+    func run() throws {
+        let config: GatewayConfig
+        do { config = try GatewayConfig.load(options.config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        guard let data = FileManager.default.contents(atPath: message) else {
+            printError("mxgate test: cannot read \(message)")
+            throw ExitCode(1)
+        }
+        let dry: DryRun
+        do { dry = try DryRun(config: config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        var input = DryRun.Input(clientIP: clientIP, helo: helo, from: from, to: to, message: Array(data))
+        input.tls = tls
+        input.clientName = clientName
+        input.country = country
+        let report = dry.run(input)
+        if json {
+            print(report.record.jsonLine())
+            return
+        }
+        let at = report.stage.map { " at \($0)" } ?? ""
+        print("verdict:    \(report.verdict.rawValue)\(at)")
+        print("reply:      \(report.reply)")
+        for (rcpt, reply) in report.refusedRecipients { print("refused:    \(rcpt): \(reply)") }
+        print("spam score: \(report.spamScore.map { DryRun.formatScore($0) } ?? "-")")
+        if report.fired.isEmpty {
+            print("rules:      none fired")
+        } else {
+            print("rules:")
+            for (stage, rule) in report.fired {
+                print("  \(stage.padding(toLength: 7, withPad: " ", startingAt: 0)) \(rule.name)  \(rule.action)")
+                if !rule.explanation.isEmpty { print("          because \(rule.explanation)") }
+            }
+        }
+        for h in report.addedHeaders { print("adds:       \(h)") }
+    }
+}
+
+struct Lookup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Look a key up in a table, like postmap -q.",
+        discussion: """
+            TABLE is a table name declared in the policies (e.g. blocked) or TYPE:PATH
+            (e.g. cidr:rules/blocked.cidr). Prints the entry that matches, where it is, and its
+            value; exits 1 when nothing matches.
+            Examples:
+              mxgate lookup blocked 192.0.2.7
+              mxgate lookup list:rules/partners.list mail.partner.example
+            """
+    )
+
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Table name or TYPE:PATH.") var table: String
+    @Argument(help: "The key: an IP address, domain, address, or text for a regexp table.") var key: String
+
+    func run() throws {
+        let config: GatewayConfig
+        do { config = try GatewayConfig.load(options.config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        let t: Table
+        do {
+            if table.contains(":") {
+                t = try PolicyLoader.loadTable(table, base: config.directory.isEmpty ? "." : config.directory)
+            } else {
+                let policy = try DryRun.loadPolicy(config)
+                guard let found = policy.tables[table] else {
+                    printError("mxgate lookup: no table named \(table); declared: \(policy.tables.keys.sorted().joined(separator: ", "))")
+                    throw ExitCode(2)
+                }
+                t = found
+            }
+        } catch let e as PolicyLoadError {
+            printError("\(e)")
+            throw ExitCode(2)
+        }
+        switch TableLookup.lookup(t, key) {
+        case .some(let line):
+            print(line)
+        case .none:
+            print("\(key): not found in \(t.path)")
+            throw ExitCode(1)
+        }
     }
 }
 

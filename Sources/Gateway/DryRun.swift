@@ -1,0 +1,194 @@
+import Audit
+import Foundation
+import MailMessage
+import Policy
+import SMTPProtocol
+
+/// `mxgate test`: one message through every stage of the policy with no
+/// network, deciding exactly as a live session would (same `PolicyDriver`).
+public struct DryRun {
+    public struct Input: Sendable {
+        public var clientIP: String
+        public var helo: String
+        public var from: String
+        public var to: [String]
+        public var message: [UInt8]
+        public var tls = false
+        /// The client's verified host name; nil means "no PTR record".
+        public var clientName: String?
+        public var country: String?
+        public var asn: Int?
+
+        public init(clientIP: String, helo: String, from: String, to: [String], message: [UInt8]) {
+            self.clientIP = clientIP
+            self.helo = helo
+            self.from = from
+            self.to = to
+            self.message = message
+        }
+    }
+
+    public struct Report: Sendable {
+        public var verdict: AuditRecord.Verdict
+        /// The stage that decided (nil when the message would be delivered).
+        public var stage: String?
+        public var reply: SMTPReply
+        /// Every rule that fired: stage, name, action and why.
+        public var fired: [(stage: String, rule: FiredRule)]
+        /// Per refused recipient: address and reply.
+        public var refusedRecipients: [(String, SMTPReply)]
+        public var spamScore: Double?
+        public var addedHeaders: [String]
+        public var record: AuditRecord
+    }
+
+    public let policy: PolicySet
+    public let gate: RelayGate
+    public let messageSizeLimit: Int
+
+    public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
+        self.policy = policy
+        self.gate = RelayGate(domains: domains)
+        self.messageSizeLimit = messageSizeLimit
+    }
+
+    public init(config: GatewayConfig) throws {
+        self.init(policy: try Runtime.loadPolicy(config), domains: config.domains, messageSizeLimit: config.limits.messageSize)
+    }
+
+    public func run(_ input: Input) -> Report {
+        var facts = SessionFacts(sessionID: "test", clientIP: input.clientIP, clientPort: 0, tls: input.tls)
+        facts.dnsChecked = true
+        if let name = input.clientName {
+            facts.ptrNames = [name]
+            facts.clientName = name
+            facts.fcrdns = true
+        }
+        facts.country = input.country
+        facts.asn = input.asn
+        var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
+        driver.keepFired = true
+        var refused: [(String, SMTPReply)] = []
+        var accepted: [String] = []
+
+        func report(_ verdict: AuditRecord.Verdict, _ stage: String?, _ reply: SMTPReply, rules: [String], size: Int? = nil) -> Report {
+            var r = AuditRecord(event: .transaction, session: "test", clientIP: input.clientIP, helo: input.helo, tls: input.tls,
+                                mailFrom: input.from, rcptTo: accepted, verdict: verdict, reply: reply.description)
+            r.rules = rules
+            r.size = size
+            r.spamScore = driver.spamScore
+            r.warnings = driver.warnings
+            r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
+            return Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
+                          refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
+        }
+        func verdict(_ reply: SMTPReply) -> AuditRecord.Verdict { reply.code < 500 ? .tempfailed : .rejected }
+
+        if case .refuse(let reply, let rules, _, _) = driver.connect() {
+            return report(verdict(reply), "connect", reply, rules: rules)
+        }
+        if case .refuse(let reply, let rules, _, _) = driver.helo(input.helo) {
+            return report(verdict(reply), "helo", reply, rules: rules)
+        }
+        let path: ReversePath
+        if input.from.isEmpty || input.from == "<>" {
+            path = .null
+        } else {
+            guard let box = try? AddressParser.parseMailbox(input.from) else {
+                return report(.rejected, "mail", SMTPReply(501, "5.1.7", "Bad sender address syntax"), rules: [])
+            }
+            path = .mailbox(box)
+        }
+        var params = MailParameters()
+        params.size = input.message.count
+        if input.message.count > messageSizeLimit {
+            return report(.rejected, "mail", SMTPReply(552, "5.3.4", "Message size exceeds fixed limit"), rules: [])
+        }
+        if case .refuse(let reply, let rules, _, _) = driver.mail(path, params) {
+            return report(verdict(reply), "mail", reply, rules: rules)
+        }
+        var lastRefusal: (SMTPReply, [String])?
+        for to in input.to {
+            guard var box = try? AddressParser.parseMailbox(to) else {
+                refused.append((to, SMTPReply(501, "5.1.3", "Bad recipient address syntax")))
+                continue
+            }
+            let original = box
+            if box.domain.isEmpty, let d = gate.primaryDomain { box.domain = d }
+            let verdict = driver.rcpt(box, original: original)
+            if case .refuse(let reply, let rules, _, _) = verdict {
+                refused.append((to, reply))
+                lastRefusal = (reply, rules)
+                continue
+            }
+            driver.recipientAccepted(box)
+            accepted.append(box.description)
+        }
+        guard !accepted.isEmpty else {
+            let (reply, rules) = lastRefusal ?? (SMTPReply.noValidRecipients, [])
+            return report(verdict(reply), "rcpt", reply, rules: rules)
+        }
+        let text = Self.crlf(input.message)
+        let outcome = driver.data(size: text.count, headerBytes: Array(text.prefix(65536)))
+        switch outcome {
+        case .refuse(let reply, let rules, _):
+            return report(verdict(reply), "data", reply, rules: driver.rules + rules, size: text.count)
+        case .discard:
+            return report(.discarded, "data", SMTPReply(250, "2.0.0", "Ok: discarded"), rules: driver.rules, size: text.count)
+        case .quarantine:
+            return report(.quarantined, "data", SMTPReply(250, "2.0.0", "Ok: quarantined"), rules: driver.rules, size: text.count)
+        case .deliver:
+            return report(.accepted, nil, SMTPReply(250, "2.0.0", "Ok: would be relayed"), rules: driver.rules, size: text.count)
+        }
+    }
+
+    /// A .eml file may use LF line ends; on the wire it would be CRLF.
+    static func crlf(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + bytes.count / 40)
+        var prev: UInt8 = 0
+        for b in bytes {
+            if b == 10 && prev != 13 { out.append(13) }
+            out.append(b)
+            prev = b
+        }
+        return out
+    }
+}
+
+extension DryRun {
+    /// The policy as `serve` would load it, for `check`, `test` and `lookup`.
+    public static func loadPolicy(_ config: GatewayConfig) throws(PolicyLoadError) -> PolicySet {
+        try Runtime.loadPolicy(config)
+    }
+}
+
+/// `mxgate lookup`: answers like `postmap -q`, choosing the lookup that fits
+/// the key (IP, address, domain, or text).
+public enum TableLookup {
+    public static func lookup(_ table: Table, _ key: String) -> String? {
+        switch table {
+        case .cidr(let t):
+            guard let ip = IPAddress(key), let hit = t.lookup(ip) else { return nil }
+            return describe(key, hit, t.path)
+        case .list(let t):
+            let hit: TableHit?
+            if IPAddress(key) != nil { hit = t.lookup(exact: key) } else if key.contains("@") { hit = t.lookup(address: key) } else {
+                hit = t.lookup(domain: key)
+            }
+            return hit.map { describe(key, $0, t.path) }
+        case .regexp(let t):
+            guard let e = t.firstMatch(key) else { return nil }
+            let action = e.action.map { " \($0.name)" } ?? ""
+            return "\(key): /\(e.regex.pattern)/ \(e.name) (\(t.path):\(e.line))\(action)"
+        }
+    }
+
+    static func describe(_ key: String, _ hit: TableHit, _ path: String) -> String {
+        "\(key): \(hit.key) (\(path):\(hit.line))" + (hit.value.isEmpty ? "" : " \(hit.value)")
+    }
+}
+
+extension DryRun {
+    public static func formatScore(_ v: Double) -> String { PolicyDriver.score(v) }
+}
