@@ -70,7 +70,7 @@ class Mxgate:
     def write_policy(self, policy, tables=None):
         """policies/test.policy and any rules/ files a test needs."""
         (self.dir / "policies").mkdir(exist_ok=True)
-        (self.dir / "policies" / "test.policy").write_text(policy)
+        (self.dir / "policies" / "test.policy").write_text(policy.lstrip("\n"))
         for name, text in (tables or {}).items():
             path = self.dir / "rules" / name
             path.parent.mkdir(parents=True, exist_ok=True)
