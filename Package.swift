@@ -23,6 +23,18 @@ let package = Package(
         .target(name: "MailMessage"),
         // Verdicts and the per-stage decision seam (relay gate first).
         .target(name: "Policy", dependencies: ["SMTPProtocol", "MailMessage"]),
+        // C libraries, each behind a thin Swift wrapper in Checks that owns every pointer.
+        .systemLibrary(name: "CUnbound", providers: [.apt(["libunbound-dev"])]),
+        .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
+        // Facts from outside the session: DNS (libunbound) and GeoIP (libmaxminddb).
+        .target(
+            name: "Checks",
+            dependencies: [
+                "Policy", "CUnbound", "CMaxMindDB",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.
         .target(name: "Audit"),
         // Outbound SMTP client, proxy relay, Maildir delivery.
@@ -40,7 +52,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -10,8 +10,12 @@ APT_PACKAGES=(
   ca-certificates
   iproute2         # ss, used by the tests to find listeners
   procps
+  libunbound-dev   # DNS lookups (rDNS, FCrDNS) through libunbound
+  libmaxminddb-dev # GeoIP country and ASN through libmaxminddb
 )
-PIP_PACKAGES=(pytest aiosmtpd)
+# dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
+# maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
+PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi

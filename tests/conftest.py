@@ -76,3 +76,18 @@ def tls_cert(tmp_path_factory):
     os.chmod(d, 0o755)
     os.chmod(key, 0o644)
     return str(cert), str(key)
+
+
+@pytest.fixture
+def dns_factory(tmp_path):
+    from helpers import DNSServer
+    servers = []
+
+    def make(zone):
+        s = DNSServer(tmp_path / f"dns{len(servers)}", zone)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -347,8 +348,9 @@ class RawClient:
     """A line-level SMTP client for what smtplib will not send: pipelined
     batches, malformed commands, smuggling attempts."""
 
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, source=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data):
@@ -471,3 +473,21 @@ class WireRecorder:
     def stop(self):
         self.stopped = True
         self.server.close()
+
+
+class DNSServer:
+    """tests/dns_server.py (dnslib) on loopback with the given zone."""
+
+    def __init__(self, directory, zone):
+        self.zone_file = pathlib.Path(directory) / "zone.json"
+        self.zone_file.parent.mkdir(parents=True, exist_ok=True)
+        self.zone_file.write_text(json.dumps(zone))
+        self.proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).parent / "dns_server.py"), str(self.zone_file)],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("port "), line
+        self.port = int(line.split()[1])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)

@@ -1,4 +1,5 @@
 import Audit
+import Checks
 import Foundation
 import MailMessage
 import Policy
@@ -45,6 +46,8 @@ public struct DryRun {
     public let policy: PolicySet
     public let gate: RelayGate
     public let messageSizeLimit: Int
+    /// GeoIP databases from the config: local files, no network.
+    var checks = ClientChecks(resolver: nil, geo: nil, asnDatabase: nil)
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -54,6 +57,9 @@ public struct DryRun {
 
     public init(config: GatewayConfig) throws {
         self.init(policy: try Runtime.loadPolicy(config), domains: config.domains, messageSizeLimit: config.limits.messageSize)
+        let geo = try config.geoipDatabase.map { try GeoIPDatabase(path: $0) }
+        let asn = try config.geoipASNDatabase.map { try GeoIPDatabase(path: $0) }
+        checks = ClientChecks(resolver: nil, geo: geo, asnDatabase: asn)
     }
 
     public func run(_ input: Input) -> Report {
@@ -64,8 +70,8 @@ public struct DryRun {
             facts.clientName = name
             facts.fcrdns = true
         }
-        facts.country = input.country
-        facts.asn = input.asn
+        facts.country = input.country ?? checks.geo?.country(input.clientIP)
+        facts.asn = input.asn ?? (checks.asnDatabase ?? checks.geo)?.asn(input.clientIP)
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
         driver.keepFired = true
         var refused: [(String, SMTPReply)] = []

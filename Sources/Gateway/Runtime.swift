@@ -1,3 +1,4 @@
+import Checks
 import Foundation
 import Logging
 import NIOCore
@@ -28,6 +29,8 @@ final class Runtime: Sendable {
     let policy: PolicySet
     let relay: RelayTarget
     let quarantine: QuarantineStore
+    /// Reverse DNS and GeoIP, set up only when the policy uses them.
+    let checks: ClientChecks
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
 
@@ -36,6 +39,7 @@ final class Runtime: Sendable {
         self.gate = RelayGate(domains: config.domains)
         self.policy = try Runtime.loadPolicy(config)
         self.quarantine = QuarantineStore(directory: config.quarantineDirectory)
+        self.checks = try Runtime.makeChecks(config, policy: policy)
         self.limits = config.limits
         switch config.downstream {
         case .maildir(let dir):
@@ -74,11 +78,42 @@ final class Runtime: Sendable {
     static func loadPolicy(_ config: GatewayConfig) throws(PolicyLoadError) -> PolicySet {
         let identity = GatewayIdentity(hostname: config.hostname, domains: config.domains,
                                        addresses: config.listen.map(\.host).filter { IPAddress($0) != nil })
-        return try PolicyLoader.load(policies: config.policiesDirectory, base: config.directory.isEmpty ? "." : config.directory,
-                                     identity: identity)
+        let policy = try PolicyLoader.load(policies: config.policiesDirectory, base: config.directory.isEmpty ? "." : config.directory,
+                                           identity: identity)
+        // A rule on GeoIP facts without a database would silently never match.
+        if policy.needsGeoIP && config.geoipDatabase == nil && config.geoipASNDatabase == nil {
+            let rule = (policy.rules + policy.sections.flatMap(\.rules)).first { $0.condition.usesGeoIP }!
+            let parts = rule.name.split(separator: ":")
+            throw PolicyLoadError(diagnostics: [PolicyDiagnostic(
+                file: parts.dropLast().joined(separator: ":"), line: Int(parts.last ?? "") ?? 0, column: 1,
+                message: "country and asn need a GeoIP database: set [geoip] database (and asn_database) in \((config.file as NSString).lastPathComponent)")])
+        }
+        return policy
+    }
+
+    /// Opens the resolver and GeoIP databases the policy needs.
+    static func makeChecks(_ config: GatewayConfig, policy: PolicySet) throws -> ClientChecks {
+        var resolver: DNSResolver?
+        if policy.needsDNS {
+            let servers = config.dnsServers.compactMap(ConfigReader.parseResolver)
+            do {
+                resolver = try DNSResolver(servers: servers, timeout: config.dnsTimeout)
+            } catch {
+                throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "DNS: \(error)")])
+            }
+        }
+        do {
+            let geo = try config.geoipDatabase.map { try GeoIPDatabase(path: $0) }
+            let asn = try config.geoipASNDatabase.map { try GeoIPDatabase(path: $0) }
+            return ClientChecks(resolver: resolver, geo: geo, asnDatabase: asn)
+        } catch {
+            resolver?.close()
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "\(error)")])
+        }
     }
 
     func shutdown() async {
+        checks.resolver?.close()
         if case .smtp(let pool) = relay { await pool.close() }
     }
 }

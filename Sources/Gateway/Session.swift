@@ -62,6 +62,7 @@ final class Session {
     func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
         var iterator = inbound.makeAsyncIterator()
         defer { driver.close() }
+        await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
         if case .refuse(let reply, let rules, _, _) = driver.connect() {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)

@@ -22,6 +22,7 @@ public struct PolicyDiagnostic: Error, Sendable, Hashable, CustomStringConvertib
 /// All problems found while loading, errors and warnings together.
 public struct PolicyLoadError: Error, Sendable, CustomStringConvertible {
     public var diagnostics: [PolicyDiagnostic]
+    public init(diagnostics: [PolicyDiagnostic]) { self.diagnostics = diagnostics }
     public var errors: [PolicyDiagnostic] { diagnostics.filter { !$0.isWarning } }
     public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
 }

@@ -194,6 +194,8 @@ public indirect enum Condition: Sendable {
         }
     }
 
+    public var usesGeoIP: Bool { needsGeoIP }
+
     var needsGeoIP: Bool {
         switch self {
         case .country, .asn: return true
