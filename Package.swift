@@ -68,6 +68,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // bench/: the rule engine's cost per message with large tables (not a test).
+        .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol"]),
         .testTarget(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]

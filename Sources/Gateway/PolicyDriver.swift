@@ -8,14 +8,14 @@ import SMTPProtocol
 /// audit record needs (rules fired, warnings, score, headers to add). The
 /// live session and `mxgate test` both drive it, so a dry run decides
 /// exactly as the gateway would.
-struct PolicyDriver {
-    enum Verdict: Equatable {
+public struct PolicyDriver {
+    public enum Verdict: Equatable {
         case proceed
         /// Refuse with this reply; `closes` ends the connection.
         case refuse(SMTPReply, rules: [String], closes: Bool, reason: String?)
     }
 
-    enum DataVerdict: Equatable {
+    public enum DataVerdict: Equatable {
         case deliver
         case refuse(SMTPReply, rules: [String], closes: Bool)
         case discard(rule: String)
@@ -28,7 +28,7 @@ struct PolicyDriver {
     let limiter: ClientLimiter?
     /// Called for every rule that fires, for the log.
     let onFire: (PolicyStage, FiredRule) -> Void
-    var facts: SessionFacts
+    public internal(set) var facts: SessionFacts
 
     private var countedConnection = false
     private var sessionRules: [String] = []
@@ -45,6 +45,11 @@ struct PolicyDriver {
     /// for dry runs (`keepFired`), where it is the report.
     private(set) var fired: [(PolicyStage, FiredRule)] = []
     var keepFired = false
+
+    /// A driver with no per-client limits (dry runs, benchmarks).
+    public init(policy: PolicySet, gate: RelayGate, facts: SessionFacts) {
+        self.init(policy: policy, gate: gate, limiter: nil, facts: facts)
+    }
 
     init(policy: PolicySet, gate: RelayGate, limiter: ClientLimiter?, facts: SessionFacts,
          onFire: @escaping (PolicyStage, FiredRule) -> Void = { _, _ in }) {
@@ -92,7 +97,7 @@ struct PolicyDriver {
     // MARK: stages
 
     /// Connection limits, then `at connect` rules.
-    mutating func connect() -> Verdict {
+    public mutating func connect() -> Verdict {
         if let limiter {
             guard limiter.connect(facts.clientIP, limit: policy.limits.connectionsPerClient) else {
                 return .refuse(SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)"),
@@ -106,7 +111,7 @@ struct PolicyDriver {
         return .proceed
     }
 
-    mutating func helo(_ name: String) -> Verdict {
+    public mutating func helo(_ name: String) -> Verdict {
         var f = facts
         f.helo = name
         let out = consult(.helo, f)
@@ -117,7 +122,7 @@ struct PolicyDriver {
     }
 
     /// Message rate, then `at mail` rules; on success a transaction starts.
-    mutating func mail(_ path: ReversePath, _ params: MailParameters) -> Verdict {
+    public mutating func mail(_ path: ReversePath, _ params: MailParameters) -> Verdict {
         if let limiter, !limiter.message(facts.clientIP, limit: policy.limits.messagesPerClientPerMinute) {
             return .refuse(SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later"),
                            rules: ["limit messages-per-client"], closes: true, reason: nil)
@@ -136,7 +141,7 @@ struct PolicyDriver {
 
     /// The relay gate, the one-policy-per-transaction rule, per-domain limits,
     /// then `at rcpt` rules. `box` has <Postmaster> already completed.
-    mutating func rcpt(_ box: Mailbox, original: Mailbox) -> Verdict {
+    public mutating func rcpt(_ box: Mailbox, original: Mailbox) -> Verdict {
         if let reply = gate.check(original) {
             return .refuse(reply, rules: ["relay-gate"], closes: false, reason: nil)
         }
@@ -167,12 +172,12 @@ struct PolicyDriver {
     }
 
     /// The recipient passed everything including the downstream.
-    mutating func recipientAccepted(_ box: Mailbox) {
+    public mutating func recipientAccepted(_ box: Mailbox) {
         facts.recipients.append(box)
     }
 
     /// Per-domain size, then `at data` rules, on the whole message.
-    mutating func data(size: Int, headerBytes: [UInt8]) -> DataVerdict {
+    public mutating func data(size: Int, headerBytes: [UInt8]) -> DataVerdict {
         if let max = transactionLimits.messageSize, size > max {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
                            rules: ["limit message-size"], closes: false)
@@ -212,7 +217,7 @@ struct PolicyDriver {
     }
 
     /// Forgets the transaction; what connect and helo said stays.
-    mutating func endTransaction() {
+    public mutating func endTransaction() {
         facts.mailFrom = nil
         facts.mailParameters = nil
         facts.recipients = []

@@ -4,7 +4,7 @@
 /// other charset is left as written (never dropped, so it stays visible).
 public enum EncodedWords {
     public static func decode(_ value: String) -> String {
-        guard value.contains("=?") else { return value }
+        guard Self.mayContainEncodedWord(value) else { return value }
         var out = ""
         var rest = Substring(value)
         var lastWasEncoded = false
@@ -27,6 +27,16 @@ public enum EncodedWords {
         }
         out += rest
         return out
+    }
+
+    /// A fast scan for "=?" so plain headers cost one pass over their bytes.
+    static func mayContainEncodedWord(_ s: String) -> Bool {
+        var prev: UInt8 = 0
+        for b in s.utf8 {
+            if prev == 61 && b == 63 { return true }
+            prev = b
+        }
+        return false
     }
 
     /// Decodes one `=?cs?e?text?=` at the start of `s`; returns the text and where it ends.

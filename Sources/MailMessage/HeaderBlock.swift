@@ -19,40 +19,59 @@ public struct HeaderBlock: Sendable {
 
     /// Parses fields from the start of a CRLF message until the empty line.
     public init(_ bytes: some Collection<UInt8>) {
-        var current: (String, [UInt8])?
-        var lineStart = bytes.startIndex
-        var idx = bytes.startIndex
-        func flush() {
-            if let (name, value) = current {
-                var v = String(decoding: value, as: UTF8.self)
-                while v.first == " " || v.first == "\t" { v.removeFirst() }
-                while v.last == " " || v.last == "\t" { v.removeLast() }
-                fields.append(Field(name: name, value: v))
-            }
-            current = nil
+        let done: ()? = bytes.withContiguousStorageIfAvailable { buf in
+            self.parse(UnsafeRawBufferPointer(buf))
         }
-        while idx != bytes.endIndex {
-            guard bytes[idx] == 10 else { idx = bytes.index(after: idx); continue }
-            var line = Array(bytes[lineStart..<idx])
-            if line.last == 13 { line.removeLast() }
-            idx = bytes.index(after: idx)
-            lineStart = idx
-            if line.isEmpty {
-                flush()
+        if done == nil {
+            let copy = Array(bytes)
+            copy.withUnsafeBytes { self.parse($0) }
+        }
+    }
+
+    /// One pass over the bytes: no copy per line, one String per field.
+    private mutating func parse(_ raw: UnsafeRawBufferPointer) {
+        var name: String?
+        var value: [UInt8] = []
+        func flush(_ fields: inout [Field]) {
+            guard let n = name else { return }
+            var lo = 0
+            var hi = value.count
+            while lo < hi, value[lo] == 32 || value[lo] == 9 { lo += 1 }
+            while hi > lo, value[hi - 1] == 32 || value[hi - 1] == 9 { hi -= 1 }
+            fields.append(Field(name: n, value: String(decoding: value[lo..<hi], as: UTF8.self)))
+            name = nil
+            value.removeAll(keepingCapacity: true)
+        }
+        var i = 0
+        let n = raw.count
+        while i < n {
+            var end = i
+            while end < n && raw[end] != 10 { end += 1 }
+            guard end < n else { break }  // an unterminated last line is not a whole field yet
+            var lineEnd = end
+            if lineEnd > i && raw[lineEnd - 1] == 13 { lineEnd -= 1 }
+            let next = end + 1
+            if lineEnd == i {
+                flush(&fields)
                 complete = true
                 return
             }
-            if line[0] == 32 || line[0] == 9 {
-                current?.1 += line  // folded continuation (RFC 5322 §2.2.3)
-                continue
+            if raw[i] == 32 || raw[i] == 9 {
+                if name != nil { value.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i..<lineEnd])) }  // folded (RFC 5322 §2.2.3)
+            } else {
+                flush(&fields)
+                var colon = i
+                while colon < lineEnd && raw[colon] != 58 { colon += 1 }
+                if colon < lineEnd {
+                    var nameEnd = colon
+                    while nameEnd > i && (raw[nameEnd - 1] == 32 || raw[nameEnd - 1] == 9) { nameEnd -= 1 }
+                    name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[i..<nameEnd]), as: UTF8.self)
+                    value.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(colon + 1)..<lineEnd]))
+                }
             }
-            flush()
-            if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
-                let name = String(decoding: line[..<colon], as: UTF8.self).trimmingSpaces()
-                current = (name, Array(line[(colon + 1)...]))
-            }
+            i = next
         }
-        flush()
+        flush(&fields)
     }
 
     public func first(_ name: String) -> String? {

@@ -66,7 +66,11 @@ public struct StageOutcome: Sendable {
 /// the stage that needs them, so evaluation itself never waits.
 public struct SessionFacts: Sendable {
     public var sessionID: String
-    public var clientIP: String
+    /// The client address as text; `clientAddress` is the same, parsed once.
+    public var clientIP: String {
+        didSet { clientAddress = IPAddress(clientIP) }
+    }
+    public private(set) var clientAddress: IPAddress?
     public var clientPort: Int
     public var helo: String?
     public var tls: Bool
@@ -99,6 +103,7 @@ public struct SessionFacts: Sendable {
     public init(sessionID: String, clientIP: String, clientPort: Int, tls: Bool = false) {
         self.sessionID = sessionID
         self.clientIP = clientIP
+        self.clientAddress = IPAddress(clientIP)
         self.clientPort = clientPort
         self.tls = tls
         self.recipients = []

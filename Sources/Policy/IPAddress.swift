@@ -26,13 +26,51 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses dotted IPv4 or RFC 4291 IPv6 text (with "::" and an embedded IPv4 tail).
     public init?(_ text: String) {
-        if let v4 = IPAddress.parseV4(Substring(text)) {
+        // Cheap dispatch on the characters before any parsing.
+        var hasColon = false
+        var hasDot = false
+        for b in text.utf8 {
+            if b == 58 { hasColon = true } else if b == 46 { hasDot = true }
+        }
+        if !hasColon {
+            guard hasDot, let v4 = IPAddress.parseV4Fast(text) else { return nil }
+            self.init(v4: v4)
+        } else if let v4 = IPAddress.parseV4(Substring(text)) {
             self.init(v4: v4)
         } else if let v6 = IPAddress.parseV6(text) {
             self.init(v6: v6)
         } else {
             return nil
         }
+    }
+
+    /// Dotted quad without allocation: four decimal parts 0–255, no leading zeros.
+    static func parseV4Fast(_ s: String) -> UInt32? {
+        var out: UInt32 = 0
+        var part: UInt32 = 0
+        var digits = 0
+        var parts = 0
+        var leadingZero = false
+        for b in s.utf8 {
+            if b == 46 {
+                guard digits > 0, parts < 3 else { return nil }
+                out = out << 8 | part
+                parts += 1
+                part = 0
+                digits = 0
+                leadingZero = false
+            } else if b >= 48 && b <= 57 {
+                if digits == 1 && leadingZero { return nil }
+                if digits == 0 && b == 48 { leadingZero = true }
+                part = part * 10 + UInt32(b - 48)
+                digits += 1
+                guard digits <= 3, part <= 255 else { return nil }
+            } else {
+                return nil
+            }
+        }
+        guard digits > 0, parts == 3 else { return nil }
+        return out << 8 | part
     }
 
     static func parseV4(_ s: Substring) -> UInt32? {
@@ -47,50 +85,70 @@ public struct IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible
         return out
     }
 
+    /// RFC 4291 §2.2 text forms in one pass over the bytes: up to eight hex
+    /// groups, one "::", an optional dotted IPv4 tail, an optional %zone.
     static func parseV6(_ text: String) -> UInt128? {
-        var s = Substring(text)
-        if let pct = s.firstIndex(of: "%") { s = s[..<pct] }  // zone id
-        guard s.contains(":") else { return nil }
+        var utf8 = Array(text.utf8)
+        if let pct = utf8.firstIndex(of: 37) { utf8.removeSubrange(pct...) }  // zone id
+        let n = utf8.count
+        guard n >= 2 else { return nil }
         var head: [UInt16] = []
         var tail: [UInt16] = []
-        var sawGap = false
-        var halves: [String] = []
-        if let r = s.firstRange(of: "::") {
-            halves = [String(s[..<r.lowerBound]), String(s[r.upperBound...])]
-            if halves[1].contains("::") { return nil }
-        } else {
-            halves = [String(s)]
+        var gap = false
+        var i = 0
+        if utf8[0] == 58 {
+            guard utf8[1] == 58 else { return nil }
+            gap = true
+            i = 2
         }
-        guard halves.count <= 2 else { return nil }
-        func groups(_ part: String, allowV4: Bool) -> [UInt16]? {
-            if part.isEmpty { return [] }
-            var out: [UInt16] = []
-            let items = part.split(separator: ":", omittingEmptySubsequences: false)
-            for (i, item) in items.enumerated() {
-                if allowV4 && i == items.count - 1 && item.contains(".") {
-                    guard let v4 = parseV4(item) else { return nil }
-                    out.append(UInt16(v4 >> 16))
-                    out.append(UInt16(v4 & 0xFFFF))
-                } else {
-                    guard (1...4).contains(item.count), let g = UInt16(item, radix: 16) else { return nil }
-                    out.append(g)
+        while i < n {
+            // A dotted IPv4 tail ends the address.
+            var j = i
+            var isV4 = false
+            while j < n && utf8[j] != 58 {
+                if utf8[j] == 46 { isV4 = true }
+                j += 1
+            }
+            if isV4 {
+                guard j == n, let v4 = parseV4Fast(String(decoding: utf8[i..<n], as: UTF8.self)) else { return nil }
+                let groups = [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
+                if gap { tail += groups } else { head += groups }
+                i = n
+                break
+            }
+            guard j - i >= 1, j - i <= 4 else { return nil }
+            var g: UInt16 = 0
+            for k in i..<j {
+                let b = utf8[k]
+                let v: UInt16
+                switch b {
+                case 48...57: v = UInt16(b - 48)
+                case 65...70: v = UInt16(b - 55)
+                case 97...102: v = UInt16(b - 87)
+                default: return nil
+                }
+                g = g << 4 | v
+            }
+            if gap { tail.append(g) } else { head.append(g) }
+            i = j
+            if i < n {
+                i += 1  // the ':'
+                if i < n && utf8[i] == 58 {
+                    guard !gap else { return nil }
+                    gap = true
+                    i += 1
+                } else if i == n {
+                    return nil  // a trailing single ':'
                 }
             }
-            return out
-        }
-        if halves.count == 2 {
-            sawGap = true
-            guard let h = groups(halves[0], allowV4: false), let t = groups(halves[1], allowV4: true) else { return nil }
-            head = h
-            tail = t
-        } else {
-            guard let h = groups(halves[0], allowV4: true) else { return nil }
-            head = h
         }
         let total = head.count + tail.count
-        if sawGap { guard total <= 7 else { return nil } } else { guard total == 8 else { return nil } }
-        let all = head + Array(repeating: 0, count: 8 - total) + tail
-        return all.reduce(UInt128(0)) { $0 << 16 | UInt128($1) }
+        if gap { guard total <= 7 else { return nil } } else { guard total == 8 else { return nil } }
+        var value: UInt128 = 0
+        for g in head { value = value << 16 | UInt128(g) }
+        for _ in 0..<(8 - total) { value <<= 16 }
+        for g in tail { value = value << 16 | UInt128(g) }
+        return value
     }
 
     public var description: String {
@@ -134,12 +192,15 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     public let isV4: Bool
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1)
-        guard let addr = IPAddress(String(parts[0])) else { return nil }
+        let slash = text.utf8.firstIndex(of: 47)
+        guard let addr = IPAddress(slash.map { String(text[..<$0]) } ?? text) else { return nil }
         let maxLen = addr.isV4 ? 32 : 128
         var len = maxLen
-        if parts.count == 2 {
-            guard let n = Int(parts[1]), (0...maxLen).contains(n), parts[1].allSatisfy(\.isNumber) else { return nil }
+        if let slash {
+            let digits = text.utf8[text.utf8.index(after: slash)...]
+            guard !digits.isEmpty, digits.count <= 3, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+            let n = digits.reduce(0) { $0 * 10 + Int($1 - 48) }
+            guard n <= maxLen else { return nil }
             len = n
         }
         isV4 = addr.isV4

@@ -50,43 +50,48 @@ public final class PolicySet: PolicyEngine, Sendable {
         case unknown(String)
     }
 
-    public func evaluate(_ stage: PolicyStage, _ given: SessionFacts) -> StageOutcome {
-        var facts = given
+    public func evaluate(_ stage: PolicyStage, _ facts: SessionFacts) -> StageOutcome {
         var out = StageOutcome()
-        let sectionRules = facts.section.flatMap { $0 < sectionByStage.count ? sectionByStage[$0][stage] : nil } ?? []
-        for list in [sectionRules, byStage[stage] ?? []] {
-            for rule in list {
-                var ctx = MatchContext()
-                switch test(rule.condition, facts, &ctx) {
-                case .no:
-                    continue
-                case .unknown(let reason):
-                    let reply = SMTPReply(451, "4.7.1", "Temporary lookup failure, try again later (\(rule.name))")
-                    out.fired.append(FiredRule(name: rule.name, action: "tempfail", explanation: reason, warnOnly: false))
-                    out.decision = .tempfail(reply, rule: rule.name)
-                    return out
-                case .yes:
-                    break
-                }
-                let why = ctx.why
-                let tableAction = ctx.tableAction
-                let name = tableAction.map { entryName in
-                    entryName.1.isEmpty ? rule.name : "\(rule.name) \(entryName.1)"
-                } ?? rule.name
-                guard let action = rule.action ?? tableAction?.0 else {
-                    out.fired.append(FiredRule(name: name, action: "match", explanation: why.joined(separator: "; "), warnOnly: true))
-                    continue
-                }
-                let values = templateValues(facts, rule: name, why: why, value: ctx.value)
-                if apply(action, name: name, why: why, values: values, facts: &facts, out: &out) { return out }
-            }
+        if let s = facts.section, s < sectionByStage.count, let list = sectionByStage[s][stage] {
+            if run(list, facts, &out) { return out }
         }
+        if let list = byStage[stage] { _ = run(list, facts, &out) }
         return out
+    }
+
+    /// Runs rules in order; true once one of them decided the stage. Scores
+    /// added in this stage count for later rules of the same stage.
+    private func run(_ list: [Rule], _ facts: SessionFacts, _ out: inout StageOutcome) -> Bool {
+        for rule in list {
+            var ctx = MatchContext()
+            ctx.score = facts.score + out.scoreDelta
+            switch test(rule.condition, facts, &ctx) {
+            case .no:
+                continue
+            case .unknown(let reason):
+                let reply = SMTPReply(451, "4.7.1", "Temporary lookup failure, try again later (\(rule.name))")
+                out.fired.append(FiredRule(name: rule.name, action: "tempfail", explanation: reason, warnOnly: false))
+                out.decision = .tempfail(reply, rule: rule.name)
+                return true
+            case .yes:
+                break
+            }
+            let why = ctx.why
+            let tableAction = ctx.tableAction
+            let name = tableAction.map { $0.1.isEmpty ? rule.name : "\(rule.name) \($0.1)" } ?? rule.name
+            guard let action = rule.action ?? tableAction?.0 else {
+                out.fired.append(FiredRule(name: name, action: "match", explanation: why.joined(separator: "; "), warnOnly: true))
+                continue
+            }
+            let values = templateValues(facts, rule: name, why: why, value: ctx.value, score: ctx.score)
+            if apply(action, name: name, why: why, values: values, out: &out) { return true }
+        }
+        return false
     }
 
     /// Carries out one action; returns true when it decides the stage.
     private func apply(_ action: RuleAction, name: String, why: [String], values: [String: String],
-                       facts: inout SessionFacts, out: inout StageOutcome) -> Bool {
+                       out: inout StageOutcome) -> Bool {
         let explanation = why.joined(separator: "; ")
         func fire(_ what: String, warn: Bool = false) {
             out.fired.append(FiredRule(name: name, action: what, explanation: explanation, warnOnly: warn))
@@ -132,7 +137,6 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .score(let n):
             fire("score \(n >= 0 ? "+" : "")\(formatScore(n))")
             out.scoreDelta += n
-            facts.score += n
             return false
         case .warn(let inner):
             var what = "warn"
@@ -147,7 +151,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         }
     }
 
-    func templateValues(_ f: SessionFacts, rule: String, why: [String], value: String?) -> [String: String] {
+    func templateValues(_ f: SessionFacts, rule: String, why: [String], value: String?, score: Double) -> [String: String] {
         var v: [String: String] = [:]
         v["client_ip"] = f.clientIP
         v["client_name"] = f.clientName ?? "unknown"
@@ -158,7 +162,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         v["asn"] = f.asn.map { "AS\($0)" } ?? "unknown"
         v["rule"] = rule
         v["size"] = f.messageSize.map(String.init) ?? f.mailParameters?.size.map(String.init) ?? ""
-        v["score"] = formatScore(f.score)
+        v["score"] = formatScore(score)
         v["hostname"] = identity.hostname
         v["value"] = value ?? ""
         v["match"] = why.last ?? ""
@@ -173,6 +177,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         var why: [String] = []
         var tableAction: (RuleAction?, String)?
         var value: String?
+        /// The score so far, including this stage's earlier rules.
+        var score: Double = 0
     }
 
     func test(_ c: Condition, _ f: SessionFacts, _ ctx: inout MatchContext) -> Truth {
@@ -182,6 +188,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .yes
         case .not(let inner):
             var ignored = MatchContext()
+            ignored.score = ctx.score
             switch test(inner, f, &ignored) {
             case .yes: return .no
             case .no:
@@ -210,7 +217,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             return unknown.map { .unknown($0) } ?? .no
         case .clientIP(let m):
-            guard let ip = IPAddress(f.clientIP) else { return .no }
+            guard let ip = f.clientAddress else { return .no }
             switch m {
             case .table(let name, .cidr(let t)):
                 guard let hit = t.lookup(ip) else { return .no }
@@ -288,8 +295,8 @@ public final class PolicySet: PolicyEngine, Sendable {
             ctx.why.append("\(count) recipient(s) \(cmp.rawValue) \(Int(n))")
             return .yes
         case .spamScore(let cmp, let n):
-            guard cmp.holds(f.score, n) else { return .no }
-            ctx.why.append("spam score \(formatScore(f.score)) \(cmp.rawValue) \(formatScore(n))")
+            guard cmp.holds(ctx.score, n) else { return .no }
+            ctx.why.append("spam score \(formatScore(ctx.score)) \(cmp.rawValue) \(formatScore(n))")
             return .yes
         case .headerPresent(let name):
             guard let field = f.headers.first(where: { $0.name.lowercased() == name.lowercased() }) else { return .no }
@@ -410,7 +417,7 @@ public final class PolicySet: PolicyEngine, Sendable {
                 return IPAddress(addr) == nil
             }
             if IPAddress(lower) != nil { return false }  // bare IP: its own check
-            return (try? AddressParser.parseMailbox("x@" + (lower.hasSuffix(".") ? String(lower.dropLast()) : lower))) == nil
+            return !Self.isHostName(lower)
         case .ours:
             let name = lower.hasSuffix(".") ? String(lower.dropLast()) : lower
             if name == identity.hostname.lowercased() || identity.domains.contains(name) { return true }
@@ -420,6 +427,29 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             return false
         }
+    }
+
+    /// RFC 1123 host name syntax (letters, digits, hyphens; labels of 1–63
+    /// not starting or ending with a hyphen; a trailing dot allowed), plus
+    /// UTF-8 labels as SMTPUTF8 permits.
+    static func isHostName(_ name: String) -> Bool {
+        var labelLength = 0
+        var last: UInt8 = 46
+        var total = 0
+        for b in name.utf8 {
+            total += 1
+            if b == 46 {
+                guard labelLength > 0, last != 45 else { return false }
+                labelLength = 0
+            } else {
+                let ok = (b >= 97 && b <= 122) || (b >= 65 && b <= 90) || (b >= 48 && b <= 57) || b >= 0x80 || (b == 45 && labelLength > 0)
+                guard ok else { return false }
+                labelLength += 1
+                guard labelLength <= 63 else { return false }
+            }
+            last = b
+        }
+        return total > 0 && total <= 255 && last != 45 && (labelLength > 0 || total > 1)
     }
 
     func describe(_ c: Condition) -> String {

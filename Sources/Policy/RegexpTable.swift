@@ -23,6 +23,15 @@ public final class RegexpTable: Sendable {
     /// Entries indexed by anchored header name, plus those tried on every line.
     private let byHeader: [String: [Int]]
     private let unanchored: [Int]
+    /// Per header name, one alternation of all its patterns: most header
+    /// lines match nothing, and one regexec then rules out every entry.
+    private let screens: [String: [Screen]]
+
+    /// A combined pattern for a run of entries with the same case rule.
+    struct Screen: Sendable {
+        let regex: PosixRegex
+        let entries: [Int]
+    }
 
     public init(path: String, displayPath: String, text: String, diagnostics: inout [PolicyDiagnostic]) {
         self.path = path
@@ -84,6 +93,25 @@ public final class RegexpTable: Sendable {
         }
         byHeader = index
         unanchored = rest
+        var sc: [String: [Screen]] = [:]
+        for (name, idxs) in index where idxs.count > 1 {
+            var groups: [[Int]] = []
+            for i in idxs {
+                if let last = groups.last?.last, out[last].regex.caseInsensitive == out[i].regex.caseInsensitive, groups[groups.count - 1].count < 64 {
+                    groups[groups.count - 1].append(i)
+                } else {
+                    groups.append([i])
+                }
+            }
+            sc[name] = groups.compactMap { g in
+                let combined = g.map { "(\(out[$0].regex.pattern))" }.joined(separator: "|")
+                guard let re = try? PosixRegex(combined, caseInsensitive: out[g[0]].regex.caseInsensitive) else { return nil }
+                return Screen(regex: re, entries: g)
+            }
+            // A group that failed to combine is simply not screened.
+            if sc[name]!.reduce(0, { $0 + $1.entries.count }) != idxs.count { sc[name] = nil }
+        }
+        screens = sc
     }
 
     /// `^Subject:` or `^(Subject):` → "subject"; anything fancier → nil.
@@ -107,8 +135,17 @@ public final class RegexpTable: Sendable {
     public func firstMatch(headers: [(name: String, line: String)]) -> (Entry, String)? {
         var best: (Int, String)?
         for (name, line) in headers {
-            for idx in byHeader[name.lowercased()] ?? [] where best.map({ idx < $0.0 }) ?? true {
-                if entries[idx].regex.matches(line) { best = (idx, line); break }
+            let key = name.lowercased()
+            if let groups = screens[key] {
+                for g in groups where g.regex.matches(line) {
+                    for idx in g.entries where best.map({ idx < $0.0 }) ?? true {
+                        if entries[idx].regex.matches(line) { best = (idx, line); break }
+                    }
+                }
+            } else {
+                for idx in byHeader[key] ?? [] where best.map({ idx < $0.0 }) ?? true {
+                    if entries[idx].regex.matches(line) { best = (idx, line); break }
+                }
             }
             for idx in unanchored where best.map({ idx < $0.0 }) ?? true {
                 if entries[idx].regex.matches(line) { best = (idx, line); break }
