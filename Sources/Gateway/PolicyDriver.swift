@@ -112,11 +112,13 @@ public struct PolicyDriver {
     }
 
     public mutating func helo(_ name: String) -> Verdict {
-        var f = facts
-        f.helo = name
-        let out = consult(.helo, f)
-        if let r = Self.refusal(out) { return r }
+        let previous = facts.helo
         facts.helo = name
+        let out = consult(.helo, facts)
+        if let r = Self.refusal(out) {
+            facts.helo = previous
+            return r
+        }
         absorbSession(out)
         return .proceed
     }
@@ -128,13 +130,14 @@ public struct PolicyDriver {
                            rules: ["limit messages-per-client"], closes: true, reason: nil)
         }
         endTransaction()
-        var f = facts
-        f.mailFrom = path
-        f.mailParameters = params
-        let out = consult(.mail, f)
-        if let r = Self.refusal(out) { return r }
         facts.mailFrom = path
         facts.mailParameters = params
+        let out = consult(.mail, facts)
+        if let r = Self.refusal(out) {
+            facts.mailFrom = nil
+            facts.mailParameters = nil
+            return r
+        }
         absorb(out)
         return .proceed
     }
@@ -161,12 +164,15 @@ public struct PolicyDriver {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit for \(box.domain)"),
                            rules: ["limit message-size"], closes: false, reason: nil)
         }
-        var f = facts
-        f.recipient = box
-        f.section = section
-        let out = consult(.rcpt, f)
-        if let r = Self.refusal(out) { return r }
+        let previousSection = facts.section
+        facts.recipient = box
         facts.section = section
+        let out = consult(.rcpt, facts)
+        facts.recipient = nil
+        if let r = Self.refusal(out) {
+            facts.section = previousSection
+            return r
+        }
         absorb(out)
         return .proceed
     }
@@ -182,10 +188,9 @@ public struct PolicyDriver {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
                            rules: ["limit message-size"], closes: false)
         }
-        var f = facts
-        f.messageSize = size
-        f.headers = HeaderBlock(headerBytes).decodedFields
-        let out = consult(.data, f)
+        facts.messageSize = size
+        if policy.needsHeaders { facts.headers = HeaderBlock(headerBytes).decodedFields }
+        let out = consult(.data, facts)
         absorb(out)
         switch out.decision {
         case .reject(let reply, _), .tempfail(let reply, _), .disconnect(let reply, _):
@@ -220,6 +225,8 @@ public struct PolicyDriver {
     public mutating func endTransaction() {
         facts.mailFrom = nil
         facts.mailParameters = nil
+        facts.messageSize = nil
+        facts.headers = []
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

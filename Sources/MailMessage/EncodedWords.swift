@@ -31,6 +31,17 @@ public enum EncodedWords {
 
     /// A fast scan for "=?" so plain headers cost one pass over their bytes.
     static func mayContainEncodedWord(_ s: String) -> Bool {
+        if let found = s.utf8.withContiguousStorageIfAvailable({ buf -> Bool in
+            var i = 0
+            let n = buf.count
+            while i + 1 < n {
+                if buf[i] == 61 && buf[i + 1] == 63 { return true }
+                i += 1
+            }
+            return false
+        }) {
+            return found
+        }
         var prev: UInt8 = 0
         for b in s.utf8 {
             if prev == 61 && b == 63 { return true }

@@ -196,6 +196,15 @@ public indirect enum Condition: Sendable {
 
     public var usesGeoIP: Bool { needsGeoIP }
 
+    var needsHeaders: Bool {
+        switch self {
+        case .headerPresent, .header, .headerTable: return true
+        case .not(let c): return c.needsHeaders
+        case .all(let cs), .any(let cs): return cs.contains { $0.needsHeaders }
+        default: return false
+        }
+    }
+
     var needsGeoIP: Bool {
         switch self {
         case .country, .asn: return true

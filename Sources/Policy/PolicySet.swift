@@ -13,6 +13,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     private let sectionByStage: [[PolicyStage: [Rule]]]
     public let needsDNS: Bool
     public let needsGeoIP: Bool
+    /// Header fields are parsed for `at data` only when a rule looks at them.
+    public let needsHeaders: Bool
 
     init(tables: [String: Table], rules: [Rule], limits: PolicyLimits, sections: [DomainSection],
          identity: GatewayIdentity, warnings: [PolicyDiagnostic]) {
@@ -27,6 +29,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         let all = rules + sections.flatMap(\.rules)
         needsDNS = all.contains { $0.condition.needsDNS }
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
+        needsHeaders = all.contains { $0.condition.needsHeaders }
     }
 
     /// The domain section for a recipient domain, if one covers it.
