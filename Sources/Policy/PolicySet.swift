@@ -302,11 +302,11 @@ public final class PolicySet: PolicyEngine, Sendable {
             ctx.why.append("spam score \(formatScore(ctx.score)) \(cmp.rawValue) \(formatScore(n))")
             return .yes
         case .headerPresent(let name):
-            guard let field = f.headers.first(where: { $0.name.lowercased() == name.lowercased() }) else { return .no }
+            guard let field = f.headers.first(where: { $0.name.caseInsensitiveCompare(name) }) else { return .no }
             ctx.why.append("header \(field.name) is present")
             return .yes
         case .header(let name, let re):
-            for field in f.headers where field.name.lowercased() == name.lowercased() {
+            for field in f.headers where field.name.caseInsensitiveCompare(name) {
                 if re.matches(field.value) {
                     ctx.why.append("header \(field.name): \(field.value.prefix(80)) matches /\(re.pattern)/")
                     return .yes
@@ -314,8 +314,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             return .no
         case .headerTable(let t):
-            let lines = f.headers.map { (name: $0.name, line: "\($0.name): \($0.value)") }
-            guard let (entry, line) = t.firstMatch(headers: lines) else { return .no }
+            guard let (entry, line) = t.firstMatch(fields: f.headers) else { return .no }
             ctx.why.append("\(line.prefix(80)) matches /\(entry.regex.pattern)/ (\(t.path):\(entry.line))")
             ctx.tableAction = (entry.action, entry.name.hasPrefix(t.path + ":") ? "" : entry.name)
             return .yes
@@ -490,5 +489,16 @@ func formatScore(_ v: Double) -> String {
 }
 
 extension String {
+    /// ASCII case-insensitive equality without allocating (header names are ASCII).
+    func caseInsensitiveCompare(_ other: String) -> Bool {
+        guard utf8.count == other.utf8.count else { return false }
+        for (a, b) in zip(utf8, other.utf8) where a != b {
+            let la = a >= 65 && a <= 90 ? a + 32 : a
+            let lb = b >= 65 && b <= 90 ? b + 32 : b
+            if la != lb { return false }
+        }
+        return true
+    }
+
     func replacingPrefix(_ p: String) -> String { hasPrefix(p) ? String(dropFirst(p.count)) : self }
 }

@@ -1,3 +1,5 @@
+import MailMessage
+
 /// `regexp:` — Postfix header_checks style: one rule per line,
 ///
 ///     [name]  /pattern/flags  action [arguments]
@@ -132,18 +134,23 @@ public final class RegexpTable: Sendable {
     }
 
     /// The first entry (in file order) matching any header line "Name: value".
-    public func firstMatch(headers: [(name: String, line: String)]) -> (Entry, String)? {
+    /// A line is only built for headers that some entry may look at.
+    public func firstMatch(fields: [HeaderBlock.Field]) -> (Entry, String)? {
         var best: (Int, String)?
-        for (name, line) in headers {
-            let key = name.lowercased()
-            if let groups = screens[key] {
+        for field in fields {
+            let key = asciiLowercased(field.name)
+            let screened = screens[key]
+            let anchored = screened == nil ? byHeader[key] : nil
+            guard screened != nil || anchored != nil || !unanchored.isEmpty else { continue }
+            let line = field.name + ": " + field.value
+            if let groups = screened {
                 for g in groups where g.regex.matches(line) {
                     for idx in g.entries where best.map({ idx < $0.0 }) ?? true {
                         if entries[idx].regex.matches(line) { best = (idx, line); break }
                     }
                 }
-            } else {
-                for idx in byHeader[key] ?? [] where best.map({ idx < $0.0 }) ?? true {
+            } else if let list = anchored {
+                for idx in list where best.map({ idx < $0.0 }) ?? true {
                     if entries[idx].regex.matches(line) { best = (idx, line); break }
                 }
             }
