@@ -108,3 +108,26 @@ func tokenize(_ line: Substring, lineNo: Int) throws(LexError) -> [Token] {
     }
     return tokens
 }
+
+/// The non-empty lines of a policy or regexp file, tokenized; a line that
+/// does not tokenize becomes a diagnostic and is skipped.
+struct TokenizedLine {
+    var number: Int
+    var text: Substring
+    var tokens: [Token]
+}
+
+func tokenizedLines(_ text: String, file: String, diagnostics: inout [PolicyDiagnostic]) -> [TokenizedLine] {
+    var out: [TokenizedLine] = []
+    var lineNo = 0
+    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        lineNo += 1
+        do {
+            let tokens = try tokenize(raw, lineNo: lineNo)
+            if !tokens.isEmpty { out.append(TokenizedLine(number: lineNo, text: raw, tokens: tokens)) }
+        } catch {
+            diagnostics.append(PolicyDiagnostic(file: file, line: lineNo, column: error.column, message: error.message))
+        }
+    }
+    return out
+}

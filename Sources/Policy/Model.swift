@@ -185,32 +185,41 @@ public indirect enum Condition: Sendable {
         }
     }
 
-    var needsDNS: Bool {
+    /// True when the condition or any part of it satisfies `test`.
+    func contains(where test: (Condition) -> Bool) -> Bool {
         switch self {
-        case .clientName, .ptr, .fcrdns: return true
-        case .not(let c): return c.needsDNS
-        case .all(let cs), .any(let cs): return cs.contains { $0.needsDNS }
-        default: return false
+        case .not(let c): return c.contains(where: test)
+        case .all(let cs), .any(let cs): return cs.contains { $0.contains(where: test) }
+        default: return test(self)
+        }
+    }
+
+    var needsDNS: Bool {
+        contains {
+            switch $0 {
+            case .clientName, .ptr, .fcrdns: return true
+            default: return false
+            }
+        }
+    }
+
+    var needsHeaders: Bool {
+        contains {
+            switch $0 {
+            case .headerPresent, .header, .headerTable: return true
+            default: return false
+            }
         }
     }
 
     public var usesGeoIP: Bool { needsGeoIP }
 
-    var needsHeaders: Bool {
-        switch self {
-        case .headerPresent, .header, .headerTable: return true
-        case .not(let c): return c.needsHeaders
-        case .all(let cs), .any(let cs): return cs.contains { $0.needsHeaders }
-        default: return false
-        }
-    }
-
     var needsGeoIP: Bool {
-        switch self {
-        case .country, .asn: return true
-        case .not(let c): return c.needsGeoIP
-        case .all(let cs), .any(let cs): return cs.contains { $0.needsGeoIP }
-        default: return false
+        contains {
+            switch $0 {
+            case .country, .asn: return true
+            default: return false
+            }
         }
     }
 }

@@ -75,20 +75,10 @@ public struct PolicyLoader {
             diagnostics.append(PolicyDiagnostic(file: name, line: 0, column: 0, message: "cannot read the file"))
             return
         }
-        var lineNo = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNo += 1
-            let tokens: [Token]
-            do {
-                tokens = try tokenize(raw, lineNo: lineNo)
-            } catch {
-                diagnostics.append(PolicyDiagnostic(file: name, line: lineNo, column: error.column, message: error.message))
-                continue
-            }
-            guard !tokens.isEmpty else { continue }
-            var c = TokenCursor(tokens: tokens, index: 0, file: name, line: lineNo)
+        for line in tokenizedLines(text, file: name, diagnostics: &diagnostics) {
+            var c = TokenCursor(tokens: line.tokens, index: 0, file: name, line: line.number)
             do throws(PolicyDiagnostic) {
-                try statement(&c, path: standardized, text: String(raw).trimmingCharacters(in: .whitespaces))
+                try statement(&c, path: standardized, text: String(line.text).trimmingCharacters(in: .whitespaces))
             } catch {
                 diagnostics.append(error)
             }

@@ -242,11 +242,11 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .clientName(let m):
             if let failure = dnsFailure(f) { return .unknown(failure) }
             let name = f.clientName ?? "unknown"
-            return match(m, domain: name, label: "client name", &ctx)
+            return match(m, name, as: .domain, label: "client name", &ctx)
         case .ptr(let m):
             if let failure = dnsFailure(f) { return .unknown(failure) }
             for name in f.ptrNames {
-                if case .yes = match(m, domain: name, label: "PTR name", &ctx) { return .yes }
+                if case .yes = match(m, name, as: .domain, label: "PTR name", &ctx) { return .yes }
             }
             return .no
         case .fcrdns:
@@ -256,7 +256,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .yes
         case .helo(let m):
             guard let h = f.helo else { return .no }
-            return match(m, domain: h, label: "HELO", &ctx)
+            return match(m, h, as: .domain, label: "HELO", &ctx)
         case .heloCheck(let check):
             guard let h = f.helo else { return .no }
             guard heloIs(check, h, f) else { return .no }
@@ -268,18 +268,18 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .yes
         case .sender(let m):
             guard case .mailbox(let box)? = f.mailFrom else { return .no }
-            return match(m, address: box.description, label: "sender", &ctx)
+            return match(m, box.description, as: .address, label: "sender", &ctx)
         case .rcpt(let m):
             let targets = f.recipient.map { [$0] } ?? f.recipients
             guard !targets.isEmpty else { return .no }
             // At data, "rcpt X" holds when any recipient matches.
             for box in targets {
-                if case .yes = match(m, address: box.description, label: "recipient", &ctx) { return .yes }
+                if case .yes = match(m, box.description, as: .address, label: "recipient", &ctx) { return .yes }
             }
             return .no
         case .country(let m):
             guard let cc = f.country else { return .no }
-            return match(m, exact: cc, label: "country", &ctx)
+            return match(m, cc, as: .exact, label: "country", &ctx)
         case .asn(let set):
             guard let a = f.asn, set.contains(a) else { return .no }
             ctx.why.append("client network is AS\(a)")
@@ -330,74 +330,42 @@ public final class PolicySet: PolicyEngine, Sendable {
         return f.dnsFailure.map { "DNS lookup failed: \($0)" }
     }
 
-    private func match(_ m: Matcher, domain: String, label: String, _ ctx: inout MatchContext) -> Truth {
-        switch m {
-        case .table(let name, .list(let t)):
-            guard let hit = t.lookup(domain: domain) else { return .no }
-            ctx.value = hit.value
-            ctx.why.append("\(label) \(domain) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
-            return .yes
-        case .table(let name, .regexp(let t)):
-            guard let e = t.firstMatch(domain) else { return .no }
-            ctx.why.append("\(label) \(domain) matches <\(name)> /\(e.regex.pattern)/ (\(t.path):\(e.line))")
-            ctx.tableAction = (e.action, "")
-            return .yes
-        case .literals(let t):
-            guard let hit = t.lookup(domain: domain) else { return .no }
-            ctx.value = hit.value
-            ctx.why.append("\(label) \(domain) matches \(hit.key)")
-            return .yes
-        case .regex(let re):
-            guard re.matches(domain) else { return .no }
-            ctx.why.append("\(label) \(domain) matches /\(re.pattern)/")
-            return .yes
-        default:
-            return .no
+    /// How a value is looked up in a list: as a domain, an address, or as is.
+    enum ListKey {
+        case domain, address, exact
+
+        func lookup(_ t: ListTable, _ v: String) -> TableHit? {
+            switch self {
+            case .domain: return t.lookup(domain: v)
+            case .address: return t.lookup(address: v)
+            case .exact: return t.lookup(exact: v)
+            }
         }
     }
 
-    private func match(_ m: Matcher, address: String, label: String, _ ctx: inout MatchContext) -> Truth {
+    /// One matcher against one value, recording why it matched.
+    private func match(_ m: Matcher, _ value: String, as key: ListKey, label: String, _ ctx: inout MatchContext) -> Truth {
         switch m {
         case .table(let name, .list(let t)):
-            guard let hit = t.lookup(address: address) else { return .no }
+            guard let hit = key.lookup(t, value) else { return .no }
             ctx.value = hit.value
-            ctx.why.append("\(label) \(address) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
+            ctx.why.append("\(label) \(value) is in <\(name)> (\(hit.key), \(t.path):\(hit.line))")
             return .yes
         case .table(let name, .regexp(let t)):
-            guard let e = t.firstMatch(address) else { return .no }
-            ctx.why.append("\(label) \(address) matches <\(name)> /\(e.regex.pattern)/ (\(t.path):\(e.line))")
+            guard let e = t.firstMatch(value) else { return .no }
+            ctx.why.append("\(label) \(value) matches <\(name)> /\(e.regex.pattern)/ (\(t.path):\(e.line))")
             ctx.tableAction = (e.action, "")
             return .yes
         case .literals(let t):
-            guard let hit = t.lookup(address: address) else { return .no }
+            guard let hit = key.lookup(t, value) else { return .no }
             ctx.value = hit.value
-            ctx.why.append("\(label) \(address) matches \(hit.key)")
+            ctx.why.append("\(label) \(value) matches \(hit.key)")
             return .yes
         case .regex(let re):
-            guard re.matches(address) else { return .no }
-            ctx.why.append("\(label) \(address) matches /\(re.pattern)/")
+            guard re.matches(value) else { return .no }
+            ctx.why.append("\(label) \(value) matches /\(re.pattern)/")
             return .yes
-        default:
-            return .no
-        }
-    }
-
-    private func match(_ m: Matcher, exact: String, label: String, _ ctx: inout MatchContext) -> Truth {
-        switch m {
-        case .table(let name, .list(let t)):
-            guard let hit = t.lookup(exact: exact) else { return .no }
-            ctx.value = hit.value
-            ctx.why.append("\(label) \(exact) is in <\(name)> (\(t.path):\(hit.line))")
-            return .yes
-        case .literals(let t):
-            guard t.lookup(exact: exact) != nil else { return .no }
-            ctx.why.append("\(label) is \(exact)")
-            return .yes
-        case .regex(let re):
-            guard re.matches(exact) else { return .no }
-            ctx.why.append("\(label) \(exact) matches /\(re.pattern)/")
-            return .yes
-        default:
+        case .table(_, .cidr), .networks:
             return .no
         }
     }

@@ -38,17 +38,9 @@ public final class RegexpTable: Sendable {
     public init(path: String, displayPath: String, text: String, diagnostics: inout [PolicyDiagnostic]) {
         self.path = path
         var out: [Entry] = []
-        var lineNo = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNo += 1
-            let tokens: [Token]
-            do {
-                tokens = try tokenize(raw, lineNo: lineNo)
-            } catch {
-                diagnostics.append(PolicyDiagnostic(file: displayPath, line: lineNo, column: error.column, message: error.message))
-                continue
-            }
-            guard !tokens.isEmpty else { continue }
+        for line in tokenizedLines(text, file: displayPath, diagnostics: &diagnostics) {
+            let tokens = line.tokens
+            let lineNo = line.number
             var i = 0
             var name = "\(displayPath):\(lineNo)"
             if case .word(let w) = tokens[0].kind {
