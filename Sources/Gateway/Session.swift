@@ -233,7 +233,8 @@ final class Session {
                         return
                     }
                 }
-                let reply = try await downstream!.rcpt(box, params)
+                guard let conn = downstream else { throw RelayError.closed("(no downstream transaction)") }
+                let reply = try await conn.rcpt(box, params)
                 if reply.code / 100 == 2 {
                     accept(box, params, reply: passthrough(reply))
                 } else {
@@ -292,7 +293,7 @@ final class Session {
                 if !(reused && attempt == 0) { throw error }
             }
         }
-        return nil
+        throw RelayError.closed("(a reused connection and a new one both failed)")
     }
 
     /// Downstream replies go to the client as they are, with an enhanced
