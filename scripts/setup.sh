@@ -12,6 +12,7 @@ APT_PACKAGES=(
   procps
   libunbound-dev   # DNS lookups (rDNS, FCrDNS) through libunbound
   libmaxminddb-dev # GeoIP country and ASN through libmaxminddb
+  clamav-daemon    # clamd for virus scanning (tests run a private one)
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
@@ -37,6 +38,9 @@ if ((${#missing[@]})); then
   if [[ $was_running == 0 ]] && pgrep -x master >/dev/null 2>&1; then
     $SUDO /usr/sbin/postfix stop >/dev/null 2>&1 || true
   fi
+  # The packaged clamd and freshclam services are not used: mxgate talks to
+  # the clamd you configure, and the tests start their own.
+  $SUDO systemctl stop clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

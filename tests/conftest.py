@@ -91,3 +91,14 @@ def dns_factory(tmp_path):
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory):
+    """A private clamd (Debian's clamav-daemon) with a signature database
+    built here that detects EICAR: no public database can be fetched."""
+    from helpers import Clamd
+    c = Clamd(tmp_path_factory.mktemp("clamd"))
+    c.start()
+    yield c
+    c.stop()

@@ -491,3 +491,62 @@ class DNSServer:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(5)
+
+
+# EICAR, assembled from pieces so this file is not itself detected.
+EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-" + "TEST-FILE!$H+H*").encode()
+
+
+class Clamd:
+    """clamd in the foreground on a unix socket, with a tiny database:
+    an .ndb body signature and an .hdb MD5 signature for EICAR."""
+
+    def __init__(self, directory):
+        import hashlib
+        self.dir = pathlib.Path(directory)
+        os.chmod(self.dir, 0o755)
+        db = self.dir / "db"
+        db.mkdir()
+        (db / "mxgate-test.ndb").write_text("MxGate.Test.EICAR:0:*:" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex() + "\n")
+        (db / "mxgate-test.hdb").write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:MxGate.Test.EICAR.MD5\n")
+        self.socket = str(self.dir / "clamd.sock")
+        (self.dir / "clamd.conf").write_text(f"""
+LocalSocket {self.socket}
+LocalSocketMode 666
+DatabaseDirectory {db}
+Foreground yes
+LogFile {self.dir}/clamd.log
+TemporaryDirectory {self.dir}
+StreamMaxLength 30M
+MaxThreads 4
+User root
+""")
+        self.proc = None
+
+    def start(self):
+        clamd = shutil.which("clamd", path="/usr/sbin:" + os.environ.get("PATH", ""))
+        self.proc = subprocess.Popen([clamd, f"--config-file={self.dir}/clamd.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self.ping, 60, "clamd to answer PING")
+
+    def ping(self):
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(1)
+            s.connect(self.socket)
+            s.sendall(b"zPING\0")
+            ok = s.recv(16).startswith(b"PONG")
+            s.close()
+            return ok
+        except OSError:
+            if self.proc.poll() is not None:
+                raise RuntimeError("clamd exited: " + self.proc.stderr.read().decode(errors="replace"))
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

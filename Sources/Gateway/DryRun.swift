@@ -48,6 +48,8 @@ public struct DryRun {
     public let messageSizeLimit: Int
     /// GeoIP databases from the config: local files, no network.
     var checks = ClientChecks(resolver: nil, geo: nil, asnDatabase: nil)
+    /// clamd on a local socket, when configured (a local service, not the network).
+    var scanner: ClamdClient?
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -60,9 +62,10 @@ public struct DryRun {
         let geo = try config.geoipDatabase.map { try GeoIPDatabase(path: $0) }
         let asn = try config.geoipASNDatabase.map { try GeoIPDatabase(path: $0) }
         checks = ClientChecks(resolver: nil, geo: geo, asnDatabase: asn)
+        scanner = Runtime.makeScanner(config)
     }
 
-    public func run(_ input: Input) -> Report {
+    public func run(_ input: Input) async -> Report {
         var facts = SessionFacts(sessionID: "test", clientIP: input.clientIP, clientPort: 0, tls: input.tls)
         facts.dnsChecked = true
         if let name = input.clientName {
@@ -85,6 +88,7 @@ public struct DryRun {
             r.spamScore = driver.spamScore
             r.warnings = driver.warnings
             r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
+            r.virus = driver.facts.virus
             return Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
                           refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
         }
@@ -135,6 +139,22 @@ public struct DryRun {
             return report(verdict(reply), "rcpt", reply, rules: rules)
         }
         let text = Self.crlf(input.message)
+        if policy.needsVirusScan {
+            driver.facts.virusScanned = true
+            if let scanner {
+                var sent = false
+                do {
+                    if case .infected(let name) = try await scanner.scan({ () -> [UInt8]? in
+                        defer { sent = true }
+                        return sent ? nil : text
+                    }) { driver.facts.virus = name }
+                } catch {
+                    driver.facts.scanFailure = "\(error)"
+                }
+            } else {
+                driver.facts.scanFailure = "no scanner configured"
+            }
+        }
         let outcome = driver.data(size: text.count, headerBytes: Array(text.prefix(65536)))
         switch outcome {
         case .refuse(let reply, let rules, _):

@@ -227,6 +227,9 @@ public struct PolicyDriver {
         facts.mailParameters = nil
         facts.messageSize = nil
         facts.headers = []
+        facts.virus = nil
+        facts.virusScanned = false
+        facts.scanFailure = nil
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

@@ -31,6 +31,8 @@ final class Runtime: Sendable {
     let quarantine: QuarantineStore
     /// Reverse DNS and GeoIP, set up only when the policy uses them.
     let checks: ClientChecks
+    /// The virus scanner, when [clamav] is configured.
+    let scanner: ClamdClient?
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
 
@@ -40,6 +42,7 @@ final class Runtime: Sendable {
         self.policy = try Runtime.loadPolicy(config)
         self.quarantine = QuarantineStore(directory: config.quarantineDirectory)
         self.checks = try Runtime.makeChecks(config, policy: policy)
+        self.scanner = Runtime.makeScanner(config)
         self.limits = config.limits
         switch config.downstream {
         case .maildir(let dir):
@@ -88,7 +91,23 @@ final class Runtime: Sendable {
                 file: parts.dropLast().joined(separator: ":"), line: Int(parts.last ?? "") ?? 0, column: 1,
                 message: "country and asn need a GeoIP database: set [geoip] database (and asn_database) in \((config.file as NSString).lastPathComponent)")])
         }
+        if policy.needsVirusScan && config.clamavMode == .off {
+            let rule = (policy.rules + policy.sections.flatMap(\.rules)).first { $0.condition.usesVirusScan }!
+            let parts = rule.name.split(separator: ":")
+            throw PolicyLoadError(diagnostics: [PolicyDiagnostic(
+                file: parts.dropLast().joined(separator: ":"), line: Int(parts.last ?? "") ?? 0, column: 1,
+                message: "virus needs a scanner: set [clamav] mode = \"clamd\" and its socket or address in \((config.file as NSString).lastPathComponent)")])
+        }
         return policy
+    }
+
+    static func makeScanner(_ config: GatewayConfig) -> ClamdClient? {
+        guard config.clamavMode == .clamd else { return nil }
+        if let path = config.clamdSocket { return ClamdClient(address: .unix(path), timeout: config.clamavTimeout) }
+        if let a = config.clamdAddress, let (h, p) = ConfigReader.parseHostPort(a) {
+            return ClamdClient(address: .tcp(host: h, port: p), timeout: config.clamavTimeout)
+        }
+        return nil
     }
 
     /// Opens the resolver and GeoIP databases the policy needs.

@@ -1,4 +1,5 @@
 import Audit
+import Checks
 import Foundation
 import Logging
 import MailMessage
@@ -429,6 +430,7 @@ final class Session {
                               messageID: messageID, reason: "\(storeError)")
             return
         }
+        if runtime.policy.needsVirusScan { await scan(body) }
         switch driver.data(size: decoder.size, headerBytes: headerBytes) {
         case .refuse(let reply, let rules, let closes):
             await abortTransaction()
@@ -481,6 +483,25 @@ final class Session {
         }
     }
 
+    /// Sends the message to clamd; a failure is kept as a fact so the
+    /// `virus` rule tempfails (fail closed) unless on_error = "accept".
+    private func scan(_ body: MessageBody) async {
+        driver.facts.virusScanned = true
+        guard let scanner = runtime.scanner else {
+            driver.facts.scanFailure = "no scanner configured"
+            return
+        }
+        do {
+            switch try await scanner.scan(body.reader()) {
+            case .clean: break
+            case .infected(let name): driver.facts.virus = name
+            }
+        } catch {
+            logger.error("virus scan failed: \(error)")
+            if !config.clamavFailOpen { driver.facts.scanFailure = "\(error)" }
+        }
+    }
+
     /// RFC 5321 §4.4 trace header; "with ESMTPS" etc. per RFC 3848.
     private func receivedHeader(id: String) -> ByteBuffer {
         let env = machine.envelope
@@ -516,6 +537,7 @@ final class Session {
         var r = AuditRecordBuilder(self).base(.transaction, verdict: verdictOverride ?? verdict(for: reply), reply: reply)
         r.warnings = driver.warnings
         r.spamScore = driver.spamScore
+        r.virus = driver.facts.virus
         r.size = size
         r.messageID = messageID
         r.rules = driver.rules + extra

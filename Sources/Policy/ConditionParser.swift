@@ -45,7 +45,7 @@ struct ConditionParser {
     }
 
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
-                           "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls"]
+                           "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus"]
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -57,6 +57,7 @@ struct ConditionParser {
         case "ptr": return .ptr(try matcher(for: w, kind: .domain))
         case "fcrdns": return .fcrdns
         case "tls": return .tls
+        case "virus": return .virus
         case "null-sender": return .nullSender
         case "helo":
             if let v = cursor.peekWord(), let check = HeloCheck(rawValue: v) {

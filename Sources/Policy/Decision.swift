@@ -96,6 +96,12 @@ public struct SessionFacts: Sendable {
     public var dnsFailure: String?
     public var dnsChecked = false
 
+    // Virus scan (filled at data when the policy uses virus).
+    public var virus: String?
+    public var virusScanned = false
+    /// Set when the scanner failed: `virus` then tempfails (fail closed).
+    public var scanFailure: String?
+
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?
     public var asn: Int?

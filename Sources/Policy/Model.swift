@@ -171,6 +171,8 @@ public indirect enum Condition: Sendable {
     case header(String, PosixRegex)
     case headerTable(RegexpTable)
     case tls
+    /// The virus scanner found something (name in {virus}).
+    case virus
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -179,7 +181,7 @@ public indirect enum Condition: Sendable {
         case .helo, .heloCheck: return .helo
         case .sender, .nullSender, .declaredSize: return .mail
         case .rcpt, .rcptCount: return .rcpt
-        case .size, .spamScore, .headerPresent, .header, .headerTable: return .data
+        case .size, .spamScore, .headerPresent, .header, .headerTable, .virus: return .data
         case .not(let c): return c.earliestStage
         case .all(let cs), .any(let cs): return cs.map(\.earliestStage).max() ?? .connect
         }
@@ -213,6 +215,13 @@ public indirect enum Condition: Sendable {
     }
 
     public var usesGeoIP: Bool { needsGeoIP }
+
+    public var usesVirusScan: Bool {
+        contains {
+            if case .virus = $0 { return true }
+            return false
+        }
+    }
 
     var needsGeoIP: Bool {
         contains {

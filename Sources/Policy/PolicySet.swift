@@ -15,6 +15,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsGeoIP: Bool
     /// Header fields are parsed for `at data` only when a rule looks at them.
     public let needsHeaders: Bool
+    /// The message is sent to the virus scanner only when a rule asks.
+    public let needsVirusScan: Bool
 
     init(tables: [String: Table], rules: [Rule], limits: PolicyLimits, sections: [DomainSection],
          identity: GatewayIdentity, warnings: [PolicyDiagnostic]) {
@@ -30,6 +32,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsDNS = all.contains { $0.condition.needsDNS }
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
         needsHeaders = all.contains { $0.condition.needsHeaders }
+        needsVirusScan = all.contains { $0.condition.usesVirusScan }
     }
 
     /// The domain section for a recipient domain, if one covers it.
@@ -72,7 +75,9 @@ public final class PolicySet: PolicyEngine, Sendable {
             case .no:
                 continue
             case .unknown(let reason):
-                let reply = SMTPReply(451, "4.7.1", "Temporary lookup failure, try again later (\(rule.name))")
+                let reply = rule.condition.usesVirusScan && reason.hasPrefix("virus scan")
+                    ? SMTPReply(451, "4.7.0", "Virus scan failed, try again later (\(rule.name))")
+                    : SMTPReply(451, "4.7.1", "Temporary lookup failure, try again later (\(rule.name))")
                 out.fired.append(FiredRule(name: rule.name, action: "tempfail", explanation: reason, warnOnly: false))
                 out.decision = .tempfail(reply, rule: rule.name)
                 return true
@@ -169,6 +174,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         v["hostname"] = identity.hostname
         v["value"] = value ?? ""
         v["match"] = why.last ?? ""
+        v["virus"] = f.virus ?? ""
         return v
     }
 
@@ -322,6 +328,12 @@ public final class PolicySet: PolicyEngine, Sendable {
             guard f.tls else { return .no }
             ctx.why.append("TLS is in use")
             return .yes
+        case .virus:
+            if let failure = f.scanFailure { return .unknown("virus scan failed: \(failure)") }
+            if !f.virusScanned { return .unknown("virus scan: no scanner ran") }
+            guard let v = f.virus else { return .no }
+            ctx.why.append("virus \(v) found")
+            return .yes
         }
     }
 
@@ -448,6 +460,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .header(let h, _): return "header \(h) ~ …"
         case .headerTable: return "header <table>"
         case .tls: return "tls"
+        case .virus: return "virus"
         }
     }
 }

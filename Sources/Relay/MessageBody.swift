@@ -91,6 +91,21 @@ public final class MessageBody: @unchecked Sendable {
         }
     }
 
+    /// A pull reader over the text: each call returns the next chunk, nil at the end.
+    public func reader(chunkSize: Int = 64 * 1024) -> () async throws -> [UInt8]? {
+        var offset = 0
+        return { [self] in
+            guard offset < count else { return nil }
+            let n = min(chunkSize, count - offset)
+            defer { offset += n }
+            if fd < 0 { return memory.getBytes(at: memory.readerIndex + offset, length: n) }
+            var out = [UInt8](repeating: 0, count: n)
+            let got = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, n, off_t(offset)) }
+            guard got == n else { throw RelayError.local("short read from temporary file") }
+            return out
+        }
+    }
+
     /// All bytes; used where a whole message is needed (small messages, tests).
     public func allBytes() async throws -> [UInt8] {
         var out: [UInt8] = []

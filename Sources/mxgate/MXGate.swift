@@ -156,7 +156,7 @@ struct PathDisplay {
     }
 }
 
-struct TestMessage: ParsableCommand {
+struct TestMessage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Run one message through the policy, with no network, and show the verdict.",
@@ -182,7 +182,7 @@ struct TestMessage: ParsableCommand {
     @Flag(help: "Print the audit record the message would produce.") var json = false
     @Argument(help: "The message file (RFC 5322, LF or CRLF line ends).") var message: String
 
-    func run() throws {
+    func run() async throws {
         let config: GatewayConfig
         do { config = try GatewayConfig.load(options.config) } catch {
             printError("\(error)")
@@ -201,7 +201,7 @@ struct TestMessage: ParsableCommand {
         input.tls = tls
         input.clientName = clientName
         input.country = country
-        let report = dry.run(input)
+        let report = await dry.run(input)
         if json {
             print(report.record.jsonLine())
             return

@@ -77,7 +77,7 @@ struct GoldenPolicyTests {
     }
 
     @Test(arguments: GoldenCase.all())
-    func golden(_ c: GoldenCase) throws {
+    func golden(_ c: GoldenCase) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mxgate-golden-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("policies"), withIntermediateDirectories: true)
@@ -116,7 +116,7 @@ struct GoldenPolicyTests {
         input.country = c.fields["country"]
         input.asn = c.fields["asn"].flatMap { Int($0) }
         input.tls = c.fields["tls"] == "yes"
-        let report = dry.run(input)
+        let report = await dry.run(input)
         let e = c.expect
         if let v = e["verdict"] { #expect(report.verdict.rawValue == v, "verdict") }
         if let s = e["stage"] { #expect((report.stage ?? "none") == s, "stage") }

@@ -97,6 +97,16 @@ public struct GatewayConfig: Sendable {
     public var dnsServers: [String] = []
     public var dnsTimeout: Double = 5
 
+    // [clamav]
+    public enum ClamAVMode: String, Sendable { case off, clamd, embedded }
+    public var clamavMode: ClamAVMode = .off
+    /// clamd's LocalSocket path, or "HOST:PORT" of its TCPSocket.
+    public var clamdSocket: String?
+    public var clamdAddress: String?
+    public var clamavTimeout: Double = 60
+    /// Scanner down or timing out: "tempfail" (fail closed, the default) or "accept".
+    public var clamavFailOpen = false
+
     // [geoip]
     public var geoipDatabase: String?
     public var geoipASNDatabase: String?
@@ -175,6 +185,7 @@ struct ConfigReader {
         "quarantine": ["directory"],
         "dns": ["servers", "timeout"],
         "geoip": ["database", "asn_database"],
+        "clamav": ["mode", "socket", "address", "timeout", "on_error"],
     ]
 
     mutating func read(_ root: TOMLTable, into c: inout GatewayConfig) {
@@ -222,6 +233,23 @@ struct ConfigReader {
                     c.dnsServers = list
                 }
                 if let d = duration(&s, "timeout") { c.dnsTimeout = d }
+            case "clamav":
+                if let m = choice(&s, "mode", ["off", "clamd", "embedded"]) {
+                    c.clamavMode = GatewayConfig.ClamAVMode(rawValue: m)!
+                    if c.clamavMode == .embedded {
+                        error(t["mode"]!.position, "[clamav] mode = \"embedded\" (in-process libclamav) is not available in this version; use \"clamd\"")
+                    }
+                }
+                c.clamdSocket = string(&s, "socket").map(c.resolve)
+                if let a = string(&s, "address") {
+                    if Self.parseHostPort(a) == nil { error(t["address"]!.position, "[clamav] address must be HOST:PORT, not \"\(a)\"") }
+                    c.clamdAddress = a
+                }
+                if let d = duration(&s, "timeout") { c.clamavTimeout = d }
+                if let e = choice(&s, "on_error", ["tempfail", "accept"]) { c.clamavFailOpen = e == "accept" }
+                if c.clamavMode == .clamd && c.clamdSocket == nil && c.clamdAddress == nil, let p = root.keyPositions["clamav"] {
+                    error(p, "[clamav] mode = \"clamd\" needs socket = \"/run/clamav/clamd.ctl\" or address = \"127.0.0.1:3310\"")
+                }
             case "geoip":
                 c.geoipDatabase = string(&s, "database").map(c.resolve)
                 c.geoipASNDatabase = string(&s, "asn_database").map(c.resolve)

@@ -1,0 +1,160 @@
+import Foundation
+import NIOPosix
+
+/// What a virus scan found.
+public enum ScanResult: Sendable, Equatable {
+    case clean
+    case infected(String)
+}
+
+public struct ScanError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A client for clamd's INSTREAM command (clamd(8)): the message is sent in
+/// length-prefixed chunks over a unix or TCP socket and clamd answers
+/// "stream: OK" or "stream: NAME FOUND". clamd decodes MIME, base64,
+/// quoted-printable and archives itself, so the whole message is sent as it
+/// would be delivered. Blocking socket calls run on NIO's thread pool, never
+/// on an event loop.
+public struct ClamdClient: Sendable {
+    public enum Address: Sendable, Equatable {
+        case unix(String)
+        case tcp(host: String, port: Int)
+    }
+
+    public let address: Address
+    public let timeout: Double
+    /// clamd's StreamMaxLength; larger messages are sent truncated to it,
+    /// the way clamd would cut them off anyway.
+    public let chunkSize = 64 * 1024
+
+    public init(address: Address, timeout: Double) {
+        self.address = address
+        self.timeout = timeout
+    }
+
+    /// Scans the message as delivered, pulled chunk by chunk from `next`
+    /// (nil at the end), so a large message never sits whole in memory.
+    /// Throws when clamd cannot be reached, times out, or answers something
+    /// unexpected: the caller fails closed.
+    public func scan(_ next: () async throws -> [UInt8]?) async throws -> ScanResult {
+        let fd = try await NIOThreadPool.singleton.runIfActive { try self.connect() }
+        defer { close(fd) }
+        try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(fd, Array("zINSTREAM\0".utf8)) }
+        while let chunk = try await next() {
+            var offset = 0
+            while offset < chunk.count {
+                let n = min(chunkSize, chunk.count - offset)
+                var frame = withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }
+                frame += chunk[offset..<(offset + n)]
+                let f = frame
+                try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(fd, f) }
+                offset += n
+            }
+        }
+        let reply = try await NIOThreadPool.singleton.runIfActive { () -> String in
+            try Self.writeAll(fd, [0, 0, 0, 0])
+            return try Self.readReply(fd)
+        }
+        return try Self.parse(reply)
+    }
+
+    /// "stream: OK", "stream: Eicar-Test-Signature FOUND", or an error line.
+    static func parse(_ reply: String) throws -> ScanResult {
+        let r = reply.trimmingCharacters(in: CharacterSet(charactersIn: "\0\n "))
+        if r.hasSuffix(" OK") || r == "stream: OK" { return .clean }
+        if r.hasSuffix(" FOUND") {
+            var name = String(r.dropLast(" FOUND".count))
+            if let colon = name.range(of: ": ") { name = String(name[colon.upperBound...]) }
+            return .infected(name)
+        }
+        throw ScanError("clamd answered: \(r.prefix(200))")
+    }
+
+    /// PING → PONG, for `mxgate check` and readiness.
+    public func ping() async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive {
+            let fd = try self.connect()
+            defer { close(fd) }
+            try Self.writeAll(fd, Array("zPING\0".utf8))
+            return try Self.readReply(fd).hasPrefix("PONG")
+        }
+    }
+
+    private func connect() throws -> Int32 {
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+        switch address {
+        case .unix(let path):
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw ScanError("socket: \(String(cString: strerror(errno)))") }
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); throw ScanError("socket path too long") }
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+                raw[bytes.count] = 0
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard rc == 0 else {
+                let e = String(cString: strerror(errno))
+                close(fd)
+                throw ScanError("cannot connect to clamd at \(path): \(e)")
+            }
+            return fd
+        case .tcp(let host, let port):
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var res: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, String(port), &hints, &res) == 0, let ai = res else {
+                throw ScanError("cannot resolve clamd host \(host)")
+            }
+            defer { freeaddrinfo(res) }
+            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
+            guard fd >= 0 else { throw ScanError("socket: \(String(cString: strerror(errno)))") }
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            guard Foundation.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
+                let e = String(cString: strerror(errno))
+                close(fd)
+                throw ScanError("cannot connect to clamd at \(host):\(port): \(e)")
+            }
+            return fd
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ScanError(errno == EAGAIN ? "clamd timed out" : "writing to clamd: \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+    }
+
+    static func readReply(_ fd: Int32) throws -> String {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        while out.count < 4096 {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ScanError(errno == EAGAIN ? "clamd timed out" : "reading from clamd: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            out += buf[..<n]
+            if out.contains(0) || out.contains(10) { break }
+        }
+        guard !out.isEmpty else { throw ScanError("clamd closed the connection without an answer") }
+        return String(decoding: out.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,107 @@
+"""Virus scanning through a real clamd (INSTREAM over its unix socket) with
+an EICAR signature database built at test time."""
+import base64
+import io
+import quopri
+import smtplib
+import subprocess
+import zipfile
+
+import pytest
+
+from helpers import EICAR
+
+POLICY = 'at data match virus reject "554 5.7.1 Virus found: {virus}"\n'
+
+
+def mime(parts, boundary="B1"):
+    out = f'From: a@sender.test\r\nTo: v@example.com\r\nSubject: scan\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+    for p in parts:
+        out += f"--{boundary}\r\n{p}\r\n"
+    return (out + f"--{boundary}--\r\n").encode()
+
+
+def attachment(name, data, encoding="base64"):
+    if encoding == "base64":
+        body = base64.encodebytes(data).decode().replace("\n", "\r\n")
+    else:
+        body = quopri.encodestring(data).decode().replace("\n", "\r\n")
+    return f'Content-Type: application/octet-stream; name="{name}"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}'
+
+
+def zipped(name, data):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(name, data)
+    return buf.getvalue()
+
+
+CASES = {
+    "plain": b"From: a@sender.test\r\nTo: v@example.com\r\nSubject: plain\r\n\r\n" + EICAR + b"\r\n",
+    "base64": mime(["Content-Type: text/plain\r\n\r\nsee attachment", attachment("eicar.com", EICAR)]),
+    "quoted-printable": mime([attachment("eicar.txt", EICAR, "quoted-printable")]),
+    "zip": mime([attachment("docs.zip", zipped("eicar.com", EICAR))]),
+    "nested": mime(['Content-Type: multipart/alternative; boundary="B2"\r\n\r\n--B2\r\n'
+                    + attachment("inner.com", EICAR) + "\r\n--B2--"]),
+}
+
+
+@pytest.fixture
+def scanning_gateway(gateway_factory, clamd):
+    return gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\ntimeout = "20s"\n')
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_eicar_is_refused(scanning_gateway, name):
+    gw = scanning_gateway
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], CASES[name])
+    assert e.value.smtp_code == 554
+    assert b"Virus found: MxGate.Test.EICAR" in e.value.smtp_error
+    assert gw.maildir_files("v@example.com") == []
+    rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+    assert rec["verdict"] == "rejected" and rec["virus"].startswith("MxGate.Test.EICAR")
+
+
+def test_clean_message_passes(scanning_gateway):
+    gw = scanning_gateway
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        s.sendmail("a@sender.test", ["v@example.com"], mime([attachment("report.pdf", b"%PDF-1.4 harmless" * 100)]))
+    assert len(gw.maildir_files("v@example.com")) == 1
+    rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+    assert rec["verdict"] == "accepted" and rec["virus"] is None
+
+
+def test_scanner_down_tempfails(gateway_factory, tmp_path):
+    gw = gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{tmp_path}/nobody-here.sock"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
+    assert e.value.smtp_code == 451 and b"4.7.0 Virus scan failed" in e.value.smtp_error
+    assert gw.maildir_files("v@example.com") == []
+    assert "virus scan failed" in gw.log
+
+
+def test_scanner_down_fail_open_when_configured(gateway_factory, tmp_path):
+    gw = gateway_factory(policy=POLICY,
+                         config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{tmp_path}/nobody-here.sock"\non_error = "accept"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        s.sendmail("a@sender.test", ["v@example.com"], b"Subject: x\r\n\r\nclean\r\n")
+    assert len(gw.maildir_files("v@example.com")) == 1
+
+
+def test_mxgate_test_scans_too(gateway_factory, clamd, mxgate_bin, tmp_path):
+    gw = gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\n')
+    eml = tmp_path / "v.eml"
+    eml.write_bytes(CASES["base64"])
+    out = subprocess.run([mxgate_bin, "test", "--config", str(gw.config), "--client-ip", "192.0.2.1", "--from", "a@sender.test",
+                          "--to", "v@example.com", str(eml)], capture_output=True, text=True)
+    assert "verdict:    rejected at data" in out.stdout and "Virus found: MxGate.Test.EICAR" in out.stdout
+
+
+def test_virus_rule_without_scanner_is_a_check_error(gateway_factory, mxgate_bin):
+    gw = gateway_factory()
+    gw.write_policy(POLICY)
+    out = subprocess.run([mxgate_bin, "check", "--config", str(gw.config)], capture_output=True, text=True)
+    assert out.returncode == 1 and "virus needs a scanner" in out.stdout
