@@ -13,6 +13,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// or a connection refused before any transaction.
     public enum Event: String, Codable, Sendable {
         case transaction, recipient, connection, command
+        /// A release or deletion of a quarantined message (`mxgate quarantine`).
+        case quarantine
     }
 
     public var time: Date

@@ -67,6 +67,8 @@ public final class GatewayServer: Sendable {
         }
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
 
+        let expiry = Task { await self.expireQuarantine() }
+        defer { expiry.cancel() }
         try await withThrowingDiscardingTaskGroup { tasks in
             for server in bound {
                 tasks.addTask {
@@ -84,6 +86,16 @@ public final class GatewayServer: Sendable {
         audit.close()
         try await group.shutdownGracefully()
         logger.info("mxgate stopped")
+    }
+
+    /// Deletes quarantined messages past `[quarantine] retention`, hourly.
+    private func expireQuarantine() async {
+        while !Task.isCancelled {
+            let config = currentRuntime.config
+            let gone = QuarantineAdmin(config: config).expire(retention: config.quarantineRetention, audit: audit)
+            if !gone.isEmpty { logger.info("quarantine: expired \(gone.count) message(s)") }
+            try? await Task.sleep(for: .seconds(3600))
+        }
     }
 
     static func describe(_ a: SocketAddress) -> String {

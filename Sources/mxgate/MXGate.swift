@@ -14,7 +14,7 @@ struct MXGate: AsyncParsableCommand {
             Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`.
             Every decision is written to the audit log; review it with `mxgate log`.
             """,
-        subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self]
+        subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self, Quarantine.self]
     )
 }
 
@@ -352,5 +352,141 @@ struct Log: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(AuditTable.render(records, header: header).utf8))
         }
         try? FileHandle.standardOutput.synchronize()
+    }
+}
+
+struct Quarantine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Review held messages and release or delete them.",
+        discussion: """
+            Messages a `quarantine` rule held are kept in [quarantine] directory until released,
+            deleted, or older than [quarantine] retention. Releases and deletions are written to the
+            audit log.
+              mxgate quarantine list
+              mxgate quarantine show ID
+              mxgate quarantine release ID
+              mxgate quarantine delete ID
+            """,
+        subcommands: [List.self, Show.self, Release.self, Delete.self, Expire.self]
+    )
+
+    static func load(_ options: ConfigOption) throws -> GatewayConfig {
+        do { return try GatewayConfig.load(options.config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func auditWriter(_ config: GatewayConfig) throws -> AuditWriter {
+        try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List held messages, oldest first.")
+        @OptionGroup var options: ConfigOption
+        @Flag(help: "One JSON object per message.") var json = false
+
+        func run() throws {
+            let admin = QuarantineAdmin(config: try Quarantine.load(options))
+            let held = admin.list()
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for h in held { print(String(decoding: try enc.encode(h.entry), as: UTF8.self)) }
+                return
+            }
+            guard !held.isEmpty else { print("the quarantine is empty"); return }
+            var rows = [["ID", "TIME", "FROM", "TO", "SIZE", "WHY"]]
+            for h in held {
+                let e = h.entry
+                rows.append([e.id, String(e.time.prefix(19)).replacingOccurrences(of: "T", with: " "), e.mailFrom.isEmpty ? "<>" : e.mailFrom,
+                             e.rcptTo.joined(separator: ","), String(e.size), e.reason ?? e.rules.joined(separator: ",")])
+            }
+            var widths = [Int](repeating: 0, count: 6)
+            for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+            for r in rows {
+                print(r.enumerated().map { i, c in i < 5 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  "))
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a held message: why it was held, then the message.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The quarantine ID.") var id: String
+
+        func run() throws {
+            let admin = QuarantineAdmin(config: try Quarantine.load(options))
+            do {
+                let h = try admin.find(id)
+                let e = h.entry
+                print("id:         \(e.id)")
+                print("held:       \(e.time)")
+                print("client:     \(e.clientIP) (helo \(e.helo ?? "-"))")
+                print("from:       \(e.mailFrom.isEmpty ? "<>" : e.mailFrom)")
+                print("to:         \(e.rcptTo.joined(separator: ", "))")
+                print("rules:      \(e.rules.joined(separator: ", "))")
+                if let r = e.reason { print("reason:     \(r)") }
+                if let s = e.spamScore { print("spam score: \(DryRun.formatScore(s))") }
+                print("")
+                if let data = FileManager.default.contents(atPath: h.messagePath) {
+                    FileHandle.standardOutput.write(data)
+                }
+            } catch {
+                printError("mxgate quarantine: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deliver a held message to the downstream and remove it.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The quarantine ID.") var id: String
+
+        func run() async throws {
+            let config = try Quarantine.load(options)
+            let audit = try Quarantine.auditWriter(config)
+            defer { audit.close() }
+            do {
+                let result = try await QuarantineAdmin(config: config).release(id, audit: audit)
+                print("released \(id): \(result)")
+            } catch {
+                printError("mxgate quarantine: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a held message.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The quarantine ID.") var id: String
+
+        func run() throws {
+            let config = try Quarantine.load(options)
+            let audit = try Quarantine.auditWriter(config)
+            defer { audit.close() }
+            do {
+                try QuarantineAdmin(config: config).delete(id, audit: audit)
+                print("deleted \(id)")
+            } catch {
+                printError("mxgate quarantine: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Expire: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete held messages older than [quarantine] retention now (serve does it hourly).")
+        @OptionGroup var options: ConfigOption
+
+        func run() throws {
+            let config = try Quarantine.load(options)
+            let audit = try Quarantine.auditWriter(config)
+            defer { audit.close() }
+            let gone = QuarantineAdmin(config: config).expire(retention: config.quarantineRetention, audit: audit)
+            print("expired \(gone.count) message(s)")
+        }
     }
 }

@@ -91,6 +91,8 @@ public struct GatewayConfig: Sendable {
 
     // [quarantine]
     public var quarantineDirectory = "var/quarantine"
+    /// Held messages older than this are deleted (seconds; default 30 days).
+    public var quarantineRetention: Double = 30 * 86400
 
     // [dns]
     /// Resolvers as "IP" or "IP:PORT"; empty means the system's (/etc/resolv.conf).
@@ -182,7 +184,7 @@ struct ConfigReader {
         "audit": ["path", "max_size", "keep"],
         "policy": ["rules", "policies"],
         "queue": ["directory"],
-        "quarantine": ["directory"],
+        "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout"],
         "geoip": ["database", "asn_database"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error"],
@@ -225,6 +227,7 @@ struct ConfigReader {
                 if let p = string(&s, "directory") { c.queueDirectory = p }
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
+                if let d = duration(&s, "retention") { c.quarantineRetention = d }
             case "dns":
                 if let list = stringArray(&s, "servers") {
                     for (i, item) in list.enumerated() where Self.parseResolver(item) == nil {
@@ -334,11 +337,11 @@ struct ConfigReader {
         case .integer(let v) where v > 0: return Double(v)
         case .float(let v) where v > 0: return v
         case .string(let str):
-            let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+            let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
             if let u = str.last, let m = units[u], let v = Double(str.dropLast()), v > 0 { return v * m }
         default: break
         }
-        error(n.position, "[\(s.name)] \(key) must be a positive duration such as 300 or \"5m\"")
+        error(n.position, "[\(s.name)] \(key) must be a positive duration such as 300, \"5m\" or \"30d\"")
         return nil
     }
 
