@@ -26,11 +26,12 @@ let package = Package(
         // C libraries, each behind a thin Swift wrapper in Checks that owns every pointer.
         .systemLibrary(name: "CUnbound", providers: [.apt(["libunbound-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
+        .systemLibrary(name: "CClamAV", providers: [.apt(["libclamav-dev"])]),
         // Facts from outside the session: DNS (libunbound) and GeoIP (libmaxminddb).
         .target(
             name: "Checks",
             dependencies: [
-                "Policy", "CUnbound", "CMaxMindDB",
+                "Policy", "CUnbound", "CMaxMindDB", "CClamAV",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

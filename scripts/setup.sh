@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libunbound-dev   # DNS lookups (rDNS, FCrDNS) through libunbound
   libmaxminddb-dev # GeoIP country and ASN through libmaxminddb
   clamav-daemon    # clamd for virus scanning (tests run a private one)
+  libclamav-dev    # libclamav for in-process scanning
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.

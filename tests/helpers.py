@@ -507,6 +507,7 @@ class Clamd:
         os.chmod(self.dir, 0o755)
         db = self.dir / "db"
         db.mkdir()
+        self.db = str(db)
         (db / "mxgate-test.ndb").write_text("MxGate.Test.EICAR:0:*:" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex() + "\n")
         (db / "mxgate-test.hdb").write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:MxGate.Test.EICAR.MD5\n")
         self.socket = str(self.dir / "clamd.sock")

@@ -1,5 +1,6 @@
-"""Virus scanning through a real clamd (INSTREAM over its unix socket) with
-an EICAR signature database built at test time."""
+"""Virus scanning through a real clamd (INSTREAM over its unix socket) and
+through libclamav in-process, both with an EICAR signature database built at
+test time; and the shipped default configuration, which detects EICAR."""
 import base64
 import io
 import quopri
@@ -46,9 +47,13 @@ CASES = {
 }
 
 
-@pytest.fixture
-def scanning_gateway(gateway_factory, clamd):
-    return gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\ntimeout = "20s"\n')
+@pytest.fixture(params=["clamd", "embedded"])
+def scanning_gateway(request, gateway_factory, clamd):
+    if request.param == "clamd":
+        extra = f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\ntimeout = "20s"\n'
+    else:
+        extra = f'[clamav]\nmode = "embedded"\ndatabase = "{clamd.db}"\n'
+    return gateway_factory(policy=POLICY, config_extra=extra)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -105,3 +110,23 @@ def test_virus_rule_without_scanner_is_a_check_error(gateway_factory, mxgate_bin
     gw.write_policy(POLICY)
     out = subprocess.run([mxgate_bin, "check", "--config", str(gw.config)], capture_output=True, text=True)
     assert out.returncode == 1 and "virus needs a scanner" in out.stdout
+
+
+def test_shipped_config_detects_eicar(mxgate_bin, tmp_path):
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent
+    eml = tmp_path / "v.eml"
+    eml.write_bytes(CASES["zip"])
+    out = subprocess.run([mxgate_bin, "test", "--config", str(root / "mxgate.toml"), "--client-ip", "192.0.2.1",
+                          "--from", "a@sender.test", "--to", "bob@example.com", "--json", str(eml)], capture_output=True, text=True)
+    rec = __import__("json").loads(out.stdout)
+    assert rec["verdict"] == "rejected" and rec["virus"].startswith("MxGate.EICAR-Test-File")
+
+
+def test_bad_signature_folder_is_a_check_error(mxgate_bin, tmp_path):
+    cfg = tmp_path / "m.toml"
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.policy").write_text(POLICY)
+    cfg.write_text(f'[relay]\ndomains = ["example.com"]\n[clamav]\nmode = "embedded"\ndatabase = "{tmp_path}/nothing-here"\n')
+    out = subprocess.run([mxgate_bin, "check", "--config", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 1 and "cannot load ClamAV signatures" in out.stdout

@@ -3,6 +3,8 @@ import Checks
 import Foundation
 import MailMessage
 import Policy
+import NIOCore
+import Relay
 import SMTPProtocol
 
 /// `mxgate test`: one message through every stage of the policy with no
@@ -48,8 +50,8 @@ public struct DryRun {
     public let messageSizeLimit: Int
     /// GeoIP databases from the config: local files, no network.
     var checks = ClientChecks(resolver: nil, geo: nil, asnDatabase: nil)
-    /// clamd on a local socket, when configured (a local service, not the network).
-    var scanner: ClamdClient?
+    /// clamd on a local socket or libclamav, when configured (local, not the network).
+    var scanner: VirusScanner?
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -62,7 +64,7 @@ public struct DryRun {
         let geo = try config.geoipDatabase.map { try GeoIPDatabase(path: $0) }
         let asn = try config.geoipASNDatabase.map { try GeoIPDatabase(path: $0) }
         checks = ClientChecks(resolver: nil, geo: geo, asnDatabase: asn)
-        scanner = Runtime.makeScanner(config)
+        scanner = try Runtime.makeScanner(config)
     }
 
     public func run(_ input: Input) async -> Report {
@@ -142,12 +144,10 @@ public struct DryRun {
         if policy.needsVirusScan {
             driver.facts.virusScanned = true
             if let scanner {
-                var sent = false
                 do {
-                    if case .infected(let name) = try await scanner.scan({ () -> [UInt8]? in
-                        defer { sent = true }
-                        return sent ? nil : text
-                    }) { driver.facts.virus = name }
+                    let body = MessageBody(memoryThreshold: Int.max, tempDirectory: NSTemporaryDirectory())
+                    try body.append(ByteBuffer(bytes: text))
+                    if case .infected(let name) = try await scanner.scan(body) { driver.facts.virus = name }
                 } catch {
                     driver.facts.scanFailure = "\(error)"
                 }

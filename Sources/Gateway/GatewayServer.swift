@@ -198,6 +198,11 @@ enum SMTPReplyText {
 }
 
 extension GatewayServer {
+    /// Loads the virus scanner's signatures the way `serve` would, for `mxgate check`.
+    public static func checkScanner(_ config: GatewayConfig) throws -> Bool {
+        try Runtime.makeScanner(config) != nil
+    }
+
     /// Loads the TLS certificate and key the way `serve` would, for `mxgate check`.
     public static func checkTLS(_ config: GatewayConfig) throws -> Bool {
         try Runtime.makeServerTLS(config) != nil

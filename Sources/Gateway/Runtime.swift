@@ -2,10 +2,28 @@ import Checks
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Policy
 import Relay
 import SMTPProtocol
+
+/// The configured virus scanner.
+enum VirusScanner: Sendable {
+    case clamd(ClamdClient)
+    case embedded(EmbeddedScanner)
+
+    func scan(_ body: MessageBody) async throws -> ScanResult {
+        switch self {
+        case .clamd(let c):
+            return try await c.scan(body.reader())
+        case .embedded(let e):
+            return try await NIOThreadPool.singleton.runIfActive {
+                try body.withStorage(file: { try e.scan(fileDescriptor: $0) }, memory: { try e.scan(bytes: $0) })
+            }
+        }
+    }
+}
 
 /// Where accepted mail goes in proxy mode.
 enum RelayTarget: Sendable {
@@ -32,7 +50,7 @@ final class Runtime: Sendable {
     /// Reverse DNS and GeoIP, set up only when the policy uses them.
     let checks: ClientChecks
     /// The virus scanner, when [clamav] is configured.
-    let scanner: ClamdClient?
+    let scanner: VirusScanner?
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
 
@@ -42,7 +60,7 @@ final class Runtime: Sendable {
         self.policy = try Runtime.loadPolicy(config)
         self.quarantine = QuarantineStore(directory: config.quarantineDirectory)
         self.checks = try Runtime.makeChecks(config, policy: policy)
-        self.scanner = Runtime.makeScanner(config)
+        self.scanner = try Runtime.makeScanner(config)
         self.limits = config.limits
         switch config.downstream {
         case .maildir(let dir):
@@ -101,13 +119,25 @@ final class Runtime: Sendable {
         return policy
     }
 
-    static func makeScanner(_ config: GatewayConfig) -> ClamdClient? {
-        guard config.clamavMode == .clamd else { return nil }
-        if let path = config.clamdSocket { return ClamdClient(address: .unix(path), timeout: config.clamavTimeout) }
-        if let a = config.clamdAddress, let (h, p) = ConfigReader.parseHostPort(a) {
-            return ClamdClient(address: .tcp(host: h, port: p), timeout: config.clamavTimeout)
+    /// clamd, or libclamav with its engine compiled here (start-up and
+    /// reload run off the event loops).
+    static func makeScanner(_ config: GatewayConfig) throws -> VirusScanner? {
+        switch config.clamavMode {
+        case .off:
+            return nil
+        case .clamd:
+            if let path = config.clamdSocket { return .clamd(ClamdClient(address: .unix(path), timeout: config.clamavTimeout)) }
+            if let a = config.clamdAddress, let (h, p) = ConfigReader.parseHostPort(a) {
+                return .clamd(ClamdClient(address: .tcp(host: h, port: p), timeout: config.clamavTimeout))
+            }
+            return nil
+        case .embedded:
+            do {
+                return .embedded(try EmbeddedScanner(databaseDirectory: config.clamavDatabase))
+            } catch {
+                throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[clamav] \(error)")])
+            }
         }
-        return nil
     }
 
     /// Opens the resolver and GeoIP databases the policy needs.

@@ -492,7 +492,7 @@ final class Session {
             return
         }
         do {
-            switch try await scanner.scan(body.reader()) {
+            switch try await scanner.scan(body) {
             case .clean: break
             case .infected(let name): driver.facts.virus = name
             }

@@ -91,6 +91,16 @@ public final class MessageBody: @unchecked Sendable {
         }
     }
 
+    /// Gives the text to `file` as an open descriptor when it was spilled to
+    /// disk, else to `memory` as bytes: a scanner can read either without a copy.
+    public func withStorage<T>(file: (Int32) throws -> T, memory: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        if fd >= 0 {
+            lseek(fd, 0, SEEK_SET)
+            return try file(fd)
+        }
+        return try self.memory.withUnsafeReadableBytes { try memory($0) }
+    }
+
     /// A pull reader over the text: each call returns the next chunk, nil at the end.
     public func reader(chunkSize: Int = 64 * 1024) -> () async throws -> [UInt8]? {
         var offset = 0

@@ -120,6 +120,10 @@ struct Check: ParsableCommand {
             failed = true
         }
         for w in policy?.warnings ?? [] { print(prefix.show(w)) }
+        do { _ = try GatewayServer.checkScanner(config) } catch {
+            print("\(error)")
+            failed = true
+        }
         if config.tlsCertificate != nil {
             do { _ = try GatewayServer.checkTLS(config) } catch {
                 print("\(error)")
@@ -134,6 +138,7 @@ struct Check: ParsableCommand {
         print("  domains   \(config.relayDomainsDescription)")
         print("  tls       \(config.tlsCertificate == nil ? "off (no [tls] certificate)" : "STARTTLS with \(config.tlsCertificate!)")")
         print("  audit     \(config.auditPath)")
+        print("  clamav    \(config.clamavMode.rawValue)\(config.clamavMode == .embedded ? " (\(config.clamavDatabase))" : "")")
         if let p = policy {
             let count = p.rules.count + p.sections.reduce(0) { $0 + $1.rules.count }
             print("  policy    \(count) rule(s), \(p.tables.count) table(s), \(p.sections.count) domain section(s)")

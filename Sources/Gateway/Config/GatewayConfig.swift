@@ -108,6 +108,8 @@ public struct GatewayConfig: Sendable {
     public var clamavTimeout: Double = 60
     /// Scanner down or timing out: "tempfail" (fail closed, the default) or "accept".
     public var clamavFailOpen = false
+    /// Signature folder for mode = "embedded" (freshclam's is /var/lib/clamav).
+    public var clamavDatabase = "/var/lib/clamav"
 
     // [geoip]
     public var geoipDatabase: String?
@@ -187,7 +189,7 @@ struct ConfigReader {
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout"],
         "geoip": ["database", "asn_database"],
-        "clamav": ["mode", "socket", "address", "timeout", "on_error"],
+        "clamav": ["mode", "socket", "address", "timeout", "on_error", "database"],
     ]
 
     mutating func read(_ root: TOMLTable, into c: inout GatewayConfig) {
@@ -239,10 +241,8 @@ struct ConfigReader {
             case "clamav":
                 if let m = choice(&s, "mode", ["off", "clamd", "embedded"]) {
                     c.clamavMode = GatewayConfig.ClamAVMode(rawValue: m)!
-                    if c.clamavMode == .embedded {
-                        error(t["mode"]!.position, "[clamav] mode = \"embedded\" (in-process libclamav) is not available in this version; use \"clamd\"")
-                    }
                 }
+                if let d = string(&s, "database") { c.clamavDatabase = c.resolve(d) }
                 c.clamdSocket = string(&s, "socket").map(c.resolve)
                 if let a = string(&s, "address") {
                     if Self.parseHostPort(a) == nil { error(t["address"]!.position, "[clamav] address must be HOST:PORT, not \"\(a)\"") }
