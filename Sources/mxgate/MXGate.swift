@@ -382,8 +382,17 @@ struct Quarantine: AsyncParsableCommand {
         }
     }
 
-    static func auditWriter(_ config: GatewayConfig) throws -> AuditWriter {
-        try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+    /// Runs one audited quarantine action and prints its outcome; errors go to stderr with exit 1.
+    static func administer(_ options: ConfigOption, _ action: (QuarantineAdmin, AuditWriter) async throws -> String) async throws {
+        let config = try load(options)
+        let audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+        defer { audit.close() }
+        do {
+            print(try await action(QuarantineAdmin(config: config), audit))
+        } catch {
+            printError("mxgate quarantine: \(error)")
+            throw ExitCode(1)
+        }
     }
 
     struct List: ParsableCommand {
@@ -450,48 +459,33 @@ struct Quarantine: AsyncParsableCommand {
         @Argument(help: "The quarantine ID.") var id: String
 
         func run() async throws {
-            let config = try Quarantine.load(options)
-            let audit = try Quarantine.auditWriter(config)
-            defer { audit.close() }
-            do {
-                let result = try await QuarantineAdmin(config: config).release(id, audit: audit)
-                print("released \(id): \(result)")
-            } catch {
-                printError("mxgate quarantine: \(error)")
-                throw ExitCode(1)
+            try await Quarantine.administer(options) { admin, audit in
+                "released \(id): \(try await admin.release(id, audit: audit))"
             }
         }
     }
 
-    struct Delete: ParsableCommand {
+    struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a held message.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "The quarantine ID.") var id: String
 
-        func run() throws {
-            let config = try Quarantine.load(options)
-            let audit = try Quarantine.auditWriter(config)
-            defer { audit.close() }
-            do {
-                try QuarantineAdmin(config: config).delete(id, audit: audit)
-                print("deleted \(id)")
-            } catch {
-                printError("mxgate quarantine: \(error)")
-                throw ExitCode(1)
+        func run() async throws {
+            try await Quarantine.administer(options) { admin, audit in
+                try admin.delete(id, audit: audit)
+                return "deleted \(id)"
             }
         }
     }
 
-    struct Expire: ParsableCommand {
+    struct Expire: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete held messages older than [quarantine] retention now (serve does it hourly).")
         @OptionGroup var options: ConfigOption
 
-        func run() throws {
-            let config = try Quarantine.load(options)
-            let audit = try Quarantine.auditWriter(config)
-            defer { audit.close() }
-            let gone = QuarantineAdmin(config: config).expire(retention: config.quarantineRetention, audit: audit)
-            print("expired \(gone.count) message(s)")
+        func run() async throws {
+            try await Quarantine.administer(options) { admin, audit in
+                "expired \(admin.expire(retention: admin.config.quarantineRetention, audit: audit).count) message(s)"
+            }
         }
     }
 }
