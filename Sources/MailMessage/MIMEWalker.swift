@@ -1,0 +1,371 @@
+/// Limits that keep a hostile message from costing unbounded memory or time.
+public struct MIMELimits: Sendable {
+    /// Nesting of multiparts (RFC 2046 sets none; 20 is more than real mail uses).
+    public var depth = 20
+    public var parts = 1000
+    /// Bytes of one part's header section.
+    public var headerBytes = 64 * 1024
+    /// Decoded text kept for text rules (the rest is counted, not kept).
+    public var textBytes = 256 * 1024
+    public init() {}
+}
+
+/// One MIME part as the scanners and attachment rules see it.
+public struct MIMEPart: Sendable {
+    public var headers: [HeaderBlock.Field] = []
+    /// "type/subtype" in lower case; "text/plain" when absent (RFC 2045 §5.2).
+    public var contentType = "text/plain"
+    public var charset: String?
+    /// The file name from Content-Disposition filename or Content-Type name,
+    /// RFC 2231 continuations and RFC 2047 words decoded.
+    public var filename: String?
+    public var isAttachment = false
+    public var transferEncoding = "7bit"
+    /// Decoded size in bytes.
+    public var size = 0
+    /// The type the first bytes say it is ("application/x-dosexec", "application/zip", …).
+    public var sniffedType: String?
+    public var depth = 0
+    /// First bytes of the decoded content, for sniffing.
+    var head: [UInt8] = []
+}
+
+/// What the walker found, once the whole message has gone through.
+public struct MIMESummary: Sendable {
+    public var parts: [MIMEPart] = []
+    /// Decoded text/plain (and text/html reduced to text), up to the limit.
+    public var text = ""
+    /// Problems found on the way (missing boundaries, bad encodings…): the
+    /// message is still walked to the end and every part is still reported.
+    public var problems: [String] = []
+
+    public var attachments: [MIMEPart] { parts.filter { $0.isAttachment || $0.filename != nil } }
+}
+
+/// A streaming MIME walker (RFC 2045–2047, 2231): fed the message text in
+/// chunks, it keeps only the current line, the boundary stack and bounded
+/// samples, so a 50 MB message never sits whole in memory. Malformed MIME
+/// never stops it: a part with a broken header or encoding is still reported,
+/// and an unterminated multipart simply ends with the message.
+public struct MIMEWalker {
+    private enum State { case headers, body }
+
+    private let limits: MIMELimits
+    private var summary = MIMESummary()
+    private var state = State.headers
+    private var headerBytes: [UInt8] = []
+    private var line: [UInt8] = []
+    /// Open multipart boundaries, innermost last, with the depth they open.
+    private var boundaries: [(marker: [UInt8], depth: Int)] = []
+    private var current = MIMEPart()
+    /// The boundary the current part's own body introduces (if multipart).
+    private var pendingBoundary: [UInt8]?
+    private var decoder = BodyDecoder.identity
+    private var textBytes: [UInt8] = []
+    private var inPreamble = false
+    /// False once the current part has been reported, until the next one starts.
+    private var partOpen = true
+
+    public init(limits: MIMELimits = MIMELimits()) { self.limits = limits }
+
+    public mutating func feed(_ bytes: some Collection<UInt8>) {
+        for b in bytes {
+            line.append(b)
+            if b == 10 {
+                processLine()
+                line.removeAll(keepingCapacity: true)
+            } else if line.count > 1_000_000 {
+                // An absurd line: process what we have as body, never grow without bound.
+                processLine()
+                line.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    public mutating func finish() -> MIMESummary {
+        if !line.isEmpty { processLine() }
+        endPart()
+        if !boundaries.isEmpty { summary.problems.append("multipart not closed (missing final boundary)") }
+        summary.text = String(decoding: textBytes, as: UTF8.self)
+        return summary
+    }
+
+    private mutating func processLine() {
+        var content = line[...]
+        if content.last == 10 { content = content.dropLast() }
+        if content.last == 13 { content = content.dropLast() }
+        // A boundary line ends the current part in any state.
+        if content.count >= 2, content.first == 45, content[content.startIndex + 1] == 45 {
+            for (i, b) in boundaries.enumerated().reversed() where content.starts(with: b.marker) {
+                let rest = content.dropFirst(b.marker.count)
+                let closing = rest.starts(with: [45, 45])
+                if !rest.isEmpty && !closing && !rest.allSatisfy({ $0 == 32 || $0 == 9 }) { continue }
+                endPart()
+                boundaries.removeLast(boundaries.count - i - (closing ? 0 : 1))
+                if closing {
+                    inPreamble = true  // epilogue of the closed multipart
+                } else {
+                    startPart(depth: b.depth)
+                }
+                return
+            }
+        }
+        switch state {
+        case .headers:
+            if content.isEmpty {
+                finishHeaders()
+            } else if headerBytes.count < limits.headerBytes {
+                headerBytes += line
+            } else if summary.problems.last != "header section too large" {
+                summary.problems.append("header section too large")
+            }
+        case .body:
+            guard !inPreamble else { return }
+            body(line[...])
+        }
+    }
+
+    private mutating func startPart(depth: Int) {
+        if summary.parts.count >= limits.parts {
+            if summary.problems.last != "too many parts" { summary.problems.append("too many parts") }
+        }
+        current = MIMEPart()
+        current.depth = depth
+        partOpen = true
+        state = .headers
+        headerBytes = []
+        inPreamble = false
+    }
+
+    private mutating func finishHeaders() {
+        headerBytes += [13, 10]
+        let block = HeaderBlock(headerBytes)
+        current.headers = block.fields
+        let ct = Parameterized(block.first("Content-Type") ?? "")
+        if !ct.value.isEmpty, ct.value.contains("/") { current.contentType = ct.value.lowercased() }
+        current.charset = ct.parameters["charset"]?.lowercased()
+        let cd = Parameterized(block.first("Content-Disposition") ?? "")
+        current.isAttachment = cd.value.lowercased() == "attachment"
+        current.filename = (cd.parameters["filename"] ?? ct.parameters["name"]).map(EncodedWords.decode)
+        current.transferEncoding = (block.first("Content-Transfer-Encoding") ?? "7bit").trimmingSpaces().lowercased()
+        switch current.transferEncoding {
+        case "base64": decoder = .base64(Base64Stream())
+        case "quoted-printable": decoder = .quotedPrintable
+        default: decoder = .identity
+        }
+        state = .body
+        if current.contentType.hasPrefix("multipart/") {
+            if let b = ct.parameters["boundary"], !b.isEmpty {
+                if boundaries.count >= limits.depth {
+                    summary.problems.append("multipart nesting deeper than \(limits.depth)")
+                } else {
+                    boundaries.append((Array(("--" + b).utf8), current.depth + 1))
+                    inPreamble = true
+                }
+            } else {
+                summary.problems.append("multipart without a boundary")
+            }
+        }
+    }
+
+    private mutating func body(_ raw: ArraySlice<UInt8>) {
+        var decoded: [UInt8]
+        switch decoder {
+        case .identity:
+            decoded = Array(raw)
+        case .quotedPrintable:
+            decoded = QuotedPrintable.decodeLine(raw)
+        case .base64(var stream):
+            decoded = stream.feed(raw)
+            if stream.bad && !summary.problems.contains("bad base64") { summary.problems.append("bad base64") }
+            decoder = .base64(stream)
+        }
+        current.size += decoded.count
+        if current.head.count < 16 { current.head += decoded.prefix(16 - current.head.count) }
+        if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
+            let room = limits.textBytes - textBytes.count
+            if room > 0 { textBytes += decoded.prefix(room) }
+        }
+    }
+
+    private mutating func endPart() {
+        guard partOpen else { return }
+        partOpen = false
+        if state == .headers { finishHeaders() }
+        if case .base64(var stream) = decoder {
+            let tail = stream.finish()
+            current.size += tail.count
+            if current.head.count < 16 { current.head += tail.prefix(16 - current.head.count) }
+        }
+        if !current.contentType.hasPrefix("multipart/") || current.size > 0 {
+            current.sniffedType = Magic.sniff(current.head)
+            if summary.parts.count < limits.parts { summary.parts.append(current) }
+        }
+        decoder = .identity
+        state = .body
+    }
+}
+
+enum BodyDecoder {
+    case identity
+    case quotedPrintable
+    case base64(Base64Stream)
+}
+
+/// Base64 across lines: keeps the 0–3 characters that did not complete a quantum.
+struct Base64Stream {
+    private var acc: UInt32 = 0
+    private var bits = 0
+    private(set) var bad = false
+
+    mutating func feed(_ s: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count * 3 / 4)
+        for c in s {
+            let v: UInt8
+            switch c {
+            case 65...90: v = c - 65
+            case 97...122: v = c - 71
+            case 48...57: v = c + 4
+            case 43: v = 62
+            case 47: v = 63
+            case 61, 13, 10, 32, 9: continue
+            default:
+                bad = true
+                continue
+            }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+
+    mutating func finish() -> [UInt8] { [] }
+}
+
+enum QuotedPrintable {
+    /// One encoded line (with its line end) to bytes; a soft break "=" joins lines.
+    static func decodeLine(_ raw: ArraySlice<UInt8>) -> [UInt8] {
+        var s = raw
+        var hardBreak = false
+        if s.last == 10 { s = s.dropLast(); hardBreak = true }
+        if s.last == 13 { s = s.dropLast() }
+        while let l = s.last, l == 32 || l == 9 { s = s.dropLast() }  // RFC 2045 §6.7 (3)
+        var out: [UInt8] = []
+        var i = s.startIndex
+        while i < s.endIndex {
+            let b = s[i]
+            if b == 61 {
+                if s.index(after: i) == s.endIndex { return out }  // soft line break
+                if s.distance(from: i, to: s.endIndex) >= 3, let h = EncodedWords.hex(s[i + 1]), let l = EncodedWords.hex(s[i + 2]) {
+                    out.append(h << 4 | l)
+                    i += 3
+                    continue
+                }
+            }
+            out.append(b)
+            i += 1
+        }
+        if hardBreak { out += [13, 10] }
+        return out
+    }
+}
+
+/// Content types by their first bytes, for attachments whose declared type lies.
+public enum Magic {
+    public static func sniff(_ head: [UInt8]) -> String? {
+        func starts(_ p: [UInt8]) -> Bool { head.count >= p.count && Array(head.prefix(p.count)) == p }
+        if starts([0x4D, 0x5A]) { return "application/x-dosexec" }
+        if starts([0x50, 0x4B, 0x03, 0x04]) || starts([0x50, 0x4B, 0x05, 0x06]) { return "application/zip" }
+        if starts(Array("%PDF-".utf8)) { return "application/pdf" }
+        if starts([0x7F, 0x45, 0x4C, 0x46]) { return "application/x-executable" }
+        if starts([0x89, 0x50, 0x4E, 0x47]) { return "image/png" }
+        if starts([0xFF, 0xD8, 0xFF]) { return "image/jpeg" }
+        if starts(Array("GIF8".utf8)) { return "image/gif" }
+        if starts([0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) { return "application/x-ole-storage" }
+        if starts(Array("Rar!".utf8)) { return "application/x-rar" }
+        if starts([0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]) { return "application/x-7z-compressed" }
+        if starts([0x1F, 0x8B]) { return "application/gzip" }
+        return nil
+    }
+}
+
+/// A header value with parameters: `type/subtype; a=b; c*0="x"; c*1="y"`,
+/// RFC 2231 continuations and charset'lang'%XX values joined and decoded.
+struct Parameterized {
+    var value: String
+    var parameters: [String: String] = [:]
+
+    init(_ text: String) {
+        var parts: [String] = []
+        var current = ""
+        var quoted = false
+        var escaped = false
+        for c in text {
+            if escaped { current.append(c); escaped = false; continue }
+            if c == "\\" && quoted { escaped = true; continue }
+            if c == "\"" { quoted.toggle(); continue }
+            if c == ";" && !quoted { parts.append(current); current = ""; continue }
+            current.append(c)
+        }
+        parts.append(current)
+        value = parts.first?.trimmingSpaces() ?? ""
+        var continued: [String: [(Int, String, Bool)]] = [:]
+        for p in parts.dropFirst() {
+            guard let eq = p.firstIndex(of: "=") else { continue }
+            let key = String(p[..<eq]).trimmingSpaces().lowercased()
+            let val = String(p[p.index(after: eq)...]).trimmingSpaces()
+            if let star = key.firstIndex(of: "*") {
+                let name = String(key[..<star])
+                let rest = key[key.index(after: star)...]
+                let encoded = rest.hasSuffix("*") || rest.isEmpty
+                let index = Int(rest.replacingStar()) ?? 0
+                continued[name, default: []].append((index, val, encoded))
+            } else {
+                parameters[key] = val
+            }
+        }
+        for (name, pieces) in continued {
+            var bytes: [UInt8] = []
+            var charset = "utf-8"
+            for (i, (_, v, encoded)) in pieces.sorted(by: { $0.0 < $1.0 }).enumerated() {
+                var v = v
+                if encoded && i == 0, let a = v.firstIndex(of: "'"), let b = v[v.index(after: a)...].firstIndex(of: "'") {
+                    charset = v[..<a].lowercased()
+                    v = String(v[v.index(after: b)...])
+                }
+                bytes += encoded ? Self.percentDecode(v) : Array(v.utf8)
+            }
+            parameters[name] = EncodedWords.convert(bytes, charset: charset) ?? String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    static func percentDecode(_ s: String) -> [UInt8] {
+        let u = Array(s.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < u.count {
+            if u[i] == 37, i + 2 < u.count, let h = EncodedWords.hex(u[i + 1]), let l = EncodedWords.hex(u[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(u[i])
+                i += 1
+            }
+        }
+        return out
+    }
+}
+
+extension Substring {
+    func replacingStar() -> String { String(filter { $0 != "*" }) }
+}
+
+extension String {
+    /// Lines of text with bare CR/LF tolerated, for callers that need them.
+    var isBlank: Bool { allSatisfy { $0 == " " || $0 == "\t" } }
+}
