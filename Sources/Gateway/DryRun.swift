@@ -155,7 +155,13 @@ public struct DryRun {
                 driver.facts.scanFailure = "no scanner configured"
             }
         }
-        let outcome = driver.data(size: text.count, headerBytes: Array(text.prefix(65536)))
+        var mime: MIMESummary?
+        if policy.needsMIME {
+            var walker = MIMEWalker()
+            walker.feed(text)
+            mime = walker.finish()
+        }
+        let outcome = driver.data(size: text.count, headerBytes: Array(text.prefix(65536)), mime: mime)
         switch outcome {
         case .refuse(let reply, let rules, _):
             return report(verdict(reply), "data", reply, rules: driver.rules + rules, size: text.count)

@@ -183,13 +183,19 @@ public struct PolicyDriver {
     }
 
     /// Per-domain size, then `at data` rules, on the whole message.
-    public mutating func data(size: Int, headerBytes: [UInt8]) -> DataVerdict {
+    public mutating func data(size: Int, headerBytes: [UInt8], mime: MIMESummary? = nil) -> DataVerdict {
         if let max = transactionLimits.messageSize, size > max {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
                            rules: ["limit message-size"], closes: false)
         }
         facts.messageSize = size
         if policy.needsHeaders { facts.headers = HeaderBlock(headerBytes).decodedFields }
+        if let mime {
+            facts.attachments = mime.attachments.map {
+                AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size)
+            }
+            facts.bodyText = mime.text
+        }
         let out = consult(.data, facts)
         absorb(out)
         switch out.decision {
@@ -227,6 +233,8 @@ public struct PolicyDriver {
         facts.mailParameters = nil
         facts.messageSize = nil
         facts.headers = []
+        facts.attachments = []
+        facts.bodyText = ""
         facts.virus = nil
         facts.virusScanned = false
         facts.scanFailure = nil

@@ -431,7 +431,14 @@ final class Session {
             return
         }
         if runtime.policy.needsVirusScan { await scan(body) }
-        switch driver.data(size: decoder.size, headerBytes: headerBytes) {
+        var mime: MIMESummary?
+        if runtime.policy.needsMIME {
+            var walker = MIMEWalker()
+            let next = body.reader()
+            while let chunk = try? await next() { walker.feed(chunk) }
+            mime = walker.finish()
+        }
+        switch driver.data(size: decoder.size, headerBytes: headerBytes, mime: mime) {
         case .refuse(let reply, let rules, let closes):
             await abortTransaction()
             finishTransaction(reply, size: decoder.size, messageID: messageID, rules: rules)

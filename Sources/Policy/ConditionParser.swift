@@ -45,7 +45,8 @@ struct ConditionParser {
     }
 
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
-                           "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus"]
+                           "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
+                           "attachment-name", "attachment-type", "attachment-mismatch", "body"]
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -58,6 +59,20 @@ struct ConditionParser {
         case "fcrdns": return .fcrdns
         case "tls": return .tls
         case "virus": return .virus
+        case "attachment-mismatch": return .attachmentMismatch
+        case "attachment-name", "attachment-type":
+            var globs: [String] = []
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("a file name pattern such as *.exe")
+                if TokenCursor.actionWords.contains(v) { throw cursor.error("\(w) needs a pattern before '\(v)'", at: t) }
+                globs.append(v.lowercased())
+            } while cursor.isOp(",")
+            return w == "attachment-name" ? .attachmentName(globs) : .attachmentType(globs)
+        case "body":
+            guard cursor.isOp("~") else { throw cursor.error("body needs ~ /pattern/") }
+            guard case .regex(let p, let flags)? = cursor.next()?.kind else { throw cursor.error("expected /pattern/ after ~") }
+            return .body(try compile(p, flags, at: cursor.tokens[cursor.index - 1]))
         case "null-sender": return .nullSender
         case "helo":
             if let v = cursor.peekWord(), let check = HeloCheck(rawValue: v) {

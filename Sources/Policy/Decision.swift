@@ -96,6 +96,11 @@ public struct SessionFacts: Sendable {
     public var dnsFailure: String?
     public var dnsChecked = false
 
+    // MIME (filled at data when a rule looks at attachments or body text).
+    public var attachments: [AttachmentFact] = []
+    /// Decoded text of the text parts (bounded), for body rules.
+    public var bodyText = ""
+
     // Virus scan (filled at data when the policy uses virus).
     public var virus: String?
     public var virusScanned = false
@@ -113,6 +118,36 @@ public struct SessionFacts: Sendable {
         self.clientPort = clientPort
         self.tls = tls
         self.recipients = []
+    }
+}
+
+/// An attachment as attachment rules see it.
+public struct AttachmentFact: Sendable, Equatable {
+    public var filename: String?
+    public var declaredType: String
+    public var sniffedType: String?
+    public var size: Int
+
+    public init(filename: String?, declaredType: String, sniffedType: String?, size: Int) {
+        self.filename = filename
+        self.declaredType = declaredType
+        self.sniffedType = sniffedType
+        self.size = size
+    }
+
+    /// The content says it is a program while the name or declared type says otherwise.
+    public var isMismatched: Bool {
+        guard let sniffed = sniffedType else { return false }
+        let executable = sniffed == "application/x-dosexec" || sniffed == "application/x-executable"
+        let declaredExecutable = ["application/x-msdownload", "application/x-dosexec", "application/x-executable",
+                                  "application/vnd.microsoft.portable-executable"].contains(declaredType)
+        let name = filename?.lowercased() ?? ""
+        let namedExecutable = [".exe", ".dll", ".com", ".scr", ".sys", ".cpl", ".bin", ".elf"].contains { name.hasSuffix($0) }
+        if executable { return !(declaredExecutable || namedExecutable) }
+        // An "image" or "text" that is really an archive or a document container.
+        // (Office files are zips by design, so other declared types are not judged.)
+        let container = ["application/zip", "application/x-rar", "application/x-7z-compressed", "application/x-ole-storage"].contains(sniffed)
+        return container && (declaredType.hasPrefix("image/") || declaredType.hasPrefix("text/"))
     }
 }
 

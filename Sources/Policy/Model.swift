@@ -173,6 +173,14 @@ public indirect enum Condition: Sendable {
     case tls
     /// The virus scanner found something (name in {virus}).
     case virus
+    /// An attachment's file name matches one of the globs (`*.exe`, `*.*.exe`).
+    case attachmentName([String])
+    /// An attachment's declared or sniffed type matches one of the globs.
+    case attachmentType([String])
+    /// An attachment whose content is not what its name or declared type say.
+    case attachmentMismatch
+    /// The decoded text of the message matches.
+    case body(PosixRegex)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -181,7 +189,8 @@ public indirect enum Condition: Sendable {
         case .helo, .heloCheck: return .helo
         case .sender, .nullSender, .declaredSize: return .mail
         case .rcpt, .rcptCount: return .rcpt
-        case .size, .spamScore, .headerPresent, .header, .headerTable, .virus: return .data
+        case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
+             .attachmentMismatch, .body: return .data
         case .not(let c): return c.earliestStage
         case .all(let cs), .any(let cs): return cs.map(\.earliestStage).max() ?? .connect
         }
@@ -215,6 +224,16 @@ public indirect enum Condition: Sendable {
     }
 
     public var usesGeoIP: Bool { needsGeoIP }
+
+    /// True when the message must be walked part by part (attachments, body text).
+    var needsMIME: Bool {
+        contains {
+            switch $0 {
+            case .attachmentName, .attachmentType, .attachmentMismatch, .body: return true
+            default: return false
+            }
+        }
+    }
 
     public var usesVirusScan: Bool {
         contains {

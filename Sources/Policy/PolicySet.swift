@@ -17,6 +17,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
     public let needsVirusScan: Bool
+    /// The message is walked part by part only when a rule looks at attachments or body text.
+    public let needsMIME: Bool
 
     init(tables: [String: Table], rules: [Rule], limits: PolicyLimits, sections: [DomainSection],
          identity: GatewayIdentity, warnings: [PolicyDiagnostic]) {
@@ -33,6 +35,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
+        needsMIME = all.contains { $0.condition.needsMIME }
     }
 
     /// The domain section for a recipient domain, if one covers it.
@@ -328,6 +331,36 @@ public final class PolicySet: PolicyEngine, Sendable {
             guard f.tls else { return .no }
             ctx.why.append("TLS is in use")
             return .yes
+        case .attachmentName(let globs):
+            for a in f.attachments {
+                guard let name = a.filename?.lowercased() else { continue }
+                if let g = globs.first(where: { Glob.matches($0, name) }) {
+                    ctx.why.append("attachment \(a.filename ?? "") matches \(g)")
+                    ctx.value = a.filename
+                    return .yes
+                }
+            }
+            return .no
+        case .attachmentType(let globs):
+            for a in f.attachments {
+                for t in [a.declaredType] + (a.sniffedType.map { [$0] } ?? []) {
+                    if let g = globs.first(where: { Glob.matches($0, t) }) {
+                        ctx.why.append("attachment \(a.filename ?? "(unnamed)") is \(t) (\(g))")
+                        ctx.value = a.filename
+                        return .yes
+                    }
+                }
+            }
+            return .no
+        case .attachmentMismatch:
+            guard let a = f.attachments.first(where: \.isMismatched) else { return .no }
+            ctx.why.append("attachment \(a.filename ?? "(unnamed)") declared \(a.declaredType) but is \(a.sniffedType ?? "?")")
+            ctx.value = a.filename
+            return .yes
+        case .body(let re):
+            guard re.matches(f.bodyText) else { return .no }
+            ctx.why.append("body text matches /\(re.pattern)/")
+            return .yes
         case .virus:
             if let failure = f.scanFailure { return .unknown("virus scan failed: \(failure)") }
             if !f.virusScanned { return .unknown("virus scan: no scanner ran") }
@@ -461,6 +494,10 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .headerTable: return "header <table>"
         case .tls: return "tls"
         case .virus: return "virus"
+        case .attachmentName: return "attachment-name …"
+        case .attachmentType: return "attachment-type …"
+        case .attachmentMismatch: return "attachment-mismatch"
+        case .body: return "body ~ …"
         }
     }
 }

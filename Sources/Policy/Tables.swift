@@ -140,6 +140,13 @@ public final class PosixRegex: @unchecked Sendable {
 
 public struct RegexError: Error, Sendable { public var message: String }
 
+/// Shell-style globs for file names and types (`*.exe`, `application/*`), via fnmatch(3).
+public enum Glob {
+    public static func matches(_ pattern: String, _ text: String) -> Bool {
+        fnmatch(pattern, text, 0) == 0
+    }
+}
+
 /// Calls `body(line, key, value, keyColumn)` for each entry of a table file:
 /// blank lines and `#` comments skipped, the key is the first word, the value
 /// the rest of the line (a " #" starts a trailing comment). One pass over

@@ -1,0 +1,55 @@
+"""Content rules in a live session: attachments found by name and by
+content, and body rules on decoded text, including a message large enough
+to be walked from its spill file."""
+import base64
+import smtplib
+
+import pytest
+
+POLICY = """
+at data match attachment-name *.exe, *.js reject "554 5.7.1 Attachment {value} not accepted"
+at data match attachment-mismatch reject "554 5.7.1 {value} is not what it claims"
+at data match body ~ /XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL\\*C\\.34X/c reject "550 5.7.1 GTUBE"
+"""
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def message(parts, filler=0):
+    out = 'From: a@sender.test\r\nSubject: c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="Z"\r\n\r\n'
+    if filler:
+        out += "--Z\r\nContent-Type: text/plain\r\n\r\n" + ("filler " * 10 + "\r\n") * filler
+    for p in parts:
+        out += "--Z\r\n" + p + "\r\n"
+    return (out + "--Z--\r\n").encode()
+
+
+def b64part(ctype, name, data):
+    return f'Content-Type: {ctype}; name="{name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n' + base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+CASES = [
+    ("double-extension", message([b64part("application/pdf", "invoice.pdf.exe", b"MZ\x90\x00rest")]), 554, b"invoice.pdf.exe not accepted"),
+    ("disguised-program", message([b64part("image/jpeg", "photo.jpg", b"MZ\x90\x00rest")]), 554, b"photo.jpg is not what it claims"),
+    ("gtube-qp", message(["Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + GTUBE[:40] + "=\r\n" + GTUBE[40:]]),
+     550, b"GTUBE"),
+    # ~2 MB of text first, so the message is walked from the spill file
+    ("large-spilled", message([b64part("application/octet-stream", "setup.exe", b"MZ" * 100)], filler=28000), 554, b"setup.exe"),
+]
+
+
+@pytest.mark.parametrize("name,msg,code,text", CASES, ids=[c[0] for c in CASES])
+def test_content_rules(gateway_factory, name, msg, code, text):
+    gw = gateway_factory(policy=POLICY, limits='memory_threshold = "64K"')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"], msg)
+    assert e.value.smtp_code == code and text in e.value.smtp_error
+    assert gw.maildir_files("bob@example.com") == []
+
+
+def test_clean_attachments_pass(gateway_factory):
+    gw = gateway_factory(policy=POLICY)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"],
+                   message([b64part("application/pdf", "report.pdf", b"%PDF-1.4 ok"), b64part("image/png", "p.png", b"\x89PNG\r\n")]))
+    assert len(gw.maildir_files("bob@example.com")) == 1
