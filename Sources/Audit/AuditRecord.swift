@@ -38,6 +38,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var reason: String?
     /// What `warn` rules would have done ("policies/x.policy:3: warn: would reject: 550 …").
     public var warnings: [String] = []
+    /// Each spam symbol (the rule or table entry that scored) and its score.
+    public var symbols: [String: Double] = [:]
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -74,7 +76,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings
+        case virus, relay, reason, warnings, symbols
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -100,6 +102,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         try c.encode(relay, forKey: .relay)
         try c.encodeIfPresent(reason, forKey: .reason)
         if !warnings.isEmpty { try c.encode(warnings, forKey: .warnings) }
+        if !symbols.isEmpty { try c.encode(symbols, forKey: .symbols) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -127,6 +130,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         relay = try c.decodeIfPresent(String.self, forKey: .relay)
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
+        symbols = try c.decodeIfPresent([String: Double].self, forKey: .symbols) ?? [:]
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.

@@ -88,6 +88,7 @@ public struct DryRun {
             r.rules = rules
             r.size = size
             r.spamScore = driver.spamScore
+            r.symbols = driver.symbolScores
             r.warnings = driver.warnings
             r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
             r.virus = driver.facts.virus

@@ -35,10 +35,13 @@ public struct PolicyDriver {
     private var sessionWarnings: [String] = []
     private var sessionScore: Double = 0
     private var sessionScored = false
+    private var sessionSymbols: [(name: String, score: Double)] = []
 
     private(set) var rules: [String] = []
     private(set) var warnings: [String] = []
     private(set) var scored = false
+    /// Every score that fired in this transaction, in order: the spam symbols.
+    private(set) var symbols: [(name: String, score: Double)] = []
     private(set) var extraHeaders: [String] = []
     private(set) var tagged = false
     /// Every rule that fired in the session, with its explanation; kept only
@@ -61,6 +64,11 @@ public struct PolicyDriver {
     }
 
     var spamScore: Double? { scored ? facts.score : nil }
+
+    /// Symbols for the audit record: name → score (summed if a name fired twice).
+    var symbolScores: [String: Double] {
+        symbols.reduce(into: [:]) { $0[$1.name, default: 0] += $1.score }
+    }
     var transactionLimits: PolicyLimits { policy.limits(for: facts.section) }
 
     private mutating func consult(_ stage: PolicyStage, _ f: SessionFacts) -> StageOutcome {
@@ -81,7 +89,8 @@ public struct PolicyDriver {
         sessionRules += out.fired.map(\.name)
         sessionWarnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
         sessionScore += out.scoreDelta
-        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { sessionScored = true }
+        sessionSymbols += out.symbols
+        if !out.symbols.isEmpty { sessionScored = true }
         facts.score = sessionScore
     }
 
@@ -89,7 +98,8 @@ public struct PolicyDriver {
         rules += out.fired.map(\.name)
         warnings += out.fired.filter(\.warnOnly).map { "\($0.name): \($0.action)" }
         facts.score += out.scoreDelta
-        if out.fired.contains(where: { $0.action.hasPrefix("score") }) { scored = true }
+        symbols += out.symbols
+        if !out.symbols.isEmpty { scored = true }
         extraHeaders += out.headers
         if out.tag { tagged = true }
     }
@@ -195,6 +205,7 @@ public struct PolicyDriver {
                 AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size)
             }
             facts.bodyText = mime.text
+            facts.urls = mime.urls
         }
         let out = consult(.data, facts)
         absorb(out)
@@ -217,7 +228,8 @@ public struct PolicyDriver {
             let s = Self.score(facts.score)
             out.append("X-Spam-Flag: YES")
             out.append("X-Spam-Score: \(s)")
-            out.append("X-Spam-Status: Yes, score=\(s) rules=\(rules.joined(separator: ","))")
+            out.append("X-Spam-Status: Yes, score=\(s)")
+            out.append("X-Spam-Report: " + symbols.map { "\($0.name)=\(Self.score($0.score))" }.joined(separator: ", "))
         }
         out += extraHeaders.map { String($0.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" }.map(Character.init)) }
         return out
@@ -235,6 +247,7 @@ public struct PolicyDriver {
         facts.headers = []
         facts.attachments = []
         facts.bodyText = ""
+        facts.urls = []
         facts.virus = nil
         facts.virusScanned = false
         facts.scanFailure = nil
@@ -244,6 +257,7 @@ public struct PolicyDriver {
         rules = sessionRules
         warnings = sessionWarnings
         scored = sessionScored
+        symbols = sessionSymbols
         extraHeaders = []
         tagged = false
     }

@@ -544,6 +544,7 @@ final class Session {
         var r = AuditRecordBuilder(self).base(.transaction, verdict: verdictOverride ?? verdict(for: reply), reply: reply)
         r.warnings = driver.warnings
         r.spamScore = driver.spamScore
+        r.symbols = driver.symbolScores
         r.virus = driver.facts.virus
         r.size = size
         r.messageID = messageID

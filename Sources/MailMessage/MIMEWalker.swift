@@ -35,6 +35,8 @@ public struct MIMESummary: Sendable {
     public var parts: [MIMEPart] = []
     /// Decoded text/plain (and text/html reduced to text), up to the limit.
     public var text = ""
+    /// URLs found in text and HTML parts (http, https, www.), at most 200.
+    public var urls: [String] = []
     /// Problems found on the way (missing boundaries, bad encodings…): the
     /// message is still walked to the end and every part is still reported.
     public var problems: [String] = []
@@ -62,6 +64,9 @@ public struct MIMEWalker {
     private var pendingBoundary: [UInt8]?
     private var decoder = BodyDecoder.identity
     private var textBytes: [UInt8] = []
+    /// Raw decoded text and HTML (bounded), for URL extraction before tags are stripped.
+    private var urlSource: [UInt8] = []
+    private var inTag = false
     private var inPreamble = false
     /// False once the current part has been reported, until the next one starts.
     private var partOpen = true
@@ -87,6 +92,7 @@ public struct MIMEWalker {
         endPart()
         if !boundaries.isEmpty { summary.problems.append("multipart not closed (missing final boundary)") }
         summary.text = String(decoding: textBytes, as: UTF8.self)
+        summary.urls = URLExtractor.extract(String(decoding: urlSource, as: UTF8.self), limit: 200)
         return summary
     }
 
@@ -183,9 +189,28 @@ public struct MIMEWalker {
         current.size += decoded.count
         if current.head.count < 16 { current.head += decoded.prefix(16 - current.head.count) }
         if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
+            let text = Charsets.toUTF8(decoded, charset: current.charset)
+            if urlSource.count < limits.textBytes { urlSource += text.prefix(limits.textBytes - urlSource.count) }
+            let visible = current.contentType == "text/html" ? stripTags(text) : text
             let room = limits.textBytes - textBytes.count
-            if room > 0 { textBytes += decoded.prefix(room) }
+            if room > 0 { textBytes += visible.prefix(room) }
         }
+    }
+
+    /// HTML reduced to text: tags dropped (across lines), a space in their place.
+    private mutating func stripTags(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        for b in bytes {
+            if inTag {
+                if b == 62 { inTag = false; out.append(32) }
+            } else if b == 60 {
+                inTag = true
+            } else {
+                out.append(b)
+            }
+        }
+        return out
     }
 
     private mutating func endPart() {
@@ -202,7 +227,60 @@ public struct MIMEWalker {
             if summary.parts.count < limits.parts { summary.parts.append(current) }
         }
         decoder = .identity
+        inTag = false
         state = .body
+    }
+}
+
+/// Text in a declared charset to UTF-8 (UTF-8, ASCII, ISO-8859-1, Windows-1252;
+/// other charsets pass through as bytes, so patterns on ASCII still work).
+enum Charsets {
+    static func toUTF8(_ bytes: [UInt8], charset: String?) -> [UInt8] {
+        guard let cs = charset, !["utf-8", "utf8", "us-ascii", "ascii"].contains(cs), bytes.contains(where: { $0 >= 0x80 }) else { return bytes }
+        guard let s = EncodedWords.convert(bytes, charset: cs) else { return bytes }
+        return Array(s.utf8)
+    }
+}
+
+/// URLs in text: http(s):// and bare www. forms, up to the first character
+/// that cannot be part of one.
+public enum URLExtractor {
+    public static func extract(_ text: String, limit: Int) -> [String] {
+        var out: [String] = []
+        let u = Array(text.utf8)
+        var i = 0
+        func urlChar(_ b: UInt8) -> Bool {
+            b > 32 && b < 127 && b != 34 && b != 39 && b != 60 && b != 62 && b != 41 && b != 93 && b != 125
+        }
+        while i < u.count && out.count < limit {
+            var start: Int?
+            if u[i] == 104 || u[i] == 72 {  // h
+                let rest = String(decoding: u[i..<min(i + 8, u.count)], as: UTF8.self).lowercased()
+                if rest.hasPrefix("http://") || rest.hasPrefix("https://") { start = i }
+            } else if u[i] == 119 || u[i] == 87, i == 0 || !urlChar(u[i - 1]) {  // www.
+                let rest = String(decoding: u[i..<min(i + 4, u.count)], as: UTF8.self).lowercased()
+                if rest == "www." { start = i }
+            }
+            guard let s = start else { i += 1; continue }
+            var e = s
+            while e < u.count && urlChar(u[e]) { e += 1 }
+            var url = String(decoding: u[s..<e], as: UTF8.self)
+            while let last = url.last, ".,;:!?".contains(last) { url.removeLast() }
+            if url.count > 10 { out.append(url) }
+            i = e
+        }
+        return out
+    }
+
+    /// The host of a URL, lower case, without port or credentials.
+    public static func host(_ url: String) -> String? {
+        var s = Substring(url)
+        if let r = s.range(of: "://") { s = s[r.upperBound...] }
+        let end = s.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? s.endIndex
+        var host = s[..<end]
+        if let at = host.lastIndex(of: "@") { host = host[host.index(after: at)...] }
+        if let colon = host.lastIndex(of: ":"), !host.contains("]") { host = host[..<colon] }
+        return host.isEmpty ? nil : host.lowercased()
     }
 }
 

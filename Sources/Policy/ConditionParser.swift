@@ -46,7 +46,7 @@ struct ConditionParser {
 
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
-                           "attachment-name", "attachment-type", "attachment-mismatch", "body"]
+                           "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri"]
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -69,8 +69,17 @@ struct ConditionParser {
                 globs.append(v.lowercased())
             } while cursor.isOp(",")
             return w == "attachment-name" ? .attachmentName(globs) : .attachmentType(globs)
+        case "uri":
+            return .uri(try matcher(for: w, kind: .domain))
         case "body":
-            guard cursor.isOp("~") else { throw cursor.error("body needs ~ /pattern/") }
+            if case .tableRef(let name)? = cursor.peek?.kind {
+                _ = cursor.next()
+                guard let t = tables[name] else { throw cursor.error("unknown table <\(name)>; declare it first with: table \(name) regexp:PATH", at: cursor.tokens[cursor.index - 1]) }
+                guard case .regexp(let r) = t else { throw cursor.error("body checks need a regexp table; <\(name)> is \(t.type.rawValue)", at: cursor.tokens[cursor.index - 1]) }
+                sawActionTable = true
+                return .bodyTable(r)
+            }
+            guard cursor.isOp("~") else { throw cursor.error("body needs ~ /pattern/ or a regexp table <name>") }
             guard case .regex(let p, let flags)? = cursor.next()?.kind else { throw cursor.error("expected /pattern/ after ~") }
             return .body(try compile(p, flags, at: cursor.tokens[cursor.index - 1]))
         case "null-sender": return .nullSender

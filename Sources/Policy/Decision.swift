@@ -53,6 +53,8 @@ public struct StageOutcome: Sendable {
     public var decision: Decision = .pass
     public var fired: [FiredRule] = []
     public var scoreDelta: Double = 0
+    /// Each `score` that fired, by rule (or table entry) name: the spam symbols.
+    public var symbols: [(name: String, score: Double)] = []
     /// Headers to add to the delivered message ("Name: value").
     public var headers: [String] = []
     /// The message is to be tagged as spam (X-Spam-* headers).
@@ -100,6 +102,8 @@ public struct SessionFacts: Sendable {
     public var attachments: [AttachmentFact] = []
     /// Decoded text of the text parts (bounded), for body rules.
     public var bodyText = ""
+    /// URLs found in the text and HTML parts.
+    public var urls: [String] = []
 
     // Virus scan (filled at data when the policy uses virus).
     public var virus: String?

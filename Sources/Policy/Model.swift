@@ -181,6 +181,10 @@ public indirect enum Condition: Sendable {
     case attachmentMismatch
     /// The decoded text of the message matches.
     case body(PosixRegex)
+    /// A line of the decoded text matches an entry of a regexp table (its action applies).
+    case bodyTable(RegexpTable)
+    /// A URL in the text or HTML matches (list tables: by host, with parent domains).
+    case uri(Matcher)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -190,7 +194,7 @@ public indirect enum Condition: Sendable {
         case .sender, .nullSender, .declaredSize: return .mail
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
-             .attachmentMismatch, .body: return .data
+             .attachmentMismatch, .body, .bodyTable, .uri: return .data
         case .not(let c): return c.earliestStage
         case .all(let cs), .any(let cs): return cs.map(\.earliestStage).max() ?? .connect
         }
@@ -229,7 +233,7 @@ public indirect enum Condition: Sendable {
     var needsMIME: Bool {
         contains {
             switch $0 {
-            case .attachmentName, .attachmentType, .attachmentMismatch, .body: return true
+            case .attachmentName, .attachmentType, .attachmentMismatch, .body, .bodyTable, .uri: return true
             default: return false
             }
         }

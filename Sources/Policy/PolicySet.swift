@@ -1,3 +1,4 @@
+import MailMessage
 import SMTPProtocol
 
 /// A loaded policy: tables, rules per stage, limits, domain sections.
@@ -96,8 +97,22 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             let values = templateValues(facts, rule: name, why: why, value: ctx.value, score: ctx.score)
             if apply(action, name: name, why: why, values: values, out: &out) { return true }
+            // Scoring tables: every further entry that matched counts too, in
+            // file order, until one of them decides.
+            guard rule.action == nil else { continue }
+            for more in ctx.moreTableActions {
+                guard let a = more.action else { continue }
+                let n = more.name.isEmpty ? rule.name : "\(rule.name) \(more.name)"
+                let v = templateValues(facts, rule: n, why: [more.why], value: ctx.value, score: facts.score + out.scoreDelta)
+                if apply(a, name: n, why: [more.why], values: v, out: &out) { return true }
+            }
         }
         return false
+    }
+
+    /// An entry's name as it appears in rule names: empty for unnamed entries.
+    func entryName(_ e: RegexpTable.Entry, _ t: RegexpTable) -> String {
+        e.name.hasPrefix(t.path + ":") ? "" : e.name
     }
 
     /// Carries out one action; returns true when it decides the stage.
@@ -148,6 +163,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .score(let n):
             fire("score \(n >= 0 ? "+" : "")\(formatScore(n))")
             out.scoreDelta += n
+            out.symbols.append((name, n))
             return false
         case .warn(let inner):
             var what = "warn"
@@ -188,6 +204,9 @@ public final class PolicySet: PolicyEngine, Sendable {
     struct MatchContext {
         var why: [String] = []
         var tableAction: (RuleAction?, String)?
+        /// Further table entries that matched (scoring tables: every hit counts),
+        /// with their reasons; applied after the first until one decides.
+        var moreTableActions: [(action: RuleAction?, name: String, why: String)] = []
         var value: String?
         /// The score so far, including this stage's earlier rules.
         var score: Double = 0
@@ -323,9 +342,13 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             return .no
         case .headerTable(let t):
-            guard let (entry, line) = t.firstMatch(fields: f.headers) else { return .no }
+            let hits = t.allMatches(fields: f.headers)
+            guard let (entry, line) = hits.first else { return .no }
             ctx.why.append("\(line.prefix(80)) matches /\(entry.regex.pattern)/ (\(t.path):\(entry.line))")
-            ctx.tableAction = (entry.action, entry.name.hasPrefix(t.path + ":") ? "" : entry.name)
+            ctx.tableAction = (entry.action, entryName(entry, t))
+            ctx.moreTableActions = hits.dropFirst().map { e, l in
+                (e.action, entryName(e, t), "\(l.prefix(80)) matches /\(e.regex.pattern)/ (\(t.path):\(e.line))")
+            }
             return .yes
         case .tls:
             guard f.tls else { return .no }
@@ -361,6 +384,23 @@ public final class PolicySet: PolicyEngine, Sendable {
             guard re.matches(f.bodyText) else { return .no }
             ctx.why.append("body text matches /\(re.pattern)/")
             return .yes
+        case .bodyTable(let t):
+            let hits = t.allMatches(f.bodyText)
+            guard let e = hits.first else { return .no }
+            ctx.why.append("body text matches /\(e.regex.pattern)/ (\(t.path):\(e.line))")
+            ctx.tableAction = (e.action, entryName(e, t))
+            ctx.moreTableActions = hits.dropFirst().map { ($0.action, entryName($0, t), "body text matches /\($0.regex.pattern)/ (\(t.path):\($0.line))") }
+            return .yes
+        case .uri(let m):
+            for url in f.urls {
+                let key: String
+                switch m {
+                case .table(_, .list), .literals: key = URLExtractor.host(url) ?? url
+                default: key = url
+                }
+                if case .yes = match(m, key, as: .domain, label: "URL", &ctx) { return .yes }
+            }
+            return .no
         case .virus:
             if let failure = f.scanFailure { return .unknown("virus scan failed: \(failure)") }
             if !f.virusScanned { return .unknown("virus scan: no scanner ran") }
@@ -498,6 +538,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .attachmentType: return "attachment-type …"
         case .attachmentMismatch: return "attachment-mismatch"
         case .body: return "body ~ …"
+        case .bodyTable: return "body <table>"
+        case .uri: return "uri …"
         }
     }
 }

@@ -125,31 +125,33 @@ public final class RegexpTable: Sendable {
         entries.first { $0.regex.matches(text) }
     }
 
-    /// The first entry (in file order) matching any header line "Name: value".
-    /// A line is only built for headers that some entry may look at.
-    public func firstMatch(fields: [HeaderBlock.Field]) -> (Entry, String)? {
-        var best: (Int, String)?
+    /// Every entry matching some header line "Name: value", in file order,
+    /// each with the first line it matched. A line is only built for headers
+    /// that some entry may look at, and a header's screen rules out all its
+    /// entries with one regexec when nothing can match.
+    public func allMatches(fields: [HeaderBlock.Field]) -> [(Entry, String)] {
+        var found: [Int: String] = [:]
         for field in fields {
             let key = asciiLowercased(field.name)
             let screened = screens[key]
             let anchored = screened == nil ? byHeader[key] : nil
             guard screened != nil || anchored != nil || !unanchored.isEmpty else { continue }
             let line = field.name + ": " + field.value
+            var candidates: [Int] = []
             if let groups = screened {
-                for g in groups where g.regex.matches(line) {
-                    for idx in g.entries where best.map({ idx < $0.0 }) ?? true {
-                        if entries[idx].regex.matches(line) { best = (idx, line); break }
-                    }
-                }
+                for g in groups where g.regex.matches(line) { candidates += g.entries }
             } else if let list = anchored {
-                for idx in list where best.map({ idx < $0.0 }) ?? true {
-                    if entries[idx].regex.matches(line) { best = (idx, line); break }
-                }
+                candidates = list
             }
-            for idx in unanchored where best.map({ idx < $0.0 }) ?? true {
-                if entries[idx].regex.matches(line) { best = (idx, line); break }
+            for idx in candidates + unanchored where found[idx] == nil && entries[idx].regex.matches(line) {
+                found[idx] = line
             }
         }
-        return best.map { (entries[$0.0], $0.1) }
+        return found.keys.sorted().map { (entries[$0], found[$0]!) }
+    }
+
+    /// Every entry matching `text`, in file order.
+    public func allMatches(_ text: String) -> [Entry] {
+        entries.filter { $0.regex.matches(text) }
     }
 }
