@@ -91,6 +91,31 @@ public struct ClientChecks: Sendable {
         self.asnDatabase = asnDatabase
     }
 
+    /// Asks DNS lists, all at once; each answer is kept by query name. The
+    /// resolver's timeout bounds every query, so the whole set takes at most
+    /// that long (libunbound caches answers for their TTL).
+    public func lookupLists(_ queries: [String]) async -> [String: DNSListAnswer] {
+        guard !queries.isEmpty else { return [:] }
+        guard let resolver else { return Dictionary(uniqueKeysWithValues: Set(queries).map { ($0, .failed("no resolver")) }) }
+        return await withTaskGroup(of: (String, DNSListAnswer).self) { group in
+            for q in Set(queries) {
+                group.addTask {
+                    switch await resolver.query(q, type: 1) {
+                    case .success(let records):
+                        return (q, .listed(records.compactMap(DNSResolver.address)))
+                    case .failure(let e) where e.isDefinite:
+                        return (q, .notListed)
+                    case .failure(let e):
+                        return (q, .failed(e.description))
+                    }
+                }
+            }
+            var out: [String: DNSListAnswer] = [:]
+            for await (q, a) in group { out[q] = a }
+            return out
+        }
+    }
+
     public func fill(_ facts: inout SessionFacts, dns: Bool, geoip: Bool) async {
         if geoip {
             facts.country = geo?.country(facts.clientIP)

@@ -70,6 +70,7 @@ public struct DryRun {
     public func run(_ input: Input) async -> Report {
         var facts = SessionFacts(sessionID: "test", clientIP: input.clientIP, clientPort: 0, tls: input.tls)
         facts.dnsChecked = true
+        facts.dnsListsOffline = true
         if let name = input.clientName {
             facts.ptrNames = [name]
             facts.clientName = name

@@ -64,6 +64,7 @@ final class Session {
         var iterator = inbound.makeAsyncIterator()
         defer { driver.close() }
         await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
+        await askLists(.client, [facts.clientIP])
         if case .refuse(let reply, let rules, _, _) = driver.connect() {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)
@@ -170,6 +171,7 @@ final class Session {
             driver.endTransaction()
             send(machine.heloAccepted(name, extended: extended))
         case .checkMail(let path, let params):
+            if case .mailbox(let box) = path, !box.isAddressLiteral { await askLists(.sender, [box.domain]) }
             if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params) {
                 refuseCommand(reply, rules: rules, closes: closes, from: path.description)
                 return
@@ -437,6 +439,10 @@ final class Session {
             let next = body.reader()
             while let chunk = try? await next() { walker.feed(chunk) }
             mime = walker.finish()
+            // At most 20 distinct hosts per message go to URI lists.
+            var hosts: [String] = []
+            for h in (mime?.urls ?? []).compactMap(URLExtractor.host) where !hosts.contains(h) && hosts.count < 20 { hosts.append(h) }
+            await askLists(.uri, hosts)
         }
         switch driver.data(size: decoder.size, headerBytes: headerBytes, mime: mime) {
         case .refuse(let reply, let rules, let closes):
@@ -488,6 +494,14 @@ final class Session {
                                   messageID: messageID, reason: "\(error)")
             }
         }
+    }
+
+    /// Looks up, all at once, the DNS lists of one kind that the policy uses.
+    private func askLists(_ target: DNSList.Target, _ values: [String]) async {
+        let queries = runtime.policy.dnsLists.filter { $0.target == target }.flatMap { l in values.flatMap { l.queries(for: $0) } }
+        guard !queries.isEmpty else { return }
+        let answers = await runtime.checks.lookupLists(queries)
+        driver.facts.dnsListAnswers.merge(answers) { _, new in new }
     }
 
     /// Sends the message to clamd; a failure is kept as a fact so the

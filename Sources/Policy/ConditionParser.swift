@@ -1,3 +1,5 @@
+import SMTPProtocol
+
 /// expression = term { "or" term }
 /// term       = factor { "and" factor }
 /// factor     = ("not" | "!") factor | "(" expression ")" | condition
@@ -46,7 +48,8 @@ struct ConditionParser {
 
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
-                           "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri"]
+                           "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
+                           "dnsbl", "sender-dnsbl", "uribl"]
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -71,6 +74,30 @@ struct ConditionParser {
             return w == "attachment-name" ? .attachmentName(globs) : .attachmentType(globs)
         case "uri":
             return .uri(try matcher(for: w, kind: .domain))
+        case "dnsbl", "sender-dnsbl", "uribl":
+            let zoneTok = cursor.peek
+            let zone = try cursor.word("a DNS list zone such as zen.spamhaus.org").lowercased()
+            guard (try? AddressParser.parseMailbox("x@" + zone)) != nil else { throw cursor.error("'\(zone)' is not a DNS zone", at: zoneTok) }
+            var codes: [CIDR] = []
+            var mask: UInt32?
+            if cursor.isOp("==") || cursor.peekWord() == "=" {
+                if cursor.peekWord() == "=" { _ = cursor.next() }
+                repeat {
+                    let t = cursor.peek
+                    let v = try cursor.word("a return code such as 127.0.0.2 or 127.0.0.0/24")
+                    guard let c = CIDR(v), c.isV4 else { throw cursor.error("'\(v)' is not an IPv4 return code", at: t) }
+                    codes.append(c)
+                } while cursor.isOp(",")
+            } else if cursor.peekWord() == "&" {
+                _ = cursor.next()
+                let t = cursor.peek
+                let v = try cursor.word("a bit mask such as 8 or 0.0.0.8")
+                if let n = UInt32(v) { mask = n } else if let ip = IPAddress(v), ip.isV4 { mask = UInt32(truncatingIfNeeded: ip.value) } else {
+                    throw cursor.error("'\(v)' is not a bit mask", at: t)
+                }
+            }
+            let target: DNSList.Target = w == "dnsbl" ? .client : w == "uribl" ? .uri : .sender
+            return .dnsList(DNSList(zone: zone, target: target, codes: codes, mask: mask))
         case "body":
             if case .tableRef(let name)? = cursor.peek?.kind {
                 _ = cursor.next()

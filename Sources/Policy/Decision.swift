@@ -111,6 +111,11 @@ public struct SessionFacts: Sendable {
     /// Set when the scanner failed: `virus` then tempfails (fail closed).
     public var scanFailure: String?
 
+    /// DNS list answers by query name, filled before the stage that asks.
+    public var dnsListAnswers: [String: DNSListAnswer] = [:]
+    /// `mxgate test` runs without a network: unanswered lists count as not listing.
+    public var dnsListsOffline = false
+
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?
     public var asn: Int?

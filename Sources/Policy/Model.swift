@@ -185,6 +185,8 @@ public indirect enum Condition: Sendable {
     case bodyTable(RegexpTable)
     /// A URL in the text or HTML matches (list tables: by host, with parent domains).
     case uri(Matcher)
+    /// A DNS list answers for the client IP, the sender's domain, or a URL's domain.
+    case dnsList(DNSList)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -195,6 +197,12 @@ public indirect enum Condition: Sendable {
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
              .attachmentMismatch, .body, .bodyTable, .uri: return .data
+        case .dnsList(let l):
+            switch l.target {
+            case .client: return .connect
+            case .sender: return .mail
+            case .uri: return .data
+            }
         case .not(let c): return c.earliestStage
         case .all(let cs), .any(let cs): return cs.map(\.earliestStage).max() ?? .connect
         }
@@ -209,6 +217,7 @@ public indirect enum Condition: Sendable {
         }
     }
 
+    /// Reverse DNS for the client (client-name, ptr, fcrdns).
     var needsDNS: Bool {
         contains {
             switch $0 {
@@ -216,6 +225,16 @@ public indirect enum Condition: Sendable {
             default: return false
             }
         }
+    }
+
+    /// The DNS lists this condition asks.
+    var dnsLists: [DNSList] {
+        var out: [DNSList] = []
+        _ = contains {
+            if case .dnsList(let l) = $0 { out.append(l) }
+            return false
+        }
+        return out
     }
 
     var needsHeaders: Bool {
@@ -254,6 +273,61 @@ public indirect enum Condition: Sendable {
             }
         }
     }
+}
+
+/// A DNS block list (RFC 5782): the client's reversed IP, the sender's
+/// domain, or a URL's domain, looked up under `zone`; listed when an A record
+/// comes back that matches `codes` (any 127.0.0.0/8 answer when empty) and,
+/// with a mask, shares a bit with it (SURBL style).
+public struct DNSList: Sendable, Hashable {
+    public enum Target: String, Sendable, Hashable { case client, sender, uri }
+    public var zone: String
+    public var target: Target
+    public var codes: [CIDR]
+    public var mask: UInt32?
+
+    public init(zone: String, target: Target, codes: [CIDR], mask: UInt32?) {
+        self.zone = zone
+        self.target = target
+        self.codes = codes
+        self.mask = mask
+    }
+
+    /// The query names for a value: reversed IP labels, or a domain and its
+    /// registered-domain guess (the last two labels).
+    public func queries(for value: String) -> [String] {
+        switch target {
+        case .client:
+            guard let ip = IPAddress(value) else { return [] }
+            let rev = ip.reverseName
+            let suffix = ip.isV4 ? ".in-addr.arpa" : ".ip6.arpa"
+            return [String(rev.dropLast(suffix.count)) + "." + zone]
+        case .sender, .uri:
+            let labels = value.lowercased().split(separator: ".")
+            guard labels.count >= 2 else { return [] }
+            var names = [labels.suffix(2).joined(separator: ".") + "." + zone]
+            if labels.count > 2 { names.append(labels.joined(separator: ".") + "." + zone) }
+            return names
+        }
+    }
+
+    /// Whether answers (A records) mean "listed".
+    public func listed(_ answers: [IPAddress]) -> IPAddress? {
+        answers.first { a in
+            guard a.isV4 else { return false }
+            let v = UInt32(truncatingIfNeeded: a.value)
+            if let mask { return v & mask != 0 }
+            if codes.isEmpty { return v >> 24 == 127 }
+            return codes.contains { $0.contains(a) }
+        }
+    }
+}
+
+/// What a DNS list said for one query name.
+public enum DNSListAnswer: Sendable, Equatable {
+    case listed([IPAddress])
+    case notListed
+    case failed(String)
 }
 
 /// One line of policy: at STAGE match CONDITION ACTION.

@@ -20,6 +20,9 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsVirusScan: Bool
     /// The message is walked part by part only when a rule looks at attachments or body text.
     public let needsMIME: Bool
+    /// Every DNS list the rules ask, so the session can look them up
+    /// concurrently before the stage that needs them.
+    public let dnsLists: [DNSList]
 
     init(tables: [String: Table], rules: [Rule], limits: PolicyLimits, sections: [DomainSection],
          identity: GatewayIdentity, warnings: [PolicyDiagnostic]) {
@@ -36,7 +39,10 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
-        needsMIME = all.contains { $0.condition.needsMIME }
+        needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
+        var lists: [DNSList] = []
+        for r in all { for l in r.condition.dnsLists where !lists.contains(l) { lists.append(l) } }
+        dnsLists = lists
     }
 
     /// The domain section for a recipient domain, if one covers it.
@@ -401,6 +407,35 @@ public final class PolicySet: PolicyEngine, Sendable {
                 if case .yes = match(m, key, as: .domain, label: "URL", &ctx) { return .yes }
             }
             return .no
+        case .dnsList(let list):
+            let values: [String]
+            switch list.target {
+            case .client: values = [f.clientIP]
+            case .sender:
+                guard case .mailbox(let box)? = f.mailFrom, !box.isAddressLiteral else { return .no }
+                values = [box.domain]
+            case .uri: values = f.urls.compactMap(URLExtractor.host)
+            }
+            for v in values {
+                for q in list.queries(for: v) {
+                    switch f.dnsListAnswers[q] {
+                    case .listed(let answers)?:
+                        if let hit = list.listed(answers) {
+                            ctx.why.append("\(v) is listed in \(list.zone) (\(hit))")
+                            ctx.value = hit.description
+                            return .yes
+                        }
+                    case .failed(let why)?:
+                        return .unknown("DNS list \(list.zone): \(why)")
+                    case .notListed?:
+                        continue
+                    case nil:
+                        if f.dnsListsOffline { continue }
+                        return .unknown("DNS list \(list.zone) was not looked up")
+                    }
+                }
+            }
+            return .no
         case .virus:
             if let failure = f.scanFailure { return .unknown("virus scan failed: \(failure)") }
             if !f.virusScanned { return .unknown("virus scan: no scanner ran") }
@@ -540,6 +575,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .body: return "body ~ …"
         case .bodyTable: return "body <table>"
         case .uri: return "uri …"
+        case .dnsList(let l): return "\(l.target == .client ? "dnsbl" : l.target == .uri ? "uribl" : "sender-dnsbl") \(l.zone)"
         }
     }
 }

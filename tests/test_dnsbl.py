@@ -1,0 +1,64 @@
+"""DNS lists (RFC 5782) against a real DNS server on loopback: the client's
+IP with return codes, the sender's domain, and URL domains with a bit mask."""
+import smtplib
+
+import pytest
+
+from helpers import RawClient
+
+ZONE = {
+    "records": [
+        ["40.0.0.127.bl.test.example", "A", "127.0.0.2"],
+        ["41.0.0.127.bl.test.example", "A", "127.0.0.10"],
+        ["spam-sender.example.dbl.test.example", "A", "127.0.1.2"],
+        ["phish.example.uribl.test.example", "A", "127.0.0.8"],
+        ["other.example.uribl.test.example", "A", "127.0.0.2"],
+    ],
+    "servfail": ["42.0.0.127.bl.test.example"],
+}
+
+POLICY = """
+at connect match dnsbl bl.test.example = 127.0.0.2 reject "554 5.7.1 {client_ip} is listed ({value})"
+at connect match dnsbl bl.test.example = 127.0.0.10/31 score +3
+at mail match sender-dnsbl dbl.test.example reject "550 5.7.1 Sender domain is listed"
+at data match uribl uribl.test.example & 8 reject "554 5.7.1 A URL in the message is listed"
+"""
+
+
+@pytest.fixture
+def gw(gateway_factory, dns_factory):
+    dns = dns_factory(ZONE)
+    return gateway_factory(policy=POLICY, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n')
+
+
+def test_listed_client_refused_at_connect(gw):
+    code, lines = RawClient(gw.port, source="127.0.0.40").reply()
+    assert code == 554 and "127.0.0.40 is listed (127.0.0.2)" in lines[0]
+
+
+def test_code_range_scores_only(gw):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.41", 0)) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nhello\r\n")
+    rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+    assert rec["verdict"] == "accepted" and rec["spam_score"] == 3
+    assert rec["symbols"] == {"policies/test.policy:2": 3}
+
+
+def test_lookup_failure_tempfails(gw):
+    code, lines = RawClient(gw.port, source="127.0.0.42").reply()
+    assert code == 451 and "Temporary lookup failure" in lines[0]
+
+
+def test_sender_domain_and_uri_lists(gw):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.43", 0)) as s:
+        with pytest.raises(smtplib.SMTPSenderRefused) as e:
+            s.sendmail("x@mail.spam-sender.example", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+        assert e.value.smtp_code == 550
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.43", 0)) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"],
+                       b"Subject: x\r\nContent-Type: text/html\r\n\r\n<a href='https://login.phish.example/x'>x</a>\r\n")
+        assert e.value.smtp_code == 554 and b"URL in the message is listed" in e.value.smtp_error
+        # listed in the zone, but not with bit 8: passes
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: y\r\n\r\nsee http://www.other.example/page\r\n")
+    assert len(gw.maildir_files("bob@example.com")) == 1
