@@ -225,6 +225,9 @@ struct TestMessage: AsyncParsableCommand {
                 if !rule.explanation.isEmpty { print("          because \(rule.explanation)") }
             }
         }
+        if !report.record.symbols.isEmpty {
+            print("symbols:    " + report.record.symbols.sorted { $0.key < $1.key }.map { "\($0.key)=\(DryRun.formatScore($0.value))" }.joined(separator: ", "))
+        }
         for h in report.addedHeaders { print("adds:       \(h)") }
     }
 }
