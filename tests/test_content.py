@@ -53,3 +53,17 @@ def test_clean_attachments_pass(gateway_factory):
         s.sendmail("a@sender.test", ["bob@example.com"],
                    message([b64part("application/pdf", "report.pdf", b"%PDF-1.4 ok"), b64part("image/png", "p.png", b"\x89PNG\r\n")]))
     assert len(gw.maildir_files("bob@example.com")) == 1
+
+
+def test_program_inside_zip(gateway_factory):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("readme.txt", "hello")
+        z.writestr("dir/payload.JS", "alert(1)")
+    gw = gateway_factory(policy=POLICY)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"], message([b64part("application/zip", "files.zip", buf.getvalue())]))
+    assert e.value.smtp_code == 554 and b"files.zip/dir/payload.JS not accepted" in e.value.smtp_error

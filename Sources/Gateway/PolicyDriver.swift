@@ -1,4 +1,5 @@
 import Audit
+import Checks
 import MailMessage
 import Policy
 import SMTPProtocol
@@ -202,7 +203,8 @@ public struct PolicyDriver {
         if policy.needsHeaders { facts.headers = HeaderBlock(headerBytes).decodedFields }
         if let mime {
             facts.attachments = mime.attachments.map {
-                AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size)
+                AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size,
+                               entries: $0.archive.flatMap { ArchiveInspector.entryNames($0) } ?? [])
             }
             facts.bodyText = mime.text
             facts.urls = mime.urls

@@ -5,6 +5,8 @@ public struct MIMELimits: Sendable {
     public var parts = 1000
     /// Bytes of one part's header section.
     public var headerBytes = 64 * 1024
+    /// A zip attachment up to this size is kept so its entry names can be read.
+    public var archiveBytes = 10 * 1024 * 1024
     /// Decoded text kept for text rules (the rest is counted, not kept).
     public var textBytes = 256 * 1024
     public init() {}
@@ -28,6 +30,9 @@ public struct MIMEPart: Sendable {
     public var depth = 0
     /// First bytes of the decoded content, for sniffing.
     var head: [UInt8] = []
+    /// The decoded content of a zip attachment (within the limit), for listing its entries.
+    public var archive: [UInt8]?
+    var archiveTooLarge = false
 }
 
 /// What the walker found, once the whole message has gone through.
@@ -188,6 +193,7 @@ public struct MIMEWalker {
         }
         current.size += decoded.count
         if current.head.count < 16 { current.head += decoded.prefix(16 - current.head.count) }
+        keepArchive(decoded)
         if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
             let text = Charsets.toUTF8(decoded, charset: current.charset)
             if urlSource.count < limits.textBytes { urlSource += text.prefix(limits.textBytes - urlSource.count) }
@@ -195,6 +201,17 @@ public struct MIMEWalker {
             let room = limits.textBytes - textBytes.count
             if room > 0 { textBytes += visible.prefix(room) }
         }
+    }
+
+    /// Keeps the bytes of a part that starts like a zip, up to the limit.
+    private mutating func keepArchive(_ decoded: [UInt8]) {
+        guard !current.archiveTooLarge, current.head.starts(with: [0x50, 0x4B]) else { return }
+        if (current.archive?.count ?? 0) + decoded.count > limits.archiveBytes {
+            current.archive = nil
+            current.archiveTooLarge = true
+            return
+        }
+        current.archive = (current.archive ?? []) + decoded
     }
 
     /// HTML reduced to text: tags dropped (across lines), a space in their place.
@@ -221,6 +238,7 @@ public struct MIMEWalker {
             let tail = stream.finish()
             current.size += tail.count
             if current.head.count < 16 { current.head += tail.prefix(16 - current.head.count) }
+            keepArchive(tail)
         }
         if !current.contentType.hasPrefix("multipart/") || current.size > 0 {
             current.sniffedType = Magic.sniff(current.head)

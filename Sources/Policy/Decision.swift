@@ -136,12 +136,15 @@ public struct AttachmentFact: Sendable, Equatable {
     public var declaredType: String
     public var sniffedType: String?
     public var size: Int
+    /// File names inside it, when it is a zip archive.
+    public var entries: [String]
 
-    public init(filename: String?, declaredType: String, sniffedType: String?, size: Int) {
+    public init(filename: String?, declaredType: String, sniffedType: String?, size: Int, entries: [String] = []) {
         self.filename = filename
         self.declaredType = declaredType
         self.sniffedType = sniffedType
         self.size = size
+        self.entries = entries
     }
 
     /// The content says it is a program while the name or declared type says otherwise.

@@ -362,11 +362,18 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .yes
         case .attachmentName(let globs):
             for a in f.attachments {
-                guard let name = a.filename?.lowercased() else { continue }
-                if let g = globs.first(where: { Glob.matches($0, name) }) {
-                    ctx.why.append("attachment \(a.filename ?? "") matches \(g)")
-                    ctx.value = a.filename
+                if let name = a.filename, let g = globs.first(where: { Glob.matches($0, name.lowercased()) }) {
+                    ctx.why.append("attachment \(name) matches \(g)")
+                    ctx.value = name
                     return .yes
+                }
+                for entry in a.entries {
+                    let base = String(entry.split(separator: "/").last ?? Substring(entry))
+                    if let g = globs.first(where: { Glob.matches($0, base.lowercased()) }) {
+                        ctx.why.append("\(entry) inside \(a.filename ?? "a zip attachment") matches \(g)")
+                        ctx.value = "\(a.filename ?? "archive")/\(entry)"
+                        return .yes
+                    }
                 }
             }
             return .no
