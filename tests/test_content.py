@@ -67,3 +67,39 @@ def test_program_inside_zip(gateway_factory):
         with pytest.raises(smtplib.SMTPDataError) as e:
             s.sendmail("a@sender.test", ["bob@example.com"], message([b64part("application/zip", "files.zip", buf.getvalue())]))
     assert e.value.smtp_code == 554 and b"files.zip/dir/payload.JS not accepted" in e.value.smtp_error
+
+
+SPAM = """From: winner12345@lotto.example
+To: undisclosed-recipients:;
+Subject: CONGRATULATIONS YOU WON!!!
+Message-ID: <nodomain>
+
+Dear friend, you have won the national lottery jackpot of 2.5 million dollars.
+To claim your funds send us your bank details and the processing fee.
+http://203.0.113.5/claim
+"""
+HAM = """From: Alice <alice@b.example>
+Subject: Lunch tomorrow?
+Date: Mon, 30 Nov 2026 10:00:00 +0000
+Message-ID: <abc@b.example>
+
+Shall we meet at noon? The menu is at https://cafe.example/menu
+"""
+
+
+@pytest.mark.parametrize("text,verdict", [(SPAM, "rejected"), (HAM, "accepted")], ids=["spam", "ham"])
+def test_shipped_spam_rules(mxgate_bin, tmp_path, text, verdict):
+    import json
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parent.parent
+    eml = tmp_path / "m.eml"
+    eml.write_text(text)
+    out = subprocess.run([mxgate_bin, "test", "--config", str(root / "mxgate.toml"), "--client-ip", "192.0.2.1",
+                          "--from", "a@b.example", "--to", "bob@example.com", "--json", str(eml)], capture_output=True, text=True)
+    rec = json.loads(out.stdout)
+    assert rec["verdict"] == verdict
+    if verdict == "rejected":
+        assert rec["spam_score"] >= 15 and "policies/spam.policy:11 LOTTERY_WON" in rec["symbols"]
+    else:
+        assert (rec["spam_score"] or 0) < 5
