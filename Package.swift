@@ -71,6 +71,7 @@ let package = Package(
         ),
         // bench/: the rule engine's cost per message with large tables (not a test).
         .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol"]),
+        .executableTarget(name: "content-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
         .testTarget(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]

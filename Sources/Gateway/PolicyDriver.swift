@@ -223,6 +223,13 @@ public struct PolicyDriver {
         }
     }
 
+    /// Records the virus scan's outcome before `data`: a name, nothing, or a failure.
+    public mutating func scanned(virus: String?, failure: String?) {
+        facts.virusScanned = true
+        facts.virus = virus
+        facts.scanFailure = failure
+    }
+
     /// Headers the policy adds to a delivered message (after Received:).
     var addedHeaders: [String] {
         var out: [String] = []

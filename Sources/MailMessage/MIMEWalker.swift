@@ -79,15 +79,30 @@ public struct MIMEWalker {
     public init(limits: MIMELimits = MIMELimits()) { self.limits = limits }
 
     public mutating func feed(_ bytes: some Collection<UInt8>) {
-        for b in bytes {
-            line.append(b)
-            if b == 10 {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { feed(raw: UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(bytes).withUnsafeBytes { feed(raw: $0) } }
+    }
+
+    /// Splits at LF with a byte scan and hands whole lines on; an absurdly
+    /// long line is processed in pieces so it never grows without bound.
+    private mutating func feed(raw: UnsafeRawBufferPointer) {
+        let n = raw.count
+        var i = 0
+        while i < n {
+            var j = i
+            while j < n && raw[j] != 10 { j += 1 }
+            if j < n {
+                line.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i...j]))
                 processLine()
                 line.removeAll(keepingCapacity: true)
-            } else if line.count > 1_000_000 {
-                // An absurd line: process what we have as body, never grow without bound.
-                processLine()
-                line.removeAll(keepingCapacity: true)
+                i = j + 1
+            } else {
+                line.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i..<n]))
+                i = n
+                if line.count > 1_000_000 {
+                    processLine()
+                    line.removeAll(keepingCapacity: true)
+                }
             }
         }
     }

@@ -28,6 +28,9 @@ public final class RegexpTable: Sendable {
     /// Per header name, one alternation of all its patterns: most header
     /// lines match nothing, and one regexec then rules out every entry.
     private let screens: [String: [Screen]]
+    /// The same for matching whole texts (body rules): one alternation per
+    /// run of entries rules them all out when the text matches none.
+    private let textScreens: [Screen]
 
     /// A combined pattern for a run of entries with the same case rule.
     struct Screen: Sendable {
@@ -88,24 +91,32 @@ public final class RegexpTable: Sendable {
         byHeader = index
         unanchored = rest
         var sc: [String: [Screen]] = [:]
-        for (name, idxs) in index where idxs.count > 1 {
-            var groups: [[Int]] = []
-            for i in idxs {
-                if let last = groups.last?.last, out[last].regex.caseInsensitive == out[i].regex.caseInsensitive, groups[groups.count - 1].count < 64 {
-                    groups[groups.count - 1].append(i)
-                } else {
-                    groups.append([i])
-                }
-            }
-            sc[name] = groups.compactMap { g in
-                let combined = g.map { "(\(out[$0].regex.pattern))" }.joined(separator: "|")
-                guard let re = try? PosixRegex(combined, caseInsensitive: out[g[0]].regex.caseInsensitive) else { return nil }
-                return Screen(regex: re, entries: g)
-            }
-            // A group that failed to combine is simply not screened.
-            if sc[name]!.reduce(0, { $0 + $1.entries.count }) != idxs.count { sc[name] = nil }
+        for (name, idxs) in index {
+            if let groups = RegexpTable.screens(for: idxs, out) { sc[name] = groups }
         }
         screens = sc
+        textScreens = RegexpTable.screens(for: Array(out.indices), out) ?? []
+    }
+
+    /// Combined alternations over runs of entries with the same case rule;
+    /// nil when one would not compile (then nothing is screened).
+    static func screens(for idxs: [Int], _ out: [Entry]) -> [Screen]? {
+        guard idxs.count > 1 else { return nil }
+        var groups: [[Int]] = []
+        for i in idxs {
+            if let last = groups.last?.last, out[last].regex.caseInsensitive == out[i].regex.caseInsensitive, groups[groups.count - 1].count < 64 {
+                groups[groups.count - 1].append(i)
+            } else {
+                groups.append([i])
+            }
+        }
+        var result: [Screen] = []
+        for g in groups {
+            let combined = g.map { "(\(out[$0].regex.pattern))" }.joined(separator: "|")
+            guard let re = try? PosixRegex(combined, caseInsensitive: out[g[0]].regex.caseInsensitive) else { return nil }
+            result.append(Screen(regex: re, entries: g))
+        }
+        return result
     }
 
     /// `^Subject:` or `^(Subject):` → "subject"; anything fancier → nil.
@@ -152,6 +163,11 @@ public final class RegexpTable: Sendable {
 
     /// Every entry matching `text`, in file order.
     public func allMatches(_ text: String) -> [Entry] {
-        entries.filter { $0.regex.matches(text) }
+        guard !textScreens.isEmpty else { return entries.filter { $0.regex.matches(text) } }
+        var found: [Int] = []
+        for g in textScreens where g.regex.matches(text) {
+            found += g.entries.filter { entries[$0].regex.matches(text) }
+        }
+        return found.map { entries[$0] }
     }
 }
