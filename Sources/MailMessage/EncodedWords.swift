@@ -73,28 +73,9 @@ public enum EncodedWords {
     }
 
     static func base64(_ s: Substring) -> [UInt8]? {
-        var out: [UInt8] = []
-        var acc: UInt32 = 0
-        var bits = 0
-        for c in s.utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = c - 65
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - 71
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c + 4
-            case UInt8(ascii: "+"): v = 62
-            case UInt8(ascii: "/"): v = 63
-            case UInt8(ascii: "="): continue
-            default: return nil
-            }
-            acc = acc << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
-            }
-        }
-        return out
+        var stream = Base64Stream()
+        let out = stream.feed(ArraySlice(s.utf8))
+        return stream.bad ? nil : out
     }
 
     static func quoted(_ s: Substring) -> [UInt8]? {
