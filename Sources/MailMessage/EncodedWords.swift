@@ -79,13 +79,19 @@ public enum EncodedWords {
     }
 
     static func quoted(_ s: Substring) -> [UInt8]? {
+        unescapeHex(Array(s.utf8), escape: UInt8(ascii: "="), underscoreIsSpace: true)
+    }
+
+    /// Undoes `escape` + two hex digits (`=41` in Q words, `%41` in RFC 2231
+    /// values); anything else is kept as written.
+    static func unescapeHex(_ u: [UInt8], escape: UInt8, underscoreIsSpace: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
-        let u = Array(s.utf8)
+        out.reserveCapacity(u.count)
         var i = 0
         while i < u.count {
-            if u[i] == UInt8(ascii: "_") {
+            if underscoreIsSpace && u[i] == UInt8(ascii: "_") {
                 out.append(32)
-            } else if u[i] == UInt8(ascii: "="), i + 2 < u.count, let h = hex(u[i + 1]), let l = hex(u[i + 2]) {
+            } else if u[i] == escape, i + 2 < u.count, let h = hex(u[i + 1]), let l = hex(u[i + 2]) {
                 out.append(h << 4 | l)
                 i += 2
             } else {

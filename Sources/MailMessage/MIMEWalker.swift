@@ -456,19 +456,7 @@ struct Parameterized {
     }
 
     static func percentDecode(_ s: String) -> [UInt8] {
-        let u = Array(s.utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i < u.count {
-            if u[i] == 37, i + 2 < u.count, let h = EncodedWords.hex(u[i + 1]), let l = EncodedWords.hex(u[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(u[i])
-                i += 1
-            }
-        }
-        return out
+        EncodedWords.unescapeHex(Array(s.utf8), escape: UInt8(ascii: "%"))
     }
 }
 
