@@ -70,7 +70,7 @@ let package = Package(
             ]
         ),
         // bench/: the rule engine's cost per message with large tables (not a test).
-        .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol"]),
+        .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
         .executableTarget(name: "content-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
         .testTarget(
             name: "SMTPProtocolTests",

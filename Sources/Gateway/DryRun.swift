@@ -163,7 +163,7 @@ public struct DryRun {
             walker.feed(text)
             mime = walker.finish()
         }
-        let outcome = driver.data(size: text.count, headerBytes: Array(text.prefix(65536)), mime: mime)
+        let outcome = driver.data(size: text.count, headers: HeaderBlock(text.prefix(65536)), mime: mime)
         switch outcome {
         case .refuse(let reply, let rules, _):
             return report(verdict(reply), "data", reply, rules: driver.rules + rules, size: text.count)

@@ -194,13 +194,14 @@ public struct PolicyDriver {
     }
 
     /// Per-domain size, then `at data` rules, on the whole message.
-    public mutating func data(size: Int, headerBytes: [UInt8], mime: MIMESummary? = nil) -> DataVerdict {
+    /// `headers` is the message's header section, parsed once by the caller.
+    public mutating func data(size: Int, headers: HeaderBlock, mime: MIMESummary? = nil) -> DataVerdict {
         if let max = transactionLimits.messageSize, size > max {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
                            rules: ["limit message-size"], closes: false)
         }
         facts.messageSize = size
-        if policy.needsHeaders { facts.headers = HeaderBlock(headerBytes).decodedFields }
+        if policy.needsHeaders { facts.headers = headers.decodedFields }
         if let mime {
             facts.attachments = mime.attachments.map {
                 AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size,

@@ -420,7 +420,8 @@ final class Session {
     /// the trace header, hand it to the downstream, and answer with its answer.
     private func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
         let headerBytes = (try? body.prefix(64 * 1024)) ?? []
-        let messageID = HeaderBlock(headerBytes).first("Message-ID")
+        let headers = HeaderBlock(headerBytes)
+        let messageID = headers.first("Message-ID")
         if let violation = decoder.violation {
             await abortTransaction()
             finishTransaction(violation, size: decoder.size, messageID: messageID, rules: ["limits"])
@@ -444,7 +445,7 @@ final class Session {
             for h in (mime?.urls ?? []).compactMap(URLExtractor.host) where !hosts.contains(h) && hosts.count < 20 { hosts.append(h) }
             await askLists(.uri, hosts)
         }
-        switch driver.data(size: decoder.size, headerBytes: headerBytes, mime: mime) {
+        switch driver.data(size: decoder.size, headers: headers, mime: mime) {
         case .refuse(let reply, let rules, let closes):
             await abortTransaction()
             finishTransaction(reply, size: decoder.size, messageID: messageID, rules: rules)

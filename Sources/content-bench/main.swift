@@ -57,7 +57,7 @@ func score(_ msg: [UInt8]) -> PolicyDriver.DataVerdict {
         i += 65536
     }
     driver.scanned(virus: nil, failure: nil)  // no scanner in this benchmark
-    return driver.data(size: msg.count, headerBytes: Array(msg.prefix(65536)), mime: walker.finish())
+    return driver.data(size: msg.count, headers: HeaderBlock(msg.prefix(65536)), mime: walker.finish())
 }
 
 for (label, size, count) in [("10KB", 10 * 1024, 5000), ("1MB", 1024 * 1024, 60)] {

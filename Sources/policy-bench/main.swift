@@ -10,6 +10,7 @@
 // clients or senders match, so every lookup runs to the end. DNS is not used.
 import Foundation
 import Gateway
+import MailMessage
 import Policy
 import SMTPProtocol
 
@@ -87,7 +88,7 @@ func onePass(_ client: String) -> Bool {
     guard driver.connect() == .proceed, driver.helo("mail.sender.example") == .proceed,
           driver.mail(sender, params) == .proceed, driver.rcpt(rcpt, original: rcpt) == .proceed else { return false }
     driver.recipientAccepted(rcpt)
-    return driver.data(size: message.count, headerBytes: message) == .deliver
+    return driver.data(size: message.count, headers: HeaderBlock(message)) == .deliver
 }
 
 // Warm up, and make sure the policy really lets this message through.
