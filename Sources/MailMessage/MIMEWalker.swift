@@ -75,6 +75,9 @@ public struct MIMEWalker {
     private var inPreamble = false
     /// False once the current part has been reported, until the next one starts.
     private var partOpen = true
+    /// The walker for an attached message (message/rfc822) being read, so
+    /// what a forwarded message carries is scanned like the rest.
+    private var nested: NestedWalker?
 
     public init(limits: MIMELimits = MIMELimits()) { self.limits = limits }
 
@@ -180,6 +183,18 @@ public struct MIMEWalker {
         default: decoder = .identity
         }
         state = .body
+        if current.contentType == "message/rfc822" || current.contentType == "message/global" {
+            let depthLeft = limits.depth - current.depth - 1
+            if depthLeft <= 0 {
+                summary.problems.append("attached message nested deeper than \(limits.depth)")
+            } else {
+                var inner = limits
+                inner.depth = depthLeft
+                inner.parts = max(0, limits.parts - summary.parts.count - 1)
+                inner.textBytes = max(0, limits.textBytes - textBytes.count)
+                nested = NestedWalker(MIMEWalker(limits: inner))
+            }
+        }
         if current.contentType.hasPrefix("multipart/") {
             if let b = ct.parameters["boundary"], !b.isEmpty {
                 if boundaries.count >= limits.depth {
@@ -207,6 +222,10 @@ public struct MIMEWalker {
             decoder = .base64(stream)
         }
         current.size += decoded.count
+        if let nested {
+            nested.walker.feed(decoded)
+            return
+        }
         if current.head.count < 16 { current.head += decoded.prefix(16 - current.head.count) }
         keepArchive(decoded)
         if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
@@ -227,6 +246,22 @@ public struct MIMEWalker {
             return
         }
         current.archive = (current.archive ?? []) + decoded
+    }
+
+    /// Adds what an attached message held, its parts one level deeper than
+    /// the part that carried it.
+    private mutating func merge(_ inner: MIMESummary, below depth: Int) {
+        for var p in inner.parts where summary.parts.count < limits.parts {
+            p.depth += depth
+            summary.parts.append(p)
+        }
+        let room = limits.textBytes - textBytes.count
+        if room > 0 {
+            if !textBytes.isEmpty { textBytes.append(10) }
+            textBytes += inner.text.utf8.prefix(room)
+        }
+        urlSource += (" " + inner.urls.joined(separator: " ") + " ").utf8
+        summary.problems += inner.problems.map { "attached message: \($0)" }
     }
 
     /// HTML reduced to text: tags dropped (across lines), a space in their place.
@@ -252,17 +287,31 @@ public struct MIMEWalker {
         if case .base64(var stream) = decoder {
             let tail = stream.finish()
             current.size += tail.count
-            if current.head.count < 16 { current.head += tail.prefix(16 - current.head.count) }
-            keepArchive(tail)
+            if let nested {
+                nested.walker.feed(tail)
+            } else {
+                if current.head.count < 16 { current.head += tail.prefix(16 - current.head.count) }
+                keepArchive(tail)
+            }
         }
         if !current.contentType.hasPrefix("multipart/") || current.size > 0 {
             current.sniffedType = Magic.sniff(current.head)
             if summary.parts.count < limits.parts { summary.parts.append(current) }
         }
+        if let n = nested {
+            nested = nil
+            merge(n.walker.finish(), below: current.depth + 1)
+        }
         decoder = .identity
         inTag = false
         state = .body
     }
+}
+
+/// Boxes a walker so a walker can hold one for an attached message.
+final class NestedWalker {
+    var walker: MIMEWalker
+    init(_ walker: MIMEWalker) { self.walker = walker }
 }
 
 /// Text in a declared charset to UTF-8 (UTF-8, ASCII, ISO-8859-1, Windows-1252;

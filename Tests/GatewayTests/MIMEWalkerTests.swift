@@ -1,3 +1,4 @@
+import Foundation
 import MailMessage
 import Testing
 
@@ -108,5 +109,70 @@ struct MIMEWalkerTests {
         let s = walk("Subject: hi\n\njust text\n")
         #expect(s.parts.count == 1 && s.parts[0].contentType == "text/plain")
         #expect(s.text == "just text\r\n")
+    }
+
+    /// A forwarded message carries its own multipart: its attachment, text
+    /// and URLs are reported one level below the message/rfc822 part.
+    static let forwarded = """
+        Subject: fwd
+        MIME-Version: 1.0
+        Content-Type: multipart/mixed; boundary=OUT
+
+        --OUT
+        Content-Type: text/plain
+
+        see attached
+        --OUT
+        Content-Type: message/rfc822
+        Content-Disposition: attachment; filename="original.eml"
+
+        From: x@y.example
+        Subject: inner
+        MIME-Version: 1.0
+        Content-Type: multipart/mixed; boundary=IN
+
+        --IN
+        Content-Type: text/plain
+
+        inner text http://inner.example/x
+        --IN
+        Content-Type: application/octet-stream; name="payload.exe"
+        Content-Transfer-Encoding: base64
+
+        TVqQAAMAAAAEAAAA
+        --IN--
+        --OUT--
+        """
+
+    @Test(arguments: [1, 7, 4096])
+    func attachedMessageIsWalked(chunk: Int) {
+        let s = walk(Self.forwarded, chunk: chunk)
+        let names = s.attachments.map { $0.filename ?? "" }
+        #expect(names == ["original.eml", "payload.exe"])
+        let exe = s.parts.first { $0.filename == "payload.exe" }
+        #expect(exe?.sniffedType == "application/x-dosexec")
+        #expect(exe?.depth == 3)
+        #expect(s.text.contains("see attached") && s.text.contains("inner text"))
+        #expect(s.urls == ["http://inner.example/x"])
+        #expect(s.problems.isEmpty)
+    }
+
+    @Test func base64AttachedMessageIsWalked() {
+        let inner = "Subject: inner\r\nContent-Type: text/plain\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
+        let b64 = Data(inner.utf8).base64EncodedString(options: .lineLength76Characters)
+        let s = walk("Content-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n\(b64)\n--B--\n")
+        #expect(s.text.contains("GTUBE-STANDARD"))
+        #expect(s.parts.map(\.contentType) == ["message/rfc822", "text/plain"])
+    }
+
+    @Test func attachedMessagesCountTowardDepth() {
+        var text = ""
+        for _ in 0..<30 { text += "Content-Type: message/rfc822\n\n" }
+        text += "Content-Type: text/plain\n\ndeep\n"
+        var limits = MIMELimits()
+        limits.depth = 5
+        let s = walk(text, limits: limits)
+        #expect(s.problems.contains { $0.contains("attached message nested deeper than") })
+        #expect(s.parts.count <= 6)
     }
 }
