@@ -62,3 +62,30 @@ def test_sender_domain_and_uri_lists(gw):
         # listed in the zone, but not with bit 8: passes
         s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: y\r\n\r\nsee http://www.other.example/page\r\n")
     assert len(gw.maildir_files("bob@example.com")) == 1
+
+
+def test_dns_budget_counts_unanswered_as_not_listed(gateway_factory, dns_factory):
+    """A silent list server: once the message's DNS budget (1s) is used up the
+    lookup counts as not listed and the audit record says so, instead of the
+    message waiting out the 5s per-lookup timeout and being tempfailed."""
+    dns = dns_factory({"silent": ["slow.example.uribl.test.example"]})
+    gw = gateway_factory(policy=POLICY, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\n'
+                                                     'timeout = "5s"\nbudget = "1s"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.44", 0)) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nsee http://slow.example/page\r\n")
+    rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+    assert rec["verdict"] == "accepted"
+    assert any("DNS budget of 1s used up before slow.example.uribl.test.example answered" in w
+               for w in rec["warnings"]), rec
+
+
+def test_silent_list_within_budget_tempfails(gateway_factory, dns_factory):
+    """Without the budget cutting it short, a lookup that times out on its
+    own is a failure: the rule tempfails rather than passing the message."""
+    dns = dns_factory({"silent": ["slow.example.uribl.test.example"]})
+    gw = gateway_factory(policy=POLICY, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\n'
+                                                     'timeout = "1s"\nbudget = "10s"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.44", 0)) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nsee http://slow.example/page\r\n")
+        assert e.value.smtp_code == 451

@@ -34,7 +34,8 @@ public final class DNSResolver: @unchecked Sendable {
     // `ctx` is only used through libunbound's thread-safe API; `pending`
     // is guarded by its Mutex.
     private let ctx: OpaquePointer
-    private let timeout: Double
+    /// The longest one lookup may take.
+    public let timeout: Double
     private let stopped = Atomic<Bool>(false)
     private let pumpDone = DispatchSemaphore(value: 0)
 
@@ -108,8 +109,11 @@ public final class DNSResolver: @unchecked Sendable {
         }
     }
 
-    /// The raw rdata of every record of `type` (1 = A, 28 = AAAA, 12 = PTR) for `name`.
-    public func query(_ name: String, type: Int32) async -> Result<[[UInt8]], DNSError> {
+    /// The raw rdata of every record of `type` (1 = A, 28 = AAAA, 12 = PTR)
+    /// for `name`, waiting at most the resolver's timeout, or `timeout` if
+    /// that is shorter (what is left of a message's DNS budget).
+    public func query(_ name: String, type: Int32, timeout: Double? = nil) async -> Result<[[UInt8]], DNSError> {
+        let wait = min(timeout ?? self.timeout, self.timeout)
         let waiter = Waiter()
         let box = Unmanaged.passRetained(waiter)
         let callback: ub_callback_type = { mydata, err, result in
@@ -142,7 +146,7 @@ public final class DNSResolver: @unchecked Sendable {
             }
             waiter.asyncID = id
             let qid = id
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [self] in
+            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [self] in
                 // If still pending, cancel: then libunbound never calls back, so release here.
                 let pending = waiter.state.withLock { !$0.done }
                 if pending, ub_cancel(self.ctx, qid) == 0 {

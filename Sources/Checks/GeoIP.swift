@@ -94,25 +94,39 @@ public struct ClientChecks: Sendable {
     /// Asks DNS lists, all at once; each answer is kept by query name. The
     /// resolver's timeout bounds every query, so the whole set takes at most
     /// that long (libunbound caches answers for their TTL).
-    public func lookupLists(_ queries: [String]) async -> [String: DNSListAnswer] {
-        guard !queries.isEmpty else { return [:] }
-        guard let resolver else { return Dictionary(uniqueKeysWithValues: Set(queries).map { ($0, .failed("no resolver")) }) }
-        return await withTaskGroup(of: (String, DNSListAnswer).self) { group in
+    /// Looks up DNS list names concurrently. `budget` is what is left of the
+    /// message's DNS time budget: a lookup it cuts short counts as not
+    /// listed (as SpamAssassin and rspamd do when their time is up) and is
+    /// named in `unanswered`, while a lookup that fails on its own (server
+    /// failure, the per-lookup timeout) stays a failure, which tempfails.
+    public func lookupLists(_ queries: [String], budget: Double = .infinity) async
+        -> (answers: [String: DNSListAnswer], unanswered: [String]) {
+        guard !queries.isEmpty else { return ([:], []) }
+        guard let resolver else { return (Dictionary(uniqueKeysWithValues: Set(queries).map { ($0, .failed("no resolver")) }), []) }
+        let cut = budget < resolver.timeout
+        guard budget > 0 else { return (Dictionary(uniqueKeysWithValues: Set(queries).map { ($0, .notListed) }), Array(Set(queries)).sorted()) }
+        return await withTaskGroup(of: (String, DNSListAnswer, Bool).self) { group in
             for q in Set(queries) {
                 group.addTask {
-                    switch await resolver.query(q, type: 1) {
+                    switch await resolver.query(q, type: 1, timeout: budget) {
                     case .success(let records):
-                        return (q, .listed(records.compactMap(DNSResolver.address)))
+                        return (q, .listed(records.compactMap(DNSResolver.address)), false)
                     case .failure(let e) where e.isDefinite:
-                        return (q, .notListed)
+                        return (q, .notListed, false)
+                    case .failure(.timeout) where cut:
+                        return (q, .notListed, true)
                     case .failure(let e):
-                        return (q, .failed(e.description))
+                        return (q, .failed(e.description), false)
                     }
                 }
             }
             var out: [String: DNSListAnswer] = [:]
-            for await (q, a) in group { out[q] = a }
-            return out
+            var unanswered: [String] = []
+            for await (q, a, late) in group {
+                out[q] = a
+                if late { unanswered.append(q) }
+            }
+            return (out, unanswered.sorted())
         }
     }
 

@@ -272,6 +272,13 @@ public struct PolicyDriver {
         tagged = false
     }
 
+    /// A warning for the audit record that no rule raised (a DNS budget
+    /// used up); a session-wide one is kept for every transaction.
+    mutating func note(_ warning: String, session: Bool) {
+        if session { sessionWarnings.append(warning) }
+        warnings.append(warning)
+    }
+
     /// RFC 3207: after STARTTLS the client says HELO again.
     mutating func tlsStarted() {
         facts.tls = true

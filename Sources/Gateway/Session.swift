@@ -34,6 +34,9 @@ final class Session {
     private var downstreamFailure: String?
     private var body: MessageBody?
     private var chunkDecoder: MessageTextDecoder?
+    /// Seconds of DNS list lookups left for this message ([dns] budget);
+    /// the client's lookups at connect have a budget of their own.
+    private var dnsBudgetLeft: Double = .infinity
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
          limiter: ClientLimiter) {
@@ -64,6 +67,7 @@ final class Session {
         var iterator = inbound.makeAsyncIterator()
         defer { driver.close() }
         await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
+        dnsBudgetLeft = config.dnsBudget
         await askLists(.client, [facts.clientIP])
         if case .refuse(let reply, let rules, _, _) = driver.connect() {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
@@ -171,6 +175,7 @@ final class Session {
             driver.endTransaction()
             send(machine.heloAccepted(name, extended: extended))
         case .checkMail(let path, let params):
+            dnsBudgetLeft = config.dnsBudget
             if case .mailbox(let box) = path, !box.isAddressLiteral { await askLists(.sender, [box.domain]) }
             if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params) {
                 refuseCommand(reply, rules: rules, closes: closes, from: path.description)
@@ -501,8 +506,16 @@ final class Session {
     private func askLists(_ target: DNSList.Target, _ values: [String]) async {
         let queries = runtime.policy.dnsLists.filter { $0.target == target }.flatMap { l in values.flatMap { l.queries(for: $0) } }
         guard !queries.isEmpty else { return }
-        let answers = await runtime.checks.lookupLists(queries)
+        let started = ContinuousClock.now
+        let (answers, unanswered) = await runtime.checks.lookupLists(queries, budget: dnsBudgetLeft)
+        let spent = ContinuousClock.now - started
+        dnsBudgetLeft -= Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
         driver.facts.dnsListAnswers.merge(answers) { _, new in new }
+        if !unanswered.isEmpty {
+            let budget = config.dnsBudget.formatted(.number.precision(.fractionLength(0...3)))
+            driver.note("DNS budget of \(budget)s used up before \(unanswered.joined(separator: ", ")) answered; counted as not listed",
+                        session: target == .client)
+        }
     }
 
     /// Sends the message to clamd; a failure is kept as a fact so the

@@ -98,6 +98,9 @@ public struct GatewayConfig: Sendable {
     /// Resolvers as "IP" or "IP:PORT"; empty means the system's (/etc/resolv.conf).
     public var dnsServers: [String] = []
     public var dnsTimeout: Double = 5
+    /// Time all DNS list lookups of one message may take together (like
+    /// SpamAssassin's rbl_timeout); what is unanswered then counts as not listed.
+    public var dnsBudget: Double = 10
 
     // [clamav]
     public enum ClamAVMode: String, Sendable { case off, clamd, embedded }
@@ -187,7 +190,7 @@ struct ConfigReader {
         "policy": ["rules", "policies"],
         "queue": ["directory"],
         "quarantine": ["directory", "retention"],
-        "dns": ["servers", "timeout"],
+        "dns": ["servers", "timeout", "budget"],
         "geoip": ["database", "asn_database"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database"],
     ]
@@ -238,6 +241,7 @@ struct ConfigReader {
                     c.dnsServers = list
                 }
                 if let d = duration(&s, "timeout") { c.dnsTimeout = d }
+                if let d = duration(&s, "budget") { c.dnsBudget = d }
             case "clamav":
                 if let m = choice(&s, "mode", ["off", "clamd", "embedded"]) {
                     c.clamavMode = GatewayConfig.ClamAVMode(rawValue: m)!
