@@ -130,3 +130,120 @@ def test_bad_signature_folder_is_a_check_error(mxgate_bin, tmp_path):
     cfg.write_text(f'[relay]\ndomains = ["example.com"]\n[clamav]\nmode = "embedded"\ndatabase = "{tmp_path}/nothing-here"\n')
     out = subprocess.run([mxgate_bin, "check", "--config", str(cfg)], capture_output=True, text=True)
     assert out.returncode == 1 and "cannot load ClamAV signatures" in out.stdout
+
+
+class CountingProxy:
+    """A unix-socket relay in front of the real clamd that counts the
+    connections mxgate opens and can cut them all (as clamd does to idle
+    sessions after its IdleTimeout, or when it restarts)."""
+
+    def __init__(self, path, target):
+        import socket
+        import threading
+        self.path, self.target = path, target
+        self.connections = 0
+        self.open = []
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(path)
+        self.server.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(self.target)
+            self.open += [c, up]
+            for a, b in ((c, up), (up, c)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        import socket
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.open = []
+
+    def close(self):
+        self.cut()
+        self.server.close()
+
+
+def test_clamd_sessions_are_reused(gateway_factory, clamd, tmp_path):
+    """Scans share one clamd IDSESSION connection; when clamd drops it, the
+    next scan notices, opens a new one and still gives the right verdict."""
+    proxy = CountingProxy(str(tmp_path / "proxy.sock"), clamd.socket)
+    try:
+        gw = gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{proxy.path}"\n')
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+            for i in range(4):
+                s.sendmail("a@sender.test", ["v@example.com"], b"Subject: clean %d\r\n\r\nnothing here\r\n" % i)
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                s.sendmail("a@sender.test", ["v@example.com"], CASES["zip"])
+            assert e.value.smtp_code == 554
+        assert proxy.connections == 1
+        proxy.cut()
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
+            assert e.value.smtp_code == 554 and b"MxGate.Test.EICAR" in e.value.smtp_error
+            s.sendmail("a@sender.test", ["v@example.com"], b"Subject: clean again\r\n\r\nnothing\r\n")
+        assert proxy.connections == 2
+        assert len(gw.maildir_files("v@example.com")) == 5
+    finally:
+        proxy.close()
+
+
+def test_embedded_engine_follows_signature_updates(gateway_factory, tmp_path):
+    """A new signature file in the folder (as freshclam writes one) is
+    picked up without a reload; a broken one leaves the running engine."""
+    import time
+    db = tmp_path / "sigs"
+    db.mkdir()
+    (db / "other.ndb").write_text("MxGate.Test.Other:0:*:" + b"SOMETHING-ELSE-ENTIRELY".hex() + "\n")
+    gw = gateway_factory(policy=POLICY,
+                         config_extra=f'[clamav]\nmode = "embedded"\ndatabase = "{db}"\nwatch_interval = "1s"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
+    assert len(gw.maildir_files("v@example.com")) == 1
+
+    (db / "broken.ndb").write_text("this is not a signature\n")
+    deadline = time.time() + 20
+    while "do not load, keeping the running engine" not in gw.log and time.time() < deadline:
+        time.sleep(0.2)
+    assert "do not load, keeping the running engine" in gw.log
+    (db / "broken.ndb").unlink()
+
+    tmp = db / ".eicar.tmp"
+    tmp.write_text("MxGate.Test.EICAR:0:*:" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex() + "\n")
+    tmp.rename(db / "eicar.ndb")
+    deadline = time.time() + 20
+    while "engine reloaded" not in gw.log and time.time() < deadline:
+        time.sleep(0.2)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
+    assert e.value.smtp_code == 554 and b"MxGate.Test.EICAR" in e.value.smtp_error
+    assert len(gw.maildir_files("v@example.com")) == 1

@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import Synchronization
 
 /// What a virus scan found.
 public enum ScanResult: Sendable, Equatable {
@@ -18,7 +19,14 @@ public struct ScanError: Error, Sendable, CustomStringConvertible {
 /// quoted-printable and archives itself, so the whole message is sent as it
 /// would be delivered. Blocking socket calls run on NIO's thread pool, never
 /// on an event loop.
-public struct ClamdClient: Sendable {
+///
+/// Connections are kept open between scans as clamd IDSESSION sessions, so
+/// a busy gateway does not pay a connect (and a clamd thread hand-off) per
+/// message. clamd drops a session after its IdleTimeout (30 s by default),
+/// so an idle connection is reused only for `idleReuse` seconds, is checked
+/// for a close before reuse, and a scan that fails on a reused connection
+/// is retried once on a fresh one.
+public final class ClamdClient: Sendable {
     public enum Address: Sendable, Equatable {
         case unix(String)
         case tcp(host: String, port: Int)
@@ -26,22 +34,75 @@ public struct ClamdClient: Sendable {
 
     public let address: Address
     public let timeout: Double
-    /// clamd's StreamMaxLength; larger messages are sent truncated to it,
-    /// the way clamd would cut them off anyway.
+    /// Size of one INSTREAM chunk.
     public let chunkSize = 64 * 1024
+    /// Idle sessions kept for reuse; scans beyond it open more and close them after.
+    public let poolSize: Int
+    public let idleReuse: Double
 
-    public init(address: Address, timeout: Double) {
-        self.address = address
-        self.timeout = timeout
+    private struct Session {
+        let fd: Int32
+        var lastID = 0
+        var lastUsed = ContinuousClock.now
     }
 
-    /// Scans the message as delivered, pulled chunk by chunk from `next`
-    /// (nil at the end), so a large message never sits whole in memory.
-    /// Throws when clamd cannot be reached, times out, or answers something
-    /// unexpected: the caller fails closed.
-    public func scan(_ next: () async throws -> [UInt8]?) async throws -> ScanResult {
-        let fd = try await NIOThreadPool.singleton.runIfActive { try self.connect() }
-        defer { close(fd) }
+    private let idle = Mutex<[Session]>([])
+    private let opened = Atomic<Int>(0)
+
+    public init(address: Address, timeout: Double, poolSize: Int = 8, idleReuse: Double = 10) {
+        self.address = address
+        self.timeout = timeout
+        self.poolSize = poolSize
+        self.idleReuse = idleReuse
+    }
+
+    deinit {
+        for s in idle.withLock({ $0 }) { Foundation.close(s.fd) }
+    }
+
+    /// Connections opened so far (for tests and metrics).
+    public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
+
+    /// Scans the message as delivered, pulled chunk by chunk from the reader
+    /// `makeReader` returns (nil at the end), so a large message never sits
+    /// whole in memory; a retry asks for a fresh reader. Throws when clamd
+    /// cannot be reached, times out, or answers something unexpected: the
+    /// caller fails closed.
+    public func scan(_ makeReader: () -> (() async throws -> [UInt8]?)) async throws -> ScanResult {
+        if var session = checkout() {
+            do {
+                let r = try await scan(on: &session, makeReader())
+                checkin(session)
+                return r
+            } catch {
+                Foundation.close(session.fd)
+                // A reused session may have been closed by clamd at any moment: retry once, fresh.
+            }
+        }
+        var session = try await NIOThreadPool.singleton.runIfActive { () -> Session in
+            let fd = try self.connect()
+            do {
+                try Self.writeAll(fd, Array("zIDSESSION\0".utf8))
+            } catch {
+                Foundation.close(fd)
+                throw error
+            }
+            return Session(fd: fd)
+        }
+        opened.wrappingAdd(1, ordering: .relaxed)
+        do {
+            let r = try await scan(on: &session, makeReader())
+            checkin(session)
+            return r
+        } catch {
+            Foundation.close(session.fd)
+            throw error
+        }
+    }
+
+    private func scan(on session: inout Session, _ next: () async throws -> [UInt8]?) async throws -> ScanResult {
+        let fd = session.fd
+        session.lastID += 1
         try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(fd, Array("zINSTREAM\0".utf8)) }
         while let chunk = try await next() {
             var offset = 0
@@ -58,7 +119,49 @@ public struct ClamdClient: Sendable {
             try Self.writeAll(fd, [0, 0, 0, 0])
             return try Self.readReply(fd)
         }
-        return try Self.parse(reply)
+        // In a session clamd numbers its replies: "3: stream: OK".
+        let expected = "\(session.lastID): "
+        guard reply.hasPrefix(expected) else { throw ScanError("clamd answered out of turn: \(reply.prefix(200))") }
+        session.lastUsed = .now
+        return try Self.parse(String(reply.dropFirst(expected.count)))
+    }
+
+    /// An idle session young enough and not closed by clamd, or nil.
+    private func checkout() -> Session? {
+        while let s = idle.withLock({ $0.popLast() }) {
+            if ContinuousClock.now - s.lastUsed < .milliseconds(Int64(idleReuse * 1000)) && Self.stillOpen(s.fd) { return s }
+            Foundation.close(s.fd)
+        }
+        return nil
+    }
+
+    private func checkin(_ s: Session) {
+        let kept = idle.withLock { pool -> Bool in
+            guard pool.count < poolSize else { return false }
+            pool.append(s)
+            return true
+        }
+        if !kept { Foundation.close(s.fd) }
+    }
+
+    /// A peek that would block means open and quiet; end of file or stray
+    /// bytes mean the session is unusable.
+    private static func stillOpen(_ fd: Int32) -> Bool {
+        var b: UInt8 = 0
+        let n = recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+    }
+
+    /// Ends the idle sessions (on reload or shutdown).
+    public func close() {
+        let sessions = idle.withLock { p -> [Session] in
+            defer { p = [] }
+            return p
+        }
+        for s in sessions {
+            _ = Array("zEND\0".utf8).withUnsafeBytes { send(s.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            Foundation.close(s.fd)
+        }
     }
 
     /// "stream: OK", "stream: Eicar-Test-Signature FOUND", or an error line.
@@ -67,7 +170,7 @@ public struct ClamdClient: Sendable {
         if r.hasSuffix(" OK") || r == "stream: OK" { return .clean }
         if r.hasSuffix(" FOUND") {
             var name = String(r.dropLast(" FOUND".count))
-            if let colon = name.range(of: ": ") { name = String(name[colon.upperBound...]) }
+            if let colon = name.range(of: ": ", options: .backwards) { name = String(name[colon.upperBound...]) }
             return .infected(name)
         }
         throw ScanError("clamd answered: \(r.prefix(200))")
@@ -77,7 +180,7 @@ public struct ClamdClient: Sendable {
     public func ping() async throws -> Bool {
         try await NIOThreadPool.singleton.runIfActive {
             let fd = try self.connect()
-            defer { close(fd) }
+            defer { Foundation.close(fd) }
             try Self.writeAll(fd, Array("zPING\0".utf8))
             return try Self.readReply(fd).hasPrefix("PONG")
         }
@@ -94,7 +197,7 @@ public struct ClamdClient: Sendable {
             var addr = sockaddr_un()
             addr.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); throw ScanError("socket path too long") }
+            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { Foundation.close(fd); throw ScanError("socket path too long") }
             withUnsafeMutableBytes(of: &addr.sun_path) { raw in
                 for (i, b) in bytes.enumerated() { raw[i] = b }
                 raw[bytes.count] = 0
@@ -104,7 +207,7 @@ public struct ClamdClient: Sendable {
             }
             guard rc == 0 else {
                 let e = String(cString: strerror(errno))
-                close(fd)
+                Foundation.close(fd)
                 throw ScanError("cannot connect to clamd at \(path): \(e)")
             }
             return fd
@@ -122,7 +225,7 @@ public struct ClamdClient: Sendable {
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             guard Foundation.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
                 let e = String(cString: strerror(errno))
-                close(fd)
+                Foundation.close(fd)
                 throw ScanError("cannot connect to clamd at \(host):\(port): \(e)")
             }
             return fd

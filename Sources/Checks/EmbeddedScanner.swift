@@ -1,5 +1,6 @@
 import CClamAV
 import Foundation
+import Synchronization
 
 /// libclamav in-process: the signature database is loaded and compiled once
 /// (at start-up or reload, never on an event loop) into an engine that is
@@ -72,6 +73,59 @@ public final class EmbeddedScanner: @unchecked Sendable {
         case CL_CLEAN: return .clean
         case CL_VIRUS: return .infected(virname.map { String(cString: $0) } ?? "unknown")
         default: throw ScanError("ClamAV: \(String(cString: cl_strerror(rc)))")
+        }
+    }
+}
+
+/// The embedded engine as the gateway holds it: compiled once, then
+/// replaced whole when the signature folder changes (freshclam writes new
+/// files and renames them into place). Scans in flight keep the engine they
+/// started with; a folder caught mid-update fails to load, the old engine
+/// stays, and the next check tries again.
+public final class EmbeddedEngine: Sendable {
+    public let directory: String
+    private let state: Mutex<(scanner: EmbeddedScanner, fingerprint: [String], failed: [String]?)>
+
+    public init(databaseDirectory: String) throws {
+        directory = databaseDirectory
+        let print = Self.fingerprint(databaseDirectory)
+        state = Mutex((try EmbeddedScanner(databaseDirectory: databaseDirectory), print, nil))
+    }
+
+    /// The engine to scan with now.
+    public var scanner: EmbeddedScanner { state.withLock { $0.scanner } }
+
+    public enum Reload: Sendable {
+        case unchanged
+        case reloaded(signatures: UInt32)
+        /// The folder changed but does not load; the old engine stays. Reported once per change.
+        case failed(String)
+    }
+
+    /// Compares the folder with what the engine was built from and rebuilds
+    /// it if it differs. Blocking: call it off the event loops.
+    public func reloadIfChanged() -> Reload {
+        let print = Self.fingerprint(directory)
+        let (same, alreadyFailed) = state.withLock { ($0.fingerprint == print, $0.failed == print) }
+        if same || alreadyFailed { return .unchanged }
+        do {
+            let fresh = try EmbeddedScanner(databaseDirectory: directory)
+            state.withLock { $0 = (fresh, print, nil) }
+            return .reloaded(signatures: fresh.signatures)
+        } catch {
+            state.withLock { $0.failed = print }
+            return .failed("\(error)")
+        }
+    }
+
+    /// Name, size, modification time and inode of every file in the folder:
+    /// a rename into place changes the inode even when size and time match.
+    static func fingerprint(_ directory: String) -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+        return names.compactMap { name in
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return "\(name):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ino)"
         }
     }
 }

@@ -69,6 +69,8 @@ public final class GatewayServer: Sendable {
 
         let expiry = Task { await self.expireQuarantine() }
         defer { expiry.cancel() }
+        let watch = Task { await self.watchSignatures() }
+        defer { watch.cancel() }
         try await withThrowingDiscardingTaskGroup { tasks in
             for server in bound {
                 tasks.addTask {
@@ -95,6 +97,26 @@ public final class GatewayServer: Sendable {
             let gone = QuarantineAdmin(config: config).expire(retention: config.quarantineRetention, audit: audit)
             if !gone.isEmpty { logger.info("quarantine: expired \(gone.count) message(s)") }
             try? await Task.sleep(for: .seconds(3600))
+        }
+    }
+
+    /// Rebuilds the embedded ClamAV engine when its signature folder
+    /// changes, so freshclam's updates apply without a reload.
+    private func watchSignatures() async {
+        while !Task.isCancelled {
+            let interval = currentRuntime.config.clamavWatchInterval
+            try? await Task.sleep(for: .milliseconds(Int((interval > 0 ? interval : 60) * 1000)))
+            let runtime = currentRuntime
+            guard runtime.config.clamavWatchInterval > 0, case .embedded(let engine)? = runtime.scanner else { continue }
+            let result = try? await NIOThreadPool.singleton.runIfActive { engine.reloadIfChanged() }
+            switch result {
+            case .reloaded(let n)?:
+                logger.info("clamav: signatures in \(engine.directory) changed; engine reloaded with \(n) signatures")
+            case .failed(let why)?:
+                logger.error("clamav: signatures in \(engine.directory) changed but do not load, keeping the running engine: \(why)")
+            default:
+                break
+            }
         }
     }
 

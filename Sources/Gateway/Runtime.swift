@@ -11,13 +11,14 @@ import SMTPProtocol
 /// The configured virus scanner.
 enum VirusScanner: Sendable {
     case clamd(ClamdClient)
-    case embedded(EmbeddedScanner)
+    case embedded(EmbeddedEngine)
 
     func scan(_ body: MessageBody) async throws -> ScanResult {
         switch self {
         case .clamd(let c):
-            return try await c.scan(body.reader())
-        case .embedded(let e):
+            return try await c.scan { body.reader() }
+        case .embedded(let engine):
+            let e = engine.scanner
             return try await NIOThreadPool.singleton.runIfActive {
                 try body.withStorage(file: { try e.scan(fileDescriptor: $0) }, memory: { try e.scan(bytes: $0) })
             }
@@ -126,14 +127,16 @@ final class Runtime: Sendable {
         case .off:
             return nil
         case .clamd:
-            if let path = config.clamdSocket { return .clamd(ClamdClient(address: .unix(path), timeout: config.clamavTimeout)) }
+            if let path = config.clamdSocket {
+                return .clamd(ClamdClient(address: .unix(path), timeout: config.clamavTimeout, poolSize: config.clamdPoolSize))
+            }
             if let a = config.clamdAddress, let (h, p) = ConfigReader.parseHostPort(a) {
-                return .clamd(ClamdClient(address: .tcp(host: h, port: p), timeout: config.clamavTimeout))
+                return .clamd(ClamdClient(address: .tcp(host: h, port: p), timeout: config.clamavTimeout, poolSize: config.clamdPoolSize))
             }
             return nil
         case .embedded:
             do {
-                return .embedded(try EmbeddedScanner(databaseDirectory: config.clamavDatabase))
+                return .embedded(try EmbeddedEngine(databaseDirectory: config.clamavDatabase))
             } catch {
                 throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[clamav] \(error)")])
             }
@@ -163,6 +166,7 @@ final class Runtime: Sendable {
 
     func shutdown() async {
         checks.resolver?.close()
+        if case .clamd(let c)? = scanner { c.close() }
         if case .smtp(let pool) = relay { await pool.close() }
     }
 }

@@ -109,6 +109,11 @@ public struct GatewayConfig: Sendable {
     public var clamdSocket: String?
     public var clamdAddress: String?
     public var clamavTimeout: Double = 60
+    /// Idle clamd sessions (IDSESSION) kept open for the next scans.
+    public var clamdPoolSize = 8
+    /// How often the embedded engine's signature folder is checked for
+    /// changes (freshclam updates); 0 turns the check off (SIGHUP still reloads).
+    public var clamavWatchInterval: Double = 60
     /// Scanner down or timing out: "tempfail" (fail closed, the default) or "accept".
     public var clamavFailOpen = false
     /// Signature folder for mode = "embedded" (freshclam's is /var/lib/clamav).
@@ -192,7 +197,7 @@ struct ConfigReader {
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
         "geoip": ["database", "asn_database"],
-        "clamav": ["mode", "socket", "address", "timeout", "on_error", "database"],
+        "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
     ]
 
     mutating func read(_ root: TOMLTable, into c: inout GatewayConfig) {
@@ -253,6 +258,8 @@ struct ConfigReader {
                     c.clamdAddress = a
                 }
                 if let d = duration(&s, "timeout") { c.clamavTimeout = d }
+                if let n = integer(&s, "pool_size", min: 0) { c.clamdPoolSize = n }
+                if let d = duration(&s, "watch_interval", zero: true) { c.clamavWatchInterval = d }
                 if let e = choice(&s, "on_error", ["tempfail", "accept"]) { c.clamavFailOpen = e == "accept" }
                 if c.clamavMode == .clamd && c.clamdSocket == nil && c.clamdAddress == nil, let p = root.keyPositions["clamav"] {
                     error(p, "[clamav] mode = \"clamd\" needs socket = \"/run/clamav/clamd.ctl\" or address = \"127.0.0.1:3310\"")
@@ -335,17 +342,19 @@ struct ConfigReader {
     }
 
     /// Seconds: a number, or a string like "30s", "5m", "1h".
-    mutating func duration(_ s: inout Section, _ key: String) -> Double? {
+    /// `zero` allows "0s" where zero means "off".
+    mutating func duration(_ s: inout Section, _ key: String, zero: Bool = false) -> Double? {
         guard let n = s.table[key] else { return nil }
+        let least = zero ? 0.0 : Double.leastNonzeroMagnitude
         switch n.value {
-        case .integer(let v) where v > 0: return Double(v)
-        case .float(let v) where v > 0: return v
+        case .integer(let v) where Double(v) >= least: return Double(v)
+        case .float(let v) where v >= least: return v
         case .string(let str):
             let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-            if let u = str.last, let m = units[u], let v = Double(str.dropLast()), v > 0 { return v * m }
+            if let u = str.last, let m = units[u], let v = Double(str.dropLast()), v >= least { return v * m }
         default: break
         }
-        error(n.position, "[\(s.name)] \(key) must be a positive duration such as 300, \"5m\" or \"30d\"")
+        error(n.position, "[\(s.name)] \(key) must be a \(zero ? "" : "positive ")duration such as 300, \"5m\" or \"30d\"")
         return nil
     }
 
