@@ -72,6 +72,7 @@ let package = Package(
         // bench/: the rule engine's cost per message with large tables (not a test).
         .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
         .executableTarget(name: "content-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
+        .executableTarget(name: "clamd-bench", dependencies: ["Checks", "Relay", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]

@@ -63,62 +63,60 @@ public final class ClamdClient: Sendable {
     /// Connections opened so far (for tests and metrics).
     public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
 
-    /// Scans the message as delivered, pulled chunk by chunk from the reader
-    /// `makeReader` returns (nil at the end), so a large message never sits
-    /// whole in memory; a retry asks for a fresh reader. Throws when clamd
-    /// cannot be reached, times out, or answers something unexpected: the
-    /// caller fails closed.
-    public func scan(_ makeReader: () -> (() async throws -> [UInt8]?)) async throws -> ScanResult {
+    /// Hands the message to `emit` piece by piece (a spilled message is
+    /// read from its file in chunks), so it never has to sit whole in memory.
+    public typealias Source = @Sendable (_ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    /// Scans the message as delivered. The whole exchange runs as one job
+    /// on NIO's thread pool: blocking sends straight from the message's
+    /// storage, no copies and no hop per chunk. Throws when clamd cannot be
+    /// reached, times out, or answers something unexpected: the caller
+    /// fails closed.
+    public func scan(_ source: @escaping Source) async throws -> ScanResult {
+        try await NIOThreadPool.singleton.runIfActive { try self.scanBlocking(source) }
+    }
+
+    private func scanBlocking(_ source: Source) throws -> ScanResult {
         if var session = checkout() {
-            do {
-                let r = try await scan(on: &session, makeReader())
+            if let r = try? instream(&session, source) {
                 checkin(session)
                 return r
-            } catch {
-                Foundation.close(session.fd)
-                // A reused session may have been closed by clamd at any moment: retry once, fresh.
             }
+            // A reused session may have been closed by clamd at any moment: retry once, fresh.
+            Foundation.close(session.fd)
         }
-        var session = try await NIOThreadPool.singleton.runIfActive { () -> Session in
-            let fd = try self.connect()
-            do {
-                try Self.writeAll(fd, Array("zIDSESSION\0".utf8))
-            } catch {
-                Foundation.close(fd)
-                throw error
-            }
-            return Session(fd: fd)
-        }
+        let fd = try connect()
         opened.wrappingAdd(1, ordering: .relaxed)
+        var session = Session(fd: fd)
         do {
-            let r = try await scan(on: &session, makeReader())
+            try Self.writeAll(fd, Array("zIDSESSION\0".utf8), more: true)
+            let r = try instream(&session, source)
             checkin(session)
             return r
         } catch {
-            Foundation.close(session.fd)
+            Foundation.close(fd)
             throw error
         }
     }
 
-    private func scan(on session: inout Session, _ next: () async throws -> [UInt8]?) async throws -> ScanResult {
+    private func instream(_ session: inout Session, _ source: Source) throws -> ScanResult {
         let fd = session.fd
         session.lastID += 1
-        try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(fd, Array("zINSTREAM\0".utf8)) }
-        while let chunk = try await next() {
+        try Self.writeAll(fd, Array("zINSTREAM\0".utf8), more: true)
+        try source { bytes in
             var offset = 0
-            while offset < chunk.count {
-                let n = min(chunkSize, chunk.count - offset)
-                var frame = withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }
-                frame += chunk[offset..<(offset + n)]
-                let f = frame
-                try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(fd, f) }
+            while offset < bytes.count {
+                let n = min(chunkSize, bytes.count - offset)
+                try Self.writeAll(fd, withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }, more: true)
+                try Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]), more: true)
                 offset += n
             }
         }
-        let reply = try await NIOThreadPool.singleton.runIfActive { () -> String in
-            try Self.writeAll(fd, [0, 0, 0, 0])
-            return try Self.readReply(fd)
-        }
+        try Self.writeAll(fd, [0, 0, 0, 0])
+        return try finish(Self.readReply(fd), &session)
+    }
+
+    private func finish(_ reply: String, _ session: inout Session) throws -> ScanResult {
         // In a session clamd numbers its replies: "3: stream: OK".
         let expected = "\(session.lastID): "
         guard reply.hasPrefix(expected) else { throw ScanError("clamd answered out of turn: \(reply.prefix(200))") }
@@ -232,10 +230,16 @@ public final class ClamdClient: Sendable {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], more: Bool = false) throws {
+        try bytes.withUnsafeBytes { try writeAll(fd, $0, more: more) }
+    }
+
+    /// `more` (MSG_MORE) lets the kernel join a frame header with its data.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, more: Bool = false) throws {
         var off = 0
+        let flags = Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0)
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            let n = send(fd, bytes.baseAddress! + off, bytes.count - off, flags)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ScanError(errno == EAGAIN ? "clamd timed out" : "writing to clamd: \(String(cString: strerror(errno)))")

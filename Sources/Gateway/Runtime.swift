@@ -16,7 +16,7 @@ enum VirusScanner: Sendable {
     func scan(_ body: MessageBody) async throws -> ScanResult {
         switch self {
         case .clamd(let c):
-            return try await c.scan { body.reader() }
+            return try await c.scan { emit in try body.forEachPieceBlocking(emit) }
         case .embedded(let engine):
             let e = engine.scanner
             return try await NIOThreadPool.singleton.runIfActive {

@@ -101,6 +101,21 @@ public final class MessageBody: @unchecked Sendable {
         return try self.memory.withUnsafeReadableBytes { try memory($0) }
     }
 
+    /// Calls `emit` with the text in pieces, blocking (a spilled message is
+    /// read from its file in chunks of `chunkSize`); for thread-pool jobs.
+    public func forEachPieceBlocking(chunkSize: Int = 64 * 1024, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if fd < 0 { return try memory.withUnsafeReadableBytes { try emit($0) } }
+        var buffer = [UInt8](repeating: 0, count: chunkSize)
+        var offset = 0
+        while offset < count {
+            let n = min(chunkSize, count - offset)
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, n, off_t(offset)) }
+            guard got == n else { throw RelayError.local("short read from temporary file") }
+            try buffer.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            offset += n
+        }
+    }
+
     /// A pull reader over the text: each call returns the next chunk, nil at the end.
     public func reader(chunkSize: Int = 64 * 1024) -> () async throws -> [UInt8]? {
         var offset = 0
