@@ -17,6 +17,18 @@ public final class MessageBody: @unchecked Sendable {
         self.tempDirectory = tempDirectory
     }
 
+    /// A read-only body over a stored file (a queued message).
+    public init(readingFile path: String) throws {
+        let f = open(path, O_RDONLY | O_CLOEXEC)
+        guard f >= 0 else { throw RelayError.local("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        fstat(f, &st)
+        fd = f
+        count = Int(st.st_size)
+        threshold = 0
+        tempDirectory = ""
+    }
+
     deinit { if fd >= 0 { close(fd) } }
 
     public var isSpilled: Bool { fd >= 0 }

@@ -1,0 +1,579 @@
+import Foundation
+import Logging
+import NIOCore
+import SMTPProtocol
+import Synchronization
+
+/// How the queue retries and where it may connect.
+public struct QueueSettings: Sendable {
+    /// First retry after this long, doubling per attempt up to `maxBackoff`
+    /// (Postfix's minimal_backoff_time and maximal_backoff_time).
+    public var minBackoff: Double = 300
+    public var maxBackoff: Double = 4000
+    /// Give up and bounce after this long in the queue (maximal_queue_lifetime).
+    public var lifetime: Double = 5 * 86400
+    /// Send one "delayed" DSN once a message has waited this long; nil: never.
+    public var delayWarning: Double?
+    /// Deliveries in flight to one destination (host or MX domain).
+    public var destinationConcurrency = 20
+    /// Deliveries in flight altogether.
+    public var maxDeliveries = 100
+    /// The port MX hosts are contacted on (25; tests use another).
+    public var mxPort = 25
+    public var hostname: String
+    public var connectTimeout: TimeAmount = .seconds(30)
+    public var commandTimeout: TimeAmount = .seconds(300)
+    public var dataTimeout: TimeAmount = .seconds(600)
+    public var poolSize = 20
+    public var poolIdleTimeout: TimeAmount = .seconds(60)
+    public var caFile: String?
+
+    public init(hostname: String) { self.hostname = hostname }
+
+    /// Seconds before attempt number `attempts + 1`.
+    public func backoff(afterAttempts attempts: Int) -> Double {
+        min(maxBackoff, minBackoff * pow(2, Double(max(0, attempts - 1))))
+    }
+}
+
+/// What happened to (some recipients of) a queued message, for the audit log.
+public struct DeliveryReport: Sendable {
+    public enum Outcome: String, Sendable { case delivered, deferred, failed, expired, bounced, held, released, deleted }
+    public var id: String
+    public var outcome: Outcome
+    public var sender: String
+    public var recipients: [String]
+    public var messageID: String?
+    public var size: Int
+    /// The remote answer, or why there was none.
+    public var reply: String?
+    /// Where it went: "127.0.0.1:25", "mx:example.org", "maildir:…"; for a bounce, the DSN's queue ID.
+    public var destination: String?
+}
+
+/// Looks up a domain's MX hosts (RFC 5321 §5.1), best first; a domain
+/// without MX records yields itself (the implicit MX). `.failure(permanent:)`
+/// tells a nonexistent domain from a lookup that may work later.
+public typealias MXLookup = @Sendable (String) async -> Result<[String], MXLookupError>
+
+public struct MXLookupError: Error, Sendable {
+    public var permanent: Bool
+    public var reason: String
+    public init(permanent: Bool, reason: String) {
+        self.permanent = permanent
+        self.reason = reason
+    }
+}
+
+/// The queue manager: keeps the index of queued messages, starts
+/// deliveries when they are due (per-destination concurrency limits,
+/// pooled connections), records per-recipient results durably, retries
+/// with exponential backoff, and bounces (RFC 3464) what fails or expires.
+public final class QueueManager: Sendable {
+    public let spool: Spool
+    public let settings: QueueSettings
+    private let router: Router
+    private let group: EventLoopGroup
+    private let mxLookup: MXLookup
+    private let report: @Sendable (DeliveryReport) -> Void
+    private let logger: Logger
+
+    private struct State {
+        var entries: [String: QueuedEnvelope] = [:]
+        var inFlight: Set<String> = []
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let pools = Mutex<[String: DownstreamPool]>([:])
+    private let limiter = KeyedLimiter()
+    private let doorbell = Doorbell()
+
+    public init(spool: Spool, settings: QueueSettings, router: Router, group: EventLoopGroup, mxLookup: @escaping MXLookup,
+                logger: Logger, report: @escaping @Sendable (DeliveryReport) -> Void) {
+        self.spool = spool
+        self.settings = settings
+        self.router = router
+        self.group = group
+        self.mxLookup = mxLookup
+        self.logger = logger
+        self.report = report
+    }
+
+    /// Reads the spool (recovering what a crash left) and then delivers
+    /// until `stop()`.
+    public func run() async {
+        let (envelopes, problems) = await withCheckedContinuation { c in
+            Thread.detachNewThread { c.resume(returning: self.spool.recover()) }
+        }
+        for p in problems { logger.error("queue recovery: \(p)") }
+        state.withLock { s in for e in envelopes { s.entries[e.id] = e } }
+        if !envelopes.isEmpty { logger.info("queue: \(envelopes.count) message(s) in \(spool.directory)") }
+        await withDiscardingTaskGroup { group in
+            while true {
+                let (due, stopped, next) = state.withLock { s -> ([QueuedEnvelope], Bool, Date?) in
+                    let now = Date()
+                    var room = settings.maxDeliveries - s.inFlight.count
+                    var due: [QueuedEnvelope] = []
+                    var next: Date?
+                    for e in s.entries.values where !e.held && !s.inFlight.contains(e.id) {
+                        if e.nextAttempt <= now && room > 0 {
+                            due.append(e)
+                            room -= 1
+                        } else if e.nextAttempt > now {
+                            next = min(next ?? e.nextAttempt, e.nextAttempt)
+                        }
+                    }
+                    due.sort { $0.nextAttempt < $1.nextAttempt }
+                    for e in due { s.inFlight.insert(e.id) }
+                    return (due, s.stopped, next)
+                }
+                if stopped { break }
+                for e in due {
+                    group.addTask { await self.attempt(e.id) }
+                }
+                let wait = min(max(next.map { $0.timeIntervalSinceNow } ?? 1, 0.01), 1)
+                await doorbell.wait(upTo: wait)
+            }
+        }
+        for pool in pools.withLock({ Array($0.values) }) { await pool.close() }
+    }
+
+    /// Stops starting deliveries; those in flight finish.
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        doorbell.ring()
+    }
+
+    /// Hands a freshly stored message to the scheduler.
+    public func enqueue(_ env: QueuedEnvelope) {
+        state.withLock { $0.entries[env.id] = env }
+        doorbell.ring()
+    }
+
+    /// Messages queued, and how many are being delivered now.
+    public var depth: (queued: Int, inFlight: Int) { state.withLock { ($0.entries.count, $0.inFlight.count) } }
+
+    // MARK: queue tools (through the control socket)
+
+    public enum ControlResult: Sendable, Equatable {
+        case ok(String)
+        case notFound
+        case busy
+    }
+
+    /// Makes every message (or one) due now, held ones excepted.
+    public func flush(_ id: String?) async -> ControlResult {
+        let changed = state.withLock { s -> [QueuedEnvelope] in
+            var out: [QueuedEnvelope] = []
+            for key in id.map({ [$0] }) ?? Array(s.entries.keys) {
+                guard var e = s.entries[key], !e.held else { continue }
+                e.nextAttempt = Date()
+                s.entries[key] = e
+                out.append(e)
+            }
+            return out
+        }
+        if let id, changed.isEmpty { return state.withLock { $0.entries[id] == nil } ? .notFound : .ok("\(id) is on hold") }
+        doorbell.ring()
+        return .ok("\(changed.count) message(s) scheduled for delivery now")
+    }
+
+    public func hold(_ id: String) async -> ControlResult { await setHeld(id, true) }
+    public func release(_ id: String) async -> ControlResult { await setHeld(id, false) }
+
+    private func setHeld(_ id: String, _ held: Bool) async -> ControlResult {
+        let env = state.withLock { s -> QueuedEnvelope? in
+            guard var e = s.entries[id] else { return nil }
+            e.held = held
+            if !held { e.nextAttempt = Date() }
+            if !s.inFlight.contains(id) { s.entries[id] = e }
+            return e
+        }
+        guard var env else { return .notFound }
+        if state.withLock({ $0.inFlight.contains(id) }) {
+            // The attempt in flight owns the envelope; mark it so it keeps the flag.
+            pendingHolds.withLock { $0[id] = held }
+            return .ok(held ? "\(id) will be held after the delivery in progress" : "\(id) released")
+        }
+        env.held = held
+        do {
+            try await spool.update(env)
+        } catch {
+            return .ok("\(id) \(held ? "held" : "released") in memory, but the envelope could not be saved: \(error)")
+        }
+        report(DeliveryReport(id: id, outcome: held ? .held : .released, sender: env.sender,
+                              recipients: env.pending.map(\.address), messageID: env.messageID, size: env.size))
+        doorbell.ring()
+        return .ok(held ? "\(id) held" : "\(id) released")
+    }
+
+    private let pendingHolds = Mutex<[String: Bool]>([:])
+
+    public func delete(_ id: String) async -> ControlResult {
+        let env = state.withLock { s -> QueuedEnvelope?? in
+            guard let e = s.entries[id] else { return .none }
+            if s.inFlight.contains(id) { return .some(nil) }
+            s.entries[id] = nil
+            return .some(e)
+        }
+        switch env {
+        case .none: return .notFound
+        case .some(nil): return .busy
+        case .some(let e?):
+            spool.remove(id)
+            report(DeliveryReport(id: id, outcome: .deleted, sender: e.sender, recipients: e.pending.map(\.address),
+                                  messageID: e.messageID, size: e.size, reply: "deleted by an administrator"))
+            return .ok("\(id) deleted")
+        }
+    }
+
+    // MARK: delivery
+
+    /// One delivery attempt of every pending recipient of a message,
+    /// grouped by destination; results saved, DSNs queued.
+    private func attempt(_ id: String) async {
+        defer {
+            state.withLock { _ = $0.inFlight.remove(id) }
+            doorbell.ring()
+        }
+        guard var env = state.withLock({ $0.entries[id] }) else { return }
+        var groups: [Destination: [Int]] = [:]
+        var order: [Destination] = []
+        for (i, r) in env.recipients.enumerated() where r.status == .pending {
+            let d = router.destination(for: r.address)
+            if groups[d] == nil { order.append(d) }
+            groups[d, default: []].append(i)
+        }
+        var newlyFailed: [Int] = []
+        var relayed: [Int] = []
+        for dest in order {
+            let indices = groups[dest]!
+            await limiter.acquire(dest.description, limit: settings.destinationConcurrency)
+            let outcome = await deliver(env, indices, to: dest)
+            limiter.release(dest.description)
+            let now = Date()
+            for (i, result) in zip(indices, outcome.results) {
+                env.recipients[i].attempts += 1
+                env.recipients[i].lastAttempt = now
+                env.recipients[i].lastReply = result.reply
+                env.recipients[i].remoteHost = outcome.host
+                env.recipients[i].status = result.status
+                if result.status == .failed { newlyFailed.append(i) }
+                if result.status == .delivered && !outcome.dsnPassedOn && env.recipients[i].wants("SUCCESS") { relayed.append(i) }
+            }
+            for status in [QueuedRecipient.Status.delivered, .pending, .failed] {
+                let these = zip(indices, outcome.results).filter { $0.1.status == status }
+                guard !these.isEmpty else { continue }
+                report(DeliveryReport(id: id, outcome: status == .delivered ? .delivered : status == .pending ? .deferred : .failed,
+                                      sender: env.sender, recipients: these.map { env.recipients[$0.0].address },
+                                      messageID: env.messageID, size: env.size, reply: these[0].1.reply,
+                                      destination: outcome.host ?? dest.description))
+            }
+        }
+
+        // Expired: whatever is still pending fails now (RFC 3463 4.4.7).
+        let age = Date().timeIntervalSince(env.arrival)
+        if age >= settings.lifetime {
+            var expired: [String] = []
+            for i in env.recipients.indices where env.recipients[i].status == .pending {
+                env.recipients[i].status = .failed
+                let last = env.recipients[i].lastReply.map { " (last answer: \($0))" } ?? ""
+                env.recipients[i].lastReply = "4.4.7 delivery time expired after \(Self.duration(age))\(last)"
+                newlyFailed.append(i)
+                expired.append(env.recipients[i].address)
+            }
+            if !expired.isEmpty {
+                report(DeliveryReport(id: id, outcome: .expired, sender: env.sender, recipients: expired, messageID: env.messageID,
+                                      size: env.size, reply: "delivery time expired"))
+            }
+        }
+
+        await notify(&env, failed: newlyFailed, relayed: relayed)
+
+        if env.isFinished {
+            spool.remove(id)
+            state.withLock { $0.entries[id] = nil }
+            pendingHolds.withLock { _ = $0.removeValue(forKey: id) }
+            return
+        }
+        let attempts = env.pending.map(\.attempts).max() ?? 1
+        env.nextAttempt = Date().addingTimeInterval(settings.backoff(afterAttempts: attempts))
+        if let held = pendingHolds.withLock({ $0.removeValue(forKey: id) }) { env.held = held }
+        do {
+            try await spool.update(env)
+        } catch {
+            logger.error("queue: cannot save the state of \(id): \(error)")
+        }
+        state.withLock { s in if s.entries[id] != nil { s.entries[id] = env } }
+    }
+
+    /// Queues the DSNs this attempt owes: failures, "relayed" for NOTIFY=SUCCESS
+    /// past a next hop without DSN, and one delay warning. Never to the null sender.
+    private func notify(_ env: inout QueuedEnvelope, failed: [Int], relayed: [Int]) async {
+        if env.sender.isEmpty {
+            if !failed.isEmpty {
+                logger.warning("queue: \(env.id) from the null sender failed for \(failed.map { env.recipients[$0].address }); no bounce for a bounce")
+            }
+            return
+        }
+        let failures = failed.filter { env.recipients[$0].wants("FAILURE") }
+        if !failures.isEmpty { await bounce(env, .failed, failures.map { env.recipients[$0] }) }
+        let successes = relayed.filter { !env.recipients[$0].successReported }
+        if !successes.isEmpty {
+            await bounce(env, .relayed, successes.map { env.recipients[$0] })
+            for i in successes { env.recipients[i].successReported = true }
+        }
+        if let warn = settings.delayWarning, !env.delayWarned, Date().timeIntervalSince(env.arrival) >= warn {
+            let late = env.recipients.filter { $0.status == .pending && $0.wants("DELAY") }
+            if !late.isEmpty {
+                await bounce(env, .delayed, late, retryUntil: env.arrival.addingTimeInterval(settings.lifetime))
+            }
+            env.delayWarned = true
+        }
+    }
+
+    private func bounce(_ env: QueuedEnvelope, _ kind: DSN.Kind, _ recipients: [QueuedRecipient], retryUntil: Date? = nil) async {
+        do {
+            let original = try spool.message(env.id)
+            let text = try original.prefix(DSN.returnLimit + 1)
+            let dsn = DSN.build(kind: kind, env: env, recipients: recipients, original: text, originalSize: original.count,
+                                reportingMTA: settings.hostname, retryUntil: retryUntil)
+            let id = Spool.newID()
+            var bounceEnv = QueuedEnvelope(id: id, sender: "", recipients: [QueuedRecipient(address: env.sender, notify: "NEVER")],
+                                           size: dsn.count, messageID: "<\(env.id).\(kind.rawValue)@\(settings.hostname)>",
+                                           origin: "mxgate DSN for \(env.id)")
+            bounceEnv.recipients[0].notify = "NEVER"
+            let body = MessageBody(memoryThreshold: dsn.count, tempDirectory: NSTemporaryDirectory())
+            var buffer = ByteBuffer()
+            buffer.writeBytes(dsn)
+            try body.append(buffer)
+            try await spool.store(bounceEnv, header: ByteBuffer(), body: body)
+            enqueue(bounceEnv)
+            report(DeliveryReport(id: env.id, outcome: .bounced, sender: env.sender, recipients: recipients.map(\.address),
+                                  messageID: env.messageID, size: env.size, reply: "\(kind.rawValue) DSN queued as \(id) to <\(env.sender)>",
+                                  destination: id))
+        } catch {
+            logger.error("queue: cannot queue a \(kind.rawValue) DSN for \(env.id): \(error)")
+        }
+    }
+
+    struct RecipientResult {
+        var status: QueuedRecipient.Status
+        var reply: String
+    }
+
+    struct Outcome {
+        var results: [RecipientResult]
+        var host: String?
+        /// The next hop took NOTIFY/ORCPT (it advertised DSN), so it reports success itself.
+        var dsnPassedOn = false
+    }
+
+    private func deliver(_ env: QueuedEnvelope, _ indices: [Int], to dest: Destination) async -> Outcome {
+        func all(_ status: QueuedRecipient.Status, _ reply: String, host: String? = nil) -> Outcome {
+            Outcome(results: indices.map { _ in RecipientResult(status: status, reply: reply) }, host: host)
+        }
+        let hosts: [(String, Int, DownstreamOptions.TLSMode, Bool)]
+        switch dest {
+        case .maildir(let dir):
+            do {
+                let body = try spool.message(env.id)
+                let boxes = try indices.map { try AddressParser.parseMailbox(env.recipients[$0].address) }
+                _ = try await MaildirDelivery(root: dir).deliver(header: ByteBuffer(), body: body, to: boxes, hostname: settings.hostname)
+                return all(.delivered, "250 2.0.0 delivered to maildir", host: "maildir:\(dir)")
+            } catch {
+                return all(.pending, "maildir delivery failed: \(error)", host: "maildir:\(dir)")
+            }
+        case .smtp(let h, let p, let tls, let verify):
+            hosts = [(h, p, tls, verify)]
+        case .mx(let domain, let tls, let verify):
+            switch await mxLookup(domain) {
+            case .success(let names) where !names.isEmpty:
+                hosts = names.map { ($0, settings.mxPort, tls, verify) }
+            case .success:
+                return all(.failed, "550 5.1.2 no mail host for \(domain)")
+            case .failure(let e):
+                return e.permanent ? all(.failed, "550 5.1.2 \(domain): \(e.reason)") : all(.pending, "451 4.4.3 \(domain): \(e.reason)")
+            }
+        }
+        var lastError = "no host tried"
+        for (host, port, tls, verify) in hosts {
+            let pool: DownstreamPool
+            do {
+                pool = try self.pool(host: host, port: port, tls: tls, verify: verify)
+            } catch {
+                return all(.pending, "4.7.5 TLS setup for \(host) failed: \(error)")
+            }
+            let label = pool.options.label
+            for attempt in 0..<2 {
+                let conn: DownstreamConnection
+                let reused: Bool
+                do {
+                    (conn, reused) = try await pool.checkout()
+                } catch {
+                    lastError = "\(error)"
+                    break  // next host
+                }
+                do {
+                    return try await transaction(env, indices, on: conn, pool: pool, label: label)
+                } catch let e as ReusedConnectionDead where reused && attempt == 0 {
+                    _ = e
+                    continue  // the idle connection had died; once more with a fresh one
+                } catch {
+                    conn.abandon()
+                    return all(.pending, "4.4.2 \(label): \(error)", host: label)
+                }
+            }
+        }
+        return all(.pending, "4.4.1 \(lastError)")
+    }
+
+    private struct ReusedConnectionDead: Error {}
+
+    /// MAIL, RCPT for each recipient, DATA: per-recipient results.
+    private func transaction(_ env: QueuedEnvelope, _ indices: [Int], on conn: DownstreamConnection, pool: DownstreamPool,
+                             label: String) async throws -> Outcome {
+        func classify(_ reply: SMTPReply) -> QueuedRecipient.Status {
+            reply.code / 100 == 2 ? .delivered : reply.code / 100 == 5 ? .failed : .pending
+        }
+        var params = MailParameters()
+        params.ret = env.ret
+        params.envid = env.envid
+        params.body = env.body
+        params.smtpUTF8 = env.smtpUTF8
+        let sender: ReversePath = env.sender.isEmpty ? .null : .mailbox(try AddressParser.parseMailbox(env.sender))
+        let mail: SMTPReply
+        do {
+            mail = try await conn.mail(sender, params, size: env.size)
+        } catch {
+            conn.abandon()
+            throw ReusedConnectionDead()
+        }
+        guard mail.code / 100 == 2 else {
+            await pool.checkin(conn)
+            return Outcome(results: indices.map { _ in RecipientResult(status: classify(mail), reply: mail.description) }, host: label)
+        }
+        var results: [RecipientResult] = []
+        var accepted: [Int] = []
+        for (n, i) in indices.enumerated() {
+            let r = env.recipients[i]
+            var rp = RcptParameters()
+            rp.notify = r.notify
+            rp.orcpt = r.orcpt
+            let reply = try await conn.rcpt(try AddressParser.parseMailbox(r.address), rp)
+            results.append(RecipientResult(status: classify(reply), reply: reply.description))
+            if reply.code / 100 == 2 { accepted.append(n) }
+        }
+        guard !accepted.isEmpty else {
+            await pool.checkin(conn)
+            return Outcome(results: results, host: label)
+        }
+        let body = try spool.message(env.id)
+        let final = try await conn.data(header: ByteBuffer(), body: body)
+        for n in accepted { results[n] = RecipientResult(status: classify(final), reply: final.description) }
+        let dsn = conn.capabilities.contains("DSN")
+        await pool.checkin(conn)
+        return Outcome(results: results, host: label, dsnPassedOn: dsn)
+    }
+
+    private func pool(host: String, port: Int, tls: DownstreamOptions.TLSMode, verify: Bool) throws -> DownstreamPool {
+        let key = "\(host)|\(port)|\(tls.rawValue)|\(verify)"
+        if let p = pools.withLock({ $0[key] }) { return p }
+        var o = DownstreamOptions(host: host, port: port, heloName: settings.hostname)
+        o.tls = tls
+        o.verifyCertificate = verify
+        o.caFile = settings.caFile
+        o.connectTimeout = settings.connectTimeout
+        o.commandTimeout = settings.commandTimeout
+        o.dataTimeout = settings.dataTimeout
+        let fresh = try DownstreamPool(options: o, group: group, maxIdle: settings.poolSize, idleTimeout: settings.poolIdleTimeout)
+        return pools.withLock { p in
+            if let existing = p[key] { return existing }
+            p[key] = fresh
+            return fresh
+        }
+    }
+
+    static func duration(_ s: Double) -> String {
+        if s >= 86400 { return String(format: "%.1f days", s / 86400) }
+        if s >= 3600 { return String(format: "%.1f hours", s / 3600) }
+        if s >= 60 { return String(format: "%.0f minutes", s / 60) }
+        return String(format: "%.0f seconds", s)
+    }
+}
+
+/// Counts what is in flight per key and makes the next one wait when a
+/// key is at its limit (per-destination concurrency).
+final class KeyedLimiter: Sendable {
+    private struct Slot {
+        var count = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let slots = Mutex<[String: Slot]>([:])
+
+    func acquire(_ key: String, limit: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = slots.withLock { s -> Bool in
+                var slot = s[key] ?? Slot()
+                defer { s[key] = slot }
+                if slot.count < max(limit, 1) {
+                    slot.count += 1
+                    return true
+                }
+                slot.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func release(_ key: String) {
+        let next = slots.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard var slot = s[key] else { return nil }
+            defer { s[key] = slot.count == 0 && slot.waiters.isEmpty ? nil : slot }
+            if !slot.waiters.isEmpty { return slot.waiters.removeFirst() }  // the slot passes on
+            slot.count -= 1
+            return nil
+        }
+        next?.resume()
+    }
+}
+
+/// Wakes the scheduler early (a new message, a finished delivery, a flush).
+final class Doorbell: Sendable {
+    private let state = Mutex<(rung: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func ring() {
+        let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.rung = true
+            return nil
+        }
+        w?.resume()
+    }
+
+    /// Returns at the next ring, or after `seconds`.
+    func wait(upTo seconds: Double) async {
+        let timer = Task {
+            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            if !Task.isCancelled { self.ring() }
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.rung {
+                    s.rung = false
+                    return true
+                }
+                s.waiter = c
+                return false
+            }
+            if now { c.resume() }
+        }
+        timer.cancel()
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+/// Where mail for a domain goes from the queue.
+public enum Destination: Hashable, Sendable, CustomStringConvertible {
+    /// A fixed SMTP host, with its own TLS demands.
+    case smtp(host: String, port: Int, tls: DownstreamOptions.TLSMode, verify: Bool)
+    /// The domain's MX hosts (RFC 5321 §5.1), looked up through the configured resolver.
+    case mx(domain: String, tls: DownstreamOptions.TLSMode, verify: Bool)
+    /// Local Maildir delivery.
+    case maildir(String)
+
+    public var description: String {
+        switch self {
+        case .smtp(let h, let p, _, _): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        case .mx(let d, _, _): return "mx:\(d)"
+        case .maildir(let dir): return "maildir:\(dir)"
+        }
+    }
+}
+
+/// The transport map: per-domain routes from `[routes]`, the default
+/// downstream for the accepted domains, and MX lookup for everything else
+/// (in practice, bounces to senders elsewhere).
+public struct Router: Sendable {
+    /// Domain → route; a key starting with "." covers the domain's subdomains.
+    public var routes: [String: Destination]
+    public var defaultRoute: Destination
+    public var localDomains: Set<String>
+    /// TLS for MX delivery, where no route says otherwise.
+    public var outboundTLS: DownstreamOptions.TLSMode
+
+    public init(routes: [String: Destination], defaultRoute: Destination, localDomains: [String],
+                outboundTLS: DownstreamOptions.TLSMode = .opportunistic) {
+        self.routes = routes
+        self.defaultRoute = defaultRoute
+        self.localDomains = Set(localDomains.map { $0.lowercased() })
+        self.outboundTLS = outboundTLS
+    }
+
+    public func destination(for address: String) -> Destination {
+        let domain = address.split(separator: "@").last.map { $0.lowercased() } ?? ""
+        if let d = routes[domain] { return d }
+        var parts = domain.split(separator: ".")
+        while parts.count > 1 {
+            parts.removeFirst()
+            if let d = routes["." + parts.joined(separator: ".")] { return d }
+        }
+        if let d = routes["*"] { return d }
+        if localDomains.contains(domain) || localDomains.contains(where: { $0.hasPrefix(".") && domain.hasSuffix($0) }) {
+            return defaultRoute
+        }
+        return .mx(domain: domain, tls: outboundTLS, verify: false)
+    }
+}
+
+/// Address rewriting (like Postfix's canonical and virtual maps): a table of
+/// `from to` lines, where `user@old.example user@new.example` maps one
+/// address and `@old.example @new.example` maps a whole domain (keeping the
+/// local part). The first matching line wins; an exact address beats its domain.
+public struct RewriteTable: Sendable {
+    private var addresses: [String: String] = [:]
+    private var domains: [String: String] = [:]
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RelayError.local("cannot read rewrite table \(path)")
+        }
+        var problems: [String] = []
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else {
+                problems.append("\(path):\(i + 1):1: expected 'FROM TO' (an address or @domain each)")
+                continue
+            }
+            let (from, to) = (fields[0].lowercased(), fields[1])
+            if from.hasPrefix("@") {
+                guard to.hasPrefix("@"), to.count > 1, from.count > 1 else {
+                    problems.append("\(path):\(i + 1):1: a domain (@old.example) maps to a domain (@new.example)")
+                    continue
+                }
+                if domains[String(from.dropFirst())] == nil { domains[String(from.dropFirst())] = String(to.dropFirst()) }
+            } else {
+                guard from.contains("@"), to.contains("@"), !to.hasPrefix("@") else {
+                    problems.append("\(path):\(i + 1):1: an address maps to an address (user@new.example)")
+                    continue
+                }
+                if addresses[from] == nil { addresses[from] = to }
+            }
+        }
+        if !problems.isEmpty { throw RelayError.local(problems.joined(separator: "\n")) }
+    }
+
+    /// The rewritten address, or nil when no line applies.
+    public func rewrite(_ address: String) -> String? {
+        if let a = addresses[address.lowercased()] { return a }
+        guard let at = address.lastIndex(of: "@") else { return nil }
+        let domain = address[address.index(after: at)...].lowercased()
+        guard let d = domains[domain] else { return nil }
+        return String(address[..<at]) + "@" + d
+    }
+}

@@ -1,0 +1,383 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One recipient of a queued message: where it goes, what the client asked
+/// for it (RFC 3461 NOTIFY and ORCPT), and how delivery went so far.
+public struct QueuedRecipient: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable { case pending, delivered, failed }
+
+    /// The address delivered to (after rewriting).
+    public var address: String
+    /// RFC 3461 ORCPT as given ("rfc822;user@example.com"), for the DSN.
+    public var orcpt: String?
+    /// RFC 3461 NOTIFY as given ("NEVER" or a list of SUCCESS, FAILURE, DELAY).
+    public var notify: String?
+    public var status: Status = .pending
+    public var attempts = 0
+    /// The last answer: a remote reply ("550 5.1.1 No such user") or why there was none.
+    public var lastReply: String?
+    public var lastAttempt: Date?
+    /// The host that gave `lastReply`, for the DSN's Remote-MTA.
+    public var remoteHost: String?
+    /// True once a "relayed" or "delivered" DSN is no longer owed.
+    public var successReported = false
+
+    public init(address: String, orcpt: String? = nil, notify: String? = nil) {
+        self.address = address
+        self.orcpt = orcpt
+        self.notify = notify
+    }
+
+    /// RFC 3461 §4.1: without NOTIFY, failures are reported (delays at the MTA's discretion).
+    public func wants(_ kind: String) -> Bool {
+        guard let n = notify?.uppercased() else { return kind == "FAILURE" || kind == "DELAY" }
+        return n.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == kind }
+    }
+}
+
+/// The envelope of a queued message and its delivery state, kept next to
+/// the message text as JSON and replaced durably at each change.
+public struct QueuedEnvelope: Codable, Sendable {
+    public var id: String
+    public var arrival: Date
+    /// The reverse path; empty for the null sender (bounces, which are never bounced).
+    public var sender: String
+    public var ret: String?
+    public var envid: String?
+    public var body: String?
+    public var smtpUTF8 = false
+    public var recipients: [QueuedRecipient]
+    /// Bytes of the stored message text (trace header included).
+    public var size: Int
+    public var messageID: String?
+    /// "helo [ip]" of the client that handed the message in, or "mxgate" for DSNs.
+    public var origin: String
+    public var nextAttempt: Date
+    public var held = false
+    public var delayWarned = false
+
+    public init(id: String, sender: String, recipients: [QueuedRecipient], size: Int, messageID: String?, origin: String) {
+        self.id = id
+        self.arrival = Date()
+        self.sender = sender
+        self.recipients = recipients
+        self.size = size
+        self.messageID = messageID
+        self.origin = origin
+        self.nextAttempt = arrival
+    }
+
+    public var pending: [QueuedRecipient] { recipients.filter { $0.status == .pending } }
+    public var isFinished: Bool { recipients.allSatisfy { $0.status != .pending } }
+}
+
+/// The queue on disk (`[queue] directory`):
+///
+///     tmp/       files being written; emptied at start-up
+///     active/    ID.msg (the message text, never changed) and ID.env (the
+///                envelope, JSON); a message exists once its .env does
+///     corrupt/   what start-up recovery could not read, kept for a person
+///
+/// A message is written to tmp/, then the group committer fsyncs each file,
+/// renames it into active/ (.msg before .env) and fsyncs active/ once for
+/// every message that arrived meanwhile: a busy gateway pays one directory
+/// sync per batch, not per message, and no session hears 250 before its
+/// message is on disk.
+public final class Spool: Sendable {
+    public let directory: String
+    let tmp: String
+    let active: String
+    let corrupt: String
+    private let committer: GroupCommitter
+    private static let counter = Atomic<Int>(0)
+    private static let processTag = UInt32.random(in: 0..<0x1000)
+
+    public init(directory: String) throws {
+        self.directory = directory
+        tmp = directory + "/tmp"
+        active = directory + "/active"
+        corrupt = directory + "/corrupt"
+        for d in [directory, tmp, active, corrupt] {
+            do {
+                try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw RelayError.local("cannot create queue folder \(d): \(error.localizedDescription)")
+            }
+        }
+        committer = try GroupCommitter(directory: active)
+    }
+
+    /// Queue IDs sort by arrival: seconds since 1970, a per-process tag and
+    /// a counter, in hex ("674A1B2C3D0001F").
+    public static func newID(now: Date = Date()) -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue & 0xFFFFF
+        return String(format: "%08X%03X%05X", UInt32(now.timeIntervalSince1970), processTag, n)
+    }
+
+    static func encode(_ env: QueuedEnvelope) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return Array(try e.encode(env)) + [10]
+    }
+
+    static func decode(_ bytes: Data) throws -> QueuedEnvelope {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return try d.decode(QueuedEnvelope.self, from: bytes)
+    }
+
+    public func messagePath(_ id: String) -> String { "\(active)/\(id).msg" }
+    public func envelopePath(_ id: String) -> String { "\(active)/\(id).env" }
+
+    /// Stores a new message: `header` (the trace header) then `body`, and
+    /// its envelope. Returns once both are on disk; throws (and leaves
+    /// nothing behind) otherwise.
+    public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody) async throws {
+        let id = env.id
+        let files = try await NIOThreadPool.singleton.runIfActive { () -> [GroupCommitter.File] in
+            let msg = try Self.create("\(self.tmp)/\(id).msg")
+            do {
+                try Self.writeAll(msg.fd, header.readableBytesView, path: msg.tmp)
+                try body.forEachPieceBlocking { try Self.writeAll(msg.fd, $0, path: msg.tmp) }
+                let envFile = try Self.create("\(self.tmp)/\(id).env")
+                do {
+                    try Self.writeAll(envFile.fd, try Self.encode(env), path: envFile.tmp)
+                } catch {
+                    close(envFile.fd)
+                    unlink(envFile.tmp)
+                    throw error
+                }
+                return [GroupCommitter.File(fd: msg.fd, tmp: msg.tmp, final: self.messagePath(id)),
+                        GroupCommitter.File(fd: envFile.fd, tmp: envFile.tmp, final: self.envelopePath(id))]
+            } catch {
+                close(msg.fd)
+                unlink(msg.tmp)
+                throw error
+            }
+        }
+        try await committer.commit(files, isNew: true)
+    }
+
+    /// Replaces a message's envelope durably (after a delivery attempt, hold, release).
+    public func update(_ env: QueuedEnvelope) async throws {
+        let id = env.id
+        let file = try await NIOThreadPool.singleton.runIfActive { () -> GroupCommitter.File in
+            let f = try Self.create("\(self.tmp)/\(id).env.\(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue)")
+            do {
+                try Self.writeAll(f.fd, try Self.encode(env), path: f.tmp)
+            } catch {
+                close(f.fd)
+                unlink(f.tmp)
+                throw error
+            }
+            return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.envelopePath(id))
+        }
+        try await committer.commit([file], isNew: false)
+    }
+
+    /// Removes a message: the envelope first, so a crash in between leaves
+    /// a bare .msg, which recovery deletes.
+    public func remove(_ id: String) {
+        unlink(envelopePath(id))
+        unlink(messagePath(id))
+    }
+
+    public func envelope(_ id: String) -> QueuedEnvelope? {
+        guard Self.validID(id), let data = FileManager.default.contents(atPath: envelopePath(id)) else { return nil }
+        return try? Self.decode(data)
+    }
+
+    /// Queue IDs are hex; anything else never names a file.
+    public static func validID(_ id: String) -> Bool {
+        !id.isEmpty && id.count <= 32 && id.allSatisfy { $0.isHexDigit }
+    }
+
+    /// The stored text of a message, for delivery and bounces.
+    public func message(_ id: String) throws -> MessageBody {
+        try MessageBody(readingFile: messagePath(id))
+    }
+
+    /// Every queued envelope, after start-up recovery: tmp/ is emptied (none
+    /// of it was ever acknowledged), a .msg without .env is deleted (its
+    /// commit never finished), and an unreadable .env or one whose message
+    /// is missing or short is moved to corrupt/ and reported.
+    public func recover() -> (envelopes: [QueuedEnvelope], problems: [String]) {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] { unlink("\(tmp)/\(name)") }
+        var problems: [String] = []
+        var envelopes: [QueuedEnvelope] = []
+        let names = Set((try? fm.contentsOfDirectory(atPath: active)) ?? [])
+        for name in names.sorted() {
+            if name.hasSuffix(".msg") {
+                let id = String(name.dropLast(4))
+                if !names.contains(id + ".env") { unlink("\(active)/\(name)") }
+                continue
+            }
+            guard name.hasSuffix(".env") else { continue }
+            let id = String(name.dropLast(4))
+            var st = stat()
+            guard let data = fm.contents(atPath: "\(active)/\(name)"), let env = try? Self.decode(data) else {
+                problems.append("\(id): envelope unreadable, moved to corrupt/")
+                quarantine(id)
+                continue
+            }
+            guard stat(messagePath(id), &st) == 0, Int(st.st_size) == env.size else {
+                problems.append("\(id): message text missing or short, moved to corrupt/")
+                quarantine(id)
+                continue
+            }
+            envelopes.append(env)
+        }
+        return (envelopes, problems)
+    }
+
+    /// Every envelope in active/, read-only (the queue tools).
+    public func list() -> [QueuedEnvelope] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: active)) ?? []
+        return names.filter { $0.hasSuffix(".env") }.compactMap { envelope(String($0.dropLast(4))) }
+            .sorted { $0.arrival < $1.arrival }
+    }
+
+    private func quarantine(_ id: String) {
+        rename(envelopePath(id), "\(corrupt)/\(id).env")
+        rename(messagePath(id), "\(corrupt)/\(id).msg")
+    }
+
+    private static func create(_ path: String) throws -> (fd: Int32, tmp: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError(op: "create", path: path, errno: errno) }
+        return (fd, path)
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, path: String) throws {
+        let done: Void? = try bytes.withContiguousStorageIfAvailable { try writeAll(fd, UnsafeRawBufferPointer($0), path: path) }
+        if done == nil { try Array(bytes).withUnsafeBytes { try writeAll(fd, $0, path: path) } }
+    }
+
+    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
+        var off = 0
+        while off < raw.count {
+            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError(op: "write", path: path, errno: errno)
+            }
+            off += n
+        }
+    }
+}
+
+/// A spool write that failed: the session answers 452 4.3.1 and logs this.
+public struct SpoolError: Error, Sendable, CustomStringConvertible {
+    public let op: String
+    public let path: String
+    public let code: Int32
+    init(op: String, path: String, errno: Int32) {
+        self.op = op
+        self.path = path
+        self.code = errno
+    }
+    public var description: String { "queue: cannot \(op) \(path): \(String(cString: strerror(code)))" }
+}
+
+/// One thread that makes spool writes durable in batches: fsync each file,
+/// rename it into place, then one fsync of the directory for the whole
+/// batch. Writers wait on a continuation; while a batch syncs, the next one
+/// gathers.
+final class GroupCommitter: @unchecked Sendable {
+    struct File: Sendable {
+        let fd: Int32
+        let tmp: String
+        let final: String
+    }
+
+    private struct Job {
+        let files: [File]
+        /// A new message (its files go if the batch fails), not an envelope replaced in place.
+        let isNew: Bool
+        let done: CheckedContinuation<Void, Error>
+    }
+
+    // `pending` is guarded by `condition`.
+    private let condition = NSCondition()
+    private var pending: [Job] = []
+    private let directoryFD: Int32
+    private let directory: String
+
+    init(directory: String) throws {
+        self.directory = directory
+        directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw SpoolError(op: "open", path: directory, errno: errno) }
+        let t = Thread { [self] in self.run() }
+        t.name = "mxgate-spool-commit"
+        t.start()
+    }
+
+    func commit(_ files: [File], isNew: Bool) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+            condition.lock()
+            pending.append(Job(files: files, isNew: isNew, done: c))
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    // The committer lives as long as the process (one per spool directory).
+    private func run() {
+        while true {
+            condition.lock()
+            while pending.isEmpty { condition.wait() }
+            let batch = pending
+            pending.removeAll()
+            condition.unlock()
+            var results: [Result<Void, Error>] = []
+            for job in batch {
+                results.append(Result { try Self.syncAndRename(job.files) })
+            }
+            var dirError: Error?
+            if results.contains(where: { if case .success = $0 { true } else { false } }), fsync(directoryFD) != 0 {
+                dirError = SpoolError(op: "fsync", path: directory, errno: errno)
+            }
+            for (job, result) in zip(batch, results) {
+                switch (result, dirError) {
+                case (.success, nil):
+                    job.done.resume()
+                case (.success, let e?):
+                    if job.isNew { for f in job.files { unlink(f.final) } }
+                    job.done.resume(throwing: e)
+                case (.failure(let e), _):
+                    job.done.resume(throwing: e)
+                }
+            }
+        }
+    }
+
+    /// fsync then rename each file in order; on failure nothing of the job
+    /// stays (renamed files are removed again).
+    private static func syncAndRename(_ files: [File]) throws {
+        var renamed: [String] = []
+        var failure: Error?
+        for f in files {
+            if failure == nil {
+                if fsync(f.fd) != 0 {
+                    failure = SpoolError(op: "fsync", path: f.tmp, errno: errno)
+                } else if rename(f.tmp, f.final) != 0 {
+                    failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
+                } else {
+                    renamed.append(f.final)
+                }
+            }
+            close(f.fd)
+        }
+        if let failure {
+            for f in files { unlink(f.tmp) }
+            // An envelope replaced in place keeps its old version; only new files go.
+            for r in renamed where r.hasSuffix(".msg") { unlink(r) }
+            throw failure
+        }
+    }
+}
