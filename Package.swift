@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "mxgate",
             dependencies: [
-                "Gateway", "Audit",
+                "Gateway", "Audit", "Relay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

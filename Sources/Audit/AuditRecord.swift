@@ -15,6 +15,9 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case transaction, recipient, connection, command
         /// A release or deletion of a quarantined message (`mxgate quarantine`).
         case quarantine
+        /// What the queue did with a message it holds: delivered, deferred,
+        /// failed, expired, bounced, held, released, deleted (in `reason`).
+        case delivery
     }
 
     public var time: Date

@@ -185,6 +185,44 @@ public final class DNSResolver: @unchecked Sendable {
         return .success((names, nil))
     }
 
+    /// The addresses to try for mail to `domain` (RFC 5321 §5.1): its MX
+    /// hosts by preference, each host's IPv4 then IPv6 addresses; with no MX
+    /// records the domain's own addresses (the implicit MX). A null MX
+    /// (RFC 7505) gives an empty list: the domain takes no mail.
+    public func mailHosts(_ domain: String) async -> Result<[String], DNSError> {
+        var hosts: [String]
+        switch await query(domain, type: 15) {
+        case .success(let records):
+            let mx = records.compactMap { r -> (Int, String)? in
+                guard r.count >= 3, let name = Self.decodeName(Array(r[2...])) else { return nil }
+                return (Int(r[0]) << 8 | Int(r[1]), name)
+            }.sorted { $0.0 < $1.0 }
+            if mx.count == 1 && mx[0].1.isEmpty { return .success([]) }
+            hosts = mx.map(\.1).filter { !$0.isEmpty }
+        case .failure(.noData):
+            hosts = [domain]
+        case .failure(let e):
+            return .failure(e)
+        }
+        var out: [String] = []
+        var firstFailure: DNSError?
+        for host in hosts.prefix(10) {
+            for type: Int32 in [1, 28] {
+                switch await query(host, type: type) {
+                case .success(let rdata):
+                    out += rdata.compactMap(Self.address).map(\.description).filter { !out.contains($0) }
+                case .failure(let e) where !e.isDefinite:
+                    firstFailure = firstFailure ?? e
+                case .failure:
+                    break
+                }
+            }
+        }
+        if out.isEmpty, let f = firstFailure { return .failure(f) }
+        if out.isEmpty && hosts == [domain] { return .failure(.noData) }
+        return .success(out)
+    }
+
     /// A wire-format domain name (length-prefixed labels) as text without the final dot.
     static func decodeName(_ wire: [UInt8]) -> String? {
         var labels: [String] = []

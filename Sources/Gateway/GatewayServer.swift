@@ -21,6 +21,8 @@ public final class GatewayServer: Sendable {
     private let sessionCounter = Atomic<Int>(0)
     private let sessionPrefix: String
     let limiter = ClientLimiter()
+    /// The spool and its delivery, for the life of the process (queue mode or proxy fallback).
+    private let queue: QueueService?
 
     /// Addresses actually bound (port 0 resolved), for logs and tests.
     public let boundAddresses = Mutex<[SocketAddress]>([])
@@ -30,7 +32,9 @@ public final class GatewayServer: Sendable {
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
-        let first = try Runtime(config: config, group: group)
+        queue = config.mode == .queue || config.fallback == .queue
+            ? try Self.openQueue(config, group: group, audit: audit, logger: logger) : nil
+        let first = try Runtime(config: config, group: group, queue: queue)
         runtime = Mutex(first)
         for w in first.policy.warnings { logger.warning("\(w)") }
         sessionPrefix = String(format: "%05X", UInt32.random(in: 0..<0xFFFFF))
@@ -67,6 +71,7 @@ public final class GatewayServer: Sendable {
         }
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
 
+        let queueTask = Task { await self.queue?.run() }
         let expiry = Task { await self.expireQuarantine() }
         defer { expiry.cancel() }
         let watch = Task { await self.watchSignatures() }
@@ -84,6 +89,8 @@ public final class GatewayServer: Sendable {
                 }
             }
         }
+        queue?.stop()
+        await queueTask.value
         await currentRuntime.shutdown()
         audit.close()
         try await group.shutdownGracefully()
@@ -117,6 +124,14 @@ public final class GatewayServer: Sendable {
             default:
                 break
             }
+        }
+    }
+
+    private static func openQueue(_ config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger) throws -> QueueService {
+        do {
+            return try QueueService(config: config, group: group, audit: audit, logger: logger)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[queue] \(error)")])
         }
     }
 
@@ -172,7 +187,10 @@ public final class GatewayServer: Sendable {
         let old = currentRuntime
         do {
             let config = try GatewayConfig.load(configPath)
-            let fresh = try Runtime(config: config, group: group)
+            let fresh = try Runtime(config: config, group: group, queue: queue)
+            if (config.mode == .queue || config.fallback == .queue) && queue == nil {
+                logger.warning("reload: queue mode and fallback take effect after a restart")
+            }
             for w in fresh.policy.warnings { logger.warning("reload: \(w)") }
             if config.listen != old.config.listen { logger.warning("reload: [server] listen changes take effect after a restart") }
             if config.auditPath != old.config.auditPath { logger.warning("reload: [audit] path changes take effect after a restart") }

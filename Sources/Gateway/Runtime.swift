@@ -26,15 +26,18 @@ enum VirusScanner: Sendable {
     }
 }
 
-/// Where accepted mail goes in proxy mode.
+/// Where accepted mail goes: in step to the downstream (proxy), straight
+/// into a Maildir, or into the spool (queue mode).
 enum RelayTarget: Sendable {
     case smtp(DownstreamPool)
     case maildir(MaildirDelivery)
+    case queue(QueueService)
 
     var label: String {
         switch self {
         case .smtp(let p): return p.options.label
         case .maildir(let m): return "maildir:\(m.root)"
+        case .queue(let q): return "queue:\(q.spool.directory)"
         }
     }
 }
@@ -54,8 +57,20 @@ final class Runtime: Sendable {
     let scanner: VirusScanner?
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
+    /// The spool, in queue mode and for proxy mode's fallback.
+    let queue: QueueService?
+    /// Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
+    let senderRewrite: RewriteTable?
+    let recipientRewrite: RewriteTable?
 
-    init(config: GatewayConfig, group: EventLoopGroup) throws {
+    init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil) throws {
+        self.queue = queue
+        do {
+            senderRewrite = try config.senderRewrite.map { try RewriteTable(path: $0) }
+            recipientRewrite = try config.recipientRewrite.map { try RewriteTable(path: $0) }
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[rewrite] \(error)")])
+        }
         self.config = config
         self.gate = RelayGate(domains: config.domains)
         self.policy = try Runtime.loadPolicy(config)
@@ -64,6 +79,8 @@ final class Runtime: Sendable {
         self.scanner = try Runtime.makeScanner(config)
         self.limits = config.limits
         switch config.downstream {
+        case _ where config.mode == .queue && queue != nil:
+            relay = .queue(queue!)
         case .maildir(let dir):
             relay = .maildir(MaildirDelivery(root: dir))
         case .smtp(let host, let port):

@@ -32,6 +32,9 @@ final class Session {
     // The open transaction.
     private var downstream: DownstreamConnection?
     private var downstreamFailure: String?
+    /// Proxy mode with `fallback = "queue"`: the downstream could not be
+    /// reached, so this transaction goes into the spool instead.
+    private var fallbackActive = false
     private var body: MessageBody?
     private var chunkDecoder: MessageTextDecoder?
     /// Seconds of DNS list lookups left for this message ([dns] budget);
@@ -227,10 +230,18 @@ final class Session {
             return
         }
         switch runtime.relay {
-        case .maildir:
+        case .maildir, .queue:
             accept(box, params)
         case .smtp(let pool):
+            if fallbackActive {
+                accept(box, params)
+                return
+            }
             if let failure = downstreamFailure {
+                if startFallback(failure) {
+                    accept(box, params)
+                    return
+                }
                 refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: failure, downstream: true)
                 return
             }
@@ -242,7 +253,7 @@ final class Session {
                     }
                 }
                 guard let conn = downstream else { throw RelayError.closed("(no downstream transaction)") }
-                let reply = try await conn.rcpt(box, params)
+                let reply = try await conn.rcpt(rewriteRecipient(box), params)
                 if reply.code / 100 == 2 {
                     accept(box, params, reply: passthrough(reply))
                 } else {
@@ -252,6 +263,10 @@ final class Session {
                 downstreamFailure = "\(error)"
                 logger.warning("downstream failed at RCPT: \(error)")
                 await dropDownstream()
+                if startFallback("\(error)") {
+                    accept(box, params)
+                    return
+                }
                 refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: "\(error)", downstream: true)
             }
         }
@@ -289,7 +304,7 @@ final class Session {
         for attempt in 0..<2 {
             let (conn, reused) = try await pool.checkout()
             do {
-                let reply = try await conn.mail(env.mailFrom, env.mailParameters, size: env.mailParameters.size)
+                let reply = try await conn.mail(rewriteSender(env.mailFrom), env.mailParameters, size: env.mailParameters.size)
                 if reply.code / 100 != 2 {
                     await pool.checkin(conn)
                     return passthrough(reply)
@@ -324,7 +339,7 @@ final class Session {
     }
 
     private func data(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
-        if case .smtp = runtime.relay, downstream == nil || downstreamFailure != nil {
+        if downstreamLost() {
             // Recipients were accepted but the downstream is gone: say so now, before the client sends the text.
             let reply = SMTPReply(451, "4.4.1", "Downstream unavailable, try again later")
             finishTransaction(reply, size: nil, messageID: nil, reason: downstreamFailure ?? "downstream connection lost")
@@ -357,7 +372,7 @@ final class Session {
     }
 
     private func chunk(size: Int, last: Bool, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
-        if case .smtp = runtime.relay, downstream == nil || downstreamFailure != nil {
+        if downstreamLost() {
             await discard(size, &iterator)
             finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: nil, messageID: nil,
                               reason: downstreamFailure ?? "downstream connection lost")
@@ -468,9 +483,15 @@ final class Session {
         case .deliver:
             break
         }
+        if fallbackActive {
+            await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: downstreamFailure)
+            return
+        }
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
         let header = receivedHeader(id: txID)
         switch runtime.relay {
+        case .queue:
+            await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: nil)
         case .maildir(let maildir):
             do {
                 let name = try await maildir.deliver(header: header, body: body, to: machine.envelope?.recipients ?? [],
@@ -484,6 +505,10 @@ final class Session {
             }
         case .smtp(let pool):
             guard let conn = downstream else {
+                if startFallback("downstream connection lost") {
+                    await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: "downstream connection lost")
+                    return
+                }
                 finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: decoder.size,
                                   messageID: messageID, reason: "downstream connection lost")
                 return
@@ -496,6 +521,10 @@ final class Session {
             } catch {
                 logger.warning("downstream failed during DATA: \(error)")
                 await dropDownstream()
+                if startFallback("\(error)") {
+                    await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: "downstream failed during DATA: \(error)")
+                    return
+                }
                 finishTransaction(SMTPReply(451, "4.4.2", "Downstream failed during delivery, try again later"), size: decoder.size,
                                   messageID: messageID, reason: "\(error)")
             }
@@ -584,6 +613,76 @@ final class Session {
         machine.transactionEnded()
         driver.endTransaction()
         downstreamFailure = nil
+        fallbackActive = false
+    }
+
+    // MARK: queue
+
+    /// Proxy mode's fallback: true (and the transaction switches to the
+    /// spool) when `fallback = "queue"` is set; the reason is logged.
+    private func startFallback(_ why: String) -> Bool {
+        guard case .smtp = runtime.relay, config.fallback == .queue, runtime.queue != nil else { return false }
+        if !fallbackActive { logger.warning("downstream unavailable (\(why)); accepting into the queue instead") }
+        fallbackActive = true
+        return true
+    }
+
+    /// In proxy mode, whether the downstream transaction is gone with no
+    /// fallback to take its place (the client then gets 451 before sending text).
+    private func downstreamLost() -> Bool {
+        guard case .smtp = runtime.relay, !fallbackActive, downstream == nil || downstreamFailure != nil else { return false }
+        return !startFallback(downstreamFailure ?? "downstream connection lost")
+    }
+
+    private func rewriteSender(_ path: ReversePath) -> ReversePath {
+        guard case .mailbox(let box) = path, let table = runtime.senderRewrite, let to = table.rewrite(box.description),
+              let rewritten = try? AddressParser.parseMailbox(to) else { return path }
+        return .mailbox(rewritten)
+    }
+
+    private func rewriteRecipient(_ box: Mailbox) -> Mailbox {
+        guard let table = runtime.recipientRewrite, let to = table.rewrite(box.description),
+              let rewritten = try? AddressParser.parseMailbox(to) else { return box }
+        return rewritten
+    }
+
+    /// Queue mode (and proxy fallback): the message and its envelope are
+    /// written and fsync'd before the client hears 250 with the queue ID;
+    /// a spool that cannot take it gets 452 4.3.1, never 250.
+    private func spoolMessage(body: MessageBody, size: Int, messageID: String?, why: String?) async {
+        guard let queue = runtime.queue, let env = machine.envelope else {
+            finishTransaction(SMTPReply(451, "4.3.0", "Local error: no queue configured"), size: size, messageID: messageID,
+                              reason: "no queue configured")
+            return
+        }
+        let id = Spool.newID()
+        let header = receivedHeader(id: id)
+        var recipients: [QueuedRecipient] = []
+        for (box, params) in zip(env.recipients, env.recipientParameters) {
+            let target = rewriteRecipient(box)
+            // A rewritten recipient keeps its original address for the DSN (RFC 3461 ORCPT).
+            let orcpt = params.orcpt ?? (target != box ? "rfc822;\(box)" : nil)
+            recipients.append(QueuedRecipient(address: target.description, orcpt: orcpt, notify: params.notify))
+        }
+        var q = QueuedEnvelope(id: id, sender: rewriteSender(env.mailFrom).description, recipients: recipients,
+                               size: header.readableBytes + body.count, messageID: messageID,
+                               origin: "\(facts.helo ?? "unknown") [\(facts.clientIP)]")
+        q.ret = env.mailParameters.ret
+        q.envid = env.mailParameters.envid
+        q.body = env.mailParameters.body
+        q.smtpUTF8 = env.mailParameters.smtpUTF8
+        do {
+            try await queue.spool.store(q, header: header, body: body)
+        } catch {
+            logger.error("queue: cannot store the message: \(error)")
+            finishTransaction(SMTPReply(452, "4.3.1", "Insufficient system storage, try again later"), size: size,
+                              messageID: messageID, reason: "\(error)")
+            return
+        }
+        queue.manager.enqueue(q)
+        let reason = why.map { "downstream unavailable, queued instead: \($0)" }
+        finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(id)"), size: size, messageID: messageID,
+                          relay: "queued \(id)", reason: reason)
     }
 
     /// Holds the message durably instead of delivering it; 250 only once it is on disk.
@@ -611,6 +710,7 @@ final class Session {
         body = nil
         chunkDecoder = nil
         downstreamFailure = nil
+        fallbackActive = false
         guard let conn = downstream else { return }
         downstream = nil
         if case .smtp(let pool) = runtime.relay { await pool.checkin(conn) } else { conn.abandon() }

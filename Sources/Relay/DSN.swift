@@ -109,7 +109,7 @@ public enum DSN {
     }
 
     /// The header section of a stored message (ends at the first empty line).
-    static func headerSection(_ text: [UInt8]) -> [UInt8] {
+    public static func headerSection(_ text: [UInt8]) -> [UInt8] {
         var i = 0
         while i + 1 < text.count {
             if text[i] == 13 && text[i + 1] == 10 && (i + 3 < text.count) && text[i + 2] == 13 && text[i + 3] == 10 {

@@ -49,6 +49,18 @@ public struct DeliveryReport: Sendable {
     public var reply: String?
     /// Where it went: "127.0.0.1:25", "mx:example.org", "maildir:…"; for a bounce, the DSN's queue ID.
     public var destination: String?
+
+    public init(id: String, outcome: Outcome, sender: String, recipients: [String], messageID: String?, size: Int,
+                reply: String? = nil, destination: String? = nil) {
+        self.id = id
+        self.outcome = outcome
+        self.sender = sender
+        self.recipients = recipients
+        self.messageID = messageID
+        self.size = size
+        self.reply = reply
+        self.destination = destination
+    }
 }
 
 /// Looks up a domain's MX hosts (RFC 5321 §5.1), best first; a domain

@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Logging
 import Policy
+import Relay
 
 @main
 struct MXGate: AsyncParsableCommand {
@@ -14,7 +15,7 @@ struct MXGate: AsyncParsableCommand {
             Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`.
             Every decision is written to the audit log; review it with `mxgate log`.
             """,
-        subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self, Quarantine.self]
+        subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self, Quarantine.self, Queue.self]
     )
 }
 
@@ -490,5 +491,120 @@ struct Quarantine: AsyncParsableCommand {
                 "expired \(admin.expire(retention: admin.config.quarantineRetention, audit: audit).count) message(s)"
             }
         }
+    }
+}
+
+struct Queue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Look at the mail queue and manage it (queue mode and proxy fallback).",
+        discussion: """
+            Every message mxgate answered 250 for in queue mode stays in [queue] directory until it is
+            delivered, bounced or deleted. Changes go through the running gateway; with none running they
+            are made on disk.
+              mxgate queue list               every queued message, oldest first
+              mxgate queue summary            messages by destination and age
+              mxgate queue show ID            envelope, each recipient's state, headers
+              mxgate queue flush [ID]         deliver now instead of at the next retry
+              mxgate queue hold ID            keep it, do not deliver
+              mxgate queue release ID         deliver a held message again
+              mxgate queue delete ID          remove it without a bounce
+            """,
+        subcommands: [List.self, Summary.self, Show.self, Flush.self, Hold.self, Release.self, Delete.self]
+    )
+
+    static func admin(_ options: ConfigOption) throws -> QueueAdmin {
+        do { return try QueueAdmin(config: try GatewayConfig.load(options.config)) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func change(_ options: ConfigOption, _ verb: String, _ id: String?) async throws {
+        let admin = try admin(options)
+        let config = admin.config
+        let audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+        defer { audit.close() }
+        do {
+            print(try await admin.change(verb, id, audit: audit))
+        } catch {
+            printError("mxgate queue: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List queued messages, oldest first.")
+        @OptionGroup var options: ConfigOption
+        @Flag(help: "One JSON envelope per message.") var json = false
+
+        func run() throws {
+            let queued = try Queue.admin(options).list()
+            if json {
+                let enc = JSONEncoder()
+                enc.dateEncodingStrategy = .iso8601
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for e in queued { print(String(decoding: try enc.encode(e), as: UTF8.self)) }
+                return
+            }
+            guard !queued.isEmpty else { print("the queue is empty"); return }
+            var rows = [["ID", "ARRIVED", "SIZE", "FROM", "TO", "STATE"]]
+            for e in queued {
+                let state = e.held ? "held" : e.pending.first?.lastReply.map { "deferred: \($0)" } ?? "waiting"
+                rows.append([e.id, String(AuditRecord.formatTime(e.arrival).prefix(19)).replacingOccurrences(of: "T", with: " "),
+                             String(e.size), e.sender.isEmpty ? "<>" : e.sender,
+                             e.pending.map(\.address).joined(separator: ","), state])
+            }
+            var widths = [Int](repeating: 0, count: 6)
+            for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+            for r in rows {
+                print(r.enumerated().map { i, c in i < 5 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  "))
+            }
+        }
+    }
+
+    struct Summary: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Queued messages by destination domain and age.")
+        @OptionGroup var options: ConfigOption
+        func run() throws { print(try Queue.admin(options).summary()) }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a queued message: envelope, recipients' state, headers.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The queue ID.") var id: String
+        func run() throws {
+            do { print(try Queue.admin(options).show(id)) } catch {
+                printError("mxgate queue: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Flush: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Try delivery now: one message, or every message not on hold.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The queue ID (all when left out).") var id: String?
+        func run() async throws { try await Queue.change(options, "flush", id) }
+    }
+
+    struct Hold: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Keep a message in the queue without delivering it.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The queue ID.") var id: String
+        func run() async throws { try await Queue.change(options, "hold", id) }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deliver a held message again (now).")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The queue ID.") var id: String
+        func run() async throws { try await Queue.change(options, "release", id) }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a message from the queue (no bounce is sent).")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The queue ID.") var id: String
+        func run() async throws { try await Queue.change(options, "delete", id) }
     }
 }

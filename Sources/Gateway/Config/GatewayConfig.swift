@@ -86,8 +86,28 @@ public struct GatewayConfig: Sendable {
     public var rulesDirectory = "rules"
     public var policiesDirectory = "policies"
 
+    /// Proxy mode with the downstream unreachable: "none" answers 451,
+    /// "queue" accepts into the spool (fsync'd before 250) and delivers later.
+    public enum Fallback: String, Sendable { case none, queue }
+    public var fallback: Fallback = .none
+
     // [queue]
     public var queueDirectory = "var/queue"
+    public var queueMinBackoff: Double = 300
+    public var queueMaxBackoff: Double = 4000
+    public var queueLifetime: Double = 5 * 86400
+    public var queueDelayWarning: Double?
+    public var destinationConcurrency = 20
+    public var maxDeliveries = 100
+    public var mxPort = 25
+
+    // [routes]: domain (".domain" for subdomains, "*" for all) → destination.
+    public var routes: [String: Destination] = [:]
+
+    // [rewrite]
+    public var senderRewrite: String?
+    public var recipientRewrite: String?
+    public var rewriteHeaders = false
 
     // [quarantine]
     public var quarantineDirectory = "var/quarantine"
@@ -189,11 +209,14 @@ struct ConfigReader {
         "limits": ["command_line_length", "text_line_length", "recipients", "message_size", "errors",
                    "command_timeout", "data_timeout", "bare_newline", "memory_threshold"],
         "relay": ["mode", "downstream", "domains", "tls", "tls_verify", "tls_ca", "connect_timeout",
-                  "command_timeout", "data_timeout", "pool_size", "pool_idle_timeout", "temp_directory"],
+                  "command_timeout", "data_timeout", "pool_size", "pool_idle_timeout", "temp_directory", "fallback"],
         "tls": ["certificate", "key"],
         "audit": ["path", "max_size", "keep"],
         "policy": ["rules", "policies"],
-        "queue": ["directory"],
+        "queue": ["directory", "min_backoff", "max_backoff", "lifetime", "delay_warning", "destination_concurrency",
+                  "max_deliveries", "mx_port"],
+        "routes": [],
+        "rewrite": ["sender", "recipient", "headers"],
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
         "geoip": ["database", "asn_database"],
@@ -212,7 +235,7 @@ struct ConfigReader {
                 error(pos, "'\(key)' must be a table ([\(key)])")
                 continue
             }
-            for k in t.keys where !known.contains(k) {
+            for k in t.keys where !known.contains(k) && key != "routes" {
                 error(t.keyPositions[k] ?? t[k]!.position, "unknown key '\(k)' in [\(key)]; known keys are \(known.sorted().joined(separator: ", "))")
             }
             var s = Section(name: key, table: t)
@@ -235,6 +258,22 @@ struct ConfigReader {
                 if let p = string(&s, "policies") { c.policiesDirectory = p }
             case "queue":
                 if let p = string(&s, "directory") { c.queueDirectory = p }
+                if let d = duration(&s, "min_backoff") { c.queueMinBackoff = d }
+                if let d = duration(&s, "max_backoff") { c.queueMaxBackoff = d }
+                if let d = duration(&s, "lifetime") { c.queueLifetime = d }
+                if let d = duration(&s, "delay_warning", zero: true) { c.queueDelayWarning = d > 0 ? d : nil }
+                if let n = integer(&s, "destination_concurrency") { c.destinationConcurrency = n }
+                if let n = integer(&s, "max_deliveries") { c.maxDeliveries = n }
+                if let n = integer(&s, "mx_port") { c.mxPort = n }
+                if c.queueMaxBackoff < c.queueMinBackoff, let p = t.keyPositions["max_backoff"] {
+                    error(p, "[queue] max_backoff is shorter than min_backoff")
+                }
+            case "routes":
+                readRoutes(t, &c)
+            case "rewrite":
+                c.senderRewrite = string(&s, "sender").map(c.resolve)
+                c.recipientRewrite = string(&s, "recipient").map(c.resolve)
+                if let b = bool(&s, "headers") { c.rewriteHeaders = b }
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }
@@ -417,13 +456,53 @@ struct ConfigReader {
         if let n = size(&s, "memory_threshold") { c.memoryThreshold = n }
     }
 
+    /// `"example.org" = "10.0.0.5:25"`, `= "mx"`, `= "maildir:DIR"`, or an
+    /// inline table `{ downstream = "…", tls = "required", tls_verify = true }`.
+    mutating func readRoutes(_ t: TOMLTable, _ c: inout GatewayConfig) {
+        for key in t.keys {
+            let node = t[key]!
+            let pos = t.keyPositions[key] ?? node.position
+            let domain = key.lowercased()
+            if domain != "*" && (try? AddressParser.parseMailbox("x@" + (domain.hasPrefix(".") ? String(domain.dropFirst()) : domain))) == nil {
+                error(pos, "[routes] '\(key)' is not a domain (quote it: \"example.org\" = \"HOST:PORT\"); \".example.org\" covers subdomains, \"*\" every domain")
+                continue
+            }
+            var target: String?
+            var tls = c.downstreamTLS
+            var verify = false
+            switch node.value {
+            case .string(let v):
+                target = v
+            case .table(let inline):
+                var s = Section(name: "routes.\(key)", table: inline)
+                for k in inline.keys where !["downstream", "tls", "tls_verify"].contains(k) {
+                    error(inline.keyPositions[k] ?? pos, "unknown key '\(k)' in route \(key); known keys are downstream, tls, tls_verify")
+                }
+                target = string(&s, "downstream")
+                if target == nil { error(pos, "route \(key) needs downstream = \"HOST:PORT\" or \"mx\"") }
+                if let v = choice(&s, "tls", ["none", "opportunistic", "required"]) { tls = .init(rawValue: v)! }
+                if let v = bool(&s, "tls_verify") { verify = v }
+            default:
+                error(node.position, "route \(key) must be \"HOST:PORT\", \"mx\", \"maildir:DIR\" or { downstream = …, tls = … }")
+            }
+            guard let target else { continue }
+            if target == "mx" {
+                c.routes[domain] = .mx(domain: domain, tls: tls, verify: verify)
+            } else if target.hasPrefix("maildir:"), target.count > 8 {
+                c.routes[domain] = .maildir(c.resolve(String(target.dropFirst(8))))
+            } else if let (h, p) = Self.parseHostPort(target) {
+                c.routes[domain] = .smtp(host: h, port: p, tls: tls, verify: verify)
+            } else {
+                error(node.position, "route \(key): '\(target)' is not HOST:PORT, \"mx\" or \"maildir:DIR\"")
+            }
+        }
+    }
+
     mutating func readRelay(_ s: inout Section, _ c: inout GatewayConfig) {
         if let m = choice(&s, "mode", ["proxy", "queue"]) {
             c.mode = GatewayConfig.RelayMode(rawValue: m)!
-            if c.mode == .queue {
-                error(s.table["mode"]!.position, "[relay] mode = \"queue\" is not available in this version; use \"proxy\"")
-            }
         }
+        if let f = choice(&s, "fallback", ["none", "queue"]) { c.fallback = GatewayConfig.Fallback(rawValue: f)! }
         if let d = string(&s, "downstream") {
             if d.hasPrefix("maildir:") {
                 let dir = String(d.dropFirst("maildir:".count))
