@@ -110,6 +110,7 @@ path = "audit.log"
         return "\n".join(f"{k} = {v}" for k, v in defaults.items() if k not in self.relay_extra)
 
     def start(self):
+        self.port = None  # a restart binds a new port
         self.proc = subprocess.Popen([self.binary, "serve", "--config", str(self.config), "--log-level", "debug"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
@@ -180,18 +181,20 @@ path = "audit.log"
 class SmtpSink:
     """Postfix's smtp-sink, dumping each transaction to its own file."""
 
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), port=None):
         # smtp-sink drops to "nobody" before writing dumps, so the dump folder
         # must be reachable by nobody: pytest's own tmp_path (mode 0700) is not.
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="mxgate-sink-"))
         os.chmod(self.dir, 0o777)
         self.extra_args = list(extra_args)
         self.proc = None
-        self.port = None
+        self.port = port
+        self.fixed_port = port is not None
 
     def start(self):
         for _ in range(5):
-            self.port = free_port()
+            if not self.fixed_port:
+                self.port = free_port()
             args = [shutil.which("smtp-sink", path=POSTFIX_PATH + ":" + os.environ.get("PATH", "")),
                     "-u", "nobody", "-c", "-h", "sink.test.example", "-d", str(self.dir) + "/%H%M%S.",
                     *self.extra_args, f"127.0.0.1:{self.port}", "100"]
