@@ -325,6 +325,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         assert out.returncode == 0, out.stdout + out.stderr
         wait_port(self.port, 15)
 
+    def reload(self):
+        subprocess.run(["postfix", "-c", str(self.conf), "reload"], env=self.env, check=True, capture_output=True)
+
     def maillog(self):
         p = self.dir / "maillog"
         return p.read_text(errors="replace") if p.exists() else ""

@@ -103,3 +103,134 @@ def test_recovers_queue_after_restart(gateway_factory):
         assert sorted(r["session"] for r in recs) == sorted(ids)
     finally:
         sink.cleanup()
+
+
+def parse_dsn(dump):
+    """A DSN as smtp-sink stored it: envelope lines, then the report."""
+    msg = email.message_from_bytes(dump, policy=email.policy.compat32)
+    assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = msg.get_payload()
+    assert parts[1].get_content_type() == "message/delivery-status"
+    # compat32 parses message/delivery-status into a list of header blocks.
+    blocks = [dict(b.items()) for b in parts[1].get_payload()]
+    return msg, blocks[0], blocks[1:], parts[2]
+
+
+@pytest.fixture
+def bounce_sink():
+    s = SmtpSink()
+    s.start()
+    yield s
+    s.cleanup()
+
+
+def test_rejected_recipient_bounces_via_mx(gateway_factory, postfix_factory, sink, bounce_sink, dns_factory):
+    """A real Postfix downstream refuses one recipient: the sender gets an
+    RFC 3464 DSN, delivered to the MX of its domain found through DNS.
+    (Not under .test: libunbound answers that special-use TLD itself.)"""
+    dns = dns_factory({"records": [["sender.example", "MX", "10 mx.sender.example."], ["mx.sender.example", "A", "127.0.0.1"]]})
+    pf = postfix_factory("rejecting", relayhost=sink.port, relay_domains="example.com",
+                         extra_main="smtpd_recipient_restrictions = check_recipient_access "
+                                    "inline:{{nosuch@example.com=550 5.1.1 No such user here}}, permit_mynetworks, reject")
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{pf.port}", queue_extra=f"mx_port = {bounce_sink.port}\n",
+                       config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\n')
+    code, text = send(gw.port, rcpts=("bob@example.com", "nosuch@example.com"), msg=message(mid="<bounce-me@sender.test>"),
+                      sender="alice@sender.example")
+    assert code == 250
+    qid = queued_id(text)
+    assert b"Message-ID: <bounce-me@sender.test>" in sink.dumps(1, timeout=30)[0]
+    dump = bounce_sink.dumps(1, timeout=30)[0]
+    assert b"X-Mail-Args: <>" in dump and b"X-Rcpt-Args: <alice@sender.example>" in dump
+    msg, per_message, per_rcpt, original = parse_dsn(dump)
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert per_message["Reporting-MTA"] == "dns; mx.test.example"
+    assert per_message["X-Mxgate-Queue-ID"] == qid
+    assert len(per_rcpt) == 1
+    r = per_rcpt[0]
+    assert r["Final-Recipient"] == "rfc822; nosuch@example.com"
+    assert r["Action"] == "failed" and r["Status"] == "5.1.1"
+    assert r["Diagnostic-Code"].startswith("smtp; 550 5.1.1") and "No such user here" in r["Diagnostic-Code"]
+    assert original.get_content_type() == "message/rfc822"
+    assert original.get_payload()[0]["Message-ID"] == "<bounce-me@sender.test>"
+    failed = deliveries(gw, "failed")[0]
+    assert failed["rcpt_to"] == ["nosuch@example.com"] and failed["reply"].startswith("550 5.1.1")
+    assert deliveries(gw, "bounced")[0]["session"] == qid
+
+
+def test_postfix_defers_then_accepts(gateway_factory, postfix_factory, sink):
+    pf = postfix_factory("deferring", relayhost=sink.port, relay_domains="example.com")
+    access = pf.dir / "access"
+    access.write_text("later@example.com 450 4.2.0 Try again later\n")
+    pf.extra_main = f"smtpd_recipient_restrictions = check_recipient_access texthash:{access}, permit_mynetworks, reject"
+    subprocess.run(["postconf", "-c", str(pf.conf), "-e", pf.extra_main], env=pf.env, check=True)
+    pf.reload()
+    time.sleep(1)
+    # No pooled connection: a reload does not change an smtpd session already open.
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{pf.port}", relay_extra="pool_size = 0\n")
+    code, text = send(gw.port, rcpts=("later@example.com",))
+    qid = queued_id(text)
+    d = deliveries(gw, "deferred")[0]
+    assert d["session"] == qid and d["reply"].startswith("450 4.2.0")
+    access.write_text("")
+    pf.reload()
+    dump = sink.dumps(1, timeout=40)[0]
+    assert b"X-Rcpt-Args: <later@example.com>" in dump
+    assert deliveries(gw, "delivered", timeout=30)[0]["session"] == qid
+    assert not [r for r in gw.audit() if r["event"] == "delivery" and r["reason"] == "bounced"]
+
+
+def test_null_sender_is_never_bounced(gateway_factory, postfix_factory, sink, bounce_sink):
+    pf = postfix_factory("rejecting2", relayhost=sink.port, relay_domains="example.com",
+                         extra_main="smtpd_recipient_restrictions = check_recipient_access "
+                                    "inline:{{nosuch@example.com=550 5.1.1 No such user here}}, permit_mynetworks, reject")
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{pf.port}", config_extra=f'[routes]\n"sender.test" = "{bounce_sink.address}"\n')
+    code, text = send(gw.port, rcpts=("nosuch@example.com",), sender="")
+    assert code == 250
+    deliveries(gw, "failed")
+    wait_for(lambda: "no bounce for a bounce" in gw.log, 10, "the no-bounce log line")
+    time.sleep(1)
+    assert not [r for r in gw.audit() if r["event"] == "delivery" and r["reason"] == "bounced"]
+    assert list(bounce_sink.dir.iterdir()) == []
+
+
+def test_lifetime_expiry_bounces(gateway_factory, bounce_sink):
+    port = free_port()
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{port}", queue_extra='lifetime = "3s"\n',
+                       config_extra=f'[routes]\n"sender.test" = "{bounce_sink.address}"\n')
+    code, text = send(gw.port, msg=message(mid="<expires@sender.test>"))
+    qid = queued_id(text)
+    dump = bounce_sink.dumps(1, timeout=30)[0]
+    _, per_message, per_rcpt, _ = parse_dsn(dump)
+    assert per_message["X-Mxgate-Queue-ID"] == qid
+    assert per_rcpt[0]["Action"] == "failed" and per_rcpt[0]["Status"] == "4.4.7"
+    assert "delivery time expired" in per_rcpt[0]["Diagnostic-Code"]
+    assert deliveries(gw, "expired")[0]["session"] == qid
+    wait_for(lambda: qid not in gw.cli("queue", "list").stdout, 10, "the expired message to leave the queue")
+
+
+def test_dsn_parameters_are_honoured(gateway_factory, postfix_factory, sink, bounce_sink):
+    """RFC 3461: NOTIFY=NEVER gets no report; ENVID, ORCPT and RET=HDRS
+    shape the one that is sent."""
+    pf = postfix_factory("rejecting3", relayhost=sink.port, relay_domains="example.com",
+                         extra_main="smtpd_recipient_restrictions = check_recipient_access "
+                                    "inline:{{nosuch@example.com=550 5.1.1 No such user here}, "
+                                    "{quiet@example.com=550 5.1.1 Gone}}, permit_mynetworks, reject")
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{pf.port}", config_extra=f'[routes]\n"sender.test" = "{bounce_sink.address}"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("dsn")
+        s.mail("alice@sender.test", ["RET=HDRS", "ENVID=track+2Bme-42"])
+        assert s.rcpt("nosuch@example.com", ["NOTIFY=FAILURE", "ORCPT=rfc822;first+2Bowner@example.com"])[0] == 250
+        assert s.rcpt("quiet@example.com", ["NOTIFY=NEVER"])[0] == 250
+        code, _ = s.data(message(mid="<params@sender.test>"))
+        assert code == 250
+    dump = bounce_sink.dumps(1, timeout=30)[0]
+    _, per_message, per_rcpt, returned = parse_dsn(dump)
+    assert per_message["Original-Envelope-Id"] == "track+me-42"
+    assert [r["Final-Recipient"] for r in per_rcpt] == ["rfc822; nosuch@example.com"]
+    assert per_rcpt[0]["Original-Recipient"] == "rfc822; first+owner@example.com"
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert "hello from the queue" not in str(returned) and "params@sender.test" in str(returned)
+    time.sleep(1)
+    assert len(list(bounce_sink.dir.iterdir())) == 1

@@ -68,7 +68,7 @@ public enum DSN {
             t += "Action: \(kind.rawValue)\r\n"
             t += "Status: \(status(of: r, kind: kind))\r\n"
             if let host = r.remoteHost { t += "Remote-MTA: dns; \(host)\r\n" }
-            if let reply = r.lastReply, reply.first?.isNumber == true {
+            if let reply = r.lastReply, isSMTPReply(reply) {
                 t += "Diagnostic-Code: smtp; \(reply)\r\n"
             } else if let reply = r.lastReply {
                 t += "Diagnostic-Code: X-mxgate; \(reply)\r\n"
@@ -94,18 +94,27 @@ public enum DSN {
 
     /// The enhanced status code of a recipient's last reply, or a fitting default.
     static func status(of r: QueuedRecipient, kind: Kind) -> String {
+        func enhanced(_ w: Substring) -> Bool {
+            let p = w.split(separator: ".")
+            return p.count == 3 && p.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) } && "245".contains(w.first!)
+        }
         if let reply = r.lastReply {
-            let parts = reply.split(separator: " ")
-            if parts.count > 1, parts[1].split(separator: ".").count == 3, parts[1].first?.isNumber == true {
-                return String(parts[1])
-            }
-            if let code = parts.first.flatMap({ Int($0) }) { return "\(code / 100).0.0" }
+            let words = reply.split(separator: " ")
+            if let w = words.first, enhanced(w) { return String(w) }
+            if words.count > 1, enhanced(words[1]) { return String(words[1]) }
+            if let code = words.first.flatMap({ Int($0) }), (200..<600).contains(code) { return "\(code / 100).0.0" }
         }
         switch kind {
         case .failed: return "5.0.0"
         case .delayed: return "4.0.0"
         case .relayed: return "2.0.0"
         }
+    }
+
+    /// A reply that came from a remote SMTP server ("550 5.1.1 …"), not one mxgate wrote.
+    static func isSMTPReply(_ s: String) -> Bool {
+        let b = Array(s.utf8.prefix(4))
+        return b.count == 4 && b[0...2].allSatisfy { $0 >= 48 && $0 <= 57 } && (b[3] == 32 || b[3] == 45)
     }
 
     /// The header section of a stored message (ends at the first empty line).
