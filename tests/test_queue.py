@@ -234,3 +234,99 @@ def test_dsn_parameters_are_honoured(gateway_factory, postfix_factory, sink, bou
     assert "hello from the queue" not in str(returned) and "params@sender.test" in str(returned)
     time.sleep(1)
     assert len(list(bounce_sink.dir.iterdir())) == 1
+
+
+def test_proxy_fallback_queues_when_downstream_is_down(gateway_factory):
+    port = free_port()
+    gw = gateway_factory(downstream=f"127.0.0.1:{port}", relay_extra='tls = "none"\nfallback = "queue"\n',
+                         config_extra=f'[queue]\ndirectory = "queue"\n{FAST}')
+    code, text = send(gw.port, msg=message(mid="<fallback@sender.test>"))
+    assert code == 250
+    qid = queued_id(text)
+    tx = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
+    assert tx["relay"] == f"queued {qid}" and "downstream unavailable" in tx["reason"]
+    sink = SmtpSink(port=port)
+    sink.start()
+    try:
+        assert b"Message-ID: <fallback@sender.test>" in sink.dumps(1, timeout=20)[0]
+        # With the downstream back, the next message goes through in step again.
+        code, text = send(gw.port, msg=message(mid="<in-step@sender.test>"))
+        assert code == 250 and "queued as" not in text  # smtp-sink's own reply, passed through
+        dumps = sink.dumps(2, timeout=20)
+        assert any(b"<in-step@sender.test>" in d for d in dumps)
+        tx = wait_for(lambda: (t := [r for r in gw.audit() if r["event"] == "transaction"])[1:] and t[-1], 10, "two transactions")
+        assert tx["relay"].startswith(f"127.0.0.1:{port} 250")
+    finally:
+        sink.cleanup()
+
+
+def test_without_fallback_downstream_down_is_451(gateway_factory):
+    gw = gateway_factory(downstream=f"127.0.0.1:{free_port()}", relay_extra='tls = "none"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("alice@sender.test")
+        code, _ = s.rcpt("bob@example.com")
+        assert code == 451
+
+
+def test_queue_tools(gateway_factory):
+    port = free_port()
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{port}")
+    keep = queued_id(send(gw.port, msg=message(mid="<keep@sender.test>"))[1])
+    drop = queued_id(send(gw.port, msg=message(mid="<drop@sender.test>"))[1])
+    assert "held" in gw.cli("queue", "hold", keep).stdout
+    shown = gw.cli("queue", "show", keep).stdout
+    assert f"queue ID:   {keep}" in shown and "state:      held" in shown and "Message-ID: <keep@sender.test>" in shown
+    assert "<bob@example.com> pending" in shown
+    assert "deleted" in gw.cli("queue", "delete", drop).stdout
+    missing = gw.cli("queue", "show", drop, check=False)
+    assert missing.returncode == 1 and "no queued message" in missing.stderr
+    bad = gw.cli("queue", "hold", "../../etc/passwd", check=False)
+    assert bad.returncode == 1 and "not a queue ID" in bad.stderr
+    sink = SmtpSink(port=port)
+    sink.start()
+    try:
+        gw.cli("queue", "flush")
+        time.sleep(3)
+        assert list(sink.dir.iterdir()) == []  # held: not delivered
+        assert "released" in gw.cli("queue", "release", keep).stdout
+        dump = sink.dumps(1, timeout=20)[0]
+        assert b"<keep@sender.test>" in dump
+        wanted = {"held", "released", "deleted", "delivered"}
+        wait_for(lambda: wanted <= {r["reason"] for r in gw.audit() if r["event"] == "delivery"}, 10,
+                 "held, released, deleted and delivered in the audit log")
+        wait_for(lambda: "the queue is empty" in gw.cli("queue", "list").stdout, 10, "an empty queue")
+    finally:
+        sink.cleanup()
+
+
+def test_queue_tools_without_a_running_gateway(gateway_factory):
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{free_port()}", backoff='min_backoff = "1h"\nmax_backoff = "2h"\n')
+    qid = queued_id(send(gw.port)[1])
+    gw.stop()
+    assert "held" in gw.cli("queue", "hold", qid).stdout
+    assert "held" in gw.cli("queue", "list").stdout
+    assert "deleted" in gw.cli("queue", "delete", qid).stdout
+    assert "the queue is empty" in gw.cli("queue", "list").stdout
+
+
+def test_spool_write_failure_is_452_never_250(gateway_factory, sink):
+    """A file-size limit (as a full disk would) makes the spool write fail:
+    the client hears 452 4.3.1 and keeps the message; smaller mail still
+    goes through, and the gateway keeps serving."""
+    gw = queue_gateway(gateway_factory, sink.address)
+    subprocess.run(["prlimit", "--pid", str(gw.proc.pid), "--fsize=65536"], check=True)
+    big = message() + (b"y" * 76 + b"\r\n") * 2000
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("alice@sender.test")
+        s.rcpt("bob@example.com")
+        code, text = s.data(big)
+        assert code == 452 and b"4.3.1" in text
+        code, text = s.sendmail("alice@sender.test", ["bob@example.com"], message(mid="<small@sender.test>")), None
+    assert b"<small@sender.test>" in sink.dumps(1, timeout=20)[0]
+    tx = [r for r in gw.audit(2) if r["event"] == "transaction"]
+    assert tx[0]["verdict"] == "tempfailed" and "File too large" in tx[0]["reason"]
+    assert gw.proc.poll() is None
+    # Nothing half-written stays behind.
+    assert list((gw.dir / "queue" / "tmp").iterdir()) == []

@@ -62,6 +62,9 @@ struct Serve: AsyncParsableCommand {
             printError("mxgate: \(error)")
             throw ExitCode(1)
         }
+        // A write past a file-size limit (RLIMIT_FSIZE) must fail with EFBIG,
+        // answered 452 by the spool, not kill the gateway with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         let signals = SignalWatcher(server: server)
         signals.start()
         try await server.run()
