@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Policy
+import Relay
 import Synchronization
 
 /// The running gateway: listeners, the sessions they accept, the current
@@ -241,6 +242,15 @@ extension GatewayServer {
     /// Loads the virus scanner's signatures the way `serve` would, for `mxgate check`.
     public static func checkScanner(_ config: GatewayConfig) throws -> Bool {
         try Runtime.makeScanner(config) != nil
+    }
+
+    /// Reads the [rewrite] tables; each problem as FILE:LINE:COL: message.
+    public static func checkRewrite(_ config: GatewayConfig) -> [String] {
+        var out: [String] = []
+        for path in [config.senderRewrite, config.recipientRewrite].compactMap({ $0 }) {
+            do { _ = try RewriteTable(path: path) } catch { out += "\(error)".split(separator: "\n").map(String.init) }
+        }
+        return out
     }
 
     /// Loads the TLS certificate and key the way `serve` would, for `mxgate check`.

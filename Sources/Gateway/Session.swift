@@ -514,7 +514,9 @@ final class Session {
                 return
             }
             do {
-                let reply = passthrough(try await conn.data(header: header, body: body))
+                var header = header
+                let offset = appendRewrittenHeader(body, to: &header)
+                let reply = passthrough(try await conn.data(header: header, body: body, bodyOffset: offset))
                 downstream = nil
                 await pool.checkin(conn)
                 finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.options.label) \(reply)")
@@ -646,6 +648,17 @@ final class Session {
         return rewritten
     }
 
+    /// With `[rewrite] headers = true`, appends the message's header section
+    /// with its addresses rewritten; returns how many bytes of the body it
+    /// replaces (0 when nothing changed).
+    private func appendRewrittenHeader(_ body: MessageBody, to header: inout ByteBuffer) -> Int {
+        guard config.rewriteHeaders, let prefix = try? body.prefix(64 * 1024),
+              let (section, replaces) = HeaderRewriter.rewrite(prefix, sender: runtime.senderRewrite,
+                                                               recipient: runtime.recipientRewrite) else { return 0 }
+        header.writeBytes(section)
+        return replaces
+    }
+
     /// Queue mode (and proxy fallback): the message and its envelope are
     /// written and fsync'd before the client hears 250 with the queue ID;
     /// a spool that cannot take it gets 452 4.3.1, never 250.
@@ -656,7 +669,8 @@ final class Session {
             return
         }
         let id = Spool.newID()
-        let header = receivedHeader(id: id)
+        var header = receivedHeader(id: id)
+        let offset = appendRewrittenHeader(body, to: &header)
         var recipients: [QueuedRecipient] = []
         for (box, params) in zip(env.recipients, env.recipientParameters) {
             let target = rewriteRecipient(box)
@@ -665,14 +679,14 @@ final class Session {
             recipients.append(QueuedRecipient(address: target.description, orcpt: orcpt, notify: params.notify))
         }
         var q = QueuedEnvelope(id: id, sender: rewriteSender(env.mailFrom).description, recipients: recipients,
-                               size: header.readableBytes + body.count, messageID: messageID,
+                               size: header.readableBytes + body.count - offset, messageID: messageID,
                                origin: "\(facts.helo ?? "unknown") [\(facts.clientIP)]")
         q.ret = env.mailParameters.ret
         q.envid = env.mailParameters.envid
         q.body = env.mailParameters.body
         q.smtpUTF8 = env.mailParameters.smtpUTF8
         do {
-            try await queue.spool.store(q, header: header, body: body)
+            try await queue.spool.store(q, header: header, body: body, bodyOffset: offset)
         } catch {
             logger.error("queue: cannot store the message: \(error)")
             finishTransaction(SMTPReply(452, "4.3.1", "Insufficient system storage, try again later"), size: size,

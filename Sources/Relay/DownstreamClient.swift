@@ -276,7 +276,9 @@ public final class DownstreamConnection: @unchecked Sendable {
 
     /// DATA, the dot-stuffed text, and the final reply. `header` is written
     /// before the body (the Received line mxgate adds).
-    public func data(header: ByteBuffer, body: MessageBody) async throws -> SMTPReply {
+    /// `bodyOffset` skips that many bytes of `body` (its header section, when
+    /// `header` carries a rewritten one).
+    public func data(header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws -> SMTPReply {
         let go = try await command("DATA")
         guard go.code == 354 else {
             _ = try? await reset()
@@ -287,7 +289,7 @@ public final class DownstreamConnection: @unchecked Sendable {
         var out = ch.allocator.buffer(capacity: 64 * 1024 + 1024)
         stuffer.stuff(header, into: &out)
         do {
-            try await body.forEachChunk { chunk in
+            try await body.forEachChunk(from: bodyOffset) { chunk in
                 stuffer.stuff(chunk, into: &out)
                 if out.readableBytes >= 32 * 1024 {
                     let b = out

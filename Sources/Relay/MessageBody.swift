@@ -80,16 +80,18 @@ public final class MessageBody: @unchecked Sendable {
     }
 
     /// Calls `body` with successive chunks of the text.
-    public func forEachChunk(size: Int = 64 * 1024, _ body: (ByteBuffer) async throws -> Void) async throws {
+    /// `from` skips the first bytes (a header section sent rewritten instead).
+    public func forEachChunk(size: Int = 64 * 1024, from start: Int = 0, _ body: (ByteBuffer) async throws -> Void) async throws {
         if fd < 0 {
             var m = memory
+            m.moveReaderIndex(forwardBy: min(start, m.readableBytes))
             while m.readableBytes > 0 {
                 let slice = m.readSlice(length: min(size, m.readableBytes))!
                 try await body(slice)
             }
             return
         }
-        var offset: off_t = 0
+        var offset = off_t(min(start, count))
         var chunk = ByteBuffer()
         while Int(offset) < count {
             chunk.clear()
@@ -115,10 +117,13 @@ public final class MessageBody: @unchecked Sendable {
 
     /// Calls `emit` with the text in pieces, blocking (a spilled message is
     /// read from its file in chunks of `chunkSize`); for thread-pool jobs.
-    public func forEachPieceBlocking(chunkSize: Int = 64 * 1024, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        if fd < 0 { return try memory.withUnsafeReadableBytes { try emit($0) } }
+    public func forEachPieceBlocking(chunkSize: Int = 64 * 1024, from start: Int = 0,
+                                     _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if fd < 0 {
+            return try memory.withUnsafeReadableBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[min(start, $0.count)...])) }
+        }
         var buffer = [UInt8](repeating: 0, count: chunkSize)
-        var offset = 0
+        var offset = min(start, count)
         while offset < count {
             let n = min(chunkSize, count - offset)
             let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, n, off_t(offset)) }

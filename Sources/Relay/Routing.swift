@@ -103,3 +103,84 @@ public struct RewriteTable: Sendable {
         return String(address[..<at]) + "@" + d
     }
 }
+
+/// Rewriting in the message header ([rewrite] headers = true), as Postfix's
+/// canonical maps do: the sender table applies to From, Sender and
+/// Reply-To, the recipient table to To and Cc. Display names, comments and
+/// folding stay as they are; only the addresses change.
+public enum HeaderRewriter {
+    static let senderFields: Set<String> = ["from", "sender", "reply-to"]
+    static let recipientFields: Set<String> = ["to", "cc"]
+
+    /// The rewritten header section (through its empty line) and how many
+    /// bytes of `text` it replaces; nil when nothing changes.
+    public static func rewrite(_ text: [UInt8], sender: RewriteTable?, recipient: RewriteTable?) -> (header: [UInt8], replaces: Int)? {
+        guard sender != nil || recipient != nil else { return nil }
+        // The header section ends at the first empty line.
+        var end = -1
+        var i = 0
+        while i + 1 < text.count {
+            if text[i] == 10 && (text[i + 1] == 10 || (text[i + 1] == 13 && i + 2 < text.count && text[i + 2] == 10)) {
+                end = i + 1
+                break
+            }
+            i += 1
+        }
+        guard end > 0 else { return nil }
+        var out = ""
+        var changed = false
+        var table: RewriteTable?
+        var lineStart = 0
+        // Lines split at LF by bytes: a Swift String would take CRLF as one character.
+        for j in 0..<end where text[j] == 10 {
+            let bytes = text[lineStart...j]
+            lineStart = j + 1
+            let l = String(decoding: bytes, as: UTF8.self)
+            let continued = bytes.first == 32 || bytes.first == 9
+            if !continued {
+                let name = l.split(separator: ":", maxSplits: 1).first.map { $0.lowercased() } ?? ""
+                table = senderFields.contains(name) ? sender : recipientFields.contains(name) ? recipient : nil
+            }
+            guard let table else {
+                out += l
+                continue
+            }
+            let (new, did) = rewriteAddresses(l, table, skipName: !continued)
+            out += new
+            changed = changed || did
+        }
+        guard changed else { return nil }
+        return (Array(out.utf8), end)
+    }
+
+    /// Replaces every `local@domain` the table knows in one header line.
+    static func rewriteAddresses(_ line: String, _ table: RewriteTable, skipName: Bool) -> (String, Bool) {
+        let chars = Array(line.unicodeScalars)
+        var start = 0
+        if skipName, let colon = chars.firstIndex(of: ":") { start = colon + 1 }
+        func isAddressChar(_ c: Unicode.Scalar) -> Bool {
+            c.value > 32 && c.value < 127 && !"<>,;:\"()[] ".unicodeScalars.contains(c)
+        }
+        var out = String(String.UnicodeScalarView(chars[..<start]))
+        var changed = false
+        var i = start
+        while i < chars.count {
+            guard isAddressChar(chars[i]) else {
+                out.unicodeScalars.append(chars[i])
+                i += 1
+                continue
+            }
+            var j = i
+            while j < chars.count && isAddressChar(chars[j]) { j += 1 }
+            let token = String(String.UnicodeScalarView(chars[i..<j]))
+            if token.contains("@"), let to = table.rewrite(token) {
+                out += to
+                changed = true
+            } else {
+                out += token
+            }
+            i = j
+        }
+        return (out, changed)
+    }
+}

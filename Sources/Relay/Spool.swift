@@ -136,13 +136,13 @@ public final class Spool: Sendable {
     /// Stores a new message: `header` (the trace header) then `body`, and
     /// its envelope. Returns once both are on disk; throws (and leaves
     /// nothing behind) otherwise.
-    public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody) async throws {
+    public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws {
         let id = env.id
         let files = try await NIOThreadPool.singleton.runIfActive { () -> [GroupCommitter.File] in
             let msg = try Self.create("\(self.tmp)/\(id).msg")
             do {
                 try Self.writeAll(msg.fd, header.readableBytesView, path: msg.tmp)
-                try body.forEachPieceBlocking { try Self.writeAll(msg.fd, $0, path: msg.tmp) }
+                try body.forEachPieceBlocking(from: bodyOffset) { try Self.writeAll(msg.fd, $0, path: msg.tmp) }
                 let envFile = try Self.create("\(self.tmp)/\(id).env")
                 do {
                     try Self.writeAll(envFile.fd, try Self.encode(env), path: envFile.tmp)

@@ -128,6 +128,10 @@ struct Check: ParsableCommand {
             print("\(error)")
             failed = true
         }
+        for problem in GatewayServer.checkRewrite(config) {
+            print(problem)
+            failed = true
+        }
         if config.tlsCertificate != nil {
             do { _ = try GatewayServer.checkTLS(config) } catch {
                 print("\(error)")
@@ -142,6 +146,9 @@ struct Check: ParsableCommand {
         print("  domains   \(config.relayDomainsDescription)")
         print("  tls       \(config.tlsCertificate == nil ? "off (no [tls] certificate)" : "STARTTLS with \(config.tlsCertificate!)")")
         print("  audit     \(config.auditPath)")
+        if config.mode == .queue || config.fallback == .queue {
+            print("  queue     \(config.queueDirectory)\(config.routes.isEmpty ? "" : ", \(config.routes.count) route(s)")")
+        }
         print("  clamav    \(config.clamavMode.rawValue)\(config.clamavMode == .embedded ? " (\(config.clamavDatabase))" : "")")
         if let p = policy {
             let count = p.rules.count + p.sections.reduce(0) { $0 + $1.rules.count }
