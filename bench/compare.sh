@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# compare.sh - mxgate side by side with Postfix on this machine, in one run.
+#
+#   smtp-source -> [target] -> smtp-sink, for each target, interleaved:
+#     sink           smtp-source straight into smtp-sink (the loopback limit)
+#     postfix-queue  Postfix as relay, fsync'd queue
+#     postfix-proxy  Postfix with smtpd_proxy_filter (before-queue)
+#     mxgate-proxy   mxgate, [relay] mode = "proxy"
+#     mxgate-queue   mxgate, [relay] mode = "queue" (fsync'd spool)
+#
+# Same load for all (Postfix's smtp-source), same rules on both sides: a
+# 1,000-entry CIDR client deny table none of the clients match, 50 header
+# regexps none of the messages match, a 25 MB size limit. A run's time is
+# from the start of smtp-source until smtp-sink has counted every message.
+# Prints messages per second and CPU microseconds per message of the gateway
+# (all its processes), per run and as medians, and each mxgate figure as a
+# ratio to the matching Postfix figure (proxy to proxy, queue to queue).
+#
+# Tunables: SESSIONS=20 RUNS=3 SIZES="4096:20000 102400:5000" (body bytes:messages)
+#   TARGETS="sink postfix-queue postfix-proxy mxgate-proxy mxgate-queue"
+#   BASE=/tmp/mxgate-bench PORT0=20100 (ports PORT0..PORT0+5) QUIET_WAIT=30 RUN_TIMEOUT=600
+# Release build of mxgate; Postfix from Debian (scripts/setup.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+[[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
+PATH=$PATH:/usr/sbin:/usr/lib/postfix/sbin
+
+SESSIONS=${SESSIONS:-20}
+RUNS=${RUNS:-3}
+SIZES=${SIZES:-"4096:20000 102400:5000"}
+TARGETS=${TARGETS:-"sink postfix-queue postfix-proxy mxgate-proxy mxgate-queue"}
+BASE=${BASE:-/tmp/mxgate-bench}
+PORT0=${PORT0:-20100}
+QUIET_WAIT=${QUIET_WAIT:-30}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
+ADDR=127.0.0.1
+SINK_PORT=$PORT0
+PFQ_PORT=$((PORT0 + 1))
+PFP_PORT=$((PORT0 + 2))
+MXP_PORT=$((PORT0 + 3))
+MXQ_PORT=$((PORT0 + 4))
+CLK_TCK=$(getconf CLK_TCK)
+
+swift build -c release --product mxgate >/dev/null
+MXGATE=$ROOT/.build/release/mxgate
+
+PIDS=()
+cleanup() {
+  for d in "$BASE"/pf-*; do [[ -f $d/etc/main.cf ]] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true; done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cleanup
+mkdir -p "$BASE"
+chmod 755 "$BASE"
+
+# ---------------------------------------------------------------- rules, both spellings
+{
+  for i in $(seq 0 899); do echo "10.$((i / 256)).$((i % 256)).0/24	REJECT blocked network $i"; done
+  for i in $(seq 0 99); do echo "198.51.100.$i	REJECT blocked host $i"; done
+} >"$BASE/client_access.cidr"
+{
+  for i in $(seq 1 20); do echo "/^Subject:.*(v[i1]agra|c[i1]alis|casino|lottery)[ _-]?$i\\b/	REJECT spam subject rule $i"; done
+  for i in $(seq 1 10); do echo "/^X-Mailer:.*(BulkMailer|MassSender|SpamTool)[ _]v?$i\\./	REJECT bulk mailer rule $i"; done
+  for ext in exe scr pif bat vbs js jse cmd com cpl hta jar msi wsf lnk; do
+    echo "/^Content-(Type|Disposition):.*name[[:space:]]*=[[:space:]]*\"?[^\"]*\\.$ext\"?[[:space:]]*(;|\$)/	REJECT attachment type .$ext"; done
+  for i in $(seq 1 5); do echo "/^From:.*@(spam|junk|bulk)-domain-$i\\.example\$/	REJECT sender domain rule $i"; done
+} >"$BASE/header_checks"
+
+# ---------------------------------------------------------------- smtp-sink
+smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
+SINK_PID=$!
+PIDS+=("$SINK_PID")
+sink_count() {
+  local t; t=$(tail -c 64 "$BASE/sink.count" 2>/dev/null || true)
+  t=${t##*mesg=}; t=${t%%[!0-9]*}; echo "${t:-0}"
+}
+
+# ---------------------------------------------------------------- Postfix (relay and proxy)
+postfix_instance() {  # name port proxy(0|1)
+  local d=$BASE/pf-$1 port=$2 proxy=$3
+  mkdir -p "$d/etc" "$d/spool" "$d/data"
+  chown postfix "$d/data"
+  cat >"$d/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $d/spool
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf-$1.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery disabled
+relay_domains = dest.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [$ADDR]:$SINK_PORT
+biff = no
+append_dot_mydomain = no
+alias_maps =
+alias_database =
+message_size_limit = 26214400
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = check_client_access cidr:$BASE/client_access.cidr, permit_mynetworks, reject_unauth_destination
+header_checks = regexp:$BASE/header_checks
+maillog_file = $d/maillog
+maillog_file_prefixes = /var, /dev/stdout, $BASE
+EOF
+  local proxy_opts=""
+  [[ $proxy == 1 ]] && proxy_opts="  -o smtpd_proxy_filter=$ADDR:$SINK_PORT"
+  cat >"$d/etc/master.cf" <<EOF
+$ADDR:$port inet n - n - - smtpd
+$proxy_opts
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+  postfix -c "$d/etc" check
+  postfix -c "$d/etc" start >/dev/null 2>&1
+}
+pf_master() { tr -dc 0-9 <"$BASE/pf-$1/spool/pid/master.pid"; }
+
+# ---------------------------------------------------------------- mxgate (proxy and queue)
+mxgate_instance() {  # name port mode
+  local d=$BASE/mx-$1
+  mkdir -p "$d/policies" "$d/rules"
+  cp "$BASE/client_access.cidr" "$d/rules/blocked.cidr"
+  sed 's/\t/  /' "$BASE/header_checks" >"$d/rules/header_checks"
+  cat >"$d/policies/bench.policy" <<'EOF'
+table blocked cidr:rules/blocked.cidr
+table header-checks regexp:rules/header_checks
+limit message-size 25M
+at connect match client <blocked> reject "554 5.7.1 Access denied"
+at data match header <header-checks>
+EOF
+  cat >"$d/mxgate.toml" <<EOF
+[server]
+listen = ["$ADDR:$2"]
+hostname = "mx-$1.bench.test"
+max_connections = 2000
+[relay]
+mode = "$3"
+downstream = "$ADDR:$SINK_PORT"
+domains = ["dest.test"]
+tls = "none"
+pool_size = $SESSIONS
+[queue]
+directory = "queue"
+[audit]
+path = "audit.log"
+EOF
+  "$MXGATE" check --config "$d/mxgate.toml" >/dev/null
+  "$MXGATE" serve --config "$d/mxgate.toml" 2>"$d/log" &
+  echo $! >"$d/pid"
+  PIDS+=("$(cat "$d/pid")")
+}
+
+[[ " $TARGETS " == *" postfix-queue "* ]] && postfix_instance queue "$PFQ_PORT" 0
+[[ " $TARGETS " == *" postfix-proxy "* ]] && postfix_instance proxy "$PFP_PORT" 1
+[[ " $TARGETS " == *" mxgate-proxy "* ]] && mxgate_instance proxy "$MXP_PORT" proxy
+[[ " $TARGETS " == *" mxgate-queue "* ]] && mxgate_instance queue "$MXQ_PORT" queue
+sleep 2
+
+port_of() {
+  case $1 in
+    sink) echo "$SINK_PORT" ;; postfix-queue) echo "$PFQ_PORT" ;; postfix-proxy) echo "$PFP_PORT" ;;
+    mxgate-proxy) echo "$MXP_PORT" ;; mxgate-queue) echo "$MXQ_PORT" ;;
+  esac
+}
+# CPU ticks of the gateway under test (all its processes, reaped children included).
+gw_ticks() {
+  local sid
+  case $1 in
+    sink) sid=$SINK_PID ;;
+    postfix-queue) sid=$(pf_master queue) ;;
+    postfix-proxy) sid=$(pf_master proxy) ;;
+    mxgate-proxy) sid=$(cat "$BASE/mx-proxy/pid") ;;
+    mxgate-queue) sid=$(cat "$BASE/mx-queue/pid") ;;
+  esac
+  if [[ $1 == postfix-* ]]; then
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v sid="$sid" '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," ");
+       if (f[4]==sid) s+=f[12]+f[13]+f[14]+f[15] } END{print s+0}'
+  else
+    awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$sid/stat"
+  fi
+}
+busy_pct() {
+  local u n s i w x y z t0 i0 t1 i1
+  read -r _ u n s i w x y z _ </proc/stat; t0=$((u+n+s+i+w+x+y+z)); i0=$((i+w))
+  sleep 1
+  read -r _ u n s i w x y z _ </proc/stat; t1=$((u+n+s+i+w+x+y+z)); i1=$((i+w))
+  echo $(( 100 * ((t1-t0) - (i1-i0)) / (t1-t0 > 0 ? t1-t0 : 1) ))
+}
+wait_quiet() {
+  local end=$(( $(date +%s) + QUIET_WAIT )) ok=0
+  while (( $(date +%s) < end )); do
+    if (( $(busy_pct) <= 10 )); then ok=$((ok+1)); (( ok >= 2 )) && return 0; else ok=0; fi
+  done
+}
+
+# smoke: one message through every target
+for t in $TARGETS; do
+  b=$(sink_count)
+  smtp-source -m 1 -f sender@source.test -t rcpt@dest.test "$ADDR:$(port_of "$t")" || { echo "smoke test failed for $t" >&2; exit 1; }
+  for _ in $(seq 300); do (( $(sink_count) > b )) && break; sleep 0.05; done
+  (( $(sink_count) > b )) || { echo "smoke message through $t did not reach the sink" >&2; exit 1; }
+done
+
+echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(uname -r), postfix $(postconf -c "$BASE/pf-queue/etc" -h mail_version 2>/dev/null || echo "?"), sessions=$SESSIONS runs=$RUNS"
+declare -A RATE CPU
+for run in $(seq 1 "$RUNS"); do
+  for sz in $SIZES; do
+    size=${sz%%:*}; msgs=${sz##*:}
+    for t in $TARGETS; do
+      wait_quiet
+      before=$(sink_count)
+      g0=$(gw_ticks "$t")
+      t0=$(date +%s%N)
+      timeout "$RUN_TIMEOUT" smtp-source -s "$SESSIONS" -m "$msgs" -l "$size" -r 1 -f sender@source.test -t rcpt@dest.test \
+        -M client.source.test "$ADDR:$(port_of "$t")" 2>"$BASE/src.err" || { echo "smtp-source failed on $t: $(tail -2 "$BASE/src.err")" >&2; exit 1; }
+      deadline=$(( $(date +%s) + RUN_TIMEOUT ))
+      while (( $(sink_count) - before < msgs )); do
+        (( $(date +%s) < deadline )) || { echo "$t: timeout, sink got $(( $(sink_count) - before ))/$msgs" >&2; exit 1; }
+        sleep 0.02
+      done
+      t1=$(date +%s%N)
+      g1=$(gw_ticks "$t")
+      rate=$(awk -v n="$msgs" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
+      cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$msgs" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
+      echo "run=$run size=$size target=$t msgs=$msgs msgs_per_sec=$rate cpu_us_per_msg=$cpu"
+      RATE[$t:$size]+="$rate "
+      CPU[$t:$size]+="$cpu "
+    done
+  done
+done
+
+median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+echo "# medians"
+for sz in $SIZES; do
+  size=${sz%%:*}
+  for t in $TARGETS; do
+    r=$(median "${RATE[$t:$size]}"); c=$(median "${CPU[$t:$size]}")
+    line="size=$size target=$t msgs_per_sec=$r cpu_us_per_msg=$c"
+    peer=""
+    [[ $t == mxgate-proxy ]] && peer=postfix-proxy
+    [[ $t == mxgate-queue ]] && peer=postfix-queue
+    if [[ -n $peer && -n ${RATE[$peer:$size]:-} ]]; then
+      pr=$(median "${RATE[$peer:$size]}"); pc=$(median "${CPU[$peer:$size]}")
+      line+=" vs_$peer: rate=$(awk -v a="$r" -v b="$pr" 'BEGIN{printf "%.2f", a/b}')x cpu=$(awk -v a="$c" -v b="$pc" 'BEGIN{printf "%.2f", b/(a>0?a:1)}')x"
+    fi
+    echo "$line"
+  done
+done
