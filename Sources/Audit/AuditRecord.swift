@@ -137,9 +137,18 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.
+    /// RFC 3339 in UTC with milliseconds ("2026-11-30T06:11:39.123Z"),
+    /// by hand: a format style per record cost more than the record.
     public static func formatTime(_ date: Date) -> String {
-        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!)
-        return date.formatted(style)
+        let seconds = date.timeIntervalSince1970
+        let whole = seconds.rounded(.down)
+        var t = time_t(whole)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let ms = min(999, Int(((seconds - whole) * 1000).rounded(.down)))
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)).\(msText)Z"
     }
 
     public static func parseTime(_ s: String) -> Date? {
@@ -147,11 +156,76 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         return try? Date.ISO8601FormatStyle().parse(s)
     }
 
-    /// The record as one JSON line (without the newline).
+    /// The record as one JSON line (without the newline), keys sorted,
+    /// written by hand: JSONEncoder cost a twentieth of a relayed message's
+    /// CPU. Same output as `encode(to:)` through a sorted-keys encoder.
     public func jsonLine() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(self)) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var j = JSONLine()
+        j.add("client_ip", clientIP)
+        if let clientPort { j.add("client_port", clientPort) }
+        j.add("event", event.rawValue)
+        j.add("helo", helo)
+        j.add("mail_from", mailFrom)
+        j.add("message_id", messageID)
+        j.add("rcpt_to", rcptTo)
+        if let reason { j.add("reason", reason) }
+        j.add("relay", relay)
+        j.add("reply", reply)
+        j.add("rules", rules)
+        j.add("session", session)
+        j.add("size", size)
+        j.add("spam_score", spamScore)
+        if !symbols.isEmpty { j.add("symbols", symbols) }
+        j.add("time", AuditRecord.formatTime(time))
+        j.add("tls", tls)
+        j.add("verdict", verdict.rawValue)
+        j.add("virus", virus)
+        if !warnings.isEmpty { j.add("warnings", warnings) }
+        return j.finish()
     }
+}
+
+/// A JSON object written field by field, in the order given.
+struct JSONLine {
+    private var out = "{"
+
+    private mutating func key(_ k: String) {
+        if out.utf8.count > 1 { out += "," }
+        out += "\"\(k)\":"
+    }
+
+    static func quote(_ s: String) -> String {
+        var r = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": r += "\\\""
+            case "\\": r += "\\\\"
+            case "\n": r += "\\n"
+            case "\r": r += "\\r"
+            case "\t": r += "\\t"
+            case _ where u.value < 0x20:
+                let hex = String(u.value, radix: 16)
+                r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: r.unicodeScalars.append(u)
+            }
+        }
+        return r + "\""
+    }
+
+    static func number(_ d: Double) -> String {
+        if d.isFinite, d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
+        return d.isFinite ? "\(d)" : "null"
+    }
+
+    mutating func add(_ k: String, _ v: String?) { key(k); out += v.map(Self.quote) ?? "null" }
+    mutating func add(_ k: String, _ v: Int?) { key(k); out += v.map { String($0) } ?? "null" }
+    mutating func add(_ k: String, _ v: Double?) { key(k); out += v.map(Self.number) ?? "null" }
+    mutating func add(_ k: String, _ v: Bool) { key(k); out += v ? "true" : "false" }
+    mutating func add(_ k: String, _ v: [String]) { key(k); out += "[" + v.map(Self.quote).joined(separator: ",") + "]" }
+    mutating func add(_ k: String, _ v: [String: Double]) {
+        key(k)
+        out += "{" + v.keys.sorted().map { Self.quote($0) + ":" + Self.number(v[$0]!) }.joined(separator: ",") + "}"
+    }
+
+    func finish() -> String { out + "}" }
 }

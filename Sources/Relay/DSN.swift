@@ -1,4 +1,5 @@
 import Foundation
+import SMTPProtocol
 
 /// Delivery status notifications (RFC 3464 multipart/report, RFC 3461
 /// parameters, RFC 3834 Auto-Submitted), as a message text ready to queue
@@ -147,10 +148,6 @@ public enum DSN {
     }
 
     public static func rfc5322(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
-        return f.string(from: date)
+        MailDate.rfc5322(secondsSince1970: date.timeIntervalSince1970)
     }
 }

@@ -6,6 +6,41 @@ import SMTPProtocol
 import Testing
 
 struct AuditRecordTests {
+    /// The hand-written JSON line says exactly what JSONEncoder with sorted keys would.
+    @Test(arguments: [0.0, 3.0, 7.25])
+    func jsonLineMatchesTheEncoder(score: Double) throws {
+        var r = AuditRecord(time: Date(timeIntervalSince1970: 1_796_000_000.123), event: .delivery, session: "S1",
+                            clientIP: "192.0.2.1", clientPort: 25, helo: "h\"e\\l\u{1}o", mailFrom: "a@b.example",
+                            rcptTo: ["x@y.example", "é@ü.example"], messageID: nil, size: 12, verdict: .tempfailed,
+                            reply: "451 4.4.1 tab\there\r\nnext", rules: ["p:1", "relay-gate"], spamScore: score,
+                            virus: nil, relay: "queue 1/2", reason: "deferred")
+        r.warnings = ["w1"]
+        r.symbols = ["b": 1.5, "a": -2]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let expected = try JSONSerialization.jsonObject(with: encoder.encode(r)) as! NSDictionary
+        let line = r.jsonLine()
+        let got = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! NSDictionary
+        #expect(got == expected)
+        #expect(line.hasPrefix("{\"client_ip\":\"192.0.2.1\",\"client_port\":25,\"event\":\"delivery\""))
+        #expect(line.contains("\"time\":\"2026-11-30T") || line.contains("\"time\":\"2026-"))
+        #expect(try JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)).reply == r.reply)
+    }
+
+    @Test func timesAreRFC3339AndRFC5322() {
+        let d = Date(timeIntervalSince1970: 1_796_010_099.5)
+        #expect(AuditRecord.formatTime(d) == d.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true,
+                                                                                   timeZone: TimeZone(identifier: "UTC")!)))
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
+        for t in [0.0, 1_796_010_099.5, 951_782_400] {  // the epoch, now-ish, 29 Feb 2000
+            let date = Date(timeIntervalSince1970: t)
+            #expect(MailDate.rfc5322(secondsSince1970: t) == f.string(from: date))
+        }
+    }
+
     @Test func jsonHasEveryContractField() throws {
         let r = AuditRecord(event: .transaction, session: "S1", clientIP: "192.0.2.1", helo: "c.example",
                             mailFrom: "a@b.example", rcptTo: ["c@example.com"], messageID: "<m@x>", size: 10,
