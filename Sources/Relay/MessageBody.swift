@@ -17,14 +17,13 @@ public final class MessageBody: @unchecked Sendable {
         self.tempDirectory = tempDirectory
     }
 
-    /// A read-only body over a stored file (a queued message).
-    public init(readingFile path: String) throws {
+    /// A read-only body over the first `length` bytes of a stored file (a
+    /// queued message, whose envelope follows the text).
+    public init(readingFile path: String, length: Int) throws {
         let f = open(path, O_RDONLY | O_CLOEXEC)
         guard f >= 0 else { throw RelayError.local("cannot open \(path): \(String(cString: strerror(errno)))") }
-        var st = stat()
-        fstat(f, &st)
         fd = f
-        count = Int(st.st_size)
+        count = length
         threshold = 0
         tempDirectory = ""
     }
@@ -96,7 +95,7 @@ public final class MessageBody: @unchecked Sendable {
         while Int(offset) < count {
             chunk.clear()
             let n = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-                let got = pread(fd, raw.baseAddress!, min(size, raw.count), offset)
+                let got = pread(fd, raw.baseAddress!, min(size, raw.count, count - Int(offset)), offset)
                 return max(got, 0)
             }
             guard n > 0 else { throw RelayError.local("short read from temporary file") }

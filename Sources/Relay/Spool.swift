@@ -76,15 +76,18 @@ public struct QueuedEnvelope: Codable, Sendable {
 /// The queue on disk (`[queue] directory`):
 ///
 ///     tmp/       files being written; emptied at start-up
-///     active/    ID.msg (the message text, never changed) and ID.env (the
-///                envelope, JSON); a message exists once its .env does
+///     active/    ID: the message text, then its envelope as JSON, then a
+///                32-byte footer giving both lengths; never changed after
+///                it is committed. ID.env: the envelope's current state
+///                (JSON), once a delivery attempt has changed it.
 ///     corrupt/   what start-up recovery could not read, kept for a person
 ///
-/// A message is written to tmp/, then the group committer fsyncs each file,
-/// renames it into active/ (.msg before .env) and fsyncs active/ once for
-/// every message that arrived meanwhile: a busy gateway pays one directory
-/// sync per batch, not per message, and no session hears 250 before its
-/// message is on disk.
+/// One file per message, so one sync per message at most. A message is
+/// written to tmp/, renamed into active/ and made durable by the group
+/// committer: alone, with fsync of the file and of active/; with others
+/// waiting, with one syncfs(2) for the whole batch. No session hears 250
+/// before its message is on disk, and a busy gateway does not pay a sync
+/// per message.
 public final class Spool: Sendable {
     public let directory: String
     let tmp: String
@@ -130,36 +133,48 @@ public final class Spool: Sendable {
         return try d.decode(QueuedEnvelope.self, from: bytes)
     }
 
-    public func messagePath(_ id: String) -> String { "\(active)/\(id).msg" }
+    public func messagePath(_ id: String) -> String { "\(active)/\(id)" }
     public func envelopePath(_ id: String) -> String { "\(active)/\(id).env" }
 
-    /// Stores a new message: `header` (the trace header) then `body`, and
-    /// its envelope. Returns once both are on disk; throws (and leaves
-    /// nothing behind) otherwise.
+    /// "\nMXQ1:" + 16 hex digits of message length + ":" + 8 of envelope length + "\n".
+    static let footerSize = 32
+
+    static func footer(message: Int, envelope: Int) -> [UInt8] {
+        func hex(_ v: Int, _ width: Int) -> String {
+            let h = String(v, radix: 16, uppercase: true)
+            return String(repeating: "0", count: max(0, width - h.count)) + h
+        }
+        return Array("\nMXQ1:\(hex(message, 16)):\(hex(envelope, 8))\n".utf8)
+    }
+
+    /// (message length, envelope length) from a footer, if it is one.
+    static func parseFooter(_ b: [UInt8]) -> (Int, Int)? {
+        guard b.count == footerSize, b.starts(with: Array("\nMXQ1:".utf8)), b[22] == 58, b[31] == 10,
+              let m = Int(String(decoding: b[6..<22], as: UTF8.self), radix: 16),
+              let e = Int(String(decoding: b[23..<31], as: UTF8.self), radix: 16) else { return nil }
+        return (m, e)
+    }
+
+    /// Stores a new message: `header` (the trace header) then `body` from
+    /// `bodyOffset`, and its envelope, in one file. Returns once it is on
+    /// disk; throws (and leaves nothing behind) otherwise.
     public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws {
         let id = env.id
-        let files = try await NIOThreadPool.singleton.runIfActive { () -> [GroupCommitter.File] in
-            let msg = try Self.create("\(self.tmp)/\(id).msg")
+        let file = try await NIOThreadPool.singleton.runIfActive { () -> GroupCommitter.File in
+            let f = try Self.create("\(self.tmp)/\(id)")
             do {
-                try Self.writeAll(msg.fd, header.readableBytesView, path: msg.tmp)
-                try body.forEachPieceBlocking(from: bodyOffset) { try Self.writeAll(msg.fd, $0, path: msg.tmp) }
-                let envFile = try Self.create("\(self.tmp)/\(id).env")
-                do {
-                    try Self.writeAll(envFile.fd, try Self.encode(env), path: envFile.tmp)
-                } catch {
-                    close(envFile.fd)
-                    unlink(envFile.tmp)
-                    throw error
-                }
-                return [GroupCommitter.File(fd: msg.fd, tmp: msg.tmp, final: self.messagePath(id)),
-                        GroupCommitter.File(fd: envFile.fd, tmp: envFile.tmp, final: self.envelopePath(id))]
+                try Self.writeAll(f.fd, header.readableBytesView, path: f.tmp)
+                try body.forEachPieceBlocking(from: bodyOffset) { try Self.writeAll(f.fd, $0, path: f.tmp) }
+                let json = try Self.encode(env)
+                try Self.writeAll(f.fd, json + Self.footer(message: env.size, envelope: json.count), path: f.tmp)
             } catch {
-                close(msg.fd)
-                unlink(msg.tmp)
+                close(f.fd)
+                unlink(f.tmp)
                 throw error
             }
+            return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.messagePath(id))
         }
-        try await committer.commit(files, isNew: true)
+        try await committer.commit([file], isNew: true)
     }
 
     /// Replaces a message's envelope durably (after a delivery attempt, hold, release).
@@ -179,16 +194,44 @@ public final class Spool: Sendable {
         try await committer.commit([file], isNew: false)
     }
 
-    /// Removes a message: the envelope first, so a crash in between leaves
-    /// a bare .msg, which recovery deletes.
+    /// Removes a message: the message first, so a crash in between leaves
+    /// a bare .env, which recovery deletes.
     public func remove(_ id: String) {
-        unlink(envelopePath(id))
         unlink(messagePath(id))
+        unlink(envelopePath(id))
     }
 
+    public enum ReadError: Error { case missing, torn(String) }
+
+    /// The envelope as committed with the message, checked against the file's size.
+    func committedEnvelope(_ id: String) throws(ReadError) -> QueuedEnvelope {
+        let fd = open(messagePath(id), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .missing }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int(st.st_size)
+        guard size >= Self.footerSize else { throw .torn("file too short") }
+        var foot = [UInt8](repeating: 0, count: Self.footerSize)
+        guard foot.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, Self.footerSize, off_t(size - Self.footerSize)) }) == Self.footerSize,
+              let (m, e) = Self.parseFooter(foot) else { throw .torn("no footer (a write that never finished)") }
+        guard m + e + Self.footerSize == size else { throw .torn("size does not match the footer") }
+        var json = [UInt8](repeating: 0, count: e)
+        guard json.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, e, off_t(m)) }) == e,
+              let env = try? Self.decode(Data(json)), env.size == m, env.id == id else { throw .torn("envelope unreadable") }
+        return env
+    }
+
+    /// The current envelope: the latest state written after a delivery
+    /// attempt, or the one committed with the message. A state file that
+    /// does not read (torn by a crash) falls back to the committed one, so
+    /// a recipient may be tried again but is never lost.
     public func envelope(_ id: String) -> QueuedEnvelope? {
-        guard Self.validID(id), let data = FileManager.default.contents(atPath: envelopePath(id)) else { return nil }
-        return try? Self.decode(data)
+        guard Self.validID(id), let committed = try? committedEnvelope(id) else { return nil }
+        if let data = FileManager.default.contents(atPath: envelopePath(id)), let env = try? Self.decode(data), env.id == id {
+            return env
+        }
+        return committed
     }
 
     /// Queue IDs are hex; anything else never names a file.
@@ -198,13 +241,15 @@ public final class Spool: Sendable {
 
     /// The stored text of a message, for delivery and bounces.
     public func message(_ id: String) throws -> MessageBody {
-        try MessageBody(readingFile: messagePath(id))
+        guard let env = envelope(id) else { throw RelayError.local("queue: message \(id) is gone") }
+        return try MessageBody(readingFile: messagePath(id), length: env.size)
     }
 
     /// Every queued envelope, after start-up recovery: tmp/ is emptied (none
-    /// of it was ever acknowledged), a .msg without .env is deleted (its
-    /// commit never finished), and an unreadable .env or one whose message
-    /// is missing or short is moved to corrupt/ and reported.
+    /// of it was ever acknowledged), a state file without its message is
+    /// deleted, and a message file that does not read whole (torn by a crash
+    /// before its commit finished, so never acknowledged either) is moved to
+    /// corrupt/ and reported.
     public func recover() -> (envelopes: [QueuedEnvelope], problems: [String]) {
         let fm = FileManager.default
         for name in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] { unlink("\(tmp)/\(name)") }
@@ -212,25 +257,19 @@ public final class Spool: Sendable {
         var envelopes: [QueuedEnvelope] = []
         let names = Set((try? fm.contentsOfDirectory(atPath: active)) ?? [])
         for name in names.sorted() {
-            if name.hasSuffix(".msg") {
-                let id = String(name.dropLast(4))
-                if !names.contains(id + ".env") { unlink("\(active)/\(name)") }
+            if name.hasSuffix(".env") {
+                if !names.contains(String(name.dropLast(4))) { unlink("\(active)/\(name)") }
                 continue
             }
-            guard name.hasSuffix(".env") else { continue }
-            let id = String(name.dropLast(4))
-            var st = stat()
-            guard let data = fm.contents(atPath: "\(active)/\(name)"), let env = try? Self.decode(data) else {
-                problems.append("\(id): envelope unreadable, moved to corrupt/")
-                quarantine(id)
-                continue
+            guard Self.validID(name) else { continue }
+            do {
+                _ = try committedEnvelope(name)
+                if let env = envelope(name) { envelopes.append(env) }
+            } catch {
+                problems.append("\(name): \(error), moved to corrupt/")
+                rename(messagePath(name), "\(corrupt)/\(name)")
+                unlink(envelopePath(name))
             }
-            guard stat(messagePath(id), &st) == 0, Int(st.st_size) == env.size else {
-                problems.append("\(id): message text missing or short, moved to corrupt/")
-                quarantine(id)
-                continue
-            }
-            envelopes.append(env)
         }
         return (envelopes, problems)
     }
@@ -238,13 +277,7 @@ public final class Spool: Sendable {
     /// Every envelope in active/, read-only (the queue tools).
     public func list() -> [QueuedEnvelope] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: active)) ?? []
-        return names.filter { $0.hasSuffix(".env") }.compactMap { envelope(String($0.dropLast(4))) }
-            .sorted { $0.arrival < $1.arrival }
-    }
-
-    private func quarantine(_ id: String) {
-        rename(envelopePath(id), "\(corrupt)/\(id).env")
-        rename(messagePath(id), "\(corrupt)/\(id).msg")
+        return names.filter(Self.validID).compactMap(envelope).sorted { $0.arrival < $1.arrival }
     }
 
     private static func create(_ path: String) throws -> (fd: Int32, tmp: String) {
@@ -335,12 +368,22 @@ final class GroupCommitter: @unchecked Sendable {
             pending.removeAll()
             condition.unlock()
             var results: [Result<Void, Error>] = []
-            for job in batch {
-                results.append(Result { try Self.syncAndRename(job.files) })
-            }
             var dirError: Error?
-            if results.contains(where: { if case .success = $0 { true } else { false } }), fsync(directoryFD) != 0 {
-                dirError = SpoolError(op: "fsync", path: directory, errno: errno)
+            if batch.count == 1 {
+                // Alone: fsync the file, rename it, fsync the folder.
+                results.append(Result { try Self.syncAndRename(batch[0].files) })
+                if case .success = results[0], fsync(directoryFD) != 0 {
+                    dirError = SpoolError(op: "fsync", path: directory, errno: errno)
+                }
+            } else {
+                // Several waiting: rename them all, then one syncfs(2) makes
+                // every file and every rename durable at once.
+                for job in batch {
+                    results.append(Result { try Self.rename(job.files) })
+                }
+                if linuxSyncfs(directoryFD) != 0 {
+                    dirError = SpoolError(op: "syncfs", path: directory, errno: errno)
+                }
             }
             for (job, result) in zip(batch, results) {
                 switch (result, dirError) {
@@ -356,6 +399,22 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// Renames each file into place (a syncfs follows); on failure nothing
+    /// of the job stays.
+    private static func rename(_ files: [File]) throws {
+        var failure: Error?
+        for f in files {
+            if failure == nil, Foundation.rename(f.tmp, f.final) != 0 {
+                failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
+            }
+            close(f.fd)
+        }
+        if let failure {
+            for f in files { unlink(f.tmp) }
+            throw failure
+        }
+    }
+
     /// fsync then rename each file in order; on failure nothing of the job
     /// stays (renamed files are removed again).
     private static func syncAndRename(_ files: [File]) throws {
@@ -365,7 +424,7 @@ final class GroupCommitter: @unchecked Sendable {
             if failure == nil {
                 if fsync(f.fd) != 0 {
                     failure = SpoolError(op: "fsync", path: f.tmp, errno: errno)
-                } else if rename(f.tmp, f.final) != 0 {
+                } else if Foundation.rename(f.tmp, f.final) != 0 {
                     failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
                 } else {
                     renamed.append(f.final)
@@ -375,9 +434,14 @@ final class GroupCommitter: @unchecked Sendable {
         }
         if let failure {
             for f in files { unlink(f.tmp) }
-            // An envelope replaced in place keeps its old version; only new files go.
-            for r in renamed where r.hasSuffix(".msg") { unlink(r) }
+            // A state file replaced in place keeps its old version; only new messages go.
+            for r in renamed where !r.hasSuffix(".env") { unlink(r) }
             throw failure
         }
     }
 }
+
+/// syncfs(2): glibc declares it only under _GNU_SOURCE, which Swift's Glibc
+/// module does not set.
+@_silgen_name("syncfs")
+private func linuxSyncfs(_ fd: Int32) -> Int32

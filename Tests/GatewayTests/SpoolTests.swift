@@ -1,0 +1,87 @@
+import Foundation
+import NIOCore
+import Relay
+import Testing
+
+struct SpoolTests {
+    func fresh() throws -> (Spool, String) {
+        let dir = NSTemporaryDirectory() + "/mxgate-spool-\(UUID().uuidString)"
+        return (try Spool(directory: dir), dir)
+    }
+
+    func body(_ text: String) throws -> MessageBody {
+        let b = MessageBody(memoryThreshold: 1 << 20, tempDirectory: NSTemporaryDirectory())
+        try b.append(ByteBuffer(string: text))
+        return b
+    }
+
+    @Test func storeReadUpdateRemove() async throws {
+        let (spool, dir) = try fresh()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let header = ByteBuffer(string: "Received: x\r\n")
+        let text = "Subject: s\r\n\r\nbody\r\n"
+        var env = QueuedEnvelope(id: Spool.newID(), sender: "a@b.example", recipients: [QueuedRecipient(address: "c@d.example")],
+                                 size: header.readableBytes + text.utf8.count, messageID: nil, origin: "test")
+        try await spool.store(env, header: header, body: body(text))
+        #expect(try await spool.message(env.id).allBytes() == Array(("Received: x\r\n" + text).utf8))
+        env.recipients[0].attempts = 3
+        try await spool.update(env)
+        #expect(spool.envelope(env.id)?.recipients[0].attempts == 3)
+        #expect(spool.recover().envelopes.map(\.id) == [env.id])
+        spool.remove(env.id)
+        #expect(spool.envelope(env.id) == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/active").isEmpty)
+    }
+
+    /// What a crash can leave: a torn message file (never acknowledged), a
+    /// state file without its message, leftovers in tmp/, a torn state file.
+    @Test func recoveryKeepsWhatWasCommittedOnly() async throws {
+        let (spool, dir) = try fresh()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func store(_ text: String) async throws -> QueuedEnvelope {
+            let env = QueuedEnvelope(id: Spool.newID(), sender: "", recipients: [QueuedRecipient(address: "c@d.example")],
+                                     size: text.utf8.count, messageID: nil, origin: "test")
+            try await spool.store(env, header: ByteBuffer(), body: body(text))
+            return env
+        }
+        let good = try await store("Subject: good\r\n\r\nx\r\n")
+        let torn = try await store("Subject: torn\r\n\r\nx\r\n")
+        let tornState = try await store("Subject: state\r\n\r\nx\r\n")
+        // Torn message file: cut in the middle of its envelope.
+        let tornPath = dir + "/active/" + torn.id
+        let size = try FileManager.default.attributesOfItem(atPath: tornPath)[.size] as! Int
+        #expect(truncate(tornPath, off_t(size - 20)) == 0)
+        try "{\"id\":\"ABC\"}".write(toFile: dir + "/active/00000000000000AA.env", atomically: false, encoding: .utf8)
+        try "half".write(toFile: dir + "/tmp/00000000000000BB", atomically: false, encoding: .utf8)
+        try "{\"recipients\":[".write(toFile: dir + "/active/\(tornState.id).env", atomically: false, encoding: .utf8)
+
+        let (envelopes, problems) = spool.recover()
+        #expect(Set(envelopes.map(\.id)) == [good.id, tornState.id])
+        #expect(envelopes.first { $0.id == tornState.id }?.recipients[0].status == .pending)
+        #expect(problems.count == 1 && problems[0].hasPrefix(torn.id))
+        #expect(FileManager.default.fileExists(atPath: dir + "/corrupt/" + torn.id))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/active/00000000000000AA.env"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/tmp").isEmpty)
+    }
+
+    /// Many sessions at once share syncs: every store returns, every file reads back.
+    @Test func concurrentStoresAllCommit() async throws {
+        let (spool, dir) = try fresh()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for i in 0..<50 {
+                group.addTask {
+                    let text = "Subject: \(i)\r\n\r\nmessage \(i)\r\n"
+                    let env = QueuedEnvelope(id: Spool.newID(), sender: "a@b.example", recipients: [QueuedRecipient(address: "c@d.example")],
+                                             size: text.utf8.count, messageID: "<\(i)@x>", origin: "test")
+                    try await spool.store(env, header: ByteBuffer(), body: self.body(text))
+                    return env.id
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 50)
+        #expect(spool.recover().envelopes.count == 50)
+        for id in ids { #expect(try await spool.message(id).allBytes().count == spool.envelope(id)!.size) }
+    }
+}
