@@ -347,7 +347,7 @@ public final class QueueManager: Sendable {
 
     private func bounce(_ env: QueuedEnvelope, _ kind: DSN.Kind, _ recipients: [QueuedRecipient], retryUntil: Date? = nil) async {
         do {
-            let original = try spool.message(env.id)
+            let original = try spool.message(env)
             let text = try original.prefix(DSN.returnLimit + 1)
             let dsn = DSN.build(kind: kind, env: env, recipients: recipients, original: text, originalSize: original.count,
                                 reportingMTA: settings.hostname, retryUntil: retryUntil)
@@ -390,7 +390,7 @@ public final class QueueManager: Sendable {
         switch dest {
         case .maildir(let dir):
             do {
-                let body = try spool.message(env.id)
+                let body = try spool.message(env)
                 let boxes = try indices.map { try AddressParser.parseMailbox(env.recipients[$0].address) }
                 _ = try await MaildirDelivery(root: dir).deliver(header: ByteBuffer(), body: body, to: boxes, hostname: settings.hostname)
                 return all(.delivered, "250 2.0.0 delivered to maildir", host: "maildir:\(dir)")
@@ -481,7 +481,7 @@ public final class QueueManager: Sendable {
             await pool.checkin(conn)
             return Outcome(results: results, host: label)
         }
-        let body = try spool.message(env.id)
+        let body = try spool.message(env)
         let final = try await conn.data(header: ByteBuffer(), body: body)
         for n in accepted { results[n] = RecipientResult(status: classify(final), reply: final.description) }
         let dsn = conn.capabilities.contains("DSN")

@@ -240,9 +240,14 @@ public final class Spool: Sendable {
     }
 
     /// The stored text of a message, for delivery and bounces.
+    public func message(_ env: QueuedEnvelope) throws -> MessageBody {
+        try MessageBody(readingFile: messagePath(env.id), length: env.size)
+    }
+
+    /// The stored text of a message by ID (the queue tools).
     public func message(_ id: String) throws -> MessageBody {
         guard let env = envelope(id) else { throw RelayError.local("queue: message \(id) is gone") }
-        return try MessageBody(readingFile: messagePath(id), length: env.size)
+        return try message(env)
     }
 
     /// Every queued envelope, after start-up recovery: tmp/ is emptied (none
