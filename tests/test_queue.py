@@ -330,3 +330,16 @@ def test_spool_write_failure_is_452_never_250(gateway_factory, sink):
     assert gw.proc.poll() is None
     # Nothing half-written stays behind.
     assert list((gw.dir / "queue" / "tmp").iterdir()) == []
+
+
+def test_required_tls_route_is_never_downgraded(gateway_factory, sink):
+    """smtp-sink offers no STARTTLS: a route that requires TLS defers the
+    message rather than sending it in plaintext."""
+    gw = queue_gateway(gateway_factory, "127.0.0.1:1",
+                       config_extra=f'[routes]\n"example.com" = {{ downstream = "{sink.address}", tls = "required" }}\n')
+    qid = queued_id(send(gw.port)[1])
+    d = deliveries(gw, "deferred")[0]
+    assert d["session"] == qid and "STARTTLS" in d["reply"] and "required" in d["reply"]
+    time.sleep(2)
+    assert list(sink.dir.iterdir()) == []
+    assert qid in gw.cli("queue", "list").stdout

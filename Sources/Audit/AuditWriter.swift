@@ -5,6 +5,13 @@ import Synchronization
 /// sink must never block the caller on disk I/O.
 public protocol AuditSink: Sendable {
     func record(_ record: AuditRecord)
+    /// False while records cannot be written: the gateway then tempfails
+    /// new mail rather than accept it without a record (fail closed).
+    var healthy: Bool { get }
+}
+
+extension AuditSink {
+    public var healthy: Bool { true }
 }
 
 /// The single owner of the audit file (DESIGN.md: "one audit writer").
@@ -29,6 +36,9 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
     private struct State {
         var pending: [UInt8] = []
         var closed = false
+        /// Set while writes fail; the records wait in `pending`.
+        var failing: String?
+        var dropped = 0
     }
 
     public let options: Options
@@ -39,6 +49,11 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
     private var fileSize = 0
     /// Flush early once this much is pending, so bursts do not wait a second.
     private let batchBytes = 256 * 1024
+    /// While the file cannot be written, records wait up to this much; past
+    /// it the oldest are dropped, counted, and the count is logged.
+    private let backlogBytes = 64 * 1024 * 1024
+
+    public var healthy: Bool { state.withLock { $0.failing == nil } }
 
     public init(options: Options) throws {
         self.options = options
@@ -88,7 +103,10 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
                 defer { s.pending.removeAll(keepingCapacity: true) }
                 return (s.pending, s.closed)
             }
-            if !batch.isEmpty { write(batch) }
+            if !batch.isEmpty {
+                let leftover = write(batch)
+                noteOutcome(leftover, error: leftover.isEmpty ? nil : String(cString: strerror(errno)))
+            }
             if closed {
                 if fd >= 0 { fsync(fd); Foundation.close(fd) }
                 done.signal()
@@ -97,39 +115,82 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
         }
     }
 
+    /// After a flush: unwritten records go back in front of the queue (so
+    /// nothing is lost while the disk is full or the file unwritable), and
+    /// a change between working and failing is logged once.
+    private func noteOutcome(_ leftover: [UInt8], error: String?) {
+        let (message, dropped) = state.withLock { s -> (String?, Int) in
+            var message: String?
+            if leftover.isEmpty {
+                if let was = s.failing { message = "mxgate: audit log writable again (after: \(was)); held records written" }
+                s.failing = nil
+            } else {
+                if s.failing == nil { message = "mxgate: audit log write failed, holding records and refusing new mail with 451: \(error ?? "?")" }
+                s.failing = error ?? "write failed"
+                s.pending = leftover + s.pending
+                var dropped = 0
+                while s.pending.count > backlogBytes, let nl = s.pending.firstIndex(of: 10) {
+                    s.pending.removeSubrange(...nl)
+                    dropped += 1
+                }
+                s.dropped += dropped
+                return (message, dropped)
+            }
+            return (message, 0)
+        }
+        if let message { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+        if dropped > 0 { FileHandle.standardError.write(Data("mxgate: audit backlog full, \(dropped) oldest record(s) dropped\n".utf8)) }
+    }
+
     /// Writes a batch, rotating between lines whenever the next line would
-    /// take the file past the size limit.
-    private func write(_ bytes: [UInt8]) {
+    /// take the file past the size limit; returns what could not be written.
+    private func write(_ bytes: [UInt8]) -> [UInt8] {
+        if fd < 0, (try? openFile()) == nil { return bytes }
         var runStart = 0
         var lineStart = 0
         while lineStart < bytes.count {
             let lineEnd = (bytes[lineStart...].firstIndex(of: 10) ?? bytes.count - 1) + 1
             let runLength = lineEnd - runStart
             if options.maxBytes > 0, fileSize + runLength > options.maxBytes, fileSize + (lineStart - runStart) > 0 {
-                writeRange(bytes, runStart, lineStart)
+                if let stop = writeRange(bytes, runStart, lineStart) { return Array(bytes[stop...]) }
                 rotate()
                 runStart = lineStart
             }
             lineStart = lineEnd
         }
-        writeRange(bytes, runStart, bytes.count)
+        if let stop = writeRange(bytes, runStart, bytes.count) { return Array(bytes[stop...]) }
+        return []
     }
 
-    private func writeRange(_ bytes: [UInt8], _ from: Int, _ to: Int) {
+    /// nil when all was written, else where writing stopped (the start of
+    /// the line it stopped in, so no record is written half twice).
+    private func writeRange(_ bytes: [UInt8], _ from: Int, _ to: Int) -> Int? {
         var offset = from
-        bytes.withUnsafeBytes { raw in
+        let failed: Bool = bytes.withUnsafeBytes { raw in
             while offset < to {
                 let n = Foundation.write(fd, raw.baseAddress! + offset, to - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    // The records are lost only from the file, never silently: say so.
-                    FileHandle.standardError.write(Data("mxgate: audit log write failed: \(String(cString: strerror(errno)))\n".utf8))
-                    return
+                    return true
                 }
                 offset += n
             }
+            return false
         }
-        fileSize += offset - from
+        guard failed else {
+            fileSize += offset - from
+            return nil
+        }
+        let e = errno
+        // Cut back to the start of the line that was cut, so the file stays
+        // one whole record a line (shrinking is allowed even when full).
+        var lineStart = offset
+        while lineStart > from && bytes[lineStart - 1] != 10 { lineStart -= 1 }
+        let keep = fileSize + (lineStart - from)
+        if offset > lineStart { _ = ftruncate(fd, off_t(keep)) }
+        fileSize = keep
+        errno = e
+        return lineStart
     }
 
     /// path → path.1 → path.2 …, dropping the oldest beyond `keep`.

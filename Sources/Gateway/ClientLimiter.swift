@@ -13,6 +13,21 @@ final class ClientLimiter: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Clients that waited for the greeting, and until when that holds (a day, like postscreen's cache).
+    private let greeted = Mutex<[String: Double]>([:])
+
+    func passedGreeting(_ ip: String) -> Bool {
+        let now = Date().timeIntervalSince1970
+        return greeted.withLock { ($0[ip] ?? 0) > now }
+    }
+
+    func greetingPassed(_ ip: String) {
+        let now = Date().timeIntervalSince1970
+        greeted.withLock { g in
+            if g.count > 100_000 { g = g.filter { $0.value > now } }
+            g[ip] = now + 86400
+        }
+    }
     private let window: Double = 60
 
     /// Counts a new connection; false (and not counted) when over `limit`.

@@ -19,6 +19,10 @@ public final class GatewayServer: Sendable {
     private let sessions = Mutex<[ObjectIdentifier: Channel]>([:])
     private let listeners = Mutex<[Channel]>([])
     private let stopping = Mutex(false)
+    /// Near max_connections (over 80 %, until under 60 %): idle sessions
+    /// get [limits] stress_timeout instead of command_timeout, as Postfix's
+    /// smtpd does under stress, so idle connections cannot crowd out mail.
+    private let stressed = Mutex(false)
     private let sessionCounter = Atomic<Int>(0)
     private let sessionPrefix: String
     let limiter = ClientLimiter()
@@ -50,19 +54,28 @@ public final class GatewayServer: Sendable {
     public func run() async throws {
         let config = currentRuntime.config
         var bound: [NIOAsyncChannel<NIOAsyncChannel<SessionInput, ByteBuffer>, Never>] = []
+        let inherited = Privileges.inheritedListeners()
         for l in config.listen {
             let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
-            let ch = try await ServerBootstrap(group: group)
+            let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
+            let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
-                .bind(host: l.host, port: l.port) { child in
-                    child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(SessionInputHandler(timeout: timeout))
-                        return try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child)
-                    }
+            let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<SessionInput, ByteBuffer>> = { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout))
+                    return try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child)
                 }
+            }
+            let ch: NIOAsyncChannel<NIOAsyncChannel<SessionInput, ByteBuffer>, Never>
+            if let fd = inherited[l.description] {
+                // Bound by the root process before it became [server] user (Privileges).
+                ch = try await bootstrap.bind(fd, childChannelInitializer: initializer)
+            } else {
+                ch = try await bootstrap.bind(host: l.host, port: l.port, childChannelInitializer: initializer)
+            }
             if let addr = ch.channel.localAddress {
                 boundAddresses.withLock { $0.append(addr) }
                 logger.info("listening on \(Self.describe(addr))")
@@ -70,6 +83,7 @@ public final class GatewayServer: Sendable {
             listeners.withLock { $0.append(ch.channel) }
             bound.append(ch)
         }
+        warnIfRoot(config)
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
 
         let queueTask = Task { await self.queue?.run() }
@@ -128,6 +142,16 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// Running as root without `[server] user` works, and says it should not.
+    private func warnIfRoot(_ config: GatewayConfig) {
+        if !Privileges.inheritedListeners().isEmpty {
+            let name = getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(geteuid())"
+            logger.info("running as user \(name) (uid \(geteuid())); listeners bound by root before the switch")
+        } else if geteuid() == 0 {
+            logger.warning("running as root: set [server] user, or run as a user with CAP_NET_BIND_SERVICE (deploy/mxgate.service)")
+        }
+    }
+
     private static func openQueue(_ config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger) throws -> QueueService {
         do {
             return try QueueService(config: config, group: group, audit: audit, logger: logger)
@@ -165,7 +189,11 @@ public final class GatewayServer: Sendable {
             try? await channel.close()
             return
         }
-        defer { sessions.withLock { _ = $0.removeValue(forKey: id) } }
+        updateStress(runtime.config.maxConnections, newcomer: channel)
+        defer {
+            sessions.withLock { _ = $0.removeValue(forKey: id) }
+            updateStress(runtime.config.maxConnections, newcomer: nil)
+        }
         if stopping.withLock({ $0 }) {
             try? await channel.close()
             return
@@ -178,6 +206,26 @@ public final class GatewayServer: Sendable {
             }
         } catch {
             logger.debug("session \(sessionID) ended: \(error)")
+        }
+    }
+
+    /// Turns stress on or off for every session when the count crosses the
+    /// thresholds; a session arriving during stress is told at once.
+    private func updateStress(_ max: Int, newcomer: Channel?) {
+        let count = sessions.withLock { $0.count }
+        let (changed, now) = stressed.withLock { s -> (Bool, Bool) in
+            let next = s ? count * 10 > max * 6 : count * 10 > max * 8
+            defer { s = next }
+            return (next != s, next)
+        }
+        if changed {
+            logger.warning(now ? "under stress: \(count) of \(max) connections; idle sessions now time out sooner"
+                               : "stress over: \(count) of \(max) connections")
+            for ch in sessions.withLock({ Array($0.values) }) {
+                ch.pipeline.fireUserInboundEventTriggered(SessionInputHandler.StressEvent(on: now))
+            }
+        } else if now, let newcomer {
+            newcomer.pipeline.fireUserInboundEventTriggered(SessionInputHandler.StressEvent(on: true))
         }
     }
 

@@ -40,10 +40,12 @@ final class Session {
     /// Seconds of DNS list lookups left for this message ([dns] budget);
     /// the client's lookups at connect have a budget of their own.
     private var dnsBudgetLeft: Double = .infinity
+    private let limiter: ClientLimiter
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
          limiter: ClientLimiter) {
         self.channel = channel
+        self.limiter = limiter
         self.inputHandler = input
         self.runtime = runtime
         self.audit = audit
@@ -77,6 +79,11 @@ final class Session {
             send(reply)
             await flush()
             return
+        }
+        if await refusedEarlyTalker() { return }
+        if runtime.limits.greetWait > 0 {
+            let h = inputHandler
+            channel.eventLoop.execute { h.greetingSent() }
         }
         send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
         logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
@@ -141,6 +148,36 @@ final class Session {
         channel.eventLoop.execute { h.setTimeout(.milliseconds(Int64(seconds * 1000))) }
     }
 
+    /// Message text: per-read timeout, and `data_deadline` for the whole of it.
+    private func setTextTimeout() {
+        let h = inputHandler
+        let idle = TimeAmount.milliseconds(Int64(runtime.limits.dataBlockTimeout * 1000))
+        let deadline = TimeAmount.milliseconds(Int64(runtime.limits.dataDeadline * 1000))
+        channel.eventLoop.execute { h.setTimeout(idle, mode: .text, deadline: deadline) }
+    }
+
+    /// Postscreen's greet wait: hold the 220; a client that talks first is
+    /// a bot that does not wait for the server (pregreet). True when refused.
+    private func refusedEarlyTalker() async -> Bool {
+        let wait = runtime.limits.greetWait
+        guard wait > 0, !limiter.passedGreeting(facts.clientIP) else { return false }
+        try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+        let h = inputHandler
+        let early = (try? await channel.eventLoop.submit { h.talkedEarly }.get()) ?? false
+        guard early else {
+            limiter.greetingPassed(facts.clientIP)
+            return false
+        }
+        let reply = SMTPReply(554, "5.5.1", "Protocol error: talking before the greeting")
+        var r = AuditRecordBuilder(self).base(.connection, verdict: .rejected, reply: reply)
+        r.rules = ["pregreet"]
+        r.reason = "the client sent commands before the \(wait.formatted())s greeting"
+        audit.record(r)
+        send(reply)
+        await flush()
+        return true
+    }
+
     private func flush() async {
         guard out.readableBytes > 0 else { return }
         let b = out
@@ -178,6 +215,12 @@ final class Session {
             driver.endTransaction()
             send(machine.heloAccepted(name, extended: extended))
         case .checkMail(let path, let params):
+            if config.auditFailClosed && !audit.healthy {
+                // No record, no mail: an admin must be able to account for every message.
+                refuseCommand(SMTPReply(451, "4.3.0", "Local error: audit log unavailable, try again later"), rules: [],
+                              closes: false, from: path.description)
+                return
+            }
             dnsBudgetLeft = config.dnsBudget
             if case .mailbox(let box) = path, !box.isAddressLiteral { await askLists(.sender, [box.domain]) }
             if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params) {
@@ -347,7 +390,7 @@ final class Session {
         }
         send(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>"))
         await flush()
-        setReadTimeout(runtime.limits.dataBlockTimeout)
+        setTextTimeout()
         var decoder = MessageTextDecoder(mode: .dotTerminated, maxSize: runtime.limits.messageSize,
                                          maxLineLength: runtime.limits.textLineLength, bareNewline: config.bareNewline)
         let body = newBody()
@@ -386,7 +429,7 @@ final class Session {
         var remaining = size
         var storeError: Error?
         var out = channel.allocator.buffer(capacity: 16 * 1024)
-        setReadTimeout(runtime.limits.dataBlockTimeout)
+        setTextTimeout()
         while remaining > 0 {
             if pending.readableBytes == 0 {
                 guard await readMore(&iterator) else {

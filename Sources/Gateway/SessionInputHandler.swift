@@ -25,15 +25,34 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     typealias OutboundOut = ByteBuffer
 
     struct ShutdownEvent: Sendable {}
+    /// The gateway is near max_connections: idle sessions get the short timeout.
+    struct StressEvent: Sendable { let on: Bool }
+
+    /// Commands: a whole line must arrive within the timeout of the last
+    /// one (Postfix's smtpd_per_record_deadline), so a client trickling a
+    /// byte at a time cannot hold the connection (slowloris). Text: the
+    /// timeout is per read, and the whole message has a deadline.
+    enum Mode { case command, text }
 
     private var context: ChannelHandlerContext?
     private var timeout: TimeAmount
-    private var lastRead = NIODeadline.now()
+    private var mode = Mode.command
+    /// Last read (text) or last complete line (commands).
+    private var lastProgress = NIODeadline.now()
+    private var textDeadline: NIODeadline?
+    private let stressTimeout: TimeAmount
+    private var stressed = false
     private var timer: Scheduled<Void>?
     private var timedOut = false
     private var awaitingHandshake = false
+    /// Bytes came before the greeting was sent (an early talker, as postscreen calls it).
+    private(set) var talkedEarly = false
+    private var greeted = false
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    init(timeout: TimeAmount, stressTimeout: TimeAmount = .seconds(10)) {
+        self.timeout = timeout
+        self.stressTimeout = stressTimeout
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -56,13 +75,20 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastRead = .now()
-        context.fireChannelRead(wrapInboundOut(.bytes(unwrapInboundIn(data))))
+        let bytes = unwrapInboundIn(data)
+        if !greeted { talkedEarly = true }
+        if mode == .text || bytes.readableBytesView.contains(10) { lastProgress = .now() }
+        context.fireChannelRead(wrapInboundOut(.bytes(bytes)))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ShutdownEvent {
             emit(.shutdown)
+            return
+        }
+        if let stress = event as? StressEvent {
+            stressed = stress.on
+            arm(context)
             return
         }
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, awaitingHandshake {
@@ -88,19 +114,33 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         context.fireChannelReadComplete()
     }
 
-    /// Sets the idle limit for the next read (it differs between commands and DATA).
-    func setTimeout(_ t: TimeAmount) {
+    /// The greeting is on its way; bytes from now on are not early.
+    func greetingSent() { greeted = true }
+
+    /// Switches between commands and message text (the limits differ);
+    /// `deadline` bounds the whole message text.
+    func setTimeout(_ t: TimeAmount, mode: Mode = .command, deadline: TimeAmount? = nil) {
         timeout = t
-        lastRead = .now()
+        self.mode = mode
+        lastProgress = .now()
+        textDeadline = deadline.map { .now() + $0 }
         if let context { arm(context) }
+    }
+
+    /// When the session runs out of time: idle too long, or past the text deadline.
+    private var expiry: NIODeadline {
+        let limit = stressed && mode == .command ? min(timeout, stressTimeout) : timeout
+        let idle = lastProgress + limit
+        guard let d = textDeadline, mode == .text else { return idle }
+        return min(idle, d)
     }
 
     private func arm(_ context: ChannelHandlerContext) {
         timer?.cancel()
         let loop = context.eventLoop
-        timer = loop.scheduleTask(deadline: lastRead + timeout) { [weak self] in
+        timer = loop.scheduleTask(deadline: expiry) { [weak self] in
             guard let self, let ctx = self.context else { return }
-            if NIODeadline.now() >= self.lastRead + self.timeout {
+            if NIODeadline.now() >= self.expiry {
                 guard !self.timedOut else { return }
                 self.timedOut = true
                 self.emit(.timeout)

@@ -155,7 +155,7 @@ public final class DownstreamConnection: @unchecked Sendable {
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(options.connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
                 }

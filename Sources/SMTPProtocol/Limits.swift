@@ -16,7 +16,13 @@ public struct SMTPLimits: Sendable, Hashable {
     /// RFC 5321 §4.5.3.2 timeouts, in seconds.
     public var commandTimeout: Double = 300       // waiting for the next command
     public var dataBlockTimeout: Double = 180     // between blocks of DATA (§4.5.3.2.6 says 3 minutes)
-    public var greetingDelay: Double = 0
+    /// The whole message text (DATA, or one BDAT chunk) must arrive within this.
+    public var dataDeadline: Double = 3600
+    /// Postscreen-style greet wait: hold the 220 this long and refuse
+    /// clients that talk first (0: off).
+    public var greetWait: Double = 0
+    /// Idle limit between commands while the gateway is near max_connections.
+    public var stressTimeout: Double = 10
 
     public init() {}
 }

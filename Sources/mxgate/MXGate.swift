@@ -55,6 +55,12 @@ struct Serve: AsyncParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
+        if Privileges.shouldDrop(config) {
+            do { try Privileges.bindAndBecomeUser(config, arguments: CommandLine.arguments) } catch {
+                printError("mxgate: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let server: GatewayServer
         do {
             server = try GatewayServer(configPath: options.config, config: config, logger: logger)

@@ -50,6 +50,8 @@ public struct GatewayConfig: Sendable {
     public var listen: [Listen] = [Listen(host: "127.0.0.1", port: 2525)]
     public var hostname: String = GatewayConfig.systemHostname()
     public var maxConnections = 1000
+    /// Started as root: bind the listeners, then run as this user.
+    public var user: String?
     public var shutdownTimeout: Double = 30
     public var greeting: String = "ESMTP mxgate"
 
@@ -72,6 +74,9 @@ public struct GatewayConfig: Sendable {
     public var poolIdleTimeout: Double = 60
     /// Where message text spills past `memory_threshold`.
     public var tempDirectory: String = NSTemporaryDirectory()
+
+    /// The audit log cannot be written: "tempfail" new mail (451 at MAIL) or "accept" it.
+    public var auditFailClosed = true
 
     // [tls]
     public var tlsCertificate: String?
@@ -205,13 +210,14 @@ struct ConfigReader {
     }
 
     static let sections: [String: Set<String>] = [
-        "server": ["listen", "hostname", "max_connections", "shutdown_timeout", "greeting"],
+        "server": ["listen", "hostname", "max_connections", "shutdown_timeout", "greeting", "user"],
         "limits": ["command_line_length", "text_line_length", "recipients", "message_size", "errors",
-                   "command_timeout", "data_timeout", "bare_newline", "memory_threshold"],
+                   "command_timeout", "data_timeout", "bare_newline", "memory_threshold", "data_deadline", "greet_wait",
+                   "stress_timeout"],
         "relay": ["mode", "downstream", "domains", "tls", "tls_verify", "tls_ca", "connect_timeout",
                   "command_timeout", "data_timeout", "pool_size", "pool_idle_timeout", "temp_directory", "fallback"],
         "tls": ["certificate", "key"],
-        "audit": ["path", "max_size", "keep"],
+        "audit": ["path", "max_size", "keep", "on_error"],
         "policy": ["rules", "policies"],
         "queue": ["directory", "min_backoff", "max_backoff", "lifetime", "delay_warning", "destination_concurrency",
                   "max_deliveries", "mx_port"],
@@ -253,6 +259,7 @@ struct ConfigReader {
                 if let p = string(&s, "path") { c.auditPath = p }
                 if let n = size(&s, "max_size") { c.auditMaxBytes = n }
                 if let n = integer(&s, "keep", min: 0) { c.auditKeep = n }
+                if let v = choice(&s, "on_error", ["tempfail", "accept"]) { c.auditFailClosed = v == "tempfail" }
             case "policy":
                 if let p = string(&s, "rules") { c.rulesDirectory = p }
                 if let p = string(&s, "policies") { c.policiesDirectory = p }
@@ -442,6 +449,10 @@ struct ConfigReader {
         if let n = integer(&s, "max_connections") { c.maxConnections = n }
         if let d = duration(&s, "shutdown_timeout") { c.shutdownTimeout = d }
         if let g = string(&s, "greeting") { c.greeting = g }
+        if let u = string(&s, "user") {
+            if getpwnam(u) == nil { error(s.table["user"]!.position, "[server] user: no such user '\(u)'") }
+            c.user = u
+        }
     }
 
     mutating func readLimits(_ s: inout Section, _ c: inout GatewayConfig) {
@@ -452,6 +463,9 @@ struct ConfigReader {
         if let n = integer(&s, "errors") { c.limits.errors = n }
         if let d = duration(&s, "command_timeout") { c.limits.commandTimeout = d }
         if let d = duration(&s, "data_timeout") { c.limits.dataBlockTimeout = d }
+        if let d = duration(&s, "data_deadline") { c.limits.dataDeadline = d }
+        if let d = duration(&s, "greet_wait", zero: true) { c.limits.greetWait = d }
+        if let d = duration(&s, "stress_timeout") { c.limits.stressTimeout = d }
         if let v = choice(&s, "bare_newline", ["reject", "normalize"]) { c.bareNewline = BareNewlinePolicy(rawValue: v)! }
         if let n = size(&s, "memory_threshold") { c.memoryThreshold = n }
     }

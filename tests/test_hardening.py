@@ -1,0 +1,212 @@
+"""Abuse limits and faults: slow clients (slowloris), early talkers, idle
+connections under stress, privilege drop, an unwritable audit log, clamd
+dying mid-scan, and the TLS versions offered."""
+import os
+import pwd
+import shutil
+import smtplib
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from helpers import EICAR, Mxgate, RawClient, wait_for
+
+
+def test_trickled_command_line_times_out(gateway_factory):
+    """A byte every half second never finishes a line: the per-line deadline
+    (command_timeout) ends the session although bytes keep arriving."""
+    gw = gateway_factory(limits='command_timeout = "2s"')
+    c = RawClient(gw.port)
+    assert c.reply()[0] == 220
+    start = time.time()
+    closed = False
+    for b in b"EHLO slow.client.example.and.more.bytes.to.come":
+        try:
+            c.send(bytes([b]))
+        except OSError:
+            closed = True
+            break
+        time.sleep(0.5)
+        if time.time() - start > 8:
+            break
+    drained = c.closed(3)
+    assert closed or drained
+    assert time.time() - start < 8
+    rec = wait_for(lambda: [r for r in gw.audit() if r["event"] == "connection" and r["reply"].startswith("421 4.4.2")], 5,
+                   "the timeout record")
+    assert rec[0]["verdict"] == "tempfailed"
+
+
+def test_trickled_message_hits_the_data_deadline(gateway_factory):
+    gw = gateway_factory(limits='data_timeout = "5s"\ndata_deadline = "3s"')
+    c = RawClient(gw.port).begin()
+    assert c.cmd("RCPT TO:<bob@example.com>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    start = time.time()
+    try:
+        while time.time() - start < 10:
+            c.send(b"Subject: slow\r\n")
+            time.sleep(0.5)
+    except OSError:
+        pass
+    assert time.time() - start < 8
+    c.closed(3)
+    assert gw.maildir_files("bob@example.com") == []
+    wait_for(lambda: [r for r in gw.audit() if r["reply"].startswith("421")], 5, "the timeout record")
+
+
+def test_early_talker_is_refused(gateway_factory):
+    gw = gateway_factory(limits='greet_wait = "1s"')
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.sendall(b"EHLO bot.example\r\nMAIL FROM:<spam@bot.example>\r\n")
+    s.settimeout(5)
+    data = b""
+    while b"\r\n" not in data:
+        data += s.recv(4096)
+    assert data.startswith(b"554 5.5.1") and b"before the greeting" in data
+    s.close()
+    rec = wait_for(lambda: [r for r in gw.audit() if r["event"] == "connection" and r["rules"] == ["pregreet"]], 5,
+                   "the pregreet record")
+    assert rec[0]["verdict"] == "rejected"
+
+
+def test_patient_client_is_greeted_and_remembered(gateway_factory):
+    gw = gateway_factory(limits='greet_wait = "1s"')
+    start = time.time()
+    c = RawClient(gw.port, source="127.0.0.8")
+    assert c.reply()[0] == 220
+    assert time.time() - start >= 0.9
+    c.cmd("QUIT")
+    start = time.time()
+    c = RawClient(gw.port, source="127.0.0.8")
+    assert c.reply()[0] == 220
+    assert time.time() - start < 0.5, "a client that waited once is not made to wait again"
+
+
+def test_idle_connections_under_stress_time_out_sooner(gateway_factory):
+    gw = gateway_factory(extra="max_connections = 10", limits='command_timeout = "60s"\nstress_timeout = "1s"')
+    few = [RawClient(gw.port) for _ in range(5)]
+    for c in few:
+        assert c.reply()[0] == 220
+    time.sleep(2.5)
+    assert all(not c.closed(0.2) for c in few), "below the stress threshold the normal timeout applies"
+    more = [RawClient(gw.port) for _ in range(4)]
+    for c in more:
+        assert c.reply()[0] == 220
+    # Over 80 % of max_connections: idle sessions get the 1 s limit until the
+    # count is back under 60 % (at most 6 of 10), then the normal one again.
+    closed = sum(1 for c in few + more if c.closed(3))
+    assert 3 <= closed < 9
+    assert "under stress: 9 of 10 connections" in gw.log
+    wait_for(lambda: "stress over" in gw.log, 5, "the end of stress")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_privileges_are_dropped_after_binding(mxgate_bin, sink):
+    nobody = pwd.getpwnam("nobody")
+    d = tempfile.mkdtemp(prefix="mxgate-priv-")
+    os.chmod(d, 0o755)
+    gw = Mxgate(mxgate_bin, d, downstream=sink.address, extra='user = "nobody"',
+                relay_extra='mode = "queue"\ntls = "none"', config_extra='[queue]\ndirectory = "queue"\n')
+    try:
+        gw.start()
+        wait_for(lambda: "running as user nobody" in gw.log, 10, "the privilege drop")
+        # Every thread runs as nobody: the serving process was started as
+        # nobody (setpriv) with the listeners root had bound.
+        import glob
+        live = []
+        for path in glob.glob(f"/proc/{gw.proc.pid}/task/*/status"):
+            fields = dict(l.split(":", 1) for l in open(path).read().splitlines() if ":" in l)
+            if not fields["State"].strip().startswith("Z"):
+                live.append(set(fields["Uid"].split()))
+        assert live and all(u == {str(nobody.pw_uid)} for u in live), live
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+            assert s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nsent as nobody\r\n") == {}
+        assert b"sent as nobody" in sink.dumps(1, timeout=20)[0]
+        assert os.stat(os.path.join(d, "queue", "active")).st_uid == nobody.pw_uid
+        # What it writes after the drop belongs to nobody too.
+        assert os.stat(os.path.join(d, "audit.log")).st_uid == nobody.pw_uid
+    finally:
+        gw.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_unwritable_audit_log_tempfails_then_recovers(gateway_factory):
+    """The audit file cannot grow (a file-size limit, as a full disk): new
+    mail gets 451 until it can, and the records held meanwhile are written."""
+    gw = gateway_factory()
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: before\r\n\r\nx\r\n")
+    wait_for(lambda: gw.audit(), 5, "the first record")
+    size = os.path.getsize(gw.dir / "audit.log")
+    subprocess.run(["prlimit", "--pid", str(gw.proc.pid), f"--fsize={size + 10}:unlimited"], check=True)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: during\r\n\r\nx\r\n")
+    wait_for(lambda: "audit log write failed" in gw.log, 10, "the audit failure in the log")
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("client.test")
+        code, text = s.mail("a@sender.test")
+        assert code == 451 and b"audit log unavailable" in text
+    assert gw.proc.poll() is None
+    subprocess.run(["prlimit", "--pid", str(gw.proc.pid), "--fsize=unlimited"], check=True)
+    wait_for(lambda: "audit log writable again" in gw.log, 10, "recovery")
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: after\r\n\r\nx\r\n")
+    def three():
+        recs = gw.audit()
+        return recs if len([x for x in recs if x["event"] == "transaction"]) >= 3 else None
+    recs = wait_for(three, 10, "three transaction records")
+    assert [r for r in recs if r["event"] == "command" and r["reply"].startswith("451")]
+    assert len(gw.maildir_files("bob@example.com")) == 3
+
+
+def test_clamd_killed_mid_scan_tempfails(gateway_factory, tmp_path):
+    """clamd dies while a scan is in flight: the client gets 451, the
+    message is not delivered, and the gateway keeps serving."""
+    from helpers import Clamd
+    (tmp_path / "clamd-victim").mkdir()
+    clamd = Clamd(tmp_path / "clamd-victim")
+    clamd.start()
+    try:
+        gw = gateway_factory(policy='at data match virus reject "554 5.7.1 Virus found: {virus}"\n',
+                             config_extra=f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\ntimeout = "20s"\n')
+        big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 20000
+        result = {}
+
+        def send():
+            try:
+                with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+                    s.sendmail("a@sender.test", ["bob@example.com"], big)
+                    result["code"] = 250
+            except smtplib.SMTPDataError as e:
+                result["code"] = e.smtp_code
+        t = threading.Thread(target=send)
+        t.start()
+        time.sleep(0.3)
+        clamd.proc.kill()
+        t.join(60)
+        assert result.get("code") in (451, 250)
+        if result["code"] == 451:
+            assert gw.maildir_files("bob@example.com") == []
+        # With clamd gone, every scan fails closed, and the gateway still answers.
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: next\r\n\r\n" + EICAR + b"\r\n")
+            assert e.value.smtp_code == 451
+    finally:
+        clamd.stop()
+
+
+@pytest.mark.parametrize("version,accepted", [("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)])
+def test_only_modern_tls_versions(gateway_factory, tls_cert, version, accepted):
+    gw = gateway_factory(tls=tls_cert)
+    args = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{gw.port}", version, "-brief"]
+    if version != "-tls1_3":
+        args += ["-cipher", "DEFAULT@SECLEVEL=0"]
+    out = subprocess.run(args, input=b"QUIT\r\n", capture_output=True, timeout=30)
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    assert ("CONNECTION ESTABLISHED" in text) == accepted, text
