@@ -1,6 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// scripts/fuzz.sh sets MXGATE_FUZZ: mxgate-fuzz then has libFuzzer's entry point instead of its corpus replayer.
+let fuzzing = Context.environment["MXGATE_FUZZ"] != nil
+
 let package = Package(
     name: "mxgate",
     platforms: [.macOS(.v14)],
@@ -72,6 +75,12 @@ let package = Package(
         // bench/: the rule engine's cost per message with large tables (not a test).
         .executableTarget(name: "policy-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
         .executableTarget(name: "content-bench", dependencies: ["Gateway", "Policy", "SMTPProtocol", "MailMessage"]),
+        // libFuzzer targets (scripts/fuzz.sh); a plain build replays corpora.
+        .executableTarget(
+            name: "mxgate-fuzz",
+            dependencies: ["SMTPProtocol", "MailMessage", "Policy", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: fuzzing ? [.define("FUZZING"), .unsafeFlags(["-parse-as-library"])] : []
+        ),
         .executableTarget(name: "clamd-bench", dependencies: ["Checks", "Relay", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "SMTPProtocolTests",

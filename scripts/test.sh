@@ -9,3 +9,5 @@ scripts/setup.sh
 swift build --build-tests
 swift test --disable-xctest --skip-build
 MXGATE_BIN="$(swift build --show-bin-path)/mxgate" python3 -m pytest tests -q -p no:cacheprovider
+# Each libFuzzer target briefly, with AddressSanitizer (scripts/fuzz.sh for longer runs).
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
