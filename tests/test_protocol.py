@@ -29,6 +29,14 @@ RELAY_TRICKS = [
     "<@example.com:victim@other.test>", '<"victim@other.test">', '<"victim@other.test"@example.com>',
     '<"victim%other.test"@example.com>', "<victim@[127.0.0.1]>", "<victim@example.com.>",
     "<victim@EXAMPLE.COM.other.test>", "<victim@other.test@example.com>",
+    # The rest of nmap's smtp-open-relay list (with [127.0.0.1] as the gateway's own address).
+    '<"victim%other.test">', "<victim%other.test@[127.0.0.1]>", '<"victim@other.test"@[127.0.0.1]>',
+    "<victim@other.test@[127.0.0.1]>", "<@[127.0.0.1]:victim@other.test>", "<other.test!victim>",
+    "<other.test!victim@[127.0.0.1]>", "<other.test!victim@example.com>",
+    # Case, trailing dots, look-alike domains, encoded tricks.
+    "<VICTIM@OTHER.TEST>", "<victim@other.test.>", "<victim@example.com.other.test>", "<victim@sub.example.com>",
+    "<victim@example.co>", "<victim@example.com@>", "<victim%40other.test@example.com>",
+    "<victim@[IPv6:::1]>", "<@example.com,@other.test:victim@other.test>",
 ]
 
 
@@ -44,14 +52,15 @@ def test_dialogue(gateway_factory, name):
 
 def test_relay_tricks_refused(gateway_factory):
     gw = gateway_factory()
-    c = RawClient(gw.port).begin()
-    for trick in RELAY_TRICKS:
-        code, lines = c.cmd(f"RCPT TO:{trick}")
-        assert code in (501, 554), f"{trick}: {lines}"
-        if code == 554:
-            assert "5.7.1" in lines[0] and "Relay access denied" in lines[0]
-    assert c.cmd("DATA")[0] == 554
-    c.cmd("QUIT")
+    for i in range(0, len(RELAY_TRICKS), 10):   # a fresh session before the error limit
+        c = RawClient(gw.port).begin()
+        for trick in RELAY_TRICKS[i:i + 10]:
+            code, lines = c.cmd(f"RCPT TO:{trick}")
+            assert code in (501, 554), f"{trick}: {lines}"
+            if code == 554:
+                assert "5.7.1" in lines[0] and "Relay access denied" in lines[0]
+        assert c.cmd("DATA")[0] == 554
+        c.cmd("QUIT")
 
 
 def test_pipelined_batch_answered_in_order(gateway_factory):
