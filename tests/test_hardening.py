@@ -210,3 +210,21 @@ def test_only_modern_tls_versions(gateway_factory, tls_cert, version, accepted):
     out = subprocess.run(args, input=b"QUIT\r\n", capture_output=True, timeout=30)
     text = (out.stdout + out.stderr).decode(errors="replace")
     assert ("CONNECTION ESTABLISHED" in text) == accepted, text
+
+
+def test_mail_loop_and_header_size_limits(gateway_factory):
+    gw = gateway_factory()
+    hops = "".join(f"Received: from hop{i}.example by hop{i + 1}.example; Mon, 30 Nov 2026 06:00:00 +0000\r\n" for i in range(51))
+    huge = "".join(f"X-Filler-{i}: {'x' * 90}\r\n" for i in range(1200))   # about 120 KB of header
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"], (hops + "Subject: loop\r\n\r\nx\r\n").encode())
+        assert e.value.smtp_code == 554 and b"5.4.6" in e.value.smtp_error
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["bob@example.com"], (huge + "Subject: big\r\n\r\nx\r\n").encode())
+        assert e.value.smtp_code == 552 and b"5.3.4" in e.value.smtp_error
+        # Within both limits: delivered.
+        s.sendmail("a@sender.test", ["bob@example.com"], (hops[: hops.index("hop10.example by")] + "Subject: ok\r\n\r\nx\r\n").encode())
+    assert len(gw.maildir_files("bob@example.com")) == 1
+    recs = [r for r in gw.audit(3) if r["event"] == "transaction"]
+    assert [r["verdict"] for r in recs[:2]] == ["rejected", "rejected"] and recs[0]["rules"] == ["limits"]

@@ -482,12 +482,18 @@ final class Session {
     /// The milter-style end of data: the message is whole; check it, add
     /// the trace header, hand it to the downstream, and answer with its answer.
     private func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
-        let headerBytes = (try? body.prefix(64 * 1024)) ?? []
+        let headerLimit = runtime.limits.headerSize
+        let headerBytes = (try? body.prefix(max(64 * 1024, headerLimit + 4))) ?? []
         let headers = HeaderBlock(headerBytes)
         let messageID = headers.first("Message-ID")
         if let violation = decoder.violation {
             await abortTransaction()
             finishTransaction(violation, size: decoder.size, messageID: messageID, rules: ["limits"])
+            return
+        }
+        if let refusal = headerLimitRefusal(headers, headerBytes: headerBytes.count, bodySize: body.count) {
+            await abortTransaction()
+            finishTransaction(refusal, size: decoder.size, messageID: messageID, rules: ["limits"])
             return
         }
         if let storeError {
@@ -574,6 +580,21 @@ final class Session {
                                   messageID: messageID, reason: "\(error)")
             }
         }
+    }
+
+    /// A header section too large to be mail (Postfix's header_size_limit), or
+    /// more Received lines than a message ever collects unless it loops
+    /// (RFC 5321 §6.3; Postfix's hopcount_limit).
+    private func headerLimitRefusal(_ headers: HeaderBlock, headerBytes: Int, bodySize: Int) -> SMTPReply? {
+        let limit = runtime.limits.headerSize
+        if !headers.complete && bodySize > limit && headerBytes > limit {
+            return SMTPReply(552, "5.3.4", "Message header section larger than \(limit) bytes")
+        }
+        let hops = headers.fields.lazy.filter { $0.name.caseInsensitiveCompare("Received") == .orderedSame }.count
+        if hops > runtime.limits.maxReceived {
+            return SMTPReply(554, "5.4.6", "Too many hops (\(hops) Received headers): is there a mail loop?")
+        }
+        return nil
     }
 
     /// Looks up, all at once, the DNS lists of one kind that the policy uses.

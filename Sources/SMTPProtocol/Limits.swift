@@ -16,6 +16,10 @@ public struct SMTPLimits: Sendable, Hashable {
     /// RFC 5321 §4.5.3.2 timeouts, in seconds.
     public var commandTimeout: Double = 300       // waiting for the next command
     public var dataBlockTimeout: Double = 180     // between blocks of DATA (§4.5.3.2.6 says 3 minutes)
+    /// Bytes of a message's header section (Postfix header_size_limit).
+    public var headerSize = 102_400
+    /// Received lines before a message is taken for a loop (Postfix hopcount_limit).
+    public var maxReceived = 50
     /// The whole message text (DATA, or one BDAT chunk) must arrive within this.
     public var dataDeadline: Double = 3600
     /// Postscreen-style greet wait: hold the 220 this long and refuse

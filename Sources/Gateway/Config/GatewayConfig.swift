@@ -213,7 +213,7 @@ struct ConfigReader {
         "server": ["listen", "hostname", "max_connections", "shutdown_timeout", "greeting", "user"],
         "limits": ["command_line_length", "text_line_length", "recipients", "message_size", "errors",
                    "command_timeout", "data_timeout", "bare_newline", "memory_threshold", "data_deadline", "greet_wait",
-                   "stress_timeout"],
+                   "stress_timeout", "header_size", "max_received"],
         "relay": ["mode", "downstream", "domains", "tls", "tls_verify", "tls_ca", "connect_timeout",
                   "command_timeout", "data_timeout", "pool_size", "pool_idle_timeout", "temp_directory", "fallback"],
         "tls": ["certificate", "key"],
@@ -464,6 +464,8 @@ struct ConfigReader {
         if let d = duration(&s, "command_timeout") { c.limits.commandTimeout = d }
         if let d = duration(&s, "data_timeout") { c.limits.dataBlockTimeout = d }
         if let d = duration(&s, "data_deadline") { c.limits.dataDeadline = d }
+        if let n = size(&s, "header_size") { c.limits.headerSize = n }
+        if let n = integer(&s, "max_received") { c.limits.maxReceived = n }
         if let d = duration(&s, "greet_wait", zero: true) { c.limits.greetWait = d }
         if let d = duration(&s, "stress_timeout") { c.limits.stressTimeout = d }
         if let v = choice(&s, "bare_newline", ["reject", "normalize"]) { c.bareNewline = BareNewlinePolicy(rawValue: v)! }
