@@ -26,6 +26,7 @@ public final class GatewayServer: Sendable {
     private let sessionCounter = Atomic<Int>(0)
     private let sessionPrefix: String
     let limiter = ClientLimiter()
+    let metrics = GatewayMetrics()
     /// The spool and its delivery, for the life of the process (queue mode or proxy fallback).
     private let queue: QueueService?
 
@@ -38,7 +39,7 @@ public final class GatewayServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
         queue = config.mode == .queue || config.fallback == .queue
-            ? try Self.openQueue(config, group: group, audit: audit, logger: logger) : nil
+            ? try Self.openQueue(config, group: group, audit: audit, logger: logger, metrics: metrics) : nil
         let first = try Runtime(config: config, group: group, queue: queue)
         runtime = Mutex(first)
         for w in first.policy.warnings { logger.warning("\(w)") }
@@ -86,6 +87,20 @@ public final class GatewayServer: Sendable {
         warnIfRoot(config)
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
 
+        var metricsChannel: Channel?
+        if let m = config.metricsListen {
+            let queue = self.queue
+            let metrics = self.metrics
+            let ch = try await MetricsServer.start(host: m.host, port: m.port, group: group, metrics: metrics) {
+                if let (queued, inFlight) = queue?.manager.depth {
+                    metrics.queueDepth.set(Double(queued))
+                    metrics.queueInFlight.set(Double(inFlight))
+                }
+            }
+            if let addr = ch.localAddress { logger.info("metrics on http://\(Self.describe(addr))/metrics") }
+            metricsChannel = ch
+        }
+        defer { metricsChannel?.close(promise: nil) }
         let queueTask = Task { await self.queue?.run() }
         let expiry = Task { await self.expireQuarantine() }
         defer { expiry.cancel() }
@@ -152,9 +167,10 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    private static func openQueue(_ config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger) throws -> QueueService {
+    private static func openQueue(_ config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger,
+                                  metrics: GatewayMetrics) throws -> QueueService {
         do {
-            return try QueueService(config: config, group: group, audit: audit, logger: logger)
+            return try QueueService(config: config, group: group, audit: audit, logger: logger, metrics: metrics)
         } catch {
             throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[queue] \(error)")])
         }
@@ -201,7 +217,7 @@ public final class GatewayServer: Sendable {
         do {
             try await child.executeThenClose { inbound, _ in
                 let session = Session(channel: channel, input: handler, runtime: runtime, audit: audit, logger: logger,
-                                      sessionID: sessionID, limiter: limiter)
+                                      sessionID: sessionID, limiter: limiter, metrics: metrics)
                 await session.run(inbound)
             }
         } catch {

@@ -16,7 +16,7 @@ final class QueueService: Sendable {
     private let resolver: DNSResolver?
     private let control: QueueControl
 
-    init(config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger) throws {
+    init(config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger, metrics: GatewayMetrics) throws {
         spool = try Spool(directory: config.queueDirectory)
         var s = QueueSettings(hostname: config.hostname)
         s.minBackoff = config.queueMinBackoff
@@ -44,6 +44,7 @@ final class QueueService: Sendable {
         }
         manager = QueueManager(spool: spool, settings: s, router: Self.router(config), group: group, mxLookup: lookup,
                                logger: logger) { report in
+            metrics.delivery(report.outcome.rawValue)
             audit.record(QueueService.record(report))
         }
         control = QueueControl(path: config.queueDirectory + "/control.sock", manager: manager, logger: logger)

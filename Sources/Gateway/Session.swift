@@ -41,10 +41,12 @@ final class Session {
     /// the client's lookups at connect have a budget of their own.
     private var dnsBudgetLeft: Double = .infinity
     private let limiter: ClientLimiter
+    private let metrics: GatewayMetrics
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
-         limiter: ClientLimiter) {
+         limiter: ClientLimiter, metrics: GatewayMetrics) {
         self.channel = channel
+        self.metrics = metrics
         self.limiter = limiter
         self.inputHandler = input
         self.runtime = runtime
@@ -70,7 +72,12 @@ final class Session {
 
     func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
         var iterator = inbound.makeAsyncIterator()
-        defer { driver.close() }
+        metrics.connections.increment()
+        metrics.openConnections.increment()
+        defer {
+            driver.close()
+            metrics.openConnections.decrement()
+        }
         await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
         dnsBudgetLeft = config.dnsBudget
         await askLists(.client, [facts.clientIP])
@@ -543,8 +550,10 @@ final class Session {
             await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: nil)
         case .maildir(let maildir):
             do {
+                let started = ContinuousClock.now
                 let name = try await maildir.deliver(header: header, body: body, to: machine.envelope?.recipients ?? [],
                                                      hostname: config.hostname)
+                metrics.relaySeconds.record(ContinuousClock.now - started)
                 finishTransaction(SMTPReply(250, "2.0.0", "Ok: delivered as \(txID)"), size: decoder.size,
                                   messageID: messageID, relay: "maildir \(name)")
             } catch {
@@ -565,7 +574,9 @@ final class Session {
             do {
                 var header = header
                 let offset = appendRewrittenHeader(body, to: &header)
+                let started = ContinuousClock.now
                 let reply = passthrough(try await conn.data(header: header, body: body, bodyOffset: offset))
+                metrics.relaySeconds.record(ContinuousClock.now - started)
                 downstream = nil
                 await pool.checkin(conn)
                 finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.options.label) \(reply)")
@@ -621,12 +632,15 @@ final class Session {
             driver.facts.scanFailure = "no scanner configured"
             return
         }
+        let started = ContinuousClock.now
         do {
             switch try await scanner.scan(body) {
             case .clean: break
             case .infected(let name): driver.facts.virus = name
             }
+            metrics.scanSeconds.record(ContinuousClock.now - started)
         } catch {
+            metrics.scanFailures.increment()
             logger.error("virus scan failed: \(error)")
             if !config.clamavFailOpen { driver.facts.scanFailure = "\(error)" }
         }
@@ -660,7 +674,9 @@ final class Session {
 
     private func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
                                    relay: String? = nil, reason: String? = nil, verdictOverride: AuditRecord.Verdict? = nil) {
-        var r = AuditRecordBuilder(self).base(.transaction, verdict: verdictOverride ?? verdict(for: reply), reply: reply)
+        let v = verdictOverride ?? verdict(for: reply)
+        metrics.transaction(v.rawValue)
+        var r = AuditRecordBuilder(self).base(.transaction, verdict: v, reply: reply)
         r.warnings = driver.warnings
         r.spamScore = driver.spamScore
         r.symbols = driver.symbolScores
@@ -746,7 +762,9 @@ final class Session {
         q.body = env.mailParameters.body
         q.smtpUTF8 = env.mailParameters.smtpUTF8
         do {
+            let started = ContinuousClock.now
             try await queue.spool.store(q, header: header, body: body, bodyOffset: offset)
+            metrics.relaySeconds.record(ContinuousClock.now - started)
         } catch {
             logger.error("queue: cannot store the message: \(error)")
             finishTransaction(SMTPReply(452, "4.3.1", "Insufficient system storage, try again later"), size: size,

@@ -78,6 +78,9 @@ public struct GatewayConfig: Sendable {
     /// The audit log cannot be written: "tempfail" new mail (451 at MAIL) or "accept" it.
     public var auditFailClosed = true
 
+    // [metrics]: a Prometheus endpoint, off unless listen is set.
+    public var metricsListen: Listen?
+
     // [tls]
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -226,6 +229,7 @@ struct ConfigReader {
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
         "geoip": ["database", "asn_database"],
+        "metrics": ["listen"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
     ]
 
@@ -277,6 +281,14 @@ struct ConfigReader {
                 }
             case "routes":
                 readRoutes(t, &c)
+            case "metrics":
+                if let l = string(&s, "listen") {
+                    if let (h, p) = Self.parseHostPort(l) {
+                        c.metricsListen = GatewayConfig.Listen(host: h, port: p)
+                    } else {
+                        error(t["listen"]!.position, "[metrics] listen must be HOST:PORT, such as \"127.0.0.1:9125\"")
+                    }
+                }
             case "rewrite":
                 c.senderRewrite = string(&s, "sender").map(c.resolve)
                 c.recipientRewrite = string(&s, "recipient").map(c.resolve)
