@@ -343,3 +343,21 @@ def test_required_tls_route_is_never_downgraded(gateway_factory, sink):
     time.sleep(2)
     assert list(sink.dir.iterdir()) == []
     assert qid in gw.cli("queue", "list").stdout
+
+
+def test_delay_warning_is_sent_once(gateway_factory, bounce_sink):
+    """With delay_warning set, a message still undelivered after it gets one
+    "delayed" DSN, and stays queued."""
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{free_port()}", queue_extra='delay_warning = "2s"\n',
+                       config_extra=f'[routes]\n"sender.test" = "{bounce_sink.address}"\n')
+    qid = queued_id(send(gw.port, msg=message(mid="<slow@sender.test>"))[1])
+    dump = bounce_sink.dumps(1, timeout=30)[0]
+    msg, per_message, per_rcpt, returned = parse_dsn(dump)
+    assert msg["Subject"] == "Delayed Mail (still being retried)"
+    assert per_message["X-Mxgate-Queue-ID"] == qid
+    assert per_rcpt[0]["Action"] == "delayed" and per_rcpt[0]["Status"].startswith("4.")
+    assert "Will-Retry-Until" in per_rcpt[0]
+    assert returned.get_content_type() == "text/rfc822-headers"
+    time.sleep(4)
+    assert len(list(bounce_sink.dir.iterdir())) == 1
+    assert qid in gw.cli("queue", "list").stdout
