@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Swift test suite under AddressSanitizer and ThreadSanitizer, each in
 # its own build folder (a sanitizer build cannot share objects with a plain
-# one). The libFuzzer runs (scripts/fuzz.sh, which CI runs) are
-# AddressSanitizer builds too.
+# one); with address, also the whole integration suite (tests/) against an
+# AddressSanitizer build of mxgate. The libFuzzer runs (scripts/fuzz.sh,
+# which CI runs) are AddressSanitizer builds too.
 #
 #   scripts/sanitizers.sh              address, then thread
 #   scripts/sanitizers.sh thread
@@ -15,4 +16,9 @@ for s in ${1:-address thread}; do
   ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 \
     swift test --disable-xctest --scratch-path ".build/sanitize-$s" --sanitize="$s" 2>&1 \
     | grep -vE "ld.gold: warning: Cannot export local symbol" | tail -15
+  if [[ $s == address ]]; then
+    swift build --scratch-path ".build/sanitize-$s" --sanitize="$s" 2>&1 | grep -vE "ld.gold: warning" | tail -1
+    ASAN_OPTIONS=detect_leaks=0 MXGATE_BIN="$(pwd)/.build/sanitize-$s/debug/mxgate" \
+      python3 -m pytest tests -q -p no:cacheprovider
+  fi
 done
