@@ -97,6 +97,30 @@ final class SignalWatcher {
     func start() { sources.forEach { $0.resume() } }
 }
 
+/// Runs an audited admin action (quarantine or queue) with its own audit
+/// writer and prints its outcome; an error goes to stderr with exit 1.
+func runAudited(_ config: GatewayConfig, tool: String, _ action: (AuditWriter) async throws -> String) async throws {
+    let audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
+    defer { audit.close() }
+    do {
+        print(try await action(audit))
+    } catch {
+        printError("mxgate \(tool): \(error)")
+        throw ExitCode(1)
+    }
+}
+
+/// Rows as aligned columns; the last column is not padded (it may be long).
+func printTable(_ rows: [[String]]) {
+    let columns = rows.map(\.count).max() ?? 0
+    var widths = [Int](repeating: 0, count: columns)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for r in rows {
+        print(r.enumerated().map { i, c in i < r.count - 1 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }
+            .joined(separator: "  "))
+    }
+}
+
 func printError(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
@@ -405,14 +429,7 @@ struct Quarantine: AsyncParsableCommand {
     /// Runs one audited quarantine action and prints its outcome; errors go to stderr with exit 1.
     static func administer(_ options: ConfigOption, _ action: (QuarantineAdmin, AuditWriter) async throws -> String) async throws {
         let config = try load(options)
-        let audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
-        defer { audit.close() }
-        do {
-            print(try await action(QuarantineAdmin(config: config), audit))
-        } catch {
-            printError("mxgate quarantine: \(error)")
-            throw ExitCode(1)
-        }
+        try await runAudited(config, tool: "quarantine") { try await action(QuarantineAdmin(config: config), $0) }
     }
 
     struct List: ParsableCommand {
@@ -436,11 +453,7 @@ struct Quarantine: AsyncParsableCommand {
                 rows.append([e.id, String(e.time.prefix(19)).replacingOccurrences(of: "T", with: " "), e.mailFrom.isEmpty ? "<>" : e.mailFrom,
                              e.rcptTo.joined(separator: ","), String(e.size), e.reason ?? e.rules.joined(separator: ",")])
             }
-            var widths = [Int](repeating: 0, count: 6)
-            for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-            for r in rows {
-                print(r.enumerated().map { i, c in i < 5 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  "))
-            }
+            printTable(rows)
         }
     }
 
@@ -537,15 +550,7 @@ struct Queue: AsyncParsableCommand {
 
     static func change(_ options: ConfigOption, _ verb: String, _ id: String?) async throws {
         let admin = try admin(options)
-        let config = admin.config
-        let audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
-        defer { audit.close() }
-        do {
-            print(try await admin.change(verb, id, audit: audit))
-        } catch {
-            printError("mxgate queue: \(error)")
-            throw ExitCode(1)
-        }
+        try await runAudited(admin.config, tool: "queue") { try await admin.change(verb, id, audit: $0) }
     }
 
     struct List: ParsableCommand {
@@ -570,11 +575,7 @@ struct Queue: AsyncParsableCommand {
                              String(e.size), e.sender.isEmpty ? "<>" : e.sender,
                              e.pending.map(\.address).joined(separator: ","), state])
             }
-            var widths = [Int](repeating: 0, count: 6)
-            for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-            for r in rows {
-                print(r.enumerated().map { i, c in i < 5 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  "))
-            }
+            printTable(rows)
         }
     }
 
