@@ -324,6 +324,21 @@ extension GatewayServer {
 }
 
 extension GatewayConfig {
+    /// How to talk to a next hop, from [relay]: HELO name, TLS, timeouts.
+    /// The proxy pool, the queue's routes and quarantine releases all use it.
+    func downstreamOptions(host: String, port: Int) -> DownstreamOptions {
+        var o = DownstreamOptions(host: host, port: port, heloName: hostname)
+        o.tls = downstreamTLS
+        o.verifyCertificate = downstreamVerify
+        o.caFile = downstreamCA
+        o.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
+        o.commandTimeout = .milliseconds(Int64(relayCommandTimeout * 1000))
+        o.dataTimeout = .milliseconds(Int64(relayDataTimeout * 1000))
+        return o
+    }
+
+    var poolIdleTime: TimeAmount { .milliseconds(Int64(poolIdleTimeout * 1000)) }
+
     public var downstreamDescription: String {
         switch downstream {
         case .maildir(let d): return "maildir:\(d)"

@@ -91,11 +91,7 @@ public struct QuarantineAdmin {
 
     private func relay(body: MessageBody, from: ReversePath, to: [Mailbox], host: String, port: Int) async throws -> String {
         let group = MultiThreadedEventLoopGroup.singleton
-        var o = DownstreamOptions(host: host, port: port, heloName: config.hostname)
-        o.tls = config.downstreamTLS
-        o.verifyCertificate = config.downstreamVerify
-        o.caFile = config.downstreamCA
-        o.connectTimeout = .milliseconds(Int64(config.connectTimeout * 1000))
+        let o = config.downstreamOptions(host: host, port: port)
         let pool = try DownstreamPool(options: o, group: group, maxIdle: 0, idleTimeout: .seconds(1))
         let (conn, _) = try await pool.checkout()
         defer { conn.abandon() }

@@ -18,7 +18,7 @@ final class QueueService: Sendable {
 
     init(config: GatewayConfig, group: EventLoopGroup, audit: AuditSink, logger: Logger, metrics: GatewayMetrics) throws {
         spool = try Spool(directory: config.queueDirectory)
-        var s = QueueSettings(hostname: config.hostname)
+        var s = QueueSettings(hostname: config.hostname, connection: config.downstreamOptions(host: "", port: 0))
         s.minBackoff = config.queueMinBackoff
         s.maxBackoff = config.queueMaxBackoff
         s.lifetime = config.queueLifetime
@@ -26,12 +26,8 @@ final class QueueService: Sendable {
         s.destinationConcurrency = config.destinationConcurrency
         s.maxDeliveries = config.maxDeliveries
         s.mxPort = config.mxPort
-        s.connectTimeout = .milliseconds(Int64(config.connectTimeout * 1000))
-        s.commandTimeout = .milliseconds(Int64(config.relayCommandTimeout * 1000))
-        s.dataTimeout = .milliseconds(Int64(config.relayDataTimeout * 1000))
         s.poolSize = config.poolSize
-        s.poolIdleTimeout = .milliseconds(Int64(config.poolIdleTimeout * 1000))
-        s.caFile = config.downstreamCA
+        s.poolIdleTimeout = config.poolIdleTime
         let servers = config.dnsServers.compactMap(ConfigReader.parseResolver)
         let resolver = try? DNSResolver(servers: servers, timeout: config.dnsTimeout)
         self.resolver = resolver

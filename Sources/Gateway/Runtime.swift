@@ -84,15 +84,8 @@ final class Runtime: Sendable {
         case .maildir(let dir):
             relay = .maildir(MaildirDelivery(root: dir))
         case .smtp(let host, let port):
-            var o = DownstreamOptions(host: host, port: port, heloName: config.hostname)
-            o.tls = config.downstreamTLS
-            o.verifyCertificate = config.downstreamVerify
-            o.caFile = config.downstreamCA
-            o.connectTimeout = .milliseconds(Int64(config.connectTimeout * 1000))
-            o.commandTimeout = .milliseconds(Int64(config.relayCommandTimeout * 1000))
-            o.dataTimeout = .milliseconds(Int64(config.relayDataTimeout * 1000))
-            relay = .smtp(try DownstreamPool(options: o, group: group, maxIdle: config.poolSize,
-                                             idleTimeout: .milliseconds(Int64(config.poolIdleTimeout * 1000))))
+            relay = .smtp(try DownstreamPool(options: config.downstreamOptions(host: host, port: port), group: group,
+                                             maxIdle: config.poolSize, idleTimeout: config.poolIdleTime))
         }
         sslContext = try Runtime.makeServerTLS(config)
     }

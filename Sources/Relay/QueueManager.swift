@@ -21,14 +21,16 @@ public struct QueueSettings: Sendable {
     /// The port MX hosts are contacted on (25; tests use another).
     public var mxPort = 25
     public var hostname: String
-    public var connectTimeout: TimeAmount = .seconds(30)
-    public var commandTimeout: TimeAmount = .seconds(300)
-    public var dataTimeout: TimeAmount = .seconds(600)
+    /// How to talk to any next hop: HELO name, timeouts, CA file. Each
+    /// destination's host, port and TLS demands are set on a copy.
+    public var connection: DownstreamOptions
     public var poolSize = 20
     public var poolIdleTimeout: TimeAmount = .seconds(60)
-    public var caFile: String?
 
-    public init(hostname: String) { self.hostname = hostname }
+    public init(hostname: String, connection: DownstreamOptions? = nil) {
+        self.hostname = hostname
+        self.connection = connection ?? DownstreamOptions(host: "", port: 0, heloName: hostname)
+    }
 
     /// Seconds before attempt number `attempts + 1`.
     public func backoff(afterAttempts attempts: Int) -> Double {
@@ -492,13 +494,11 @@ public final class QueueManager: Sendable {
     private func pool(host: String, port: Int, tls: DownstreamOptions.TLSMode, verify: Bool) throws -> DownstreamPool {
         let key = "\(host)|\(port)|\(tls.rawValue)|\(verify)"
         if let p = pools.withLock({ $0[key] }) { return p }
-        var o = DownstreamOptions(host: host, port: port, heloName: settings.hostname)
+        var o = settings.connection
+        o.host = host
+        o.port = port
         o.tls = tls
         o.verifyCertificate = verify
-        o.caFile = settings.caFile
-        o.connectTimeout = settings.connectTimeout
-        o.commandTimeout = settings.commandTimeout
-        o.dataTimeout = settings.dataTimeout
         let fresh = try DownstreamPool(options: o, group: group, maxIdle: settings.poolSize, idleTimeout: settings.poolIdleTimeout)
         return pools.withLock { p in
             if let existing = p[key] { return existing }
