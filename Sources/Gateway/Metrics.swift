@@ -1,3 +1,4 @@
+import Audit
 import Foundation
 import Logging
 import NIOCore
@@ -33,12 +34,8 @@ final class GatewayMetrics: Sendable {
     init() {
         connections = registry.makeCounter(descriptor: Self.name("connections", "total", "Client connections accepted"))
         openConnections = registry.makeGauge(descriptor: Self.name("connections", "open", "Client connections open now"))
-        var t: [String: Counter] = [:]
-        for v in ["accepted", "rejected", "tempfailed", "quarantined", "discarded"] {
-            t[v] = registry.makeCounter(descriptor: Self.name("transactions", "total", "Messages by verdict at end of data"),
-                                        labels: [("verdict", v)])
-        }
-        transactions = t
+        transactions = Self.counters(registry, Self.name("transactions", "total", "Messages by verdict at end of data"),
+                                     label: "verdict", values: AuditRecord.Verdict.allCases.map(\.rawValue))
         relaySeconds = registry.makeDurationHistogram(
             descriptor: Self.name("relay_duration", "seconds", "Handing one message to the downstream or the spool, until its answer"),
             buckets: Self.latencyBuckets)
@@ -47,12 +44,14 @@ final class GatewayMetrics: Sendable {
         scanFailures = registry.makeCounter(descriptor: Self.name("scan_failures", "total", "Virus scans that failed (scanner down or timing out)"))
         queueDepth = registry.makeGauge(descriptor: Self.name("queue", "messages", "Messages in the queue"))
         queueInFlight = registry.makeGauge(descriptor: Self.name("queue_deliveries", "in_flight", "Deliveries in progress"))
-        var d: [String: Counter] = [:]
-        for o in ["delivered", "deferred", "failed", "expired", "bounced"] {
-            d[o] = registry.makeCounter(descriptor: Self.name("queue_deliveries", "total", "Queue delivery attempts by outcome (per group of recipients)"),
-                                        labels: [("outcome", o)])
-        }
-        deliveries = d
+        deliveries = Self.counters(registry, Self.name("queue_deliveries", "total", "Queue delivery attempts by outcome (per group of recipients)"),
+                                   label: "outcome", values: ["delivered", "deferred", "failed", "expired", "bounced"])
+    }
+
+    /// One counter per label value, all under one metric name.
+    private static func counters(_ registry: PrometheusCollectorRegistry, _ name: MetricNameDescriptor, label: String,
+                                 values: [String]) -> [String: Counter] {
+        Dictionary(uniqueKeysWithValues: values.map { ($0, registry.makeCounter(descriptor: name, labels: [(label, $0)])) })
     }
 
     func transaction(_ verdict: String) { transactions[verdict]?.increment() }
