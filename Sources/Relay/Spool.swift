@@ -228,6 +228,10 @@ public final class Spool: Sendable {
     /// a recipient may be tried again but is never lost.
     public func envelope(_ id: String) -> QueuedEnvelope? {
         guard Self.validID(id), let committed = try? committedEnvelope(id) else { return nil }
+        return latest(id, committed: committed)
+    }
+
+    private func latest(_ id: String, committed: QueuedEnvelope) -> QueuedEnvelope {
         if let data = FileManager.default.contents(atPath: envelopePath(id)), let env = try? Self.decode(data), env.id == id {
             return env
         }
@@ -268,8 +272,7 @@ public final class Spool: Sendable {
             }
             guard Self.validID(name) else { continue }
             do {
-                _ = try committedEnvelope(name)
-                if let env = envelope(name) { envelopes.append(env) }
+                envelopes.append(latest(name, committed: try committedEnvelope(name)))
             } catch {
                 problems.append("\(name): \(error), moved to corrupt/")
                 rename(messagePath(name), "\(corrupt)/\(name)")
