@@ -84,7 +84,7 @@ final class Session {
         if case .refuse(let reply, let rules, _, _) = driver.connect() {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)
-            await flush()
+            await flush(wait: true)
             return
         }
         if await refusedEarlyTalker() { return }
@@ -114,7 +114,7 @@ final class Session {
             await flush()
             guard await readMore(&iterator) else { break }
         }
-        await flush()
+        await flush(wait: true)
         await abortTransaction()
     }
 
@@ -181,14 +181,22 @@ final class Session {
         r.reason = "the client sent commands before the \(wait.formatted())s greeting"
         audit.record(r)
         send(reply)
-        await flush()
+        await flush(wait: true)
         return true
     }
 
-    private func flush() async {
+    /// Sends the buffered replies. Waits for the write only when the
+    /// socket is backed up (replies answer commands, so a client that
+    /// sends without reading is held here rather than filling memory) or
+    /// when the session is about to close or switch to TLS (`wait`).
+    private func flush(wait: Bool = false) async {
         guard out.readableBytes > 0 else { return }
         let b = out
         out = channel.allocator.buffer(capacity: 512)
+        if !wait && channel.isWritable {
+            channel.writeAndFlush(b, promise: nil)
+            return
+        }
         do { try await channel.writeAndFlush(b).get() } catch { closing = true }
     }
 
@@ -296,14 +304,19 @@ final class Session {
                 return
             }
             do {
+                let reply: SMTPReply
                 if downstream == nil {
-                    if let refused = try await openDownstream(pool) {
+                    switch try await openDownstream(pool, rcpt: rewriteRecipient(box), params) {
+                    case .mailRefused(let refused):
                         refuseRecipient(box, refused, reason: "downstream refused MAIL FROM", downstream: true)
                         return
+                    case .rcpt(let r):
+                        reply = r
                     }
+                } else {
+                    guard let conn = downstream else { throw RelayError.closed("(no downstream transaction)") }
+                    reply = try await conn.rcpt(rewriteRecipient(box), params)
                 }
-                guard let conn = downstream else { throw RelayError.closed("(no downstream transaction)") }
-                let reply = try await conn.rcpt(rewriteRecipient(box), params)
                 if reply.code / 100 == 2 {
                     accept(box, params, reply: passthrough(reply))
                 } else {
@@ -346,21 +359,28 @@ final class Session {
         }
     }
 
+    private enum Opened {
+        case mailRefused(SMTPReply)
+        case rcpt(SMTPReply)
+    }
+
     /// Opens the downstream transaction at the first accepted RCPT
-    /// (DESIGN.md "Envelope in step"). Returns the downstream's refusal of
-    /// MAIL, if any. A reused connection that turns out dead is replaced once.
-    private func openDownstream(_ pool: DownstreamPool) async throws -> SMTPReply? {
-        guard let env = machine.envelope else { return SMTPReply(503, "5.5.1", "Error: need MAIL command") }
+    /// (DESIGN.md "Envelope in step"), sending MAIL and that RCPT together
+    /// when the downstream pipelines. A reused connection that turns out
+    /// dead is replaced once.
+    private func openDownstream(_ pool: DownstreamPool, rcpt box: Mailbox, _ params: RcptParameters) async throws -> Opened {
+        guard let env = machine.envelope else { return .mailRefused(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
         for attempt in 0..<2 {
-            let (conn, reused) = try await pool.checkout()
+            let (conn, reused) = try await pool.checkout(near: channel.eventLoop)
             do {
-                let reply = try await conn.mail(rewriteSender(env.mailFrom), env.mailParameters, size: env.mailParameters.size)
-                if reply.code / 100 != 2 {
+                let (mail, rcpt) = try await conn.mail(rewriteSender(env.mailFrom), env.mailParameters,
+                                                       size: env.mailParameters.size, rcpt: box, params)
+                guard let rcpt else {
                     await pool.checkin(conn)
-                    return passthrough(reply)
+                    return .mailRefused(passthrough(mail))
                 }
                 downstream = conn
-                return nil
+                return .rcpt(rcpt)
             } catch {
                 conn.abandon()
                 if !(reused && attempt == 0) { throw error }
@@ -821,7 +841,7 @@ final class Session {
             return
         }
         // Replies to commands pipelined before STARTTLS go out first.
-        await flush()
+        await flush(wait: true)
         var buffer = ByteBuffer()
         SMTPReply(220, "2.0.0", "Ready to start TLS").encode(into: &buffer)
         let reply = buffer

@@ -150,6 +150,10 @@ public final class DownstreamConnection: @unchecked Sendable {
 
     /// Connects, reads the greeting, says EHLO, and starts TLS as configured.
     public static func open(_ options: DownstreamOptions, group: EventLoopGroup, tlsContext: NIOSSLContext?) async throws -> DownstreamConnection {
+        try await open(options, loop: group.next(), tlsContext: tlsContext)
+    }
+
+    static func open(_ options: DownstreamOptions, loop group: EventLoop, tlsContext: NIOSSLContext?) async throws -> DownstreamConnection {
         let handler = SMTPClientHandler()
         let channel: Channel
         do {
@@ -187,7 +191,40 @@ public final class DownstreamConnection: @unchecked Sendable {
     func readReply(timeout: TimeAmount, what: String) async throws -> SMTPReply {
         let h = handler
         let loop = channel.eventLoop
-        return try await loop.flatSubmit { h.expectReply(on: loop, timeout: timeout, what: what) }.get()
+        return try await onLoop { h.expectReply(on: loop, timeout: timeout, what: what) }.get()
+    }
+
+    /// Runs `body` on the connection's loop: directly when already there
+    /// (tasks run on the event loops, see GatewayServer), else as a loop task.
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        channel.eventLoop.inEventLoop ? body() : channel.eventLoop.flatSubmit(body)
+    }
+
+    /// Sends command lines in one write and waits for a reply to each
+    /// (RFC 2920 pipelining; the caller checks the server offers it).
+    func commands(_ lines: [String]) async throws -> [SMTPReply] {
+        let h = handler
+        let loop = channel.eventLoop
+        let ch = channel
+        let t = options.commandTimeout
+        do {
+            let replies = try await onLoop {
+                var b = ch.allocator.buffer(capacity: lines.reduce(0) { $0 + $1.utf8.count + 2 })
+                var futures: [EventLoopFuture<SMTPReply>] = []
+                for line in lines {
+                    futures.append(h.expectReply(on: loop, timeout: t, what: String(line.prefix { $0 != " " })))
+                    b.writeString(line)
+                    b.writeStaticString("\r\n")
+                }
+                ch.writeAndFlush(b, promise: nil)
+                return EventLoopFuture.whenAllSucceed(futures, on: loop)
+            }.get()
+            if replies.contains(where: { $0.code == 421 }) { broken = true }
+            return replies
+        } catch {
+            broken = true
+            throw error
+        }
     }
 
     /// Sends a command line and waits for its reply.
@@ -198,7 +235,7 @@ public final class DownstreamConnection: @unchecked Sendable {
         let t = timeout ?? options.commandTimeout
         let verb = String(line.prefix { $0 != " " })
         do {
-            let reply = try await loop.flatSubmit {
+            let reply = try await onLoop {
                 let f = h.expectReply(on: loop, timeout: t, what: verb)
                 var b = ch.allocator.buffer(capacity: line.utf8.count + 2)
                 b.writeString(line)
@@ -252,6 +289,28 @@ public final class DownstreamConnection: @unchecked Sendable {
 
     /// MAIL FROM with the parameters the downstream understands.
     public func mail(_ from: ReversePath, _ params: MailParameters, size: Int?) async throws -> SMTPReply {
+        let reply = try await command(mailLine(from, params, size: size))
+        if reply.code == 250 { inTransaction = true }
+        return reply
+    }
+
+    /// MAIL and the first RCPT: one round trip instead of two when the
+    /// downstream offers PIPELINING. The RCPT reply is nil when MAIL was
+    /// refused (a pipelined RCPT's reply is then discarded).
+    public func mail(_ from: ReversePath, _ params: MailParameters, size: Int?,
+                     rcpt to: Mailbox, _ rcptParams: RcptParameters) async throws -> (mail: SMTPReply, rcpt: SMTPReply?) {
+        guard capabilities.contains("PIPELINING") else {
+            let m = try await mail(from, params, size: size)
+            guard m.code / 100 == 2 else { return (m, nil) }
+            return (m, try await rcpt(to, rcptParams))
+        }
+        let r = try await commands([mailLine(from, params, size: size), rcptLine(to, rcptParams)])
+        guard r[0].code / 100 == 2 else { return (r[0], nil) }
+        inTransaction = true
+        return (r[0], r[1])
+    }
+
+    private func mailLine(_ from: ReversePath, _ params: MailParameters, size: Int?) -> String {
         var line = "MAIL FROM:<\(from)>"
         if capabilities.contains("SIZE"), let size { line += " SIZE=\(size)" }
         if capabilities.contains("8BITMIME"), let body = params.body, body != "BINARYMIME" { line += " BODY=\(body)" }
@@ -260,18 +319,20 @@ public final class DownstreamConnection: @unchecked Sendable {
             if let r = params.ret { line += " RET=\(r)" }
             if let e = params.envid { line += " ENVID=\(e)" }
         }
-        let reply = try await command(line)
-        if reply.code == 250 { inTransaction = true }
-        return reply
+        return line
     }
 
     public func rcpt(_ to: Mailbox, _ params: RcptParameters) async throws -> SMTPReply {
+        try await command(rcptLine(to, params))
+    }
+
+    private func rcptLine(_ to: Mailbox, _ params: RcptParameters) -> String {
         var line = "RCPT TO:<\(to)>"
         if capabilities.contains("DSN") {
             if let n = params.notify { line += " NOTIFY=\(n)" }
             if let o = params.orcpt { line += " ORCPT=\(o)" }
         }
-        return try await command(line)
+        return line
     }
 
     /// DATA, the dot-stuffed text, and the final reply. `header` is written
@@ -302,7 +363,7 @@ public final class DownstreamConnection: @unchecked Sendable {
             let h = handler
             let loop = ch.eventLoop
             let timeout = options.dataTimeout
-            let reply = try await loop.flatSubmit {
+            let reply = try await onLoop {
                 let f = h.expectReply(on: loop, timeout: timeout, what: "end of data")
                 ch.writeAndFlush(final, promise: nil)
                 return f

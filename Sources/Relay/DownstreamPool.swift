@@ -38,13 +38,19 @@ public final class DownstreamPool: Sendable {
     }
 
     /// A connection ready for MAIL: a reused idle one, or a new one.
-    public func checkout() async throws -> (DownstreamConnection, reused: Bool) {
+    /// `near` is the caller's event loop: an idle connection on that loop
+    /// is preferred and a new one is opened there, so a session and its
+    /// downstream share one thread and its replies need no thread switch.
+    public func checkout(near loop: EventLoop? = nil) async throws -> (DownstreamConnection, reused: Bool) {
         let now = NIODeadline.now()
-        while let c = idle.withLock({ $0.popLast() }) {
+        while let c = idle.withLock({ list -> DownstreamConnection? in
+            if let loop, let i = list.lastIndex(where: { $0.channel.eventLoop === loop }) { return list.remove(at: i) }
+            return list.popLast()
+        }) {
             if c.isUsable && now - c.lastUsed < idleTimeout { return (c, true) }
             c.abandon()
         }
-        return (try await DownstreamConnection.open(options, group: group, tlsContext: tlsContext), false)
+        return (try await DownstreamConnection.open(options, group: loop ?? group.next(), tlsContext: tlsContext), false)
     }
 
     /// Takes a connection back; resets an open transaction first. Broken,

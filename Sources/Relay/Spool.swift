@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import SMTPProtocol
 import Synchronization
 
 /// One recipient of a queued message: where it goes, what the client asked
@@ -117,7 +118,7 @@ public final class Spool: Sendable {
     /// a counter, in hex ("674A1B2C3D0001F").
     public static func newID(now: Date = Date()) -> String {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue & 0xFFFFF
-        return String(format: "%08X%03X%05X", UInt32(now.timeIntervalSince1970), processTag, n)
+        return upperHex(UInt64(UInt32(now.timeIntervalSince1970)), width: 8) + upperHex(UInt64(processTag), width: 3) + upperHex(UInt64(n), width: 5)
     }
 
     static func encode(_ env: QueuedEnvelope) throws -> [UInt8] {

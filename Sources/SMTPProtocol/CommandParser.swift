@@ -15,7 +15,9 @@ public enum CommandParser {
         let verbEnd = trimmed.firstIndex(of: " ") ?? trimmed.endIndex
         let verb = trimmed[..<verbEnd].uppercased()
         let arg = trimmed[verbEnd...].drop { $0 == " " }
-        let argText = String(arg.reversed().drop { $0 == " " }.reversed())
+        var argEnd = arg.endIndex
+        while argEnd > arg.startIndex, arg[arg.index(before: argEnd)] == " " { argEnd = arg.index(before: argEnd) }
+        let argText = String(arg[..<argEnd])
 
         switch verb {
         case "HELO", "EHLO":
