@@ -66,7 +66,7 @@ public final class GatewayServer: Sendable {
     /// Binds every listener and serves until `shutdown()` has finished.
     public func run() async throws {
         let config = currentRuntime.config
-        var bound: [NIOAsyncChannel<NIOAsyncChannel<SessionInput, ByteBuffer>, Never>] = []
+        var bound: [NIOAsyncChannel<Accepted, Never>] = []
         let inherited = Privileges.inheritedListeners()
         for l in config.listen {
             let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
@@ -76,13 +76,15 @@ public final class GatewayServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
-            let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<SessionInput, ByteBuffer>> = { child in
+            let initializer: @Sendable (Channel) -> EventLoopFuture<Accepted> = { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout))
-                    return try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child)
+                    let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout)
+                    try child.pipeline.syncOperations.addHandler(input)
+                    return Accepted(channel: try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child),
+                                    input: input)
                 }
             }
-            let ch: NIOAsyncChannel<NIOAsyncChannel<SessionInput, ByteBuffer>, Never>
+            let ch: NIOAsyncChannel<Accepted, Never>
             if let fd = inherited[l.description] {
                 // Bound by the root process before it became [server] user (Privileges).
                 ch = try await bootstrap.bind(fd, childChannelInitializer: initializer)
@@ -192,8 +194,19 @@ public final class GatewayServer: Sendable {
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 
-    private func serve(_ child: NIOAsyncChannel<SessionInput, ByteBuffer>) async {
+    /// A new connection with its input handler, as the accept loop hands it over.
+    struct Accepted: Sendable {
+        let channel: NIOAsyncChannel<SessionInput, ByteBuffer>
+        let input: SessionInputHandler
+    }
+
+    // The @inline(never) functions below keep their locals out of the async
+    // frames an idle session waits in: with 10,000 idle connections every
+    // byte of those frames counts ten thousand times.
+    @inline(never)
+    private func serve(_ accepted: Accepted) async {
         let runtime = currentRuntime
+        let child = accepted.channel
         let channel = child.channel
         let id = ObjectIdentifier(channel)
         let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
@@ -203,17 +216,8 @@ public final class GatewayServer: Sendable {
             s[id] = channel
             return false
         }
-        let handler = try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: SessionInputHandler.self) }.get()
-        guard !tooMany, let handler else {
-            let reply = SMTPReplyText.tooManyConnections
-            let addr = channel.remoteAddress
-            audit.record(AuditRecord(event: .connection, session: sessionID, clientIP: addr?.ipAddress ?? "unknown",
-                                     clientPort: addr?.port, verdict: .tempfailed, reply: reply.description,
-                                     reason: "max_connections (\(runtime.config.maxConnections)) reached"))
-            var b = channel.allocator.buffer(capacity: 64)
-            reply.encode(into: &b)
-            try? await channel.writeAndFlush(b).get()
-            try? await channel.close()
+        guard !tooMany else {
+            await refuseTooMany(channel, sessionID: sessionID, max: runtime.config.maxConnections)
             return
         }
         updateStress(runtime.config.maxConnections, newcomer: channel)
@@ -222,18 +226,29 @@ public final class GatewayServer: Sendable {
             updateStress(runtime.config.maxConnections, newcomer: nil)
         }
         if stopping.withLock({ $0 }) {
-            try? await channel.close()
+            channel.close(promise: nil)
             return
         }
+        let session = Session(channel: channel, input: accepted.input, runtime: runtime, audit: audit, logger: logger,
+                              sessionID: sessionID, limiter: limiter, metrics: metrics)
         do {
-            try await child.executeThenClose { inbound, _ in
-                let session = Session(channel: channel, input: handler, runtime: runtime, audit: audit, logger: logger,
-                                      sessionID: sessionID, limiter: limiter, metrics: metrics)
-                await session.run(inbound)
-            }
+            try await child.executeThenClose { inbound, _ in await session.run(inbound) }
         } catch {
             logger.debug("session \(sessionID) ended: \(error)")
         }
+    }
+
+    @inline(never)
+    private func refuseTooMany(_ channel: Channel, sessionID: String, max: Int) async {
+        let reply = SMTPReplyText.tooManyConnections
+        let addr = channel.remoteAddress
+        audit.record(AuditRecord(event: .connection, session: sessionID, clientIP: addr?.ipAddress ?? "unknown",
+                                 clientPort: addr?.port, verdict: .tempfailed, reply: reply.description,
+                                 reason: "max_connections (\(max)) reached"))
+        var b = channel.allocator.buffer(capacity: 64)
+        reply.encode(into: &b)
+        try? await channel.writeAndFlush(b).get()
+        try? await channel.close()
     }
 
     /// Turns stress on or off for every session when the count crosses the

@@ -78,23 +78,7 @@ final class Session {
             driver.close()
             metrics.openConnections.decrement()
         }
-        await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
-        dnsBudgetLeft = config.dnsBudget
-        await askLists(.client, [facts.clientIP])
-        if case .refuse(let reply, let rules, _, _) = driver.connect() {
-            record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
-            send(reply)
-            await flush(wait: true)
-            return
-        }
-        if await refusedEarlyTalker() { return }
-        if runtime.limits.greetWait > 0 {
-            let h = inputHandler
-            channel.eventLoop.execute { h.greetingSent() }
-        }
-        send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
-        logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
-
+        guard await greet() else { return }
         while !closing {
             // Answer every complete command already buffered (pipelining), then flush.
             while !closing {
@@ -118,32 +102,66 @@ final class Session {
         await abortTransaction()
     }
 
+    /// The connect stage: client lookups, the connect rules, greet wait,
+    /// then the 220. False when the client was turned away.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
+    private func greet() async -> Bool {
+        if runtime.policy.needsDNS || runtime.policy.needsGeoIP {
+            await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
+        }
+        dnsBudgetLeft = config.dnsBudget
+        await askLists(.client, [facts.clientIP])
+        if case .refuse(let reply, let rules, _, _) = driver.connect() {
+            record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
+            send(reply)
+            await flush(wait: true)
+            return false
+        }
+        if await refusedEarlyTalker() { return false }
+        if runtime.limits.greetWait > 0 {
+            let h = inputHandler
+            channel.eventLoop.execute { h.greetingSent() }
+        }
+        send(SMTPReply(220, nil, "\(config.hostname) \(config.greeting)"))
+        logger.debug("connect from \(facts.clientIP):\(facts.clientPort)")
+        return true
+    }
+
     /// Reads the next input. Returns false when the session must end.
+    /// This is where an idle session waits, so its frame is kept small:
+    /// whatever is not the wait itself happens in `received`.
+    @inline(never)
     private func readMore(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async -> Bool {
         while true {
             let next: SessionInput?
             do { next = try await iterator.next() } catch { return false }
             guard let next else { return false }
-            switch next {
-            case .bytes(var b):
-                if pending.readableBytes == 0 { pending = b } else { pending.writeBuffer(&b) }
-                return true
-            case .timeout:
-                send(.timeout)
-                record(.connection, verdict: .tempfailed, reply: .timeout, reason: "client timed out in \(machine.phase)")
+            if let more = received(next) { return more }
+        }
+    }
+
+    /// Takes one input: true or false ends `readMore` with that answer, nil reads on.
+    @inline(never)
+    private func received(_ next: SessionInput) -> Bool? {
+        switch next {
+        case .bytes(var b):
+            if pending.readableBytes == 0 { pending = b } else { pending.writeBuffer(&b) }
+            return true
+        case .timeout:
+            send(.timeout)
+            record(.connection, verdict: .tempfailed, reply: .timeout, reason: "client timed out in \(machine.phase)")
+            closing = true
+            return false
+        case .shutdown:
+            shutdownRequested = true
+            if machine.envelope == nil && machine.phase != .data && machine.phase != .bdat {
+                send(.shuttingDown)
                 closing = true
                 return false
-            case .shutdown:
-                shutdownRequested = true
-                if machine.envelope == nil && machine.phase != .data && machine.phase != .bdat {
-                    send(.shuttingDown)
-                    closing = true
-                    return false
-                }
-                continue
-            case .tlsStarted, .tlsFailed:
-                continue  // only expected inside startTLS()
             }
+            return nil
+        case .tlsStarted, .tlsFailed:
+            return nil  // only expected inside startTLS()
         }
     }
 
@@ -165,6 +183,7 @@ final class Session {
 
     /// Postscreen's greet wait: hold the 220; a client that talks first is
     /// a bot that does not wait for the server (pregreet). True when refused.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func refusedEarlyTalker() async -> Bool {
         let wait = runtime.limits.greetWait
         guard wait > 0, !limiter.passedGreeting(facts.clientIP) else { return false }
@@ -192,7 +211,7 @@ final class Session {
     private func flush(wait: Bool = false) async {
         guard out.readableBytes > 0 else { return }
         let b = out
-        out = channel.allocator.buffer(capacity: 512)
+        out = ByteBuffer()  // grows on the next reply; an idle session holds no reply buffer
         if !wait && channel.isWritable {
             channel.writeAndFlush(b, promise: nil)
             return
@@ -210,6 +229,7 @@ final class Session {
 
     // MARK: commands
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func handle(line: ByteBuffer, iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
         if shutdownRequested && machine.envelope == nil {
             send(.shuttingDown)
@@ -279,6 +299,7 @@ final class Session {
 
     // MARK: RCPT
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func recipient(_ given: Mailbox, _ params: RcptParameters) async {
         var box = given
         if box.domain.isEmpty, let d = runtime.gate.primaryDomain { box.domain = d }  // <Postmaster>
@@ -408,6 +429,7 @@ final class Session {
         MessageBody(memoryThreshold: config.memoryThreshold, tempDirectory: config.tempDirectory)
     }
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func data(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
         if downstreamLost() {
             // Recipients were accepted but the downstream is gone: say so now, before the client sends the text.
@@ -441,6 +463,7 @@ final class Session {
         await endOfMessage(decoder: decoder, body: body, storeError: storeError)
     }
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func chunk(size: Int, last: Bool, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
         if downstreamLost() {
             await discard(size, &iterator)
@@ -493,6 +516,7 @@ final class Session {
         await endOfMessage(decoder: decoder, body: b, storeError: storeError)
     }
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func discard(_ size: Int, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
         var remaining = size
         while remaining > 0 {
@@ -508,6 +532,7 @@ final class Session {
 
     /// The milter-style end of data: the message is whole; check it, add
     /// the trace header, hand it to the downstream, and answer with its answer.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
         let headerLimit = runtime.limits.headerSize
         let headerBytes = (try? body.prefix(max(64 * 1024, headerLimit + 4))) ?? []
@@ -629,23 +654,36 @@ final class Session {
     }
 
     /// Looks up, all at once, the DNS lists of one kind that the policy uses.
+    /// DNS list lookups for `values` under the policy's lists for `target`,
+    /// within what is left of the message's DNS budget.
     private func askLists(_ target: DNSList.Target, _ values: [String]) async {
+        // Most policies have no list for a given stage: no async call then.
         let queries = runtime.policy.dnsLists.filter { $0.target == target }.flatMap { l in values.flatMap { l.queries(for: $0) } }
         guard !queries.isEmpty else { return }
+        await lookUp(queries, session: target == .client)
+    }
+
+    @inline(never)  // keeps this frame out of the one an idle session waits in
+    private func lookUp(_ queries: [String], session: Bool) async {
         let started = ContinuousClock.now
         let (answers, unanswered) = await runtime.checks.lookupLists(queries, budget: dnsBudgetLeft)
+        spentOnDNS(since: started, answers: answers, unanswered: unanswered, session: session)
+    }
+
+    private func spentOnDNS(since started: ContinuousClock.Instant, answers: [String: DNSListAnswer], unanswered: [String], session: Bool) {
         let spent = ContinuousClock.now - started
         dnsBudgetLeft -= Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
         driver.facts.dnsListAnswers.merge(answers) { _, new in new }
         if !unanswered.isEmpty {
             let budget = config.dnsBudget.formatted(.number.precision(.fractionLength(0...3)))
             driver.note("DNS budget of \(budget)s used up before \(unanswered.joined(separator: ", ")) answered; counted as not listed",
-                        session: target == .client)
+                        session: session)
         }
     }
 
     /// Sends the message to clamd; a failure is kept as a fact so the
     /// `virus` rule tempfails (fail closed) unless on_error = "accept".
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func scan(_ body: MessageBody) async {
         driver.facts.virusScanned = true
         guard let scanner = runtime.scanner else {
@@ -758,6 +796,7 @@ final class Session {
     /// Queue mode (and proxy fallback): the message and its envelope are
     /// written and fsync'd before the client hears 250 with the queue ID;
     /// a spool that cannot take it gets 452 4.3.1, never 250.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func spoolMessage(body: MessageBody, size: Int, messageID: String?, why: String?) async {
         guard let queue = runtime.queue, let env = machine.envelope else {
             finishTransaction(SMTPReply(451, "4.3.0", "Local error: no queue configured"), size: size, messageID: messageID,
@@ -798,6 +837,7 @@ final class Session {
     }
 
     /// Holds the message durably instead of delivering it; 250 only once it is on disk.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func quarantineMessage(body: MessageBody, size: Int, messageID: String?, rule: String, reason: String?) async {
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
         let entry = QuarantineEntry(id: txID, time: AuditRecord.formatTime(Date()), session: facts.sessionID, clientIP: facts.clientIP,
@@ -818,6 +858,7 @@ final class Session {
     // MARK: downstream bookkeeping
 
     /// Closes the downstream transaction (RSET) and returns the connection.
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func abortTransaction(reason: String? = nil) async {
         body = nil
         chunkDecoder = nil
@@ -835,6 +876,7 @@ final class Session {
 
     // MARK: STARTTLS
 
+    @inline(never)  // keeps this frame out of the one an idle session waits in
     private func startTLS(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
         guard let ssl = runtime.sslContext else {
             send(.tlsNotAvailable)
