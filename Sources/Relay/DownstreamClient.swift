@@ -345,17 +345,31 @@ public final class DownstreamConnection: @unchecked Sendable {
             _ = try? await reset()
             return go
         }
+        return try await text(header: header, body: body, bodyOffset: bodyOffset)
+    }
+
+    /// The message text after a 354, dot-stuffed, and the final reply.
+    /// Writes go out without waiting while the socket keeps up; a slow
+    /// downstream makes this wait, so memory stays at a chunk or two.
+    func text(header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws -> SMTPReply {
         var stuffer = DotStuffer()
         let ch = channel
-        var out = ch.allocator.buffer(capacity: 64 * 1024 + 1024)
+        // Dot-stuffing rarely adds more than a few bytes: size the first
+        // buffer to the message, so a small one does not take 64 KB.
+        let chunk = 64 * 1024 + 1024
+        var out = ch.allocator.buffer(capacity: min(chunk, header.readableBytes + max(0, body.count - bodyOffset) + 256))
         stuffer.stuff(header, into: &out)
         do {
-            try await body.forEachChunk(from: bodyOffset) { chunk in
-                stuffer.stuff(chunk, into: &out)
+            try await body.forEachChunk(from: bodyOffset) { piece in
+                stuffer.stuff(piece, into: &out)
                 if out.readableBytes >= 32 * 1024 {
                     let b = out
-                    out = ch.allocator.buffer(capacity: 64 * 1024 + 1024)
-                    try await ch.writeAndFlush(b).get()
+                    out = ch.allocator.buffer(capacity: chunk)
+                    if ch.isWritable {
+                        ch.writeAndFlush(b, promise: nil)
+                    } else {
+                        try await ch.writeAndFlush(b).get()
+                    }
                 }
             }
             stuffer.finish(into: &out)
@@ -375,6 +389,55 @@ public final class DownstreamConnection: @unchecked Sendable {
             broken = true
             throw error
         }
+    }
+
+    /// What the downstream said to a whole envelope.
+    public struct EnvelopeReplies: Sendable {
+        public var mail: SMTPReply
+        /// One per recipient; empty when MAIL was refused.
+        public var rcpts: [SMTPReply]
+        /// The reply to DATA; nil when it was not sent (MAIL refused, or
+        /// no recipient accepted without pipelining).
+        public var data: SMTPReply?
+        /// DATA got its 354 for a transaction with a recipient: `text` follows.
+        public var goAhead: Bool
+    }
+
+    /// MAIL, every RCPT and DATA for a relay of a stored message (the queue):
+    /// one write and one round trip when the downstream offers PIPELINING
+    /// (RFC 2920 §3.1: DATA ends the group), else one command at a time.
+    /// When no recipient was accepted the transaction is closed again, and
+    /// a 354 from a server that gave one anyway is answered with an empty text.
+    public func envelope(_ from: ReversePath, _ params: MailParameters, size: Int?,
+                         to recipients: [(Mailbox, RcptParameters)]) async throws -> EnvelopeReplies {
+        guard capabilities.contains("PIPELINING") else {
+            let m = try await mail(from, params, size: size)
+            guard m.code / 100 == 2 else { return EnvelopeReplies(mail: m, rcpts: [], data: nil, goAhead: false) }
+            var rcpts: [SMTPReply] = []
+            for (box, p) in recipients { rcpts.append(try await rcpt(box, p)) }
+            guard rcpts.contains(where: { $0.code / 100 == 2 }) else {
+                _ = try? await reset()
+                return EnvelopeReplies(mail: m, rcpts: rcpts, data: nil, goAhead: false)
+            }
+            let go = try await command("DATA")
+            if go.code != 354 { _ = try? await reset() }
+            return EnvelopeReplies(mail: m, rcpts: rcpts, data: go, goAhead: go.code == 354)
+        }
+        var lines = [mailLine(from, params, size: size)]
+        for (box, p) in recipients { lines.append(rcptLine(box, p)) }
+        lines.append("DATA")
+        let r = try await commands(lines)
+        let mail = r[0], rcpts = Array(r[1...recipients.count]), go = r[recipients.count + 1]
+        inTransaction = mail.code / 100 == 2
+        let anyAccepted = rcpts.contains { $0.code / 100 == 2 }
+        if go.code == 354 && !(inTransaction && anyAccepted) {
+            // A server that said 354 to a pipelined DATA with no valid recipient: end it with an empty text.
+            _ = try await text(header: ByteBuffer(), body: MessageBody(memoryThreshold: 1024, tempDirectory: "/tmp"))
+        } else if go.code != 354 && inTransaction {
+            _ = try? await reset()
+        }
+        return EnvelopeReplies(mail: mail, rcpts: mail.code / 100 == 2 ? rcpts : [], data: mail.code / 100 == 2 && anyAccepted ? go : nil,
+                               goAhead: go.code == 354 && inTransaction && anyAccepted)
     }
 
     public func reset() async throws -> SMTPReply {

@@ -443,7 +443,13 @@ public final class QueueManager: Sendable {
         return all(.pending, "4.4.1 \(lastError)")
     }
 
-    private struct ReusedConnectionDead: Error {}
+    /// The connection failed before the downstream answered MAIL: if it was
+    /// an idle one from the pool, it had died while idle, and a fresh one
+    /// gets the message instead.
+    private struct ReusedConnectionDead: Error, CustomStringConvertible {
+        let underlying: Error
+        var description: String { "\(underlying)" }
+    }
 
     /// MAIL, RCPT for each recipient, DATA: per-recipient results.
     private func transaction(_ env: QueuedEnvelope, _ indices: [Int], on conn: DownstreamConnection, pool: DownstreamPool,
@@ -457,34 +463,42 @@ public final class QueueManager: Sendable {
         params.body = env.body
         params.smtpUTF8 = env.smtpUTF8
         let sender: ReversePath = env.sender.isEmpty ? .null : .mailbox(try AddressParser.parseMailbox(env.sender))
-        let mail: SMTPReply
+        var to: [(Mailbox, RcptParameters)] = []
+        for i in indices {
+            let r = env.recipients[i]
+            var rp = RcptParameters()
+            rp.notify = r.notify
+            rp.orcpt = r.orcpt
+            to.append((try AddressParser.parseMailbox(r.address), rp))
+        }
+        let replies: DownstreamConnection.EnvelopeReplies
         do {
-            mail = try await conn.mail(sender, params, size: env.size)
+            replies = try await conn.envelope(sender, params, size: env.size, to: to)
         } catch {
             conn.abandon()
-            throw ReusedConnectionDead()
+            throw ReusedConnectionDead(underlying: error)
         }
+        let mail = replies.mail
         guard mail.code / 100 == 2 else {
             await pool.checkin(conn)
             return Outcome(results: indices.map { _ in RecipientResult(status: classify(mail), reply: mail.description) }, host: label)
         }
         var results: [RecipientResult] = []
         var accepted: [Int] = []
-        for (n, i) in indices.enumerated() {
-            let r = env.recipients[i]
-            var rp = RcptParameters()
-            rp.notify = r.notify
-            rp.orcpt = r.orcpt
-            let reply = try await conn.rcpt(try AddressParser.parseMailbox(r.address), rp)
+        for (n, reply) in replies.rcpts.enumerated() {
             results.append(RecipientResult(status: classify(reply), reply: reply.description))
             if reply.code / 100 == 2 { accepted.append(n) }
         }
-        guard !accepted.isEmpty else {
+        guard replies.goAhead else {
             await pool.checkin(conn)
+            // Recipients accepted but DATA refused: that answer is every accepted recipient's.
+            if let refused = replies.data {
+                for n in accepted { results[n] = RecipientResult(status: classify(refused), reply: refused.description) }
+            }
             return Outcome(results: results, host: label)
         }
         let body = try spool.message(env)
-        let final = try await conn.data(header: ByteBuffer(), body: body)
+        let final = try await conn.text(header: ByteBuffer(), body: body)
         for n in accepted { results[n] = RecipientResult(status: classify(final), reply: final.description) }
         let dsn = conn.capabilities.contains("DSN")
         await pool.checkin(conn)

@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Splits the command stream into lines without ever holding more than one
 /// line's worth of bytes: an over-long line is discarded as it arrives and
@@ -100,69 +105,111 @@ public struct MessageTextDecoder: Sendable {
     /// Consumes input, appending decoded text to `output`. Returns true once
     /// the end-of-data line has been consumed (never in chunked mode); bytes
     /// after it stay in `input` (pipelined commands).
+    ///
+    /// Ordinary lines (text, then CRLF) pass through unchanged, so they are
+    /// only measured and copied out in long runs; anything else (a stuffed
+    /// or final dot, a bare CR or LF, a line split across reads) goes
+    /// through `step` one state change at a time.
     public mutating func decode(_ input: inout ByteBuffer, into output: inout ByteBuffer) -> Bool {
         var finished = false
         let consumed = input.withUnsafeReadableBytes { raw -> Int in
             let n = raw.count
             var i = 0
+            var runStart = 0
             while i < n {
-                switch state {
-                case .mid:
-                    var j = i
-                    while j < n {
-                        let b = raw[j]
-                        if b == 13 || b == 10 { break }
-                        j += 1
-                    }
-                    if j > i {
-                        emit(UnsafeRawBufferPointer(rebasing: raw[i..<j]), into: &output)
-                        lineLength += j - i
-                        if lineLength + 2 > maxLineLength { lineTooLong = true }
-                        i = j
-                        continue
-                    }
-                    let b = raw[i]
-                    i += 1
-                    if b == 13 { state = .cr } else { bare(into: &output) }
-                case .cr:
-                    if raw[i] == 10 {
-                        i += 1
-                        emitCRLF(into: &output)
-                        state = mode == .dotTerminated ? .lineStart : .mid
-                    } else {
-                        bare(into: &output)  // reprocess this byte as text
-                        state = .mid
-                    }
-                case .lineStart:
-                    if raw[i] == UInt8(ascii: ".") {
-                        i += 1
-                        state = .dot
-                    } else {
-                        state = .mid
-                    }
-                case .dot:
-                    // A leading dot followed by more text is dot-stuffing: drop it.
-                    if raw[i] == 13 {
-                        i += 1
-                        state = .dotCR
-                    } else {
-                        state = .mid
-                    }
-                case .dotCR:
-                    if raw[i] == 10 {
-                        i += 1
-                        finished = true
-                        return i
-                    }
-                    // "." CR <not LF>: the dot was stuffing, the CR is bare.
-                    bare(into: &output)
-                    state = .mid
+                if state == .lineStart && raw[i] != UInt8(ascii: ".") { state = .mid }
+                if state == .mid, let next = ordinaryLine(raw, from: i) {
+                    i = next
+                    continue
                 }
+                if i > runStart { emit(UnsafeRawBufferPointer(rebasing: raw[runStart..<i]), into: &output) }
+                i = step(raw, at: i, into: &output, finished: &finished)
+                runStart = i
+                if finished { return i }
             }
+            if i > runStart { emit(UnsafeRawBufferPointer(rebasing: raw[runStart..<i]), into: &output) }
             return i
         }
         input.moveReaderIndex(forwardBy: consumed)
         return finished
+    }
+
+    /// In `.mid` at `i`: if what follows is plain text up to a CRLF (or up
+    /// to the end of the input, with no CR or LF in it), accounts for it
+    /// and returns where it ends; nil when a CR or LF needs `step`.
+    private mutating func ordinaryLine(_ raw: UnsafeRawBufferPointer, from i: Int) -> Int? {
+        let n = raw.count
+        let base = raw.baseAddress!
+        guard let lfPtr = memchr(base + i, 10, n - i) else {
+            guard memchr(base + i, 13, n - i) == nil else { return nil }
+            lineLength += n - i
+            if lineLength + 2 > maxLineLength { lineTooLong = true }
+            return n
+        }
+        let lf = base.distance(to: UnsafeRawPointer(lfPtr))
+        guard lf > i, raw[lf - 1] == 13, memchr(base + i, 13, lf - 1 - i) == nil else { return nil }
+        lineLength += lf - 1 - i
+        if lineLength + 2 > maxLineLength { lineTooLong = true }
+        lineLength = 0
+        state = mode == .dotTerminated ? .lineStart : .mid
+        return lf + 1
+    }
+
+    /// One state change of the byte-level decoder at `i`; returns the next position.
+    private mutating func step(_ raw: UnsafeRawBufferPointer, at start: Int, into output: inout ByteBuffer, finished: inout Bool) -> Int {
+        let n = raw.count
+        var i = start
+        switch state {
+        case .mid:
+            var j = i
+            while j < n {
+                let b = raw[j]
+                if b == 13 || b == 10 { break }
+                j += 1
+            }
+            if j > i {
+                emit(UnsafeRawBufferPointer(rebasing: raw[i..<j]), into: &output)
+                lineLength += j - i
+                if lineLength + 2 > maxLineLength { lineTooLong = true }
+                return j
+            }
+            let b = raw[i]
+            i += 1
+            if b == 13 { state = .cr } else { bare(into: &output) }
+        case .cr:
+            if raw[i] == 10 {
+                i += 1
+                emitCRLF(into: &output)
+                state = mode == .dotTerminated ? .lineStart : .mid
+            } else {
+                bare(into: &output)  // reprocess this byte as text
+                state = .mid
+            }
+        case .lineStart:
+            if raw[i] == UInt8(ascii: ".") {
+                i += 1
+                state = .dot
+            } else {
+                state = .mid
+            }
+        case .dot:
+            // A leading dot followed by more text is dot-stuffing: drop it.
+            if raw[i] == 13 {
+                i += 1
+                state = .dotCR
+            } else {
+                state = .mid
+            }
+        case .dotCR:
+            if raw[i] == 10 {
+                finished = true
+                return i + 1
+            }
+            // "." CR <not LF>: the dot was stuffing, the CR is bare.
+            bare(into: &output)
+            state = .mid
+        }
+        return i
     }
 
     /// Ends a BDAT LAST transaction: a CR left waiting for its LF is bare.
@@ -203,27 +250,27 @@ public struct DotStuffer: Sendable {
 
     public init() {}
 
+    /// Copies `input` in runs, breaking a run only before a line that
+    /// starts with a dot (found with memchr, so ordinary text costs a copy).
     public mutating func stuff(_ input: ByteBuffer, into output: inout ByteBuffer) {
         input.withUnsafeReadableBytes { raw in
             let n = raw.count
+            guard n > 0, let base = raw.baseAddress else { return }
+            var runStart = 0
+            if atLineStart && raw[0] == UInt8(ascii: ".") { output.writeInteger(UInt8(ascii: ".")) }
             var i = 0
-            while i < n {
-                if atLineStart && raw[i] == UInt8(ascii: ".") {
+            while i < n, let lfPtr = memchr(base + i, 10, n - i) {
+                let lf = base.distance(to: UnsafeRawPointer(lfPtr))
+                if lf + 1 < n && raw[lf + 1] == UInt8(ascii: ".") {
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart...lf]))
                     output.writeInteger(UInt8(ascii: "."))
+                    runStart = lf + 1
                 }
-                var j = i
-                while j < n && raw[j] != 10 { j += 1 }
-                if j < n {
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i...j]))
-                    atLineStart = true
-                    i = j + 1
-                } else {
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<n]))
-                    atLineStart = false
-                    i = n
-                }
+                i = lf + 1
             }
-            if n > 0 { lastByte = raw[n - 1] }
+            if runStart < n { output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<n])) }
+            atLineStart = raw[n - 1] == 10
+            lastByte = raw[n - 1]
         }
     }
 

@@ -176,3 +176,134 @@ struct DotStufferTests {
         #expect(String(buffer: out) == original)
     }
 }
+
+/// The decoder and stuffer copy ordinary lines in runs; these tests hold
+/// them to a plain byte-at-a-time reference on random text split at random
+/// points, so the fast paths can never change what a message becomes.
+struct FramingReferenceTests {
+    /// The byte-at-a-time decoder the run-copying one replaced.
+    struct ReferenceDecoder {
+        enum State { case lineStart, mid, cr, dot, dotCR }
+        let dotTerminated: Bool, normalize: Bool, maxSize: Int, maxLine: Int
+        var state: State
+        var size = 0, lineLength = 0
+        var bare = false, tooLong = false, oversize = false
+        var out: [UInt8] = []
+
+        init(dotTerminated: Bool, normalize: Bool, maxSize: Int, maxLine: Int) {
+            self.dotTerminated = dotTerminated
+            self.normalize = normalize
+            self.maxSize = maxSize
+            self.maxLine = maxLine
+            state = dotTerminated ? .lineStart : .mid
+        }
+
+        mutating func emit(_ b: [UInt8]) {
+            size += b.count
+            if size > maxSize { oversize = true } else { out += b }
+        }
+        mutating func crlf() { lineLength = 0; emit([13, 10]) }
+        mutating func sawBare() { bare = true; if normalize { crlf() } }
+
+        /// Returns the bytes consumed when the end of data is reached.
+        mutating func feed(_ input: [UInt8]) -> Int? {
+            var i = 0
+            while i < input.count {
+                let b = input[i]
+                switch state {
+                case .mid:
+                    if b == 13 { state = .cr } else if b == 10 { sawBare() } else {
+                        emit([b])
+                        lineLength += 1
+                        if lineLength + 2 > maxLine { tooLong = true }
+                    }
+                    i += 1
+                case .cr:
+                    if b == 10 { i += 1; crlf(); state = dotTerminated ? .lineStart : .mid } else { sawBare(); state = .mid }
+                case .lineStart:
+                    if b == UInt8(ascii: ".") { i += 1; state = .dot } else { state = .mid }
+                case .dot:
+                    if b == 13 { i += 1; state = .dotCR } else { state = .mid }
+                case .dotCR:
+                    if b == 10 { return i + 1 }
+                    sawBare()
+                    state = .mid
+                }
+            }
+            return nil
+        }
+    }
+
+    static let alphabet: [[UInt8]] = [Array("abc".utf8), [13, 10], [13, 10], [13, 10], [UInt8(ascii: ".")], [13], [10],
+                                      Array(String(repeating: "x", count: 40).utf8), Array("\r\n.\r\n".utf8)]
+
+    @Test(arguments: 0..<40)
+    func decoderMatchesReference(seed: Int) {
+        var rng = SplitMix(seed: UInt64(seed))
+        for mode in [MessageTextDecoder.Mode.dotTerminated, .chunked] {
+            for policy in [BareNewlinePolicy.reject, .normalize] {
+                var input: [UInt8] = []
+                for _ in 0..<(20 + Int(rng.next() % 200)) { input += Self.alphabet[Int(rng.next() % UInt64(Self.alphabet.count))] }
+                let maxSize = 50 + Int(rng.next() % 2000), maxLine = 20 + Int(rng.next() % 60)
+                var ref = ReferenceDecoder(dotTerminated: mode == .dotTerminated, normalize: policy == .normalize,
+                                           maxSize: maxSize, maxLine: maxLine)
+                let refEnd = ref.feed(input)
+                var d = MessageTextDecoder(mode: mode, maxSize: maxSize, maxLineLength: maxLine, bareNewline: policy)
+                var out = ByteBuffer()
+                var pending = ByteBuffer()
+                var fed = 0
+                var end: Int?
+                while fed < input.count && end == nil {
+                    let n = min(input.count - fed, 1 + Int(rng.next() % 64))
+                    pending.writeBytes(input[fed..<fed + n])
+                    fed += n
+                    if d.decode(&pending, into: &out) { end = fed - pending.readableBytes }
+                }
+                #expect(end == refEnd, "seed \(seed) \(mode) \(policy)")
+                #expect(d.size == ref.size && d.oversize == ref.oversize && d.sawBareNewline == ref.bare && d.lineTooLong == ref.tooLong,
+                        "seed \(seed) \(mode) \(policy)")
+                if !ref.oversize { #expect(Array(out.readableBytesView) == ref.out, "seed \(seed) \(mode) \(policy)") }
+            }
+        }
+    }
+
+    @Test(arguments: 0..<40)
+    func stufferMatchesReference(seed: Int) {
+        var rng = SplitMix(seed: UInt64(seed) &+ 1000)
+        var text: [UInt8] = []
+        for _ in 0..<(10 + Int(rng.next() % 200)) { text += Self.alphabet[Int(rng.next() % UInt64(Self.alphabet.count))] }
+        // Reference: a dot at the start of any line (after an LF, or first) is doubled.
+        var expected: [UInt8] = []
+        var atStart = true
+        for b in text {
+            if atStart && b == UInt8(ascii: ".") { expected.append(b) }
+            expected.append(b)
+            atStart = b == 10
+        }
+        if text.last != 10 { expected += [13, 10] }
+        expected += Array(".\r\n".utf8)
+        var s = DotStuffer()
+        var out = ByteBuffer()
+        var i = 0
+        while i < text.count {
+            let n = min(text.count - i, 1 + Int(rng.next() % 50))
+            s.stuff(ByteBuffer(bytes: text[i..<i + n]), into: &out)
+            i += n
+        }
+        s.finish(into: &out)
+        #expect(Array(out.readableBytesView) == expected, "seed \(seed)")
+    }
+}
+
+/// A small seeded generator, so a failing case can be replayed by its seed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
