@@ -78,10 +78,9 @@ public final class GatewayServer: Sendable {
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
             let initializer: @Sendable (Channel) -> EventLoopFuture<Accepted> = { child in
                 child.eventLoop.makeCompletedFuture {
-                    let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout)
+                    let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, loop: child.eventLoop)
                     try child.pipeline.syncOperations.addHandler(input)
-                    return Accepted(channel: try NIOAsyncChannel<SessionInput, ByteBuffer>(wrappingChannelSynchronously: child),
-                                    input: input)
+                    return Accepted(channel: child, input: input)
                 }
             }
             let ch: NIOAsyncChannel<Accepted, Never>
@@ -196,7 +195,7 @@ public final class GatewayServer: Sendable {
 
     /// A new connection with its input handler, as the accept loop hands it over.
     struct Accepted: Sendable {
-        let channel: NIOAsyncChannel<SessionInput, ByteBuffer>
+        let channel: Channel
         let input: SessionInputHandler
     }
 
@@ -206,8 +205,7 @@ public final class GatewayServer: Sendable {
     @inline(never)
     private func serve(_ accepted: Accepted) async {
         let runtime = currentRuntime
-        let child = accepted.channel
-        let channel = child.channel
+        let channel = accepted.channel
         let id = ObjectIdentifier(channel)
         let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
         let sessionID = sessionPrefix + upperHex(UInt64(n & 0xFFFFFF), width: 6)
@@ -231,9 +229,8 @@ public final class GatewayServer: Sendable {
         }
         let session = Session(channel: channel, input: accepted.input, runtime: runtime, audit: audit, logger: logger,
                               sessionID: sessionID, limiter: limiter, metrics: metrics)
-        do {
-            try await child.executeThenClose { inbound, _ in await session.run(inbound) }
-        } catch {
+        await session.run()
+        do { try await channel.close() } catch ChannelError.alreadyClosed {} catch {
             logger.debug("session \(sessionID) ended: \(error)")
         }
     }

@@ -70,8 +70,7 @@ final class Session {
 
     // MARK: the loop
 
-    func run(_ inbound: NIOAsyncChannelInboundStream<SessionInput>) async {
-        var iterator = inbound.makeAsyncIterator()
+    func run() async {
         metrics.connections.increment()
         metrics.openConnections.increment()
         defer {
@@ -84,7 +83,7 @@ final class Session {
             while !closing {
                 switch framer.next(&pending) {
                 case .line(let line):
-                    await handle(line: line, iterator: &iterator)
+                    await handle(line: line)
                     continue
                 case .tooLong:
                     apply(machine.error(.lineTooLong))
@@ -96,7 +95,7 @@ final class Session {
             }
             if closing { break }
             await flush()
-            guard await readMore(&iterator) else { break }
+            guard await readMore() else { break }
         }
         await flush(wait: true)
         await abortTransaction()
@@ -131,11 +130,9 @@ final class Session {
     /// This is where an idle session waits, so its frame is kept small:
     /// whatever is not the wait itself happens in `received`.
     @inline(never)
-    private func readMore(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async -> Bool {
+    private func readMore() async -> Bool {
         while true {
-            let next: SessionInput?
-            do { next = try await iterator.next() } catch { return false }
-            guard let next else { return false }
+            guard let next = await inputHandler.next() else { return false }
             if let more = received(next) { return more }
         }
     }
@@ -170,7 +167,8 @@ final class Session {
     /// RFC 5321 §4.5.3.2: the DATA block timeout differs from the command timeout.
     private func setReadTimeout(_ seconds: Double) {
         let h = inputHandler
-        channel.eventLoop.execute { h.setTimeout(.milliseconds(Int64(seconds * 1000))) }
+        let t = TimeAmount.milliseconds(Int64(seconds * 1000))
+        if channel.eventLoop.inEventLoop { h.setTimeout(t) } else { channel.eventLoop.execute { h.setTimeout(t) } }
     }
 
     /// Message text: per-read timeout, and `data_deadline` for the whole of it.
@@ -178,7 +176,11 @@ final class Session {
         let h = inputHandler
         let idle = TimeAmount.milliseconds(Int64(runtime.limits.dataBlockTimeout * 1000))
         let deadline = TimeAmount.milliseconds(Int64(runtime.limits.dataDeadline * 1000))
-        channel.eventLoop.execute { h.setTimeout(idle, mode: .text, deadline: deadline) }
+        if channel.eventLoop.inEventLoop {
+            h.setTimeout(idle, mode: .text, deadline: deadline)
+        } else {
+            channel.eventLoop.execute { h.setTimeout(idle, mode: .text, deadline: deadline) }
+        }
     }
 
     /// Postscreen's greet wait: hold the 220; a client that talks first is
@@ -230,7 +232,7 @@ final class Session {
     // MARK: commands
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func handle(line: ByteBuffer, iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+    private func handle(line: ByteBuffer) async {
         if shutdownRequested && machine.envelope == nil {
             send(.shuttingDown)
             closing = true
@@ -268,11 +270,11 @@ final class Session {
         case .checkRecipient(let box, let params):
             await recipient(box, params)
         case .startData:
-            await data(&iterator)
+            await data()
         case .receiveChunk(let size, let last):
-            await chunk(size: size, last: last, &iterator)
+            await chunk(size: size, last: last)
         case .discardChunk(let size, let reply):
-            await discard(size, &iterator)
+            await discard(size)
             send(reply)
             if reply.code == 421 { closing = true }
         case .reset(let reply):
@@ -280,7 +282,7 @@ final class Session {
             driver.endTransaction()
             send(reply)
         case .startTLS:
-            await startTLS(&iterator)
+            await startTLS()
         }
     }
 
@@ -430,7 +432,7 @@ final class Session {
     }
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func data(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+    private func data() async {
         if downstreamLost() {
             // Recipients were accepted but the downstream is gone: say so now, before the client sends the text.
             let reply = SMTPReply(451, "4.4.1", "Downstream unavailable, try again later")
@@ -452,7 +454,7 @@ final class Session {
                 do { try body.append(chunk) } catch { storeError = error }
             }
             if done { break }
-            guard await readMore(&iterator) else {
+            guard await readMore() else {
                 setReadTimeout(runtime.limits.commandTimeout)
                 await abortTransaction(reason: "client disconnected during DATA")
                 closing = true
@@ -464,9 +466,9 @@ final class Session {
     }
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func chunk(size: Int, last: Bool, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+    private func chunk(size: Int, last: Bool) async {
         if downstreamLost() {
-            await discard(size, &iterator)
+            await discard(size)
             finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: nil, messageID: nil,
                               reason: downstreamFailure ?? "downstream connection lost")
             return
@@ -482,7 +484,7 @@ final class Session {
         setTextTimeout()
         while remaining > 0 {
             if pending.readableBytes == 0 {
-                guard await readMore(&iterator) else {
+                guard await readMore() else {
                     setReadTimeout(runtime.limits.commandTimeout)
                     await abortTransaction(reason: "client disconnected during BDAT")
                     closing = true
@@ -517,11 +519,11 @@ final class Session {
     }
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func discard(_ size: Int, _ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+    private func discard(_ size: Int) async {
         var remaining = size
         while remaining > 0 {
             if pending.readableBytes == 0 {
-                guard await readMore(&iterator) else { closing = true; return }
+                guard await readMore() else { closing = true; return }
                 continue
             }
             let n = min(remaining, pending.readableBytes)
@@ -877,7 +879,7 @@ final class Session {
     // MARK: STARTTLS
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func startTLS(_ iterator: inout NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator) async {
+    private func startTLS() async {
         guard let ssl = runtime.sslContext else {
             send(.tlsNotAvailable)
             return
@@ -897,8 +899,7 @@ final class Session {
         // CVE-2011-0411: anything the client sent after STARTTLS in plaintext is dropped.
         pending.clear()
         while true {
-            let next: SessionInput?
-            do { next = try await iterator.next() } catch { closing = true; return }
+            let next = await inputHandler.next()
             switch next {
             case .none:
                 closing = true

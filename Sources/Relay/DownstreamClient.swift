@@ -12,7 +12,11 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler, @
 
     private var buffer = ByteBuffer()
     private var parser = ReplyParser()
-    private var waiting: [(EventLoopPromise<SMTPReply>, Scheduled<Void>?)] = []
+    private var waiting: [(promise: EventLoopPromise<SMTPReply>, deadline: NIODeadline, what: String)] = []
+    /// One timer for all waiting replies, due at the earliest deadline; it
+    /// is left to fire rather than cancelled when replies come in time.
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
     private var early: [SMTPReply] = []
     private var failure: RelayError?
     private var context: ChannelHandlerContext?
@@ -32,13 +36,28 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler, @
             promise.succeed(early.removeFirst())
             return promise.futureResult
         }
-        let timer = loop.scheduleTask(in: timeout) { [weak self] in
-            guard let self else { return }
-            self.failAll(.timeout("waiting for the reply to \(what)"))
-            self.context?.close(promise: nil)
-        }
-        waiting.append((promise, timer))
+        let deadline = NIODeadline.now() + timeout
+        waiting.append((promise, deadline, what))
+        armTimer(on: loop, for: deadline)
         return promise.futureResult
+    }
+
+    private func armTimer(on loop: EventLoop, for deadline: NIODeadline) {
+        if timer != nil, let due = timerDeadline, due <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = loop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.timerDeadline = nil
+            let now = NIODeadline.now()
+            if let late = self.waiting.first(where: { $0.deadline <= now }) {
+                self.failAll(.timeout("waiting for the reply to \(late.what)"))
+                self.context?.close(promise: nil)
+            } else if let next = self.waiting.map(\.deadline).min() {
+                self.armTimer(on: loop, for: next)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -69,9 +88,7 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler, @
             early.append(reply)
             return
         }
-        let (p, t) = waiting.removeFirst()
-        t?.cancel()
-        p.succeed(reply)
+        waiting.removeFirst().promise.succeed(reply)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -92,10 +109,9 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler, @
         if failure == nil { failure = error }
         let w = waiting
         waiting.removeAll()
-        for (p, t) in w {
-            t?.cancel()
-            p.fail(error)
-        }
+        timer?.cancel()
+        timer = nil
+        for entry in w { entry.promise.fail(error) }
     }
 }
 
