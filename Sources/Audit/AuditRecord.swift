@@ -159,7 +159,11 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// The record as one JSON line (without the newline), keys sorted,
     /// written by hand: JSONEncoder cost a twentieth of a relayed message's
     /// CPU. Same output as `encode(to:)` through a sorted-keys encoder.
-    public func jsonLine() -> String {
+    public func jsonLine() -> String { String(decoding: jsonBytes(), as: UTF8.self) }
+
+    /// The record as one JSON object in UTF-8, without the line end: what
+    /// the audit writer appends (built as bytes, as one is made per decision).
+    public func jsonBytes() -> [UInt8] {
         var j = JSONLine()
         j.add("client_ip", clientIP)
         if let clientPort { j.add("client_port", clientPort) }
@@ -185,31 +189,44 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     }
 }
 
-/// A JSON object written field by field, in the order given.
+/// A JSON object written field by field, in the order given, as UTF-8 bytes.
 struct JSONLine {
-    private var out = "{"
+    private var out: [UInt8]
 
-    private mutating func key(_ k: String) {
-        if out.utf8.count > 1 { out += "," }
-        out += "\"\(k)\":"
+    init() {
+        out = []
+        out.reserveCapacity(512)
+        out.append(UInt8(ascii: "{"))
     }
 
-    static func quote(_ s: String) -> String {
-        var r = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": r += "\\\""
-            case "\\": r += "\\\\"
-            case "\n": r += "\\n"
-            case "\r": r += "\\r"
-            case "\t": r += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: r.unicodeScalars.append(u)
+    private mutating func key(_ k: StaticString) {
+        if out.count > 1 { out.append(UInt8(ascii: ",")) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    private mutating func raw(_ s: String) { out.append(contentsOf: s.utf8) }
+
+    /// JSON string escaping (RFC 8259 §7): quote, backslash and control
+    /// characters; everything else, UTF-8 included, is copied as it is.
+    private mutating func quoted(_ s: String) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out += [92, 34]
+            case UInt8(ascii: "\\"): out += [92, 92]
+            case 10: out += [92, UInt8(ascii: "n")]
+            case 13: out += [92, UInt8(ascii: "r")]
+            case 9: out += [92, UInt8(ascii: "t")]
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out += [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            default: out.append(b)
             }
         }
-        return r + "\""
+        out.append(UInt8(ascii: "\""))
     }
 
     static func number(_ d: Double) -> String {
@@ -217,15 +234,33 @@ struct JSONLine {
         return d.isFinite ? "\(d)" : "null"
     }
 
-    mutating func add(_ k: String, _ v: String?) { key(k); out += v.map(Self.quote) ?? "null" }
-    mutating func add(_ k: String, _ v: Int?) { key(k); out += v.map { String($0) } ?? "null" }
-    mutating func add(_ k: String, _ v: Double?) { key(k); out += v.map(Self.number) ?? "null" }
-    mutating func add(_ k: String, _ v: Bool) { key(k); out += v ? "true" : "false" }
-    mutating func add(_ k: String, _ v: [String]) { key(k); out += "[" + v.map(Self.quote).joined(separator: ",") + "]" }
-    mutating func add(_ k: String, _ v: [String: Double]) {
+    mutating func add(_ k: StaticString, _ v: String?) {
         key(k)
-        out += "{" + v.keys.sorted().map { Self.quote($0) + ":" + Self.number(v[$0]!) }.joined(separator: ",") + "}"
+        if let v { quoted(v) } else { raw("null") }
+    }
+    mutating func add(_ k: StaticString, _ v: Int?) { key(k); raw(v.map { String($0) } ?? "null") }
+    mutating func add(_ k: StaticString, _ v: Double?) { key(k); raw(v.map(Self.number) ?? "null") }
+    mutating func add(_ k: StaticString, _ v: Bool) { key(k); raw(v ? "true" : "false") }
+    mutating func add(_ k: StaticString, _ v: [String]) {
+        key(k)
+        out.append(UInt8(ascii: "["))
+        for (i, item) in v.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            quoted(item)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+    mutating func add(_ k: StaticString, _ v: [String: Double]) {
+        key(k)
+        out.append(UInt8(ascii: "{"))
+        for (i, name) in v.keys.sorted().enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            quoted(name)
+            out.append(UInt8(ascii: ":"))
+            raw(Self.number(v[name]!))
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
-    func finish() -> String { out + "}" }
+    func finish() -> [UInt8] { out + [UInt8(ascii: "}")] }
 }

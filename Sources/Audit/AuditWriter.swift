@@ -75,7 +75,7 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
     }
 
     public func record(_ record: AuditRecord) {
-        var line = Array(record.jsonLine().utf8)
+        var line = record.jsonBytes()
         line.append(10)
         let big = state.withLock { s -> Bool in
             guard !s.closed else { return false }

@@ -12,6 +12,7 @@ import Synchronization
 /// accepting, lets open transactions finish up to a deadline, then closes.
 public final class GatewayServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
+    private let loopExecutors: LoopExecutors
     private let runtime: Mutex<Runtime>
     private let audit: AuditWriter
     private let logger: Logger
@@ -36,11 +37,8 @@ public final class GatewayServer: Sendable {
     public init(configPath: String, config: GatewayConfig, logger: Logger) throws {
         self.configPath = configPath
         self.logger = logger
-        // The singleton group, which `mxgate serve` also makes Swift
-        // concurrency's executor: a session's task then runs on the event
-        // loops that do its I/O, instead of hopping to the cooperative pool
-        // and back on every read, write and downstream reply.
         group = MultiThreadedEventLoopGroup.singleton
+        loopExecutors = LoopExecutors(group)
         audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
         queue = config.mode == .queue || config.fallback == .queue
             ? try Self.openQueue(config, group: group, audit: audit, logger: logger, metrics: metrics) : nil
@@ -54,14 +52,6 @@ public final class GatewayServer: Sendable {
     }
 
     private var currentRuntime: Runtime { runtime.withLock { $0 } }
-
-    /// Makes NIO's singleton event loops Swift concurrency's global executor.
-    /// Call once, first thing in `serve`, before any other task starts: a
-    /// session awaiting a read then resumes on the loop that read it, with
-    /// no thread switch (about a third of proxy mode's CPU went to them).
-    public static func runTasksOnEventLoops() {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-    }
 
     /// Binds every listener and serves until `shutdown()` has finished.
     public func run() async throws {
@@ -114,7 +104,7 @@ public final class GatewayServer: Sendable {
             metricsChannel = ch
         }
         defer { metricsChannel?.close(promise: nil) }
-        let queueTask = Task { await self.queue?.run() }
+        let queueTask = Task(executorPreference: loopExecutors.any) { await self.queue?.run() }
         let expiry = Task { await self.expireQuarantine() }
         defer { expiry.cancel() }
         let watch = Task { await self.watchSignatures() }
@@ -125,7 +115,10 @@ public final class GatewayServer: Sendable {
                     try await withThrowingDiscardingTaskGroup { sessions in
                         try await server.executeThenClose { inbound in
                             for try await child in inbound {
-                                sessions.addTask { await self.serve(child) }
+                                // The session's task runs on its connection's loop.
+                                sessions.addTask(executorPreference: self.loopExecutors[child.channel.eventLoop]) {
+                                    await self.serve(child)
+                                }
                             }
                         }
                     }
@@ -320,6 +313,36 @@ public final class GatewayServer: Sendable {
 }
 
 import SMTPProtocol
+
+/// Runs a task's jobs on one event loop (SE-0417 task executor preference).
+/// A session's task then resumes on the loop that reads and writes its
+/// sockets: no thread switch per read, write or downstream reply, and its
+/// nonisolated async calls need no executor hop either.
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: EventLoop
+    init(_ loop: EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        loop.execute { job.runSynchronously(on: executor) }
+    }
+}
+
+/// One task executor per event loop of the group, made once.
+struct LoopExecutors: Sendable {
+    private let byLoop: [ObjectIdentifier: EventLoopTaskExecutor]
+    let any: EventLoopTaskExecutor
+
+    init(_ group: MultiThreadedEventLoopGroup) {
+        var all: [ObjectIdentifier: EventLoopTaskExecutor] = [:]
+        for loop in group.makeIterator() { all[ObjectIdentifier(loop)] = EventLoopTaskExecutor(loop) }
+        byLoop = all
+        any = all.values.first!
+    }
+
+    subscript(loop: EventLoop) -> EventLoopTaskExecutor? { byLoop[ObjectIdentifier(loop)] }
+}
 
 enum SMTPReplyText {
     static let tooManyConnections = SMTPReply(421, "4.7.0", "Too many connections, try again later")

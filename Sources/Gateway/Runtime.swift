@@ -35,7 +35,7 @@ enum RelayTarget: Sendable {
 
     var label: String {
         switch self {
-        case .smtp(let p): return p.options.label
+        case .smtp(let p): return p.label
         case .maildir(let m): return "maildir:\(m.root)"
         case .queue(let q): return "queue:\(q.spool.directory)"
         }

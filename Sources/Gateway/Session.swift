@@ -238,7 +238,7 @@ final class Session {
             closing = true
             return
         }
-        let parsed = CommandParser.parse(line.readableBytesView)
+        let parsed = CommandParser.parse(line)
         let action = machine.receive(parsed)
         switch action {
         case .reply, .replyAndClose:
@@ -626,7 +626,7 @@ final class Session {
                 metrics.relaySeconds.record(ContinuousClock.now - started)
                 downstream = nil
                 await pool.checkin(conn)
-                finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.options.label) \(reply)")
+                finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.label) \(reply)")
             } catch {
                 logger.warning("downstream failed during DATA: \(error)")
                 await dropDownstream()
@@ -648,7 +648,7 @@ final class Session {
         if !headers.complete && bodySize > limit && headerBytes > limit {
             return SMTPReply(552, "5.3.4", "Message header section larger than \(limit) bytes")
         }
-        let hops = headers.fields.lazy.filter { $0.name.caseInsensitiveCompare("Received") == .orderedSame }.count
+        let hops = headers.count("Received")
         if hops > runtime.limits.maxReceived {
             return SMTPReply(554, "5.4.6", "Too many hops (\(hops) Received headers): is there a mail loop?")
         }

@@ -78,6 +78,11 @@ public struct HeaderBlock: Sendable {
         fields.first { $0.name.caseInsensitiveEquals(name) }?.value
     }
 
+    /// How many fields have this name (ASCII case ignored, as RFC 5322 names are).
+    public func count(_ name: String) -> Int {
+        fields.reduce(0) { $0 + ($1.name.caseInsensitiveEquals(name) ? 1 : 0) }
+    }
+
     /// The fields with RFC 2047 encoded-words decoded, for header rules.
     public var decodedFields: [Field] {
         fields.map { Field(name: $0.name, value: EncodedWords.decode($0.value)) }
@@ -92,7 +97,11 @@ extension String {
         return String(s)
     }
 
+    /// ASCII case-insensitive equality (header field names are ASCII), byte by byte.
     func caseInsensitiveEquals(_ other: String) -> Bool {
-        self.utf8.count == other.utf8.count && self.lowercased() == other.lowercased()
+        guard self.utf8.count == other.utf8.count else { return false }
+        return zip(self.utf8, other.utf8).allSatisfy { a, b in
+            a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= 0x61 && (a | 0x20) <= 0x7A)
+        }
     }
 }

@@ -7,6 +7,8 @@ import Synchronization
 /// alive, outside a transaction, and younger than the idle limit.
 public final class DownstreamPool: Sendable {
     public let options: DownstreamOptions
+    /// `options.label`, made once: every relayed message's audit record names it.
+    public let label: String
     private let group: EventLoopGroup
     private let tlsContext: NIOSSLContext?
     private let maxIdle: Int
@@ -18,6 +20,7 @@ public final class DownstreamPool: Sendable {
 
     public init(options: DownstreamOptions, group: EventLoopGroup, maxIdle: Int, idleTimeout: TimeAmount) throws {
         self.options = options
+        self.label = options.label
         self.group = group
         self.maxIdle = maxIdle
         self.idleTimeout = idleTimeout

@@ -1,23 +1,42 @@
+import NIOCore
+
 /// Turns one command line (without its line ending) into an `SMTPCommand` or
 /// the reply that explains why not. Pure: no state, no I/O.
 public enum CommandParser {
     public static func parse(_ line: some Collection<UInt8>) -> Result<SMTPCommand, SMTPReply> {
-        if line.contains(0) { return .failure(.nulByte) }
+        if let result = line.withContiguousStorageIfAvailable({ parse(bytes: $0) }) { return result }
+        return Array(line).withUnsafeBufferPointer { parse(bytes: $0) }
+    }
+
+    /// A session's command line is parsed once per command; this path
+    /// checks and converts the bytes in one go, without generic iteration.
+    public static func parse(_ line: ByteBuffer) -> Result<SMTPCommand, SMTPReply> {
+        line.withUnsafeReadableBytes { parse(bytes: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<SMTPCommand, SMTPReply> {
+        if bytes.contains(0) { return .failure(.nulByte) }
         // Commands are ASCII except for SMTPUTF8 addresses, which are UTF-8.
-        guard let text = String(validating: line, as: UTF8.self) else {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             return .failure(SMTPReply(500, "5.5.2", "Error: invalid UTF-8 in command"))
         }
         return parse(text)
     }
 
     public static func parse(_ text: String) -> Result<SMTPCommand, SMTPReply> {
-        let trimmed = text.drop { $0 == " " }
-        let verbEnd = trimmed.firstIndex(of: " ") ?? trimmed.endIndex
-        let verb = trimmed[..<verbEnd].uppercased()
-        let arg = trimmed[verbEnd...].drop { $0 == " " }
-        var argEnd = arg.endIndex
-        while argEnd > arg.startIndex, arg[arg.index(before: argEnd)] == " " { argEnd = arg.index(before: argEnd) }
-        let argText = String(arg[..<argEnd])
+        // Spaces are ASCII, so UTF-8 positions next to them are valid String indices.
+        let u = text.utf8
+        var start = u.startIndex
+        while start < u.endIndex && u[start] == 32 { start = u.index(after: start) }
+        var verbEnd = start
+        while verbEnd < u.endIndex && u[verbEnd] != 32 { verbEnd = u.index(after: verbEnd) }
+        let verb = asciiUppercased(text[start..<verbEnd])
+        var argStart = verbEnd
+        while argStart < u.endIndex && u[argStart] == 32 { argStart = u.index(after: argStart) }
+        let arg = text[argStart...]
+        var argEnd = u.endIndex
+        while argEnd > argStart && u[u.index(before: argEnd)] == 32 { argEnd = u.index(before: argEnd) }
+        let argText = String(text[argStart..<argEnd])
 
         switch verb {
         case "HELO", "EHLO":
@@ -63,9 +82,23 @@ public enum CommandParser {
 
     /// Strips "FROM:" / "TO:" case-insensitively and allows the space after the
     /// colon that many clients send (Postfix accepts it too).
-    private static func afterKeyword(_ arg: Substring, _ keyword: String) -> Substring? {
-        guard arg.count >= keyword.count, arg.prefix(keyword.count).uppercased() == keyword else { return nil }
-        return arg.dropFirst(keyword.count).drop { $0 == " " }
+    private static func afterKeyword(_ arg: Substring, _ keyword: StaticString) -> Substring? {
+        let u = arg.utf8
+        var i = u.startIndex
+        for k in UnsafeBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount) {
+            guard i < u.endIndex, asciiUpper(u[i]) == k else { return nil }
+            i = u.index(after: i)
+        }
+        while i < u.endIndex && u[i] == 32 { i = u.index(after: i) }
+        return arg[i...]
+    }
+
+    private static func asciiUpper(_ b: UInt8) -> UInt8 { b >= 0x61 && b <= 0x7A ? b - 0x20 : b }
+
+    /// Upper-cases ASCII letters only (a verb or keyword; anything else stays).
+    static func asciiUppercased(_ s: Substring) -> String {
+        if !s.utf8.contains(where: { $0 >= 0x61 && $0 <= 0x7A }) { return String(s) }
+        return String(decoding: s.utf8.map(asciiUpper), as: UTF8.self)
     }
 
     // mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF

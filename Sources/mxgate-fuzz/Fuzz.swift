@@ -55,7 +55,7 @@ enum FuzzTarget: String, CaseIterable {
             case .tooLong:
                 _ = machine.error(.lineTooLong)
             case .line(let line):
-                switch machine.receive(CommandParser.parse(line.readableBytesView)) {
+                switch machine.receive(CommandParser.parse(line)) {
                 case .checkHelo(let name, let extended): _ = machine.heloAccepted(name, extended: extended)
                 case .checkMail(let path, let params): machine.mailAccepted(path, params)
                 case .checkRecipient(let box, let params): machine.recipientAccepted(box, params)

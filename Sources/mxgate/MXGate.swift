@@ -41,8 +41,6 @@ struct Serve: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        // Tasks run on the event loops from here on (GatewayServer.group).
-        GatewayServer.runTasksOnEventLoops()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
