@@ -13,6 +13,7 @@ import Synchronization
 public final class GatewayServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let loopExecutors: LoopExecutors
+    private let running = TaskCounter()
     private let runtime: Mutex<Runtime>
     private let audit: AuditWriter
     private let logger: Logger
@@ -56,35 +57,38 @@ public final class GatewayServer: Sendable {
     /// Binds every listener and serves until `shutdown()` has finished.
     public func run() async throws {
         let config = currentRuntime.config
-        var bound: [NIOAsyncChannel<Accepted, Never>] = []
+        var bound: [Channel] = []
         let inherited = Privileges.inheritedListeners()
         for l in config.listen {
             let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
             let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
+            // The plain (future-based) bootstrap: a session's task is started
+            // from the accept itself, on the connection's loop, without the
+            // async bootstrap's per-connection futures and accept stream.
             let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
-            let initializer: @Sendable (Channel) -> EventLoopFuture<Accepted> = { child in
-                child.eventLoop.makeCompletedFuture {
-                    let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, loop: child.eventLoop)
-                    try child.pipeline.syncOperations.addHandler(input)
-                    return Accepted(channel: child, input: input)
+                .childChannelInitializer { [self] child in
+                    child.eventLoop.makeCompletedFuture {
+                        let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, loop: child.eventLoop)
+                        input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
+                        try child.pipeline.syncOperations.addHandler(input)
+                    }
                 }
-            }
-            let ch: NIOAsyncChannel<Accepted, Never>
+            let ch: Channel
             if let fd = inherited[l.description] {
                 // Bound by the root process before it became [server] user (Privileges).
-                ch = try await bootstrap.bind(fd, childChannelInitializer: initializer)
+                ch = try await bootstrap.withBoundSocket(fd).get()
             } else {
-                ch = try await bootstrap.bind(host: l.host, port: l.port, childChannelInitializer: initializer)
+                ch = try await bootstrap.bind(host: l.host, port: l.port).get()
             }
-            if let addr = ch.channel.localAddress {
+            if let addr = ch.localAddress {
                 boundAddresses.withLock { $0.append(addr) }
                 logger.info("listening on \(Self.describe(addr))")
             }
-            listeners.withLock { $0.append(ch.channel) }
+            listeners.withLock { $0.append(ch) }
             bound.append(ch)
         }
         warnIfRoot(config)
@@ -109,22 +113,8 @@ public final class GatewayServer: Sendable {
         defer { expiry.cancel() }
         let watch = Task { await self.watchSignatures() }
         defer { watch.cancel() }
-        try await withThrowingDiscardingTaskGroup { tasks in
-            for server in bound {
-                tasks.addTask {
-                    try await withThrowingDiscardingTaskGroup { sessions in
-                        try await server.executeThenClose { inbound in
-                            for try await child in inbound {
-                                // The session's task runs on its connection's loop.
-                                sessions.addTask(executorPreference: self.loopExecutors[child.channel.eventLoop]) {
-                                    await self.serve(child)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        for server in bound { try? await server.closeFuture.get() }
+        await running.allFinished()
         queue?.stop()
         await queueTask.value
         await currentRuntime.shutdown()
@@ -184,6 +174,16 @@ public final class GatewayServer: Sendable {
     static func describe(_ a: SocketAddress) -> String {
         guard let ip = a.ipAddress, let port = a.port else { return "\(a)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// Starts a session's task, on its connection's loop, counted so that
+    /// shutdown can wait for every session to end.
+    private func start(_ accepted: Accepted) {
+        running.started()
+        Task(executorPreference: loopExecutors[accepted.channel.eventLoop]) {
+            await self.serve(accepted)
+            self.running.finished()
+        }
     }
 
     /// A new connection with its input handler, as the accept loop hands it over.
@@ -326,6 +326,34 @@ final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         loop.execute { job.runSynchronously(on: executor) }
+    }
+}
+
+/// Session tasks still running, so shutdown can wait for the last one.
+final class TaskCounter: Sendable {
+    private let state = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
+
+    func started() { state.withLock { $0.count += 1 } }
+
+    func finished() {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.count -= 1
+            guard s.count == 0 else { return [] }
+            defer { s.waiters.removeAll() }
+            return s.waiters
+        }
+        for w in ready { w.resume() }
+    }
+
+    func allFinished() async {
+        await withCheckedContinuation { c in
+            let now = state.withLock { s -> Bool in
+                if s.count == 0 { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
     }
 }
 

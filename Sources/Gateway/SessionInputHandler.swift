@@ -119,12 +119,25 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { arm(context) }
+        if context.channel.isActive {
+            arm(context)
+            startSession()
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         arm(context)
         context.fireChannelActive()
+        startSession()
+    }
+
+    /// Starts the session once the connection is active (set by the accept).
+    var onActive: (() -> Void)?
+
+    private func startSession() {
+        let start = onActive
+        onActive = nil
+        start?()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
