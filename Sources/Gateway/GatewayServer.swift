@@ -314,21 +314,6 @@ public final class GatewayServer: Sendable {
 
 import SMTPProtocol
 
-/// Runs a task's jobs on one event loop (SE-0417 task executor preference).
-/// A session's task then resumes on the loop that reads and writes its
-/// sockets: no thread switch per read, write or downstream reply, and its
-/// nonisolated async calls need no executor hop either.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    let loop: EventLoop
-    init(_ loop: EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        loop.execute { job.runSynchronously(on: executor) }
-    }
-}
-
 /// Session tasks still running, so shutdown can wait for the last one.
 final class TaskCounter: Sendable {
     private let state = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
@@ -355,21 +340,6 @@ final class TaskCounter: Sendable {
             if now { c.resume() }
         }
     }
-}
-
-/// One task executor per event loop of the group, made once.
-struct LoopExecutors: Sendable {
-    private let byLoop: [ObjectIdentifier: EventLoopTaskExecutor]
-    let any: EventLoopTaskExecutor
-
-    init(_ group: MultiThreadedEventLoopGroup) {
-        var all: [ObjectIdentifier: EventLoopTaskExecutor] = [:]
-        for loop in group.makeIterator() { all[ObjectIdentifier(loop)] = EventLoopTaskExecutor(loop) }
-        byLoop = all
-        any = all.values.first!
-    }
-
-    subscript(loop: EventLoop) -> EventLoopTaskExecutor? { byLoop[ObjectIdentifier(loop)] }
 }
 
 enum SMTPReplyText {

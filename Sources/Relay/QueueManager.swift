@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SMTPProtocol
 import Synchronization
 
@@ -88,6 +89,9 @@ public final class QueueManager: Sendable {
     public let settings: QueueSettings
     private let router: Router
     private let group: EventLoopGroup
+    /// Deliveries take the loops in turn; each opens or reuses downstream
+    /// connections on the loop its task runs on.
+    private let executors: LoopExecutors
     private let mxLookup: MXLookup
     private let report: @Sendable (DeliveryReport) -> Void
     private let logger: Logger
@@ -109,6 +113,7 @@ public final class QueueManager: Sendable {
         self.settings = settings
         self.router = router
         self.group = group
+        executors = LoopExecutors(group)
         self.mxLookup = mxLookup
         self.logger = logger
         self.report = report
@@ -144,7 +149,8 @@ public final class QueueManager: Sendable {
                 }
                 if stopped { break }
                 for e in due {
-                    group.addTask { await self.attempt(e.id) }
+                    let executor = executors.next()
+                    group.addTask(executorPreference: executor) { await self.attempt(e.id, on: executor.loop) }
                 }
                 let wait = min(max(next.map { $0.timeIntervalSinceNow } ?? 1, 0.01), 1)
                 await doorbell.wait(upTo: wait)
@@ -246,7 +252,7 @@ public final class QueueManager: Sendable {
 
     /// One delivery attempt of every pending recipient of a message,
     /// grouped by destination; results saved, DSNs queued.
-    private func attempt(_ id: String) async {
+    private func attempt(_ id: String, on loop: EventLoop? = nil) async {
         defer {
             state.withLock { _ = $0.inFlight.remove(id) }
             doorbell.ring()
@@ -264,7 +270,7 @@ public final class QueueManager: Sendable {
         for dest in order {
             let indices = groups[dest]!
             await limiter.acquire(dest.description, limit: settings.destinationConcurrency)
-            let outcome = await deliver(env, indices, to: dest)
+            let outcome = await deliver(env, indices, to: dest, on: loop)
             limiter.release(dest.description)
             let now = Date()
             for (i, result) in zip(indices, outcome.results) {
@@ -306,7 +312,10 @@ public final class QueueManager: Sendable {
         await notify(&env, failed: newlyFailed, relayed: relayed)
 
         if env.isFinished {
-            spool.remove(id)
+            // Unlinking a delivered file is slow on ext4 (blocks, bitmaps):
+            // a pool thread does it, not the loop that serves sessions.
+            let spool = self.spool
+            NIOThreadPool.singleton.submit { _ in spool.remove(id) }
             state.withLock { $0.entries[id] = nil }
             pendingHolds.withLock { _ = $0.removeValue(forKey: id) }
             return
@@ -384,7 +393,7 @@ public final class QueueManager: Sendable {
         var dsnPassedOn = false
     }
 
-    private func deliver(_ env: QueuedEnvelope, _ indices: [Int], to dest: Destination) async -> Outcome {
+    private func deliver(_ env: QueuedEnvelope, _ indices: [Int], to dest: Destination, on loop: EventLoop? = nil) async -> Outcome {
         func all(_ status: QueuedRecipient.Status, _ reply: String, host: String? = nil) -> Outcome {
             Outcome(results: indices.map { _ in RecipientResult(status: status, reply: reply) }, host: host)
         }
@@ -424,7 +433,7 @@ public final class QueueManager: Sendable {
                 let conn: DownstreamConnection
                 let reused: Bool
                 do {
-                    (conn, reused) = try await pool.checkout()
+                    (conn, reused) = try await pool.checkout(near: loop)
                 } catch {
                     lastError = "\(error)"
                     break  // next host
@@ -585,6 +594,12 @@ final class Doorbell: Sendable {
 
     /// Returns at the next ring, or after `seconds`.
     func wait(upTo seconds: Double) async {
+        // Under load the bell has usually rung already: no timer then.
+        let rung = state.withLock { s -> Bool in
+            defer { s.rung = false }
+            return s.rung
+        }
+        if rung { return }
         let timer = Task {
             try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
             if !Task.isCancelled { self.ring() }
