@@ -448,10 +448,15 @@ final class Session {
         var storeError: Error?
         var chunk = channel.allocator.buffer(capacity: 16 * 1024)
         while true {
-            chunk.clear()
-            let done = decoder.decode(&pending, into: &chunk)
-            if storeError == nil {
-                do { try body.append(chunk) } catch { storeError = error }
+            let done: Bool
+            if storeError == nil && body.fitsInMemory(pending.readableBytes) {
+                done = body.appendInPlace { decoder.decode(&pending, into: &$0) }
+            } else {
+                chunk.clear()
+                done = decoder.decode(&pending, into: &chunk)
+                if storeError == nil {
+                    do { try body.append(chunk) } catch { storeError = error }
+                }
             }
             if done { break }
             guard await readMore() else {
@@ -537,7 +542,7 @@ final class Session {
     @inline(never)  // keeps this frame out of the one an idle session waits in
     private func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
         let headerLimit = runtime.limits.headerSize
-        let headerBytes = (try? body.prefix(max(64 * 1024, headerLimit + 4))) ?? []
+        let headerBytes = (try? body.headerSection(limit: max(64 * 1024, headerLimit + 4))) ?? []
         let headers = HeaderBlock(headerBytes)
         let messageID = headers.first("Message-ID")
         if let violation = decoder.violation {

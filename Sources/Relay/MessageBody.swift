@@ -44,6 +44,19 @@ public final class MessageBody: @unchecked Sendable {
         try writeAll(bytes)
     }
 
+    /// Whether `n` more input bytes, decoded (at most doubled, when bare
+    /// line ends become CRLF), still fit in memory: `appendInPlace` may be used.
+    public func fitsInMemory(_ n: Int) -> Bool { fd < 0 && memory.readableBytes + 2 * n <= threshold }
+
+    /// Lets `write` append straight to the in-memory text (the session's
+    /// decoder, saving a copy of every chunk). Only after `fitsInMemory`.
+    public func appendInPlace<R>(_ write: (inout ByteBuffer) -> R) -> R {
+        let before = memory.readableBytes
+        let r = write(&memory)
+        count += memory.readableBytes - before
+        return r
+    }
+
     private func spill() throws {
         var template = Array((tempDirectory + "/mxgate-msg-XXXXXX").utf8CString)
         let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -67,6 +80,24 @@ public final class MessageBody: @unchecked Sendable {
                 off += n
             }
         }
+    }
+
+    /// The header section, blank line included, for header parsing; if no
+    /// blank line comes within `limit` bytes, the first `limit` bytes.
+    public func headerSection(limit: Int) throws -> [UInt8] {
+        guard fd < 0 else { return try prefix(limit) }
+        let n = min(limit, memory.readableBytes)
+        let end = memory.withUnsafeReadableBytes { raw -> Int in
+            guard n >= 4, let base = raw.baseAddress else { return n }
+            var i = 0
+            while i + 4 <= n, let cr = memchr(base + i, 13, n - 3 - i) {
+                let at = base.distance(to: UnsafeRawPointer(cr))
+                if raw[at + 1] == 10 && raw[at + 2] == 13 && raw[at + 3] == 10 { return at + 4 }
+                i = at + 1
+            }
+            return n
+        }
+        return memory.getBytes(at: memory.readerIndex, length: end) ?? []
     }
 
     /// The first bytes, for header parsing.
