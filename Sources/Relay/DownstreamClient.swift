@@ -377,6 +377,19 @@ public final class DownstreamConnection: @unchecked Sendable {
         stuffer.stuff(header, into: &out)
         do {
             try await body.forEachChunk(from: bodyOffset) { piece in
+                if piece.readableBytes >= 4096 && stuffer.passThrough(piece) {
+                    // No line starts with a dot: send the stored bytes as they are, no copy.
+                    if out.readableBytes > 0 {
+                        ch.write(out, promise: nil)
+                        out = ch.allocator.buffer(capacity: 1024)
+                    }
+                    if ch.isWritable {
+                        ch.writeAndFlush(piece, promise: nil)
+                    } else {
+                        try await ch.writeAndFlush(piece).get()
+                    }
+                    return
+                }
                 stuffer.stuff(piece, into: &out)
                 if out.readableBytes >= 32 * 1024 {
                     let b = out

@@ -274,6 +274,29 @@ public struct DotStuffer: Sendable {
         }
     }
 
+    /// True when `input` needs no stuffing here (no line in it starts with
+    /// a dot): the caller may send it as it is, and the stuffer counts it as
+    /// sent. False leaves the stuffer unchanged; call `stuff` instead.
+    public mutating func passThrough(_ input: ByteBuffer) -> Bool {
+        let clean = input.withUnsafeReadableBytes { raw -> Bool in
+            let n = raw.count
+            guard n > 0, let base = raw.baseAddress else { return true }
+            if atLineStart && raw[0] == UInt8(ascii: ".") { return false }
+            var i = 0
+            while i < n, let lfPtr = memchr(base + i, 10, n - i) {
+                let lf = base.distance(to: UnsafeRawPointer(lfPtr))
+                if lf + 1 < n && raw[lf + 1] == UInt8(ascii: ".") { return false }
+                i = lf + 1
+            }
+            return true
+        }
+        guard clean, input.readableBytes > 0 else { return clean }
+        let last = input.getInteger(at: input.writerIndex - 1, as: UInt8.self)!
+        atLineStart = last == 10
+        lastByte = last
+        return true
+    }
+
     public mutating func finish(into output: inout ByteBuffer) {
         if lastByte != 10 { output.writeStaticString("\r\n") }
         output.writeStaticString(".\r\n")
