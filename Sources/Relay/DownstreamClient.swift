@@ -165,11 +165,8 @@ public final class DownstreamConnection: @unchecked Sendable {
     public var isUsable: Bool { !broken && channel.isActive && !inTransaction }
 
     /// Connects, reads the greeting, says EHLO, and starts TLS as configured.
+    /// `group` may be a single event loop: the connection then lives on it.
     public static func open(_ options: DownstreamOptions, group: EventLoopGroup, tlsContext: NIOSSLContext?) async throws -> DownstreamConnection {
-        try await open(options, loop: group.next(), tlsContext: tlsContext)
-    }
-
-    static func open(_ options: DownstreamOptions, loop group: EventLoop, tlsContext: NIOSSLContext?) async throws -> DownstreamConnection {
         let handler = SMTPClientHandler()
         let channel: Channel
         do {

@@ -255,22 +255,16 @@ public struct DotStuffer: Sendable {
     public mutating func stuff(_ input: ByteBuffer, into output: inout ByteBuffer) {
         input.withUnsafeReadableBytes { raw in
             let n = raw.count
-            guard n > 0, let base = raw.baseAddress else { return }
-            var runStart = 0
+            guard n > 0 else { return }
             if atLineStart && raw[0] == UInt8(ascii: ".") { output.writeInteger(UInt8(ascii: ".")) }
-            var i = 0
-            while i < n, let lfPtr = memchr(base + i, 10, n - i) {
-                let lf = base.distance(to: UnsafeRawPointer(lfPtr))
-                if lf + 1 < n && raw[lf + 1] == UInt8(ascii: ".") {
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart...lf]))
-                    output.writeInteger(UInt8(ascii: "."))
-                    runStart = lf + 1
-                }
-                i = lf + 1
+            var runStart = 0
+            while let lf = Self.lineEndBeforeDot(raw, from: runStart) {
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart...lf]))
+                output.writeInteger(UInt8(ascii: "."))
+                runStart = lf + 1
             }
             if runStart < n { output.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<n])) }
-            atLineStart = raw[n - 1] == 10
-            lastByte = raw[n - 1]
+            sent(last: raw[n - 1])
         }
     }
 
@@ -278,23 +272,28 @@ public struct DotStuffer: Sendable {
     /// a dot): the caller may send it as it is, and the stuffer counts it as
     /// sent. False leaves the stuffer unchanged; call `stuff` instead.
     public mutating func passThrough(_ input: ByteBuffer) -> Bool {
-        let clean = input.withUnsafeReadableBytes { raw -> Bool in
-            let n = raw.count
-            guard n > 0, let base = raw.baseAddress else { return true }
-            if atLineStart && raw[0] == UInt8(ascii: ".") { return false }
-            var i = 0
-            while i < n, let lfPtr = memchr(base + i, 10, n - i) {
-                let lf = base.distance(to: UnsafeRawPointer(lfPtr))
-                if lf + 1 < n && raw[lf + 1] == UInt8(ascii: ".") { return false }
-                i = lf + 1
-            }
-            return true
+        let clean = input.withUnsafeReadableBytes { raw in
+            raw.isEmpty || !(atLineStart && raw[0] == UInt8(ascii: ".")) && Self.lineEndBeforeDot(raw, from: 0) == nil
         }
-        guard clean, input.readableBytes > 0 else { return clean }
-        let last = input.getInteger(at: input.writerIndex - 1, as: UInt8.self)!
+        if clean, let last = input.readableBytesView.last { sent(last: last) }
+        return clean
+    }
+
+    /// The next line end at or after `start` that a dot follows, if any.
+    private static func lineEndBeforeDot(_ raw: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard let base = raw.baseAddress else { return nil }
+        var i = start
+        while i < raw.count, let lfPtr = memchr(base + i, 10, raw.count - i) {
+            let lf = base.distance(to: UnsafeRawPointer(lfPtr))
+            if lf + 1 < raw.count && raw[lf + 1] == UInt8(ascii: ".") { return lf }
+            i = lf + 1
+        }
+        return nil
+    }
+
+    private mutating func sent(last: UInt8) {
         atLineStart = last == 10
         lastByte = last
-        return true
     }
 
     public mutating func finish(into output: inout ByteBuffer) {
