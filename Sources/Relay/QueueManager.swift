@@ -165,10 +165,49 @@ public final class QueueManager: Sendable {
         doorbell.ring()
     }
 
-    /// Hands a freshly stored message to the scheduler.
-    public func enqueue(_ env: QueuedEnvelope) {
+    /// Hands a freshly stored message to the scheduler. `text`, the stored
+    /// text as the session still holds it in memory, lets the first attempt
+    /// send from there instead of reading the spool back; it is dropped
+    /// after that attempt, and not kept at all past `freshTextBudget`.
+    public func enqueue(_ env: QueuedEnvelope, text: StoredText? = nil) {
+        if let text, !text.body.isSpilled {
+            let bytes = text.header.readableBytes + text.body.count
+            fresh.withLock { f in
+                guard f.bytes + bytes <= Self.freshTextBudget else { return }
+                f.texts[env.id] = text
+                f.bytes += bytes
+            }
+        }
         state.withLock { $0.entries[env.id] = env }
         doorbell.ring()
+    }
+
+    /// A queued message's text as its session wrote it to the spool: the
+    /// trace header, then the body from `offset`.
+    public struct StoredText: @unchecked Sendable {
+        // The session hands the body over and never touches it again.
+        public var header: ByteBuffer
+        public var body: MessageBody
+        public var offset: Int
+        public init(header: ByteBuffer, body: MessageBody, offset: Int) {
+            self.header = header
+            self.body = body
+            self.offset = offset
+        }
+    }
+
+    /// At most this many bytes of texts wait in memory for a first attempt
+    /// (a downstream that is down makes them pile up; past this, the spool
+    /// is read back as for any retry).
+    public static let freshTextBudget = 64 << 20
+    private let fresh = Mutex<(texts: [String: StoredText], bytes: Int)>(([:], 0))
+
+    private func takeFreshText(_ id: String) -> StoredText? {
+        fresh.withLock { f in
+            guard let t = f.texts.removeValue(forKey: id) else { return nil }
+            f.bytes -= t.header.readableBytes + t.body.count
+            return t
+        }
     }
 
     /// Messages queued, and how many are being delivered now.
@@ -203,6 +242,7 @@ public final class QueueManager: Sendable {
     public func release(_ id: String) async -> ControlResult { await setHeld(id, false) }
 
     private func setHeld(_ id: String, _ held: Bool) async -> ControlResult {
+        if held { _ = takeFreshText(id) }  // a held message may wait long: its text waits on disk only
         let env = state.withLock { s -> QueuedEnvelope? in
             guard var e = s.entries[id] else { return nil }
             e.held = held
@@ -241,6 +281,7 @@ public final class QueueManager: Sendable {
         case .none: return .notFound
         case .some(nil): return .busy
         case .some(let e?):
+            _ = takeFreshText(id)
             spool.remove(id)
             report(DeliveryReport(id: id, outcome: .deleted, sender: e.sender, recipients: e.pending.map(\.address),
                                   messageID: e.messageID, size: e.size, reply: "deleted by an administrator"))
@@ -257,6 +298,7 @@ public final class QueueManager: Sendable {
             state.withLock { _ = $0.inFlight.remove(id) }
             doorbell.ring()
         }
+        let text = takeFreshText(id)
         guard var env = state.withLock({ $0.entries[id] }) else { return }
         var groups: [Destination: [Int]] = [:]
         var order: [Destination] = []
@@ -270,7 +312,7 @@ public final class QueueManager: Sendable {
         for dest in order {
             let indices = groups[dest]!
             await limiter.acquire(dest.description, limit: settings.destinationConcurrency)
-            let outcome = await deliver(env, indices, to: dest, on: loop)
+            let outcome = await deliver(env, indices, to: dest, text: text, on: loop)
             limiter.release(dest.description)
             let now = Date()
             for (i, result) in zip(indices, outcome.results) {
@@ -393,7 +435,8 @@ public final class QueueManager: Sendable {
         var dsnPassedOn = false
     }
 
-    private func deliver(_ env: QueuedEnvelope, _ indices: [Int], to dest: Destination, on loop: EventLoop? = nil) async -> Outcome {
+    private func deliver(_ env: QueuedEnvelope, _ indices: [Int], to dest: Destination, text: StoredText?,
+                         on loop: EventLoop? = nil) async -> Outcome {
         func all(_ status: QueuedRecipient.Status, _ reply: String, host: String? = nil) -> Outcome {
             Outcome(results: indices.map { _ in RecipientResult(status: status, reply: reply) }, host: host)
         }
@@ -439,7 +482,7 @@ public final class QueueManager: Sendable {
                     break  // next host
                 }
                 do {
-                    return try await transaction(env, indices, on: conn, pool: pool, label: label)
+                    return try await transaction(env, indices, text: text, on: conn, pool: pool, label: label)
                 } catch let e as ReusedConnectionDead where reused && attempt == 0 {
                     _ = e
                     continue  // the idle connection had died; once more with a fresh one
@@ -461,8 +504,8 @@ public final class QueueManager: Sendable {
     }
 
     /// MAIL, RCPT for each recipient, DATA: per-recipient results.
-    private func transaction(_ env: QueuedEnvelope, _ indices: [Int], on conn: DownstreamConnection, pool: DownstreamPool,
-                             label: String) async throws -> Outcome {
+    private func transaction(_ env: QueuedEnvelope, _ indices: [Int], text: StoredText?, on conn: DownstreamConnection,
+                             pool: DownstreamPool, label: String) async throws -> Outcome {
         func classify(_ reply: SMTPReply) -> QueuedRecipient.Status {
             reply.code / 100 == 2 ? .delivered : reply.code / 100 == 5 ? .failed : .pending
         }
@@ -506,8 +549,12 @@ public final class QueueManager: Sendable {
             }
             return Outcome(results: results, host: label)
         }
-        let body = try spool.message(env)
-        let final = try await conn.text(header: ByteBuffer(), body: body)
+        let final: SMTPReply
+        if let text {
+            final = try await conn.text(header: text.header, body: text.body, bodyOffset: text.offset)
+        } else {
+            final = try await conn.text(header: ByteBuffer(), body: try spool.message(env))
+        }
         for n in accepted { results[n] = RecipientResult(status: classify(final), reply: final.description) }
         let dsn = conn.capabilities.contains("DSN")
         await pool.checkin(conn)

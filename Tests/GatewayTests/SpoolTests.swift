@@ -33,6 +33,46 @@ struct SpoolTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/active").isEmpty)
     }
 
+    /// The envelope JSON is written by hand: whatever it holds (quotes,
+    /// backslashes, control characters, UTF-8, absent optionals, dates) must
+    /// read back exactly as JSONEncoder's own encoding of it does.
+    @Test func envelopeJSONReadsBackLikeJSONEncoders() async throws {
+        let (spool, dir) = try fresh()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let odd = "q\"b\\s/c\u{01}\t\r\nü€😀\u{7f}"
+        var env = QueuedEnvelope(id: Spool.newID(), sender: "a\"x@b.example",
+                                 recipients: [QueuedRecipient(address: "c@d.example", orcpt: "rfc822;\(odd)", notify: "SUCCESS,FAILURE"),
+                                              QueuedRecipient(address: "e@f.example")],
+                                 size: 5, messageID: "<\(odd)@x>", origin: "helo [::1]")
+        env.ret = "HDRS"
+        env.smtpUTF8 = true
+        env.held = true
+        env.arrival = Date(timeIntervalSince1970: 1_764_503_366.75)
+        env.nextAttempt = Date(timeIntervalSince1970: 86_399)
+        env.recipients[0].attempts = 12
+        env.recipients[0].status = .failed
+        env.recipients[0].lastReply = "550 5.1.1 \(odd)"
+        env.recipients[0].lastAttempt = Date(timeIntervalSince1970: 951_782_400)  // 2000-02-29
+        env.recipients[0].remoteHost = "mx.example"
+        env.recipients[0].successReported = true
+        try await spool.store(env, header: ByteBuffer(), body: body("hello"))
+        try await spool.update(env)
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let reference = try decoder.decode(QueuedEnvelope.self, from: encoder.encode(env))
+        for got in [try #require(spool.envelope(env.id)), try #require(spool.recover().envelopes.first)] {
+            #expect(got.id == reference.id && got.sender == reference.sender && got.size == reference.size)
+            #expect(got.arrival == reference.arrival && got.nextAttempt == reference.nextAttempt)
+            #expect(got.arrival == Date(timeIntervalSince1970: 1_764_503_366))
+            #expect(got.ret == "HDRS" && got.envid == nil && got.body == nil && got.smtpUTF8 && got.held && !got.delayWarned)
+            #expect(got.messageID == reference.messageID && got.origin == reference.origin)
+            #expect(got.recipients == reference.recipients)
+            #expect(got.recipients[0].lastReply == "550 5.1.1 \(odd)")
+        }
+    }
+
     /// What a crash can leave: a torn message file (never acknowledged), a
     /// state file without its message, leftovers in tmp/, a torn state file.
     @Test func recoveryKeepsWhatWasCommittedOnly() async throws {
