@@ -211,7 +211,7 @@ def test_slow_downstream_times_out_with_451(gateway_factory):
             send(gw.port)
         assert e.value.smtp_code == 451
         rec = [r for r in gw.audit(1) if r["event"] == "transaction"][-1]
-        assert rec["verdict"] == "tempfailed" and "timed out" in rec["reason"]
+        assert rec["verdict"] == "tempfailed" and "timed out" in rec["reason"] and "end of data" in rec["reason"], rec
     finally:
         s.cleanup()
 

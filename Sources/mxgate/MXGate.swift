@@ -6,7 +6,23 @@ import Logging
 import Policy
 import Relay
 
+/// The entry point blocks the main thread on a semaphore while the command
+/// runs as a task, instead of an async main: an async main parks the main
+/// thread in dispatch_main's sigsuspend, and valgrind (3.19, Debian 12)
+/// crashes as soon as a worker thread starts beside it, which made
+/// callgrind unusable for profiling. Nothing in mxgate uses the main queue.
 @main
+enum Main {
+    static func main() {
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await MXGate.main()
+            done.signal()
+        }
+        done.wait()
+    }
+}
+
 struct MXGate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mxgate",

@@ -1,0 +1,52 @@
+# common.sh - what the benchmarks share (sourced): the rule set, written in
+# Postfix's and in mxgate's spelling, and an mxgate configuration using it.
+
+# write_rules DIR: a 1,000-entry client CIDR deny table no benchmark client
+# matches, and 50 header regexps no benchmark message matches (Postfix
+# syntax: DIR/client_access.cidr, DIR/header_checks).
+write_rules() {
+  {
+    for i in $(seq 0 899); do echo "10.$((i / 256)).$((i % 256)).0/24	REJECT blocked network $i"; done
+    for i in $(seq 0 99); do echo "198.51.100.$i	REJECT blocked host $i"; done
+  } >"$1/client_access.cidr"
+  {
+    for i in $(seq 1 20); do echo "/^Subject:.*(v[i1]agra|c[i1]alis|casino|lottery)[ _-]?$i\\b/	REJECT spam subject rule $i"; done
+    for i in $(seq 1 10); do echo "/^X-Mailer:.*(BulkMailer|MassSender|SpamTool)[ _]v?$i\\./	REJECT bulk mailer rule $i"; done
+    for ext in exe scr pif bat vbs js jse cmd com cpl hta jar msi wsf lnk; do
+      echo "/^Content-(Type|Disposition):.*name[[:space:]]*=[[:space:]]*\"?[^\"]*\\.$ext\"?[[:space:]]*(;|\$)/	REJECT attachment type .$ext"; done
+    for i in $(seq 1 5); do echo "/^From:.*@(spam|junk|bulk)-domain-$i\\.example\$/	REJECT sender domain rule $i"; done
+  } >"$1/header_checks"
+}
+
+# write_mxgate_config DIR RULES_DIR ADDR PORT MODE SINK_PORT POOL: the same
+# rules as mxgate policy (DIR/policies, DIR/rules) and DIR/mxgate.toml
+# listening on ADDR:PORT, relaying to ADDR:SINK_PORT in MODE (proxy|queue).
+write_mxgate_config() {
+  local d=$1 rules=$2 addr=$3 port=$4 mode=$5 sink=$6 pool=$7
+  mkdir -p "$d/policies" "$d/rules"
+  cp "$rules/client_access.cidr" "$d/rules/blocked.cidr"
+  sed 's/\t/  /' "$rules/header_checks" >"$d/rules/header_checks"
+  cat >"$d/policies/bench.policy" <<'EOF'
+table blocked cidr:rules/blocked.cidr
+table header-checks regexp:rules/header_checks
+limit message-size 25M
+at connect match client <blocked> reject "554 5.7.1 Access denied"
+at data match header <header-checks>
+EOF
+  cat >"$d/mxgate.toml" <<EOF
+[server]
+listen = ["$addr:$port"]
+hostname = "mx-$mode.bench.test"
+max_connections = 2000
+[relay]
+mode = "$mode"
+downstream = "$addr:$sink"
+domains = ["dest.test"]
+tls = "none"
+pool_size = $pool
+[queue]
+directory = "queue"
+[audit]
+path = "audit.log"
+EOF
+}
