@@ -213,6 +213,12 @@ struct JSONLine {
     /// characters; everything else, UTF-8 included, is copied as it is.
     private mutating func quoted(_ s: String) {
         out.append(UInt8(ascii: "\""))
+        defer { out.append(UInt8(ascii: "\"")) }
+        // Most values need no escaping: copied in one go then.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            return
+        }
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): out += [92, 34]
@@ -226,7 +232,6 @@ struct JSONLine {
             default: out.append(b)
             }
         }
-        out.append(UInt8(ascii: "\""))
     }
 
     static func number(_ d: Double) -> String {

@@ -714,23 +714,45 @@ final class Session {
     /// RFC 5321 §4.4 trace header; "with ESMTPS" etc. per RFC 3848.
     private func receivedHeader(id: String) -> ByteBuffer {
         let env = machine.envelope
-        var with = machine.extended ? "ESMTP" : "SMTP"
-        if env?.mailParameters.smtpUTF8 == true { with = "UTF8" + with }
-        if machine.tlsActive { with += "S" }
         let ip = facts.clientIP
-        let literal = ip.contains(":") ? "IPv6:\(ip)" : ip
-        var text = "Received: from \(Self.sanitize(facts.helo ?? "unknown")) ([\(literal)])\r\n"
-        text += "\tby \(config.hostname) (mxgate) with \(with) id \(id)"
-        if let rcpts = env?.recipients, rcpts.count == 1 { text += "\r\n\tfor <\(rcpts[0])>" }
-        text += "; \(Self.rfc5322Date(Date()))\r\n"
-        for h in driver.addedHeaders { text += h + "\r\n" }
-        var b = channel.allocator.buffer(capacity: text.utf8.count)
-        b.writeString(text)
+        var b = channel.allocator.buffer(capacity: 256)
+        b.writeStaticString("Received: from ")
+        Self.sanitize(facts.helo ?? "unknown", into: &b)
+        b.writeStaticString(" ([")
+        if ip.utf8.contains(UInt8(ascii: ":")) { b.writeStaticString("IPv6:") }
+        b.writeString(ip)
+        b.writeStaticString("])\r\n\tby ")
+        b.writeString(config.hostname)
+        b.writeStaticString(" (mxgate) with ")
+        if env?.mailParameters.smtpUTF8 == true { b.writeStaticString("UTF8") }
+        b.writeStaticString(machine.extended ? "ESMTP" : "SMTP")
+        if machine.tlsActive { b.writeStaticString("S") }
+        b.writeStaticString(" id ")
+        b.writeString(id)
+        if let rcpts = env?.recipients, rcpts.count == 1 {
+            b.writeStaticString("\r\n\tfor <")
+            b.writeString(rcpts[0].description)
+            b.writeStaticString(">")
+        }
+        b.writeStaticString("; ")
+        b.writeString(Self.rfc5322Date(Date()))
+        b.writeStaticString("\r\n")
+        for h in driver.addedHeaders {
+            b.writeString(h)
+            b.writeStaticString("\r\n")
+        }
         return b
     }
 
-    static func sanitize(_ s: String) -> String {
-        String(s.unicodeScalars.filter { $0.value > 32 && $0.value < 127 && $0 != "(" && $0 != ")" }.prefix(255).map(Character.init))
+    /// The HELO name as a Received header may carry it: printable ASCII
+    /// without parentheses, at most 255 bytes.
+    static func sanitize(_ s: String, into b: inout ByteBuffer) {
+        var n = 0
+        for c in s.utf8 where c > 32 && c < 127 && c != UInt8(ascii: "(") && c != UInt8(ascii: ")") {
+            b.writeInteger(c)
+            n += 1
+            if n == 255 { break }
+        }
     }
 
     static func rfc5322Date(_ date: Date) -> String {

@@ -43,7 +43,8 @@ public enum CommandParser {
             guard !argText.isEmpty else {
                 return .failure(SMTPReply(501, "5.5.4", "Syntax: \(verb) hostname"))
             }
-            guard argText.allSatisfy({ $0.isASCII && !$0.isWhitespace || $0 == " " }) else {
+            // ASCII, no whitespace but spaces (bytes: a Character walk costs grapheme breaking).
+            guard argText.utf8.allSatisfy({ $0 == 32 || $0 < 0x80 && !(9...13).contains($0) }) else {
                 return .failure(SMTPReply(501, "5.5.4", "Error: invalid characters in \(verb) argument"))
             }
             return .success(verb == "HELO" ? .helo(argText) : .ehlo(argText))
@@ -77,7 +78,7 @@ public enum CommandParser {
     }
 
     private static func noArgument(_ arg: Substring, _ cmd: SMTPCommand, _ verb: String) -> Result<SMTPCommand, SMTPReply> {
-        arg.allSatisfy({ $0 == " " }) ? .success(cmd) : .failure(SMTPReply(501, "5.5.4", "Syntax: \(verb)"))
+        arg.utf8.allSatisfy({ $0 == 32 }) ? .success(cmd) : .failure(SMTPReply(501, "5.5.4", "Syntax: \(verb)"))
     }
 
     /// Strips "FROM:" / "TO:" case-insensitively and allows the space after the

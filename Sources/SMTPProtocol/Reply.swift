@@ -15,7 +15,8 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
     public init(_ code: Int, _ enhanced: String?, _ text: String) {
         self.code = code
         self.enhanced = enhanced
-        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Most replies are one line: no split then (replies are built per command).
+        self.lines = text.utf8.contains(10) ? text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : [text]
     }
 
     public init(code: Int, enhanced: String?, lines: [String]) {
@@ -30,29 +31,48 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// The reply as one line of text, for logs and audit records.
     public var description: String {
-        lines.enumerated().map { i, line in
-            var s = "\(code)"
-            if let e = enhanced, !(i == 0 && line.isEmpty) { s += " \(e)" }
-            if !line.isEmpty { s += " \(line)" }
-            return s
-        }.joined(separator: " / ")
+        if lines.count == 1 { return line(0) }
+        return lines.indices.map(line).joined(separator: " / ")
+    }
+
+    private func line(_ i: Int) -> String {
+        var s = String(code)
+        if let e = enhanced, !(i == 0 && lines[i].isEmpty) {
+            s += " "
+            s += e
+        }
+        if !lines[i].isEmpty {
+            s += " "
+            s += lines[i]
+        }
+        return s
     }
 
     /// Writes the reply in wire form. Every line carries the enhanced code
     /// (RFC 2034 §3); text is stripped of CR and LF so a template can never
-    /// inject a second reply.
+    /// inject a second reply. Byte by byte: a reply goes out per command.
     public func encode(into buffer: inout ByteBuffer) {
-        for (index, raw) in lines.enumerated() {
-            // Filter scalars, not Characters: "\r\n" is a single Character.
-            var line = raw
-            line.unicodeScalars.removeAll { $0 == "\r" || $0 == "\n" }
-            buffer.writeString(String(code))
-            buffer.writeInteger(index == lines.count - 1 ? UInt8(ascii: " ") : UInt8(ascii: "-"))
+        let last = lines.count - 1
+        for (index, line) in lines.enumerated() {
+            if (100...999).contains(code) {
+                buffer.writeInteger(UInt8(48 + code / 100))
+                buffer.writeInteger(UInt8(48 + code / 10 % 10))
+                buffer.writeInteger(UInt8(48 + code % 10))
+            } else {
+                buffer.writeString(String(code))
+            }
+            buffer.writeInteger(index == last ? UInt8(ascii: " ") : UInt8(ascii: "-"))
+            let u = line.utf8
+            let clean = !u.contains { $0 == 13 || $0 == 10 }
             if let e = enhanced {
                 buffer.writeString(e)
-                if !line.isEmpty { buffer.writeInteger(UInt8(ascii: " ")) }
+                if clean ? !u.isEmpty : u.contains(where: { $0 != 13 && $0 != 10 }) { buffer.writeInteger(UInt8(ascii: " ")) }
             }
-            buffer.writeString(line)
+            if clean {
+                buffer.writeString(line)
+            } else {
+                for b in u where b != 13 && b != 10 { buffer.writeInteger(b) }
+            }
             buffer.writeStaticString("\r\n")
         }
     }

@@ -133,6 +133,26 @@ struct ReplyTests {
     @Test func textCannotInjectALine() {
         let r = SMTPReply(code: 550, enhanced: "5.7.1", lines: ["bad\r\n250 ok"])
         #expect(r.wireString == "550 5.7.1 bad250 ok\r\n")
+        // A line that is nothing but line breaks is an empty line: no space after the code.
+        #expect(SMTPReply(code: 451, enhanced: "4.3.0", lines: ["\r\n"]).wireString == "451 4.3.0\r\n")
+        #expect(SMTPReply(451, "4.3.0", "a\rb\nc").wireString == "451-4.3.0 ab\r\n451 4.3.0 c\r\n")
+    }
+
+    @Test func descriptionIsOneLine() {
+        #expect(SMTPReply(250, "2.0.0", "Ok: queued as 1").description == "250 2.0.0 Ok: queued as 1")
+        #expect(SMTPReply(220, nil, "mx ESMTP").description == "220 mx ESMTP")
+        #expect(SMTPReply(code: 250, enhanced: "2.0.0", lines: ["", "b"]).description == "250 / 250 2.0.0 b")
+    }
+
+    @Test func heloArgumentCharacters() {
+        #expect((try? CommandParser.parse("EHLO mx.example").get()) == .ehlo("mx.example"))
+        #expect((try? CommandParser.parse("EHLO [192.0.2.1]").get()) == .ehlo("[192.0.2.1]"))
+        for bad in ["EHLO mx\texample", "EHLO mx\u{0B}x", "EHLO mxé.example", "HELO a\u{85}b"] {
+            guard case .failure(let r) = CommandParser.parse(bad) else { Issue.record("accepted \(bad)"); continue }
+            #expect(r.code == 501)
+        }
+        #expect((try? CommandParser.parse("QUIT   ").get()) == .quit)
+        #expect((try? CommandParser.parse("QUIT now").get()) == nil)
     }
 
     @Test func parserRoundTrip() throws {
