@@ -198,7 +198,7 @@ for t in $TARGETS; do
   (( $(sink_count) > b )) || { echo "smoke message through $t did not reach the sink" >&2; exit 1; }
 done
 
-echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(uname -r), postfix $(postconf -c "$BASE/pf-queue/etc" -h mail_version 2>/dev/null || echo "?"), sessions=$SESSIONS runs=$RUNS"
+echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(uname -r), postfix $(postconf -d -h mail_version 2>/dev/null || echo "?"), sessions=$SESSIONS runs=$RUNS"
 declare -A RATE CPU
 for run in $(seq 1 "$RUNS"); do
   for sz in $SIZES; do

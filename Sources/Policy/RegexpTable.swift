@@ -31,6 +31,10 @@ public final class RegexpTable: Sendable {
     /// The same for matching whole texts (body rules): one alternation per
     /// run of entries rules them all out when the text matches none.
     private let textScreens: [Screen]
+    /// Screens over the entries not anchored on one header name (such as
+    /// `^Content-(Type|Disposition):`), which every header line meets: one
+    /// regexec per group instead of one per entry. Nil: not screened.
+    private let unanchoredScreens: [Screen]?
 
     /// A combined pattern for a run of entries with the same case rule.
     struct Screen: Sendable {
@@ -96,6 +100,7 @@ public final class RegexpTable: Sendable {
         }
         screens = sc
         textScreens = RegexpTable.screens(for: Array(out.indices), out) ?? []
+        unanchoredScreens = RegexpTable.screens(for: rest, out)
     }
 
     /// Combined alternations over runs of entries with the same case rule;
@@ -154,7 +159,12 @@ public final class RegexpTable: Sendable {
             } else if let list = anchored {
                 candidates = list
             }
-            for idx in candidates + unanchored where found[idx] == nil && entries[idx].regex.matches(line) {
+            if let groups = unanchoredScreens {
+                for g in groups where g.regex.matches(line) { candidates += g.entries }
+            } else {
+                candidates += unanchored
+            }
+            for idx in candidates where found[idx] == nil && entries[idx].regex.matches(line) {
                 found[idx] = line
             }
         }
