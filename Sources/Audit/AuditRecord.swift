@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One decision, as an admin reads it later: who connected, what they asked
 /// for, what mxgate answered and why. One JSON object per line; the field
@@ -142,14 +143,29 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public static func formatTime(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970
         let whole = seconds.rounded(.down)
-        var t = time_t(whole)
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        // The part up to the second is shared by every record of that second.
+        let second = Int(whole)
+        let prefix: String
+        if let hit = lastSecond.withLock({ $0.second == second ? $0.text : nil }) {
+            prefix = hit
+        } else {
+            var t = time_t(whole)
+            var tm = tm()
+            gmtime_r(&t, &tm)
+            func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+            prefix = "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))."
+            lastSecond.withLock { $0 = (second, prefix) }
+        }
         let ms = min(999, Int(((seconds - whole) * 1000).rounded(.down)))
-        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
-        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)).\(msText)Z"
+        var text = prefix
+        text.append(Character(Unicode.Scalar(UInt8(48 + ms / 100))))
+        text.append(Character(Unicode.Scalar(UInt8(48 + ms / 10 % 10))))
+        text.append(Character(Unicode.Scalar(UInt8(48 + ms % 10))))
+        text.append("Z")
+        return text
     }
+
+    private static let lastSecond = Mutex<(second: Int, text: String)>((Int.min, ""))
 
     public static func parseTime(_ s: String) -> Date? {
         if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(s) { return d }
@@ -215,7 +231,11 @@ struct JSONLine {
         out.append(UInt8(ascii: "\""))
         defer { out.append(UInt8(ascii: "\"")) }
         // Most values need no escaping: copied in one go then.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return false }
+            return true
+        }
+        if plain == true {
             out.append(contentsOf: s.utf8)
             return
         }

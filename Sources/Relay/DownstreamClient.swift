@@ -158,7 +158,7 @@ public struct DownstreamOptions: Sendable {
         self.heloName = heloName
     }
 
-    public var label: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var label: String { Destination.hostPort(host, port) }
 }
 
 /// One SMTP client connection to the downstream, owned by one task at a time

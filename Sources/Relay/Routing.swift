@@ -9,9 +9,15 @@ public enum Destination: Hashable, Sendable, CustomStringConvertible {
     /// Local Maildir delivery.
     case maildir(String)
 
+    /// "host:port", an IPv6 address in brackets. On bytes: Foundation's
+    /// `contains` cost thousands of instructions per delivery.
+    static func hostPort(_ host: String, _ port: Int) -> String {
+        host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
     public var description: String {
         switch self {
-        case .smtp(let h, let p, _, _): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        case .smtp(let h, let p, _, _): return Self.hostPort(h, p)
         case .mx(let d, _, _): return "mx:\(d)"
         case .maildir(let dir): return "maildir:\(dir)"
         }

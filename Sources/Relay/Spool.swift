@@ -503,6 +503,15 @@ struct EnvelopeJSON {
         guard let v else { return }
         key(k)
         out.append(UInt8(ascii: "\""))
+        defer { out.append(UInt8(ascii: "\"")) }
+        let plain = v.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return false }
+            return true
+        }
+        if plain == true {
+            out.append(contentsOf: v.utf8)
+            return
+        }
         for b in v.utf8 {
             switch b {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [92, b]
@@ -512,7 +521,6 @@ struct EnvelopeJSON {
             default: out.append(b)
             }
         }
-        out.append(UInt8(ascii: "\""))
     }
 
     mutating func add(_ k: StaticString, _ v: Int) {
@@ -534,9 +542,14 @@ struct EnvelopeJSON {
         var tm = tm()
         gmtime_r(&t, &tm)
         func digits(_ n: Int32, _ width: Int) {
-            var s = Array(String(n).utf8)
-            while s.count < width { s.insert(48, at: 0) }
-            out += s
+            var div: Int32 = 1
+            for _ in 1..<width { div *= 10 }
+            var n = n
+            while div > 0 {
+                out.append(UInt8(48 + n / div % 10))
+                n %= div
+                div /= 10
+            }
         }
         out.append(UInt8(ascii: "\""))
         digits(tm.tm_year + 1900, 4)

@@ -16,7 +16,7 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
         self.code = code
         self.enhanced = enhanced
         // Most replies are one line: no split then (replies are built per command).
-        self.lines = text.utf8.contains(10) ? text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : [text]
+        self.lines = Self.hasLineBreak(text, lf: true) ? text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : [text]
     }
 
     public init(code: Int, enhanced: String?, lines: [String]) {
@@ -28,6 +28,17 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
     public var isPositive: Bool { code < 400 }
     public var isTransient: Bool { code >= 400 && code < 500 }
     public var isPermanent: Bool { code >= 500 }
+
+    /// Whether `s` holds an LF (or, with `lf` false, a CR or an LF), in a
+    /// plain byte loop where the string's storage allows (the generic
+    /// `contains` costs several times more per byte).
+    static func hasLineBreak(_ s: String, lf: Bool) -> Bool {
+        let found = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b == 10 || (!lf && b == 13) { return true }
+            return false
+        }
+        return found ?? s.utf8.contains { $0 == 10 || (!lf && $0 == 13) }
+    }
 
     /// The reply as one line of text, for logs and audit records.
     public var description: String {
@@ -63,7 +74,7 @@ public struct SMTPReply: Error, Sendable, Hashable, CustomStringConvertible {
             }
             buffer.writeInteger(index == last ? UInt8(ascii: " ") : UInt8(ascii: "-"))
             let u = line.utf8
-            let clean = !u.contains { $0 == 13 || $0 == 10 }
+            let clean = !Self.hasLineBreak(line, lf: false)
             if let e = enhanced {
                 buffer.writeString(e)
                 if clean ? !u.isEmpty : u.contains(where: { $0 != 13 && $0 != 10 }) { buffer.writeInteger(UInt8(ascii: " ")) }

@@ -35,9 +35,12 @@ struct AuditRecordTests {
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
-        for t in [0.0, 1_796_010_099.5, 951_782_400] {  // the epoch, now-ish, 29 Feb 2000
+        // Both keep the last second's text: the same second, the next, and back again.
+        for t in [0.0, 1_796_010_099.5, 1_796_010_099.25, 1_796_010_100.001, 1_796_010_099.75, 951_782_400, 951_782_400.999] {
             let date = Date(timeIntervalSince1970: t)
             #expect(MailDate.rfc5322(secondsSince1970: t) == f.string(from: date))
+            #expect(AuditRecord.formatTime(date) == date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true,
+                                                                                            timeZone: TimeZone(identifier: "UTC")!)))
         }
     }
 
