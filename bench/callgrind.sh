@@ -11,6 +11,7 @@
 #
 # Tunables: MODES="proxy queue" SIZE=4096 N1=500 N2=2500 BASE=/tmp/mxgate-callgrind
 #   PORT0=20200 TOP=0 (print the TOP functions by inclusive cost of the N2 run)
+#   KEEP=0 (1: leave BASE with each run's callgrind.out for callgrind_annotate)
 # Builds its own release binary with DWARF 4 debug info (valgrind 3.19
 # cannot read the DWARF 5 Swift writes by default) in .build/callgrind.
 set -euo pipefail
@@ -28,9 +29,18 @@ N2=${N2:-2500}
 BASE=${BASE:-/tmp/mxgate-callgrind}
 PORT0=${PORT0:-20200}
 TOP=${TOP:-0}
+KEEP=${KEEP:-0}
 ADDR=127.0.0.1
 SINK_PORT=$PORT0
 MX_PORT=$((PORT0 + 1))
+
+# valgrind is only needed here, so scripts/setup.sh leaves it out.
+if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "callgrind.sh: installing valgrind" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends valgrind >/dev/null
+fi
+command -v smtp-source >/dev/null || { echo "callgrind.sh: smtp-source missing; run scripts/setup.sh first" >&2; exit 1; }
 
 swift build -c release --product mxgate --scratch-path .build/callgrind -Xswiftc -dwarf-version=4 -Xcc -gdwarf-4 >/dev/null
 MXGATE=$ROOT/.build/callgrind/release/mxgate
@@ -39,7 +49,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$BASE"
+  [[ $KEEP == 1 ]] || rm -rf "$BASE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
