@@ -162,7 +162,12 @@ final class Session {
         }
     }
 
-    private func send(_ reply: SMTPReply) { reply.encode(into: &out) }
+    private func send(_ reply: SMTPReply) {
+        // Room for an EHLO reply at once: an empty ByteBuffer grows by
+        // doubling, a reallocation every few bytes of a reply.
+        if out.capacity == 0 { out = channel.allocator.buffer(capacity: 512) }
+        reply.encode(into: &out)
+    }
 
     /// RFC 5321 §4.5.3.2: the DATA block timeout differs from the command timeout.
     private func setReadTimeout(_ seconds: Double) {
