@@ -236,15 +236,11 @@ public final class DownstreamConnection: @unchecked Sendable {
         let ch = channel
         let loop = ch.eventLoop
         return try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<[SMTPReply], Error>) in
-            if loop.inEventLoop {
+            let start: @Sendable () -> Void = {
                 h.expect(count, timeout: timeout, what: what, on: loop, c)
                 if let out { ch.writeAndFlush(out, promise: nil) }
-            } else {
-                loop.execute {
-                    h.expect(count, timeout: timeout, what: what, on: loop, c)
-                    if let out { ch.writeAndFlush(out, promise: nil) }
-                }
             }
+            if loop.inEventLoop { start() } else { loop.execute(start) }
         }
     }
 

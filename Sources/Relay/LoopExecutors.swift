@@ -38,4 +38,3 @@ public final class LoopExecutors: Sendable {
         all[turn.wrappingAdd(1, ordering: .relaxed).oldValue % all.count]
     }
 }
-
