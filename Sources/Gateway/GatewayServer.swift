@@ -173,7 +173,7 @@ public final class GatewayServer: Sendable {
 
     static func describe(_ a: SocketAddress) -> String {
         guard let ip = a.ipAddress, let port = a.port else { return "\(a)" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        return Destination.hostPort(ip, port)
     }
 
     /// Starts a session's task, on its connection's loop, counted so that

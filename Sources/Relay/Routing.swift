@@ -11,7 +11,7 @@ public enum Destination: Hashable, Sendable, CustomStringConvertible {
 
     /// "host:port", an IPv6 address in brackets. On bytes: Foundation's
     /// `contains` cost thousands of instructions per delivery.
-    static func hostPort(_ host: String, _ port: Int) -> String {
+    public static func hostPort(_ host: String, _ port: Int) -> String {
         host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
