@@ -60,11 +60,6 @@ write_rules "$BASE"
 
 smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
 PIDS+=("$!")
-sink_count() {
-  local t; t=$(tail -c 64 "$BASE/sink.count" 2>/dev/null || true)
-  t=${t##*mesg=}; t=${t%%[!0-9]*}; echo "${t:-0}"
-}
-
 # instructions MODE N: total instructions of one mxgate run relaying N messages.
 instructions() {
   local mode=$1 n=$2 d=$BASE/mx-$1-$2

@@ -1,5 +1,6 @@
 # common.sh - what the benchmarks share (sourced): the rule set, written in
-# Postfix's and in mxgate's spelling, and an mxgate configuration using it.
+# Postfix's and in mxgate's spelling, an mxgate configuration using it, and
+# the count of messages the smtp-sink has taken.
 
 # write_rules DIR: a 1,000-entry client CIDR deny table no benchmark client
 # matches, and 50 header regexps no benchmark message matches (Postfix
@@ -49,4 +50,11 @@ directory = "queue"
 [audit]
 path = "audit.log"
 EOF
+}
+
+# sink_count: messages the benchmark's smtp-sink has counted so far (its
+# -c output in $BASE/sink.count, whose last "mesg=N" is the total).
+sink_count() {
+  local t; t=$(tail -c 64 "$BASE/sink.count" 2>/dev/null || true)
+  t=${t##*mesg=}; t=${t%%[!0-9]*}; echo "${t:-0}"
 }

@@ -67,10 +67,6 @@ write_rules "$BASE"
 smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
 SINK_PID=$!
 PIDS+=("$SINK_PID")
-sink_count() {
-  local t; t=$(tail -c 64 "$BASE/sink.count" 2>/dev/null || true)
-  t=${t##*mesg=}; t=${t%%[!0-9]*}; echo "${t:-0}"
-}
 
 # ---------------------------------------------------------------- Postfix (relay and proxy)
 postfix_instance() {  # name port proxy(0|1)
