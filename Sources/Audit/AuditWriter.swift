@@ -42,6 +42,8 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
     }
 
     public let options: Options
+    /// How often the writer wakes when nothing wakes it sooner.
+    let flushInterval: DispatchTimeInterval
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
     private let done = DispatchSemaphore(value: 0)
@@ -55,8 +57,16 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
 
     public var healthy: Bool { state.withLock { $0.failing == nil } }
 
-    public init(options: Options) throws {
+    /// For tests: what the batch buffer holds on to between flushes.
+    var pendingCapacity: Int { state.withLock { $0.pending.capacity } }
+
+    public convenience init(options: Options) throws {
+        try self.init(options: options, flushInterval: .seconds(1))
+    }
+
+    init(options: Options, flushInterval: DispatchTimeInterval) throws {
         self.options = options
+        self.flushInterval = flushInterval
         let dir = (options.path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         try openFile()
@@ -98,10 +108,14 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
 
     private func run() {
         while true {
-            _ = wake.wait(timeout: .now() + .seconds(1))
+            _ = wake.wait(timeout: .now() + flushInterval)
+            // Take the batch and leave a fresh array. Not removeAll(keepingCapacity:):
+            // `batch` still shares the storage, so that allocated a new buffer one
+            // page larger on every wake, idle or not (4 KB a second, for ever).
             let (batch, closed) = state.withLock { s -> ([UInt8], Bool) in
-                defer { s.pending.removeAll(keepingCapacity: true) }
-                return (s.pending, s.closed)
+                let batch = s.pending
+                s.pending = []
+                return (batch, s.closed)
             }
             if !batch.isEmpty {
                 let leftover = write(batch)

@@ -1,4 +1,4 @@
-import Audit
+@testable import Audit
 import Foundation
 import MailMessage
 import Policy
@@ -79,6 +79,28 @@ struct AuditRecordTests {
         #expect(records.last?.session == "S39")
         let sessions = records.map { Int($0.session.dropFirst())! }
         #expect(sessions == sessions.sorted())
+    }
+
+    /// A flush leaves an empty buffer behind. It used to keep a buffer of
+    /// the last batch's size and, since the batch still shared it, allocate
+    /// a new one a page larger on every wake, even with nothing to write.
+    @Test func writerLeavesNoBufferBehindAFlush() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mxgate-audit-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/audit.log"
+        let w = try AuditWriter(options: .init(path: path), flushInterval: .milliseconds(5))
+        defer { w.close() }
+        for i in 0..<2000 {
+            w.record(AuditRecord(event: .transaction, session: "S\(i)", clientIP: "192.0.2.1", verdict: .accepted, reply: "250"))
+        }
+        var lines = 0
+        for _ in 0..<500 where lines < 2000 {
+            try await Task.sleep(for: .milliseconds(10))
+            lines = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count
+        }
+        #expect(lines == 2000)
+        try await Task.sleep(for: .milliseconds(50))  // ten idle wakes
+        #expect(w.pendingCapacity == 0)
     }
 
     @Test func filters() {
