@@ -38,6 +38,9 @@ public final class DNSResolver: @unchecked Sendable {
     public let timeout: Double
     private let stopped = Atomic<Bool>(false)
     private let pumpDone = DispatchSemaphore(value: 0)
+    /// Wakes the pump thread to stop, so it can sleep in poll(2) with no
+    /// timeout instead of waking ten times a second to look at `stopped`.
+    private let stopPipe: (read: Int32, write: Int32)
 
     /// `servers` as "IP" or "IP@PORT" forms are built from "IP:PORT"; empty
     /// means the system's resolv.conf.
@@ -45,6 +48,10 @@ public final class DNSResolver: @unchecked Sendable {
         guard let c = ub_ctx_create() else { throw .resolver("cannot create a libunbound context") }
         ctx = c
         self.timeout = timeout
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { ub_ctx_delete(c); throw .resolver("pipe: \(String(cString: strerror(errno)))") }
+        for e in ends { _ = fcntl(e, F_SETFD, FD_CLOEXEC) }
+        stopPipe = (ends[0], ends[1])
         _ = ub_ctx_set_option(c, "do-not-query-localhost:", "no")
         // Lookups here are for policy decisions; one slow server must not
         // hold a session for minutes, so keep libunbound's own retries short.
@@ -62,7 +69,7 @@ public final class DNSResolver: @unchecked Sendable {
         } else {
             for (host, port) in servers {
                 let rc = ub_ctx_set_fwd(c, "\(host)@\(port)")
-                if rc != 0 { ub_ctx_delete(c); throw .resolver("bad server \(host):\(port): \(String(cString: ub_strerror(rc)))") }
+                if rc != 0 { ub_ctx_delete(c); Foundation.close(ends[0]); Foundation.close(ends[1]); throw .resolver("bad server \(host):\(port): \(String(cString: ub_strerror(rc)))") }
             }
         }
         // Async queries resolve in a thread libunbound starts; results come
@@ -75,20 +82,24 @@ public final class DNSResolver: @unchecked Sendable {
 
     deinit {
         ub_ctx_delete(ctx)
+        Foundation.close(stopPipe.read)
+        Foundation.close(stopPipe.write)
     }
 
     /// Stops the pump thread; pending queries fail with `.resolver`.
     public func close() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        var one: UInt8 = 1
+        _ = write(stopPipe.write, &one, 1)
         pumpDone.wait()
     }
 
     private func pump() {
         let fd = ub_fd(ctx)
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
         while !stopped.load(ordering: .relaxed) {
-            let r = poll(&pfd, 1, 100)
-            if r > 0 { _ = ub_process(ctx) }
+            let r = poll(&fds, 2, -1)
+            if r > 0 && fds[0].revents != 0 { _ = ub_process(ctx) }
         }
         pumpDone.signal()
     }
