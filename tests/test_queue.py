@@ -66,6 +66,19 @@ def test_queued_then_delivered(gateway_factory, sink):
     wait_for(lambda: not list((gw.dir / "queue" / "active").iterdir()), 10, "an empty spool")
 
 
+def test_clean_stop_leaves_no_delivered_message_behind(gateway_factory, sink):
+    """Delivered files are unlinked off the sessions' loops, a little
+    later; a clean stop finishes that first, so a restart does not deliver
+    them again."""
+    gw = queue_gateway(gateway_factory, sink.address)
+    for i in range(10):
+        assert send(gw.port, msg=message(f"stop {i}"))[0] == 250
+    wait_for(lambda: len([p for p in sink.dir.iterdir() if p.is_file()]) >= 10 or None, 20, "10 messages at smtp-sink")
+    assert gw.stop() == 0
+    assert list((gw.dir / "queue" / "active").iterdir()) == []
+    assert len([r for r in gw.audit() if r["event"] == "delivery" and r["reason"] == "delivered"]) == 10
+
+
 def test_downstream_down_then_back(gateway_factory):
     port = free_port()
     gw = queue_gateway(gateway_factory, f"127.0.0.1:{port}")

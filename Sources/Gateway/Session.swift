@@ -864,7 +864,7 @@ final class Session {
                               messageID: messageID, reason: "\(error)")
             return
         }
-        queue.manager.enqueue(q, text: .init(header: header, body: body, offset: offset))
+        queue.manager.enqueue(q, text: .init(header: header, body: body, offset: offset), on: channel.eventLoop)
         let reason = why.map { "downstream unavailable, queued instead: \($0)" }
         finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(id)"), size: size, messageID: messageID,
                           relay: "queued \(id)", reason: reason)

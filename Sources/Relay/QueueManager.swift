@@ -99,6 +99,8 @@ public final class QueueManager: Sendable {
     private struct State {
         var entries: [String: QueuedEnvelope] = [:]
         var inFlight: Set<String> = []
+        /// Attempts started by `enqueue` itself, outside the scheduler's group.
+        var direct = 0
         var stopped = false
     }
 
@@ -153,10 +155,13 @@ public final class QueueManager: Sendable {
                     group.addTask(executorPreference: executor) { await self.attempt(e.id, on: executor.loop) }
                 }
                 let wait = min(max(next.map { $0.timeIntervalSinceNow } ?? 1, 0.01), 1)
-                await doorbell.wait(upTo: wait)
+                await doorbell.wait(upTo: wait, on: executors.any.loop)
             }
         }
+        // Attempts `enqueue` started finish too (each rings once it is done).
+        while state.withLock({ $0.direct > 0 }) { await doorbell.wait(upTo: 0.1, on: executors.any.loop) }
         for pool in pools.withLock({ Array($0.values) }) { await pool.close() }
+        await spool.drain()
     }
 
     /// Stops starting deliveries; those in flight finish.
@@ -169,7 +174,13 @@ public final class QueueManager: Sendable {
     /// text as the session still holds it in memory, lets the first attempt
     /// send from there instead of reading the spool back; it is dropped
     /// after that attempt, and not kept at all past `freshTextBudget`.
-    public func enqueue(_ env: QueuedEnvelope, text: StoredText? = nil) {
+    ///
+    /// A message due now, with a delivery slot free, starts its attempt
+    /// right here, on `loop` (the caller's, so no thread is woken for it);
+    /// the scheduler hears of it only when it must wait for a slot. Waking
+    /// the scheduler for every message, and it a delivery task, was a
+    /// tenth of queue mode's CPU.
+    public func enqueue(_ env: QueuedEnvelope, text: StoredText? = nil, on loop: EventLoop? = nil) {
         if let text, !text.body.isSpilled {
             let bytes = text.header.readableBytes + text.body.count
             fresh.withLock { f in
@@ -178,8 +189,26 @@ public final class QueueManager: Sendable {
                 f.bytes += bytes
             }
         }
-        state.withLock { $0.entries[env.id] = env }
-        doorbell.ring()
+        let now = state.withLock { s -> Bool in
+            s.entries[env.id] = env
+            guard !s.stopped, !env.held, env.nextAttempt <= Date(), s.inFlight.count < settings.maxDeliveries else { return false }
+            s.inFlight.insert(env.id)
+            s.direct += 1
+            return true
+        }
+        guard now else {
+            doorbell.ring()
+            return
+        }
+        let executor = loop.flatMap { executors[$0] } ?? executors.next()
+        Task(executorPreference: executor) {
+            await self.attempt(env.id, on: executor.loop)
+            let last = self.state.withLock { s -> Bool in
+                s.direct -= 1
+                return s.stopped && s.direct == 0
+            }
+            if last { self.doorbell.ring() }
+        }
     }
 
     /// A queued message's text as its session wrote it to the spool: the
@@ -295,8 +324,12 @@ public final class QueueManager: Sendable {
     /// grouped by destination; results saved, DSNs queued.
     private func attempt(_ id: String, on loop: EventLoop? = nil) async {
         defer {
-            state.withLock { _ = $0.inFlight.remove(id) }
-            doorbell.ring()
+            // The scheduler needs to hear of it only if something waits for the slot.
+            let waiting = state.withLock { s -> Bool in
+                s.inFlight.remove(id)
+                return s.entries.count > s.inFlight.count || s.stopped
+            }
+            if waiting { doorbell.ring() }
         }
         let text = takeFreshText(id)
         guard var env = state.withLock({ $0.entries[id] }) else { return }
@@ -354,10 +387,9 @@ public final class QueueManager: Sendable {
         await notify(&env, failed: newlyFailed, relayed: relayed)
 
         if env.isFinished {
-            // Unlinking a delivered file is slow on ext4 (blocks, bitmaps):
-            // a pool thread does it, not the loop that serves sessions.
-            let spool = self.spool
-            NIOThreadPool.singleton.submit { _ in spool.remove(id) }
+            // Unlinking is slow on ext4 (blocks, bitmaps): the spool's
+            // thread does it, not the loop that serves sessions.
+            spool.removeLater(id)
             state.withLock { $0.entries[id] = nil }
             pendingHolds.withLock { _ = $0.removeValue(forKey: id) }
             return
@@ -639,18 +671,15 @@ final class Doorbell: Sendable {
         w?.resume()
     }
 
-    /// Returns at the next ring, or after `seconds`.
-    func wait(upTo seconds: Double) async {
+    /// Returns at the next ring, or after `seconds` (a timer on `loop`).
+    func wait(upTo seconds: Double, on loop: EventLoop) async {
         // Under load the bell has usually rung already: no timer then.
         let rung = state.withLock { s -> Bool in
             defer { s.rung = false }
             return s.rung
         }
         if rung { return }
-        let timer = Task {
-            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-            if !Task.isCancelled { self.ring() }
-        }
+        let timer = loop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { self.ring() }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
                 if s.rung {

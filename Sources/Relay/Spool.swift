@@ -83,10 +83,10 @@ public struct QueuedEnvelope: Codable, Sendable {
 ///                (JSON), once a delivery attempt has changed it.
 ///     corrupt/   what start-up recovery could not read, kept for a person
 ///
-/// One file per message, so one sync per message at most. A message is
-/// written to tmp/, renamed into active/ and made durable by the group
-/// committer: alone, with fsync of the file and of active/; with others
-/// waiting, with one syncfs(2) for the whole batch. No session hears 250
+/// One file per message, so one sync per message at most. The group
+/// committer's thread writes a message to tmp/, renames it into active/
+/// and makes it durable: alone, with fsync of the file and of active/; with
+/// others waiting, with one syncfs(2) for the whole batch. No session hears 250
 /// before its message is on disk, and a busy gateway does not pay a sync
 /// per message.
 public final class Spool: Sendable {
@@ -192,7 +192,7 @@ public final class Spool: Sendable {
     /// disk; throws (and leaves nothing behind) otherwise.
     public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws {
         let id = env.id
-        let file = try await NIOThreadPool.singleton.runIfActive { () -> GroupCommitter.File in
+        try await committer.commit(isNew: true) { () throws -> GroupCommitter.File in
             let f = try Self.create("\(self.tmp)/\(id)")
             do {
                 try Self.writeAll(f.fd, header.readableBytesView, path: f.tmp)
@@ -206,13 +206,12 @@ public final class Spool: Sendable {
             }
             return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.messagePath(id))
         }
-        try await committer.commit([file], isNew: true)
     }
 
     /// Replaces a message's envelope durably (after a delivery attempt, hold, release).
     public func update(_ env: QueuedEnvelope) async throws {
         let id = env.id
-        let file = try await NIOThreadPool.singleton.runIfActive { () -> GroupCommitter.File in
+        try await committer.commit(isNew: false) { () throws -> GroupCommitter.File in
             let f = try Self.create("\(self.tmp)/\(id).env.\(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue)")
             do {
                 try Self.writeAll(f.fd, Self.encode(env), path: f.tmp)
@@ -223,7 +222,6 @@ public final class Spool: Sendable {
             }
             return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.envelopePath(id))
         }
-        try await committer.commit([file], isNew: false)
     }
 
     /// Removes a message: the message first, so a crash in between leaves
@@ -231,6 +229,19 @@ public final class Spool: Sendable {
     public func remove(_ id: String) {
         unlink(messagePath(id))
         unlink(envelopePath(id))
+    }
+
+    /// Removes a delivered message later, on the committer's thread:
+    /// unlinking is slow on ext4 (blocks, bitmaps) and needs no waiting for.
+    /// A crash before it happens delivers the message again; `drain()`
+    /// makes sure a clean stop does not.
+    public func removeLater(_ id: String) {
+        committer.unlinkLater([messagePath(id), envelopePath(id)])
+    }
+
+    /// Returns once every `removeLater` so far has been done.
+    public func drain() async {
+        await committer.drain()
     }
 
     public enum ReadError: Error { case missing, torn(String) }
@@ -357,10 +368,13 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
     public var description: String { "queue: cannot \(op) \(path): \(String(cString: strerror(code)))" }
 }
 
-/// One thread that makes spool writes durable in batches: fsync each file,
-/// rename it into place, then one fsync of the directory for the whole
-/// batch. Writers wait on a continuation; while a batch syncs, the next one
-/// gathers.
+/// One thread that writes spool files and makes them durable in batches.
+/// A writer hands over a closure that creates and fills its file and waits
+/// on a continuation: one hand-off per message, where a pool thread for the
+/// writing and this one for the sync made two. While a batch syncs, the
+/// next one gathers: a batch of one is fsync'd file and folder; a bigger
+/// one is renamed into place and made durable by one syncfs(2). Delivered
+/// files are unlinked here too, between batches.
 final class GroupCommitter: @unchecked Sendable {
     struct File: Sendable {
         let fd: Int32
@@ -369,15 +383,18 @@ final class GroupCommitter: @unchecked Sendable {
     }
 
     private struct Job {
-        let files: [File]
-        /// A new message (its files go if the batch fails), not an envelope replaced in place.
+        /// Creates and writes the job's file in tmp/ (run on the committer's thread).
+        let write: @Sendable () throws -> File
+        /// A new message (its file goes if the batch fails), not an envelope replaced in place.
         let isNew: Bool
         let done: CheckedContinuation<Void, Error>
     }
 
-    // `pending` is guarded by `condition`.
+    // `pending`, `unlinks` and `drains` are guarded by `condition`.
     private let condition = NSCondition()
     private var pending: [Job] = []
+    private var unlinks: [String] = []
+    private var drains: [CheckedContinuation<Void, Never>] = []
     private let directoryFD: Int32
     private let directory: String
 
@@ -390,10 +407,26 @@ final class GroupCommitter: @unchecked Sendable {
         t.start()
     }
 
-    func commit(_ files: [File], isNew: Bool) async throws {
+    func commit(isNew: Bool, write: @escaping @Sendable () throws -> File) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
             condition.lock()
-            pending.append(Job(files: files, isNew: isNew, done: c))
+            pending.append(Job(write: write, isNew: isNew, done: c))
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    func unlinkLater(_ paths: [String]) {
+        condition.lock()
+        unlinks += paths
+        condition.signal()
+        condition.unlock()
+    }
+
+    func drain() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            drains.append(c)
             condition.signal()
             condition.unlock()
         }
@@ -403,79 +436,76 @@ final class GroupCommitter: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while pending.isEmpty { condition.wait() }
-            let batch = pending
+            while pending.isEmpty && unlinks.isEmpty && drains.isEmpty { condition.wait() }
+            let batch = pending, gone = unlinks, drained = drains
             pending.removeAll()
+            unlinks.removeAll()
+            drains.removeAll()
             condition.unlock()
-            var results: [Result<Void, Error>] = []
-            var dirError: Error?
-            if batch.count == 1 {
-                // Alone: fsync the file, rename it, fsync the folder.
-                results.append(Result { try Self.syncAndRename(batch[0].files) })
+            if !batch.isEmpty { commit(batch) }
+            for path in gone { unlink(path) }
+            for d in drained { d.resume() }
+        }
+    }
+
+    private func commit(_ batch: [Job]) {
+        var results: [Result<File, Error>] = batch.map { job in Result { try job.write() } }
+        var dirError: Error?
+        let written = results.compactMap { try? $0.get() }
+        if batch.count == 1 {
+            // Alone: fsync the file, rename it, fsync the folder.
+            if let f = written.first {
+                do { try Self.syncAndRename(f) } catch { results[0] = .failure(error) }
                 if case .success = results[0], fsync(directoryFD) != 0 {
                     dirError = SpoolError(op: "fsync", path: directory, errno: errno)
                 }
-            } else {
-                // Several waiting: rename them all, then one syncfs(2) makes
-                // every file and every rename durable at once.
-                for job in batch {
-                    results.append(Result { try Self.rename(job.files) })
-                }
-                if linuxSyncfs(directoryFD) != 0 {
-                    dirError = SpoolError(op: "syncfs", path: directory, errno: errno)
-                }
             }
-            for (job, result) in zip(batch, results) {
-                switch (result, dirError) {
-                case (.success, nil):
-                    job.done.resume()
-                case (.success, let e?):
-                    if job.isNew { for f in job.files { unlink(f.final) } }
-                    job.done.resume(throwing: e)
-                case (.failure(let e), _):
-                    job.done.resume(throwing: e)
-                }
+        } else if !written.isEmpty {
+            // Several waiting: rename them all, then one syncfs(2) makes
+            // every file and every rename durable at once.
+            for i in results.indices {
+                guard case .success(let f) = results[i] else { continue }
+                do { try Self.rename(f) } catch { results[i] = .failure(error) }
+            }
+            if linuxSyncfs(directoryFD) != 0 {
+                dirError = SpoolError(op: "syncfs", path: directory, errno: errno)
+            }
+        }
+        for (job, result) in zip(batch, results) {
+            switch (result, dirError) {
+            case (.success, nil):
+                job.done.resume()
+            case (.success(let f), let e?):
+                if job.isNew { unlink(f.final) }
+                job.done.resume(throwing: e)
+            case (.failure(let e), _):
+                job.done.resume(throwing: e)
             }
         }
     }
 
-    /// Renames each file into place (a syncfs follows); on failure nothing
-    /// of the job stays.
-    private static func rename(_ files: [File]) throws {
-        var failure: Error?
-        for f in files {
-            if failure == nil, Foundation.rename(f.tmp, f.final) != 0 {
-                failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
-            }
-            close(f.fd)
-        }
-        if let failure {
-            for f in files { unlink(f.tmp) }
-            throw failure
+    /// Renames a file into place (a syncfs follows); on failure it is gone.
+    private static func rename(_ f: File) throws {
+        defer { close(f.fd) }
+        if Foundation.rename(f.tmp, f.final) != 0 {
+            let e = SpoolError(op: "rename", path: f.tmp, errno: errno)
+            unlink(f.tmp)
+            throw e
         }
     }
 
-    /// fsync then rename each file in order; on failure nothing of the job
-    /// stays (renamed files are removed again).
-    private static func syncAndRename(_ files: [File]) throws {
-        var renamed: [String] = []
-        var failure: Error?
-        for f in files {
-            if failure == nil {
-                if fsync(f.fd) != 0 {
-                    failure = SpoolError(op: "fsync", path: f.tmp, errno: errno)
-                } else if Foundation.rename(f.tmp, f.final) != 0 {
-                    failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
-                } else {
-                    renamed.append(f.final)
-                }
-            }
-            close(f.fd)
+    /// fsync then rename a file; on failure it is gone (a state file
+    /// replaced in place keeps its old version).
+    private static func syncAndRename(_ f: File) throws {
+        defer { close(f.fd) }
+        var failure: SpoolError?
+        if fsync(f.fd) != 0 {
+            failure = SpoolError(op: "fsync", path: f.tmp, errno: errno)
+        } else if Foundation.rename(f.tmp, f.final) != 0 {
+            failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
         }
         if let failure {
-            for f in files { unlink(f.tmp) }
-            // A state file replaced in place keeps its old version; only new messages go.
-            for r in renamed where !r.hasSuffix(".env") { unlink(r) }
+            unlink(f.tmp)
             throw failure
         }
     }
