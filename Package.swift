@@ -42,11 +42,13 @@ let package = Package(
         ),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.
         .target(name: "Audit"),
+        // CRC-32C (hardware where there is one) for the spool's file footer.
+        .target(name: "CChecksum"),
         // Outbound SMTP client, proxy relay, Maildir delivery.
         .target(
             name: "Relay",
             dependencies: [
-                "SMTPProtocol",
+                "SMTPProtocol", "CChecksum",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

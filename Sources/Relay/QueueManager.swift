@@ -389,7 +389,7 @@ public final class QueueManager: Sendable {
         if env.isFinished {
             // Unlinking is slow on ext4 (blocks, bitmaps): the spool's
             // thread does it, not the loop that serves sessions.
-            spool.removeLater(id)
+            spool.removeLater(id, size: env.size)
             state.withLock { $0.entries[id] = nil }
             pendingHolds.withLock { _ = $0.removeValue(forKey: id) }
             return

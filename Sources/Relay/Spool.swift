@@ -1,3 +1,4 @@
+import CChecksum
 import Foundation
 import NIOCore
 import NIOPosix
@@ -82,6 +83,13 @@ public struct QueuedEnvelope: Codable, Sendable {
 ///                it is committed. ID.env: the envelope's current state
 ///                (JSON), once a delivery attempt has changed it.
 ///     corrupt/   what start-up recovery could not read, kept for a person
+///     free/      delivered message files (up to 256 KB, at most 128) that
+///                new messages overwrite in place: no inode and no block is
+///                freed and allocated again per message. On ext4 that was
+///                most of the spool's cost (without a journal, allocating an
+///                inode next to thousands freed in the last minutes scans
+///                them all). The footer's checksum tells a file whose
+///                overwrite a crash cut short.
 ///
 /// One file per message, so one sync per message at most. The group
 /// committer's thread writes a message to tmp/, renames it into active/
@@ -94,6 +102,7 @@ public final class Spool: Sendable {
     let tmp: String
     let active: String
     let corrupt: String
+    let free: String
     private let committer: GroupCommitter
     private static let counter = Atomic<Int>(0)
     private static let processTag = UInt32.random(in: 0..<0x1000)
@@ -103,7 +112,8 @@ public final class Spool: Sendable {
         tmp = directory + "/tmp"
         active = directory + "/active"
         corrupt = directory + "/corrupt"
-        for d in [directory, tmp, active, corrupt] {
+        free = directory + "/free"
+        for d in [directory, tmp, active, corrupt, free] {
             do {
                 try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
@@ -111,7 +121,7 @@ public final class Spool: Sendable {
                 throw RelayError.local("cannot create queue folder \(d): \(error.localizedDescription)")
             }
         }
-        committer = try GroupCommitter(directory: active)
+        committer = try GroupCommitter(directory: active, tmp: tmp, free: free)
     }
 
     /// Queue IDs sort by arrival: seconds since 1970, a per-process tag and
@@ -168,59 +178,75 @@ public final class Spool: Sendable {
     public func messagePath(_ id: String) -> String { "\(active)/\(id)" }
     public func envelopePath(_ id: String) -> String { "\(active)/\(id).env" }
 
-    /// "\nMXQ1:" + 16 hex digits of message length + ":" + 8 of envelope length + "\n".
-    static let footerSize = 32
+    /// "\nMXQ2:" + 16 hex digits of message length + ":" + 8 of envelope
+    /// length + ":" + 8 of the CRC-32C of both + "\n". Files written before
+    /// the checksum end in the 32-byte "\nMXQ1:" form, read as well.
+    static let footerSize = 41
+    static let footerSizeV1 = 32
 
-    static func footer(message: Int, envelope: Int) -> [UInt8] {
-        func hex(_ v: Int, _ width: Int) -> String {
-            let h = String(v, radix: 16, uppercase: true)
-            return String(repeating: "0", count: max(0, width - h.count)) + h
-        }
-        return Array("\nMXQ1:\(hex(message, 16)):\(hex(envelope, 8))\n".utf8)
+    static func footer(message: Int, envelope: Int, crc: UInt32) -> [UInt8] {
+        var out = Array("\nMXQ2:".utf8)
+        out += upperHex(UInt64(message), width: 16).utf8
+        out.append(58)
+        out += upperHex(UInt64(envelope), width: 8).utf8
+        out.append(58)
+        out += upperHex(UInt64(crc), width: 8).utf8
+        out.append(10)
+        return out
     }
 
-    /// (message length, envelope length) from a footer, if it is one.
-    static func parseFooter(_ b: [UInt8]) -> (Int, Int)? {
-        guard b.count == footerSize, b.starts(with: Array("\nMXQ1:".utf8)), b[22] == 58, b[31] == 10,
-              let m = Int(String(decoding: b[6..<22], as: UTF8.self), radix: 16),
-              let e = Int(String(decoding: b[23..<31], as: UTF8.self), radix: 16) else { return nil }
-        return (m, e)
+    struct Footer: Equatable {
+        var message: Int
+        var envelope: Int
+        /// nil in a file written before the checksum.
+        var crc: UInt32?
+        var size: Int
+    }
+
+    /// The footer at the end of `tail` (the file's last bytes), if there is one.
+    static func parseFooter(_ tail: [UInt8]) -> Footer? {
+        func hex(_ b: ArraySlice<UInt8>) -> UInt64? { UInt64(String(decoding: b, as: UTF8.self), radix: 16) }
+        if tail.count >= footerSize {
+            let b = Array(tail.suffix(footerSize))
+            if b.starts(with: Array("\nMXQ2:".utf8)), b[22] == 58, b[31] == 58, b[40] == 10,
+               let m = hex(b[6..<22]), let e = hex(b[23..<31]), let c = hex(b[32..<40]) {
+                return Footer(message: Int(m), envelope: Int(e), crc: UInt32(c), size: footerSize)
+            }
+        }
+        guard tail.count >= footerSizeV1 else { return nil }
+        let b = Array(tail.suffix(footerSizeV1))
+        guard b.starts(with: Array("\nMXQ1:".utf8)), b[22] == 58, b[31] == 10, let m = hex(b[6..<22]), let e = hex(b[23..<31]) else { return nil }
+        return Footer(message: Int(m), envelope: Int(e), crc: nil, size: footerSizeV1)
+    }
+
+    static func crc32c(_ crc: UInt32, _ raw: UnsafeRawBufferPointer) -> UInt32 {
+        raw.isEmpty ? crc : mx_crc32c(crc, raw.baseAddress!, raw.count)
     }
 
     /// Stores a new message: `header` (the trace header) then `body` from
     /// `bodyOffset`, and its envelope, in one file. Returns once it is on
     /// disk; throws (and leaves nothing behind) otherwise.
     public func store(_ env: QueuedEnvelope, header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws {
-        let id = env.id
-        try await committer.commit(isNew: true) { () throws -> GroupCommitter.File in
-            let f = try Self.create("\(self.tmp)/\(id)")
-            do {
-                try Self.writeAll(f.fd, header.readableBytesView, path: f.tmp)
-                try body.forEachPieceBlocking(from: bodyOffset) { try Self.writeAll(f.fd, $0, path: f.tmp) }
-                let json = Self.encode(env)
-                try Self.writeAll(f.fd, json + Self.footer(message: env.size, envelope: json.count), path: f.tmp)
-            } catch {
-                close(f.fd)
-                unlink(f.tmp)
-                throw error
+        try await committer.commit(to: messagePath(env.id), isNew: true) { fd, path in
+            var crc: UInt32 = 0
+            try header.withUnsafeReadableBytes { raw in
+                crc = Self.crc32c(crc, raw)
+                try Self.writeAll(fd, raw, path: path)
             }
-            return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.messagePath(id))
+            try body.forEachPieceBlocking(from: bodyOffset) { raw in
+                crc = Self.crc32c(crc, raw)
+                try Self.writeAll(fd, raw, path: path)
+            }
+            let json = Self.encode(env)
+            json.withUnsafeBytes { crc = Self.crc32c(crc, $0) }
+            try Self.writeAll(fd, json + Self.footer(message: env.size, envelope: json.count, crc: crc), path: path)
         }
     }
 
     /// Replaces a message's envelope durably (after a delivery attempt, hold, release).
     public func update(_ env: QueuedEnvelope) async throws {
-        let id = env.id
-        try await committer.commit(isNew: false) { () throws -> GroupCommitter.File in
-            let f = try Self.create("\(self.tmp)/\(id).env.\(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue)")
-            do {
-                try Self.writeAll(f.fd, Self.encode(env), path: f.tmp)
-            } catch {
-                close(f.fd)
-                unlink(f.tmp)
-                throw error
-            }
-            return GroupCommitter.File(fd: f.fd, tmp: f.tmp, final: self.envelopePath(id))
+        try await committer.commit(to: envelopePath(env.id), isNew: false) { fd, path in
+            try Self.writeAll(fd, Self.encode(env), path: path)
         }
     }
 
@@ -231,12 +257,13 @@ public final class Spool: Sendable {
         unlink(envelopePath(id))
     }
 
-    /// Removes a delivered message later, on the committer's thread:
-    /// unlinking is slow on ext4 (blocks, bitmaps) and needs no waiting for.
-    /// A crash before it happens delivers the message again; `drain()`
-    /// makes sure a clean stop does not.
-    public func removeLater(_ id: String) {
-        committer.unlinkLater([messagePath(id), envelopePath(id)])
+    /// Removes a delivered message later, on the committer's thread (it
+    /// needs no waiting for): its file goes to free/ for reuse unless it is
+    /// big (`size`, the envelope's). A crash before that delivers the
+    /// message again; `drain()` makes sure a clean stop does not.
+    public func removeLater(_ id: String, size: Int) {
+        committer.removeLater(messagePath(id), recycle: size <= GroupCommitter.maxSpareSize)
+        committer.removeLater(envelopePath(id), recycle: false)
     }
 
     /// Returns once every `removeLater` so far has been done.
@@ -246,22 +273,40 @@ public final class Spool: Sendable {
 
     public enum ReadError: Error { case missing, torn(String) }
 
-    /// The envelope as committed with the message, checked against the file's size.
-    func committedEnvelope(_ id: String) throws(ReadError) -> QueuedEnvelope {
+    /// The envelope as committed with the message, checked against the
+    /// file's size; with `verify`, the whole file against its checksum too
+    /// (start-up recovery: a crash may have left a file whose sync never
+    /// finished, with pages missing or, in a reused file, left over from
+    /// the message it held before).
+    func committedEnvelope(_ id: String, verify: Bool = false) throws(ReadError) -> QueuedEnvelope {
         let fd = open(messagePath(id), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .missing }
         defer { close(fd) }
         var st = stat()
         fstat(fd, &st)
         let size = Int(st.st_size)
-        guard size >= Self.footerSize else { throw .torn("file too short") }
-        var foot = [UInt8](repeating: 0, count: Self.footerSize)
-        guard foot.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, Self.footerSize, off_t(size - Self.footerSize)) }) == Self.footerSize,
-              let (m, e) = Self.parseFooter(foot) else { throw .torn("no footer (a write that never finished)") }
-        guard m + e + Self.footerSize == size else { throw .torn("size does not match the footer") }
+        let tailSize = min(size, Self.footerSize)
+        var tail = [UInt8](repeating: 0, count: tailSize)
+        guard tail.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, tailSize, off_t(size - tailSize)) }) == tailSize,
+              let foot = Self.parseFooter(tail) else { throw .torn("no footer (a write that never finished)") }
+        let (m, e) = (foot.message, foot.envelope)
+        guard m >= 0, e >= 0, m + e + foot.size == size else { throw .torn("size does not match the footer") }
         var json = [UInt8](repeating: 0, count: e)
-        guard json.withUnsafeMutableBytes({ pread(fd, $0.baseAddress!, e, off_t(m)) }) == e,
+        guard json.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, e, off_t(m)) }) == e,
               let env = try? Self.decode(Data(json)), env.size == m, env.id == id else { throw .torn("envelope unreadable") }
+        if verify, let expected = foot.crc {
+            var crc: UInt32 = 0
+            var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+            var offset = 0
+            while offset < m + e {
+                let n = min(buffer.count, m + e - offset)
+                let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n, off_t(offset)) }
+                guard got == n else { throw .torn("short read") }
+                buffer.withUnsafeBytes { crc = Self.crc32c(crc, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                offset += n
+            }
+            guard crc == expected else { throw .torn("checksum does not match (a write that never finished)") }
+        }
         return env
     }
 
@@ -305,6 +350,18 @@ public final class Spool: Sendable {
     public func recover() -> (envelopes: [QueuedEnvelope], problems: [String]) {
         let fm = FileManager.default
         for name in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] { unlink("\(tmp)/\(name)") }
+        // Spare files from the last run, as many as the committer keeps.
+        var spares: [String] = []
+        for name in (try? fm.contentsOfDirectory(atPath: free)) ?? [] {
+            let path = "\(free)/\(name)"
+            var st = stat()
+            if spares.count < GroupCommitter.maxSpares && stat(path, &st) == 0 && Int(st.st_size) <= GroupCommitter.maxSpareSize {
+                spares.append(path)
+            } else {
+                unlink(path)
+            }
+        }
+        committer.adopt(spares)
         var problems: [String] = []
         var envelopes: [QueuedEnvelope] = []
         let names = Set((try? fm.contentsOfDirectory(atPath: active)) ?? [])
@@ -315,7 +372,7 @@ public final class Spool: Sendable {
             }
             guard Self.validID(name) else { continue }
             do {
-                envelopes.append(latest(name, committed: try committedEnvelope(name)))
+                envelopes.append(latest(name, committed: try committedEnvelope(name, verify: true)))
             } catch {
                 problems.append("\(name): \(error), moved to corrupt/")
                 rename(messagePath(name), "\(corrupt)/\(name)")
@@ -329,12 +386,6 @@ public final class Spool: Sendable {
     public func list() -> [QueuedEnvelope] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: active)) ?? []
         return names.filter(Self.validID).compactMap(envelope).sorted { $0.arrival < $1.arrival }
-    }
-
-    private static func create(_ path: String) throws -> (fd: Int32, tmp: String) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SpoolError(op: "create", path: path, errno: errno) }
-        return (fd, path)
     }
 
     static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, path: String) throws {
@@ -369,98 +420,171 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One thread that writes spool files and makes them durable in batches.
-/// A writer hands over a closure that creates and fills its file and waits
-/// on a continuation: one hand-off per message, where a pool thread for the
+/// A writer hands over a closure that fills its file and waits on a
+/// continuation: one hand-off per message, where a pool thread for the
 /// writing and this one for the sync made two. While a batch syncs, the
 /// next one gathers: a batch of one is fsync'd file and folder; a bigger
 /// one is renamed into place and made durable by one syncfs(2). Delivered
-/// files are unlinked here too, between batches.
+/// files go to free/ here too, between batches, and new files overwrite
+/// them before any is created.
 final class GroupCommitter: @unchecked Sendable {
-    struct File: Sendable {
+    private struct File {
         let fd: Int32
-        let tmp: String
+        let path: String
         let final: String
+        /// A file from free/, written over: what is left past the new end is cut.
+        let reused: Bool
     }
 
     private struct Job {
-        /// Creates and writes the job's file in tmp/ (run on the committer's thread).
-        let write: @Sendable () throws -> File
+        let final: String
+        /// Writes the file's content (on the committer's thread).
+        let write: @Sendable (_ fd: Int32, _ path: String) throws -> Void
         /// A new message (its file goes if the batch fails), not an envelope replaced in place.
         let isNew: Bool
         let done: CheckedContinuation<Void, Error>
     }
 
-    // `pending`, `unlinks` and `drains` are guarded by `condition`.
+    /// Spare files kept in free/ at most, and the largest kept; past
+    /// either, delivered files are unlinked (spares hold their old blocks).
+    static let maxSpares = 128
+    static let maxSpareSize = 256 * 1024
+
+    // The inbox, guarded by `condition`.
     private let condition = NSCondition()
     private var pending: [Job] = []
-    private var unlinks: [String] = []
+    private var removals: [(path: String, recycle: Bool)] = []
+    private var adopted: [String] = []
     private var drains: [CheckedContinuation<Void, Never>] = []
+    // The committer thread's own.
+    private var spares: [String] = []
+    private var created = 0
+
     private let directoryFD: Int32
     private let directory: String
+    private let tmp: String
+    private let free: String
 
-    init(directory: String) throws {
+    init(directory: String, tmp: String, free: String) throws {
         self.directory = directory
-        directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        self.tmp = tmp
+        self.free = free
+        directoryFD = Foundation.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { throw SpoolError(op: "open", path: directory, errno: errno) }
         let t = Thread { [self] in self.run() }
         t.name = "mxgate-spool-commit"
         t.start()
     }
 
-    func commit(isNew: Bool, write: @escaping @Sendable () throws -> File) async throws {
+    /// Writes a file with `write` and makes it `final`, durably.
+    func commit(to final: String, isNew: Bool, write: @escaping @Sendable (_ fd: Int32, _ path: String) throws -> Void) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-            condition.lock()
-            pending.append(Job(write: write, isNew: isNew, done: c))
-            condition.signal()
-            condition.unlock()
+            post { $0.pending.append(Job(final: final, write: write, isNew: isNew, done: c)) }
         }
     }
 
-    func unlinkLater(_ paths: [String]) {
-        condition.lock()
-        unlinks += paths
-        condition.signal()
-        condition.unlock()
+    /// Unlinks `path`, or with `recycle` keeps it in free/ for reuse.
+    func removeLater(_ path: String, recycle: Bool) {
+        post { $0.removals.append((path, recycle)) }
     }
 
+    /// Spare files a previous run left in free/. Only the process that
+    /// recovered the spool may take them: another one (the queue tools)
+    /// could be writing the same file.
+    func adopt(_ paths: [String]) {
+        post { $0.adopted += paths }
+    }
+
+    /// Returns once every removal asked for so far is done.
     func drain() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            condition.lock()
-            drains.append(c)
-            condition.signal()
-            condition.unlock()
+            post { $0.drains.append(c) }
         }
+    }
+
+    private func post(_ change: (GroupCommitter) -> Void) {
+        condition.lock()
+        change(self)
+        condition.signal()
+        condition.unlock()
     }
 
     // The committer lives as long as the process (one per spool directory).
     private func run() {
         while true {
             condition.lock()
-            while pending.isEmpty && unlinks.isEmpty && drains.isEmpty { condition.wait() }
-            let batch = pending, gone = unlinks, drained = drains
+            while pending.isEmpty && removals.isEmpty && adopted.isEmpty && drains.isEmpty { condition.wait() }
+            let batch = pending, gone = removals, drained = drains
+            spares += adopted
             pending.removeAll()
-            unlinks.removeAll()
+            removals.removeAll()
+            adopted.removeAll()
             drains.removeAll()
             condition.unlock()
             if !batch.isEmpty { commit(batch) }
-            for path in gone { unlink(path) }
+            for r in gone { remove(r.path, recycle: r.recycle) }
             for d in drained { d.resume() }
         }
     }
 
+    private func remove(_ path: String, recycle: Bool) {
+        guard recycle && spares.count < Self.maxSpares else {
+            unlink(path)
+            return
+        }
+        let spare = free + "/" + path.split(separator: "/").last!
+        guard Foundation.rename(path, spare) == 0 else {
+            unlink(path)
+            return
+        }
+        spares.append(spare)
+    }
+
+    /// A file to write a job into: a spare from free/, written over from
+    /// its start (not truncated: freeing its blocks and allocating them
+    /// again cost more than the rest of the write), or a new one in tmp/.
+    private func open(for job: Job) throws -> File {
+        while let spare = spares.popLast() {
+            let fd = Foundation.open(spare, O_WRONLY | O_CLOEXEC)
+            if fd >= 0 { return File(fd: fd, path: spare, final: job.final, reused: true) }
+        }
+        created += 1
+        let path = tmp + "/" + job.final.split(separator: "/").last! + "." + String(created)
+        let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError(op: "create", path: path, errno: errno) }
+        return File(fd: fd, path: path, final: job.final, reused: false)
+    }
+
+    private func write(_ job: Job) throws -> File {
+        let f = try open(for: job)
+        do {
+            try job.write(f.fd, f.path)
+            if f.reused {
+                let end = lseek(f.fd, 0, SEEK_CUR)
+                var st = stat()
+                guard end >= 0, fstat(f.fd, &st) == 0 else { throw SpoolError(op: "stat", path: f.path, errno: errno) }
+                if st.st_size > end, ftruncate(f.fd, end) != 0 { throw SpoolError(op: "truncate", path: f.path, errno: errno) }
+            }
+        } catch {
+            close(f.fd)
+            unlink(f.path)
+            throw error
+        }
+        return f
+    }
+
     private func commit(_ batch: [Job]) {
-        var results: [Result<File, Error>] = batch.map { job in Result { try job.write() } }
+        var results: [Result<File, Error>] = batch.map { job in Result { try write(job) } }
         var dirError: Error?
-        let written = results.compactMap { try? $0.get() }
         if batch.count == 1 {
             // Alone: fsync the file, rename it, fsync the folder.
-            if let f = written.first {
+            if case .success(let f) = results[0] {
                 do { try Self.syncAndRename(f) } catch { results[0] = .failure(error) }
                 if case .success = results[0], fsync(directoryFD) != 0 {
                     dirError = SpoolError(op: "fsync", path: directory, errno: errno)
                 }
             }
-        } else if !written.isEmpty {
+        } else {
             // Several waiting: rename them all, then one syncfs(2) makes
             // every file and every rename durable at once.
             for i in results.indices {
@@ -487,9 +611,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// Renames a file into place (a syncfs follows); on failure it is gone.
     private static func rename(_ f: File) throws {
         defer { close(f.fd) }
-        if Foundation.rename(f.tmp, f.final) != 0 {
-            let e = SpoolError(op: "rename", path: f.tmp, errno: errno)
-            unlink(f.tmp)
+        if Foundation.rename(f.path, f.final) != 0 {
+            let e = SpoolError(op: "rename", path: f.path, errno: errno)
+            unlink(f.path)
             throw e
         }
     }
@@ -500,12 +624,12 @@ final class GroupCommitter: @unchecked Sendable {
         defer { close(f.fd) }
         var failure: SpoolError?
         if fsync(f.fd) != 0 {
-            failure = SpoolError(op: "fsync", path: f.tmp, errno: errno)
-        } else if Foundation.rename(f.tmp, f.final) != 0 {
-            failure = SpoolError(op: "rename", path: f.tmp, errno: errno)
+            failure = SpoolError(op: "fsync", path: f.path, errno: errno)
+        } else if Foundation.rename(f.path, f.final) != 0 {
+            failure = SpoolError(op: "rename", path: f.path, errno: errno)
         }
         if let failure {
-            unlink(f.tmp)
+            unlink(f.path)
             throw failure
         }
     }
