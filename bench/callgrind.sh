@@ -83,6 +83,8 @@ for mode in $MODES; do
   i2=$(instructions "$mode" "$N2")
   echo "mode=$mode size=$SIZE instructions_per_msg=$(( (i2 - i1) / (N2 - N1) )) total_n1=$i1 total_n2=$i2"
   if (( TOP > 0 )); then
-    callgrind_annotate --inclusive=yes "$BASE/mx-$mode-$N2/callgrind.out" 2>/dev/null | sed -n '/^Ir/,$p' | head -n $((TOP + 2)) | cut -c1-200
+    # awk reads to the end (head would close the pipe: SIGPIPE under pipefail).
+    callgrind_annotate --inclusive=yes "$BASE/mx-$mode-$N2/callgrind.out" 2>/dev/null |
+      awk -v n=$((TOP + 2)) '/^Ir/ { on = 1 } on && shown < n { print substr($0, 1, 200); shown++ }'
   fi
 done

@@ -23,7 +23,10 @@ enum SessionInput: Sendable {
 /// It is the end of the pipeline, in place of NIOAsyncChannel: one waiting
 /// continuation and a small queue do what a session needs, at a fraction
 /// of the per-read cost and per-connection memory. Back-pressure: while
-/// input the session has not taken is queued, reads from the socket wait.
+/// more than `readAhead` bytes the session has not taken are queued,
+/// reads from the socket wait. (Holding them for any queued byte took the
+/// socket out of epoll and put it back, two epoll_ctl calls, whenever a
+/// command arrived while the session was still busy with the last.)
 final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -57,6 +60,8 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     // The hand-over to the session's task.
     private var queue = CircularBuffer<SessionInput>(initialCapacity: 2)
+    private var queuedBytes = 0
+    private static let readAhead = 64 * 1024
     private var waiter: UnsafeContinuation<SessionInput?, Never>?
     private var ended = false
     /// A read the channel asked for while input was still queued.
@@ -74,7 +79,7 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     func next() async -> SessionInput? {
         if loop.inEventLoop {
             // Tasks run on the event loops (GatewayServer): no hop needed.
-            if let first = queue.popFirst() { return first }
+            if let first = take() { return first }
             if ended { return nil }
         }
         return await withUnsafeContinuation { c in
@@ -82,8 +87,18 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
     }
 
+    private func take() -> SessionInput? {
+        guard let first = queue.popFirst() else { return nil }
+        if case .bytes(let b) = first { queuedBytes -= b.readableBytes }
+        if readHeld && queuedBytes < Self.readAhead, let context {
+            readHeld = false
+            context.read()
+        }
+        return first
+    }
+
     private func wait(_ c: UnsafeContinuation<SessionInput?, Never>) {
-        if let first = queue.popFirst() {
+        if let first = take() {
             c.resume(returning: first)
         } else if ended {
             c.resume(returning: nil)
@@ -101,6 +116,7 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             waiter = nil
             w.resume(returning: input)
         } else {
+            if case .bytes(let b) = input { queuedBytes += b.readableBytes }
             queue.append(input)
         }
     }
@@ -114,7 +130,7 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func read(context: ChannelHandlerContext) {
-        if queue.isEmpty { context.read() } else { readHeld = true }
+        if queuedBytes < Self.readAhead { context.read() } else { readHeld = true }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -365,7 +365,9 @@ public final class DownstreamConnection: @unchecked Sendable {
     }
 
     /// The message text after a 354, dot-stuffed, and the final reply.
-    /// Writes go out without waiting while the socket keeps up; a slow
+    /// Pieces are written unflushed until 64 KB are pending, so a small
+    /// message, the trace header and the final dot go out in one writev(2)
+    /// (one TCP segment for the downstream to read, not two); a slow
     /// downstream makes this wait, so memory stays at a chunk or two.
     func text(header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0) async throws -> SMTPReply {
         var stuffer = DotStuffer()
@@ -374,31 +376,37 @@ public final class DownstreamConnection: @unchecked Sendable {
         // buffer to the message, so a small one does not take 64 KB.
         let chunk = 64 * 1024 + 1024
         var out = ch.allocator.buffer(capacity: min(chunk, header.readableBytes + max(0, body.count - bodyOffset) + 256))
+        var unflushed = 0
+        func send(_ b: ByteBuffer) async throws {
+            unflushed += b.readableBytes
+            if unflushed < 64 * 1024 && ch.isWritable {
+                ch.write(b, promise: nil)
+                return
+            }
+            unflushed = 0
+            if ch.isWritable {
+                ch.writeAndFlush(b, promise: nil)
+            } else {
+                try await ch.writeAndFlush(b).get()
+            }
+        }
         stuffer.stuff(header, into: &out)
         do {
             try await body.forEachChunk(from: bodyOffset) { piece in
                 if piece.readableBytes >= 4096 && stuffer.passThrough(piece) {
                     // No line starts with a dot: send the stored bytes as they are, no copy.
                     if out.readableBytes > 0 {
-                        ch.write(out, promise: nil)
+                        try await send(out)
                         out = ch.allocator.buffer(capacity: 1024)
                     }
-                    if ch.isWritable {
-                        ch.writeAndFlush(piece, promise: nil)
-                    } else {
-                        try await ch.writeAndFlush(piece).get()
-                    }
+                    try await send(piece)
                     return
                 }
                 stuffer.stuff(piece, into: &out)
                 if out.readableBytes >= 32 * 1024 {
                     let b = out
                     out = ch.allocator.buffer(capacity: chunk)
-                    if ch.isWritable {
-                        ch.writeAndFlush(b, promise: nil)
-                    } else {
-                        try await ch.writeAndFlush(b).get()
-                    }
+                    try await send(b)
                 }
             }
             stuffer.finish(into: &out)
