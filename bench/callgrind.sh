@@ -69,9 +69,9 @@ instructions() {
   for _ in $(seq 300); do ss -ltn | grep -q ":$MX_PORT " && break; sleep 0.1; done
   local before; before=$(sink_count)
   smtp-source -s 4 -m "$n" -l "$SIZE" -r 1 -f sender@source.test -t rcpt@dest.test -M client.source.test "$ADDR:$MX_PORT" 2>"$d/src.err" ||
-    { echo "smtp-source failed ($mode): $(tail -2 "$d/src.err")" >&2; exit 1; }
+    { echo "smtp-source failed ($mode): $(tail -2 "$d/src.err")" >&2; kill "$pid"; exit 1; }
   for _ in $(seq 1200); do (( $(sink_count) - before >= n )) && break; sleep 0.1; done
-  (( $(sink_count) - before >= n )) || { echo "$mode: the sink got $(( $(sink_count) - before ))/$n" >&2; exit 1; }
+  (( $(sink_count) - before >= n )) || { echo "$mode: the sink got $(( $(sink_count) - before ))/$n" >&2; kill "$pid"; exit 1; }
   kill -TERM "$pid"
   wait "$pid" || true
   awk '/^(summary|totals):/ { print $2; exit }' "$d/callgrind.out"
@@ -79,8 +79,9 @@ instructions() {
 
 echo "# $(date -u +%FT%TZ) $(valgrind --version), size=$SIZE n1=$N1 n2=$N2"
 for mode in $MODES; do
-  i1=$(instructions "$mode" "$N1")
-  i2=$(instructions "$mode" "$N2")
+  # (a failure inside $(...) only ends that subshell)
+  i1=$(instructions "$mode" "$N1") && [[ -n $i1 ]] || exit 1
+  i2=$(instructions "$mode" "$N2") && [[ -n $i2 ]] || exit 1
   echo "mode=$mode size=$SIZE instructions_per_msg=$(( (i2 - i1) / (N2 - N1) )) total_n1=$i1 total_n2=$i2"
   if (( TOP > 0 )); then
     # awk reads to the end (head would close the pipe: SIGPIPE under pipefail).

@@ -101,6 +101,9 @@ public final class QueueManager: Sendable {
         var inFlight: Set<String> = []
         /// Attempts started by `enqueue` itself, outside the scheduler's group.
         var direct = 0
+        /// Start-up recovery is done: before, an attempt could deliver and
+        /// remove a message that recovery then reads back and queues again.
+        var recovered = false
         var stopped = false
     }
 
@@ -128,7 +131,10 @@ public final class QueueManager: Sendable {
             Thread.detachNewThread { c.resume(returning: self.spool.recover()) }
         }
         for p in problems { logger.error("queue recovery: \(p)") }
-        state.withLock { s in for e in envelopes { s.entries[e.id] = e } }
+        state.withLock { s in
+            for e in envelopes where s.entries[e.id] == nil { s.entries[e.id] = e }
+            s.recovered = true
+        }
         if !envelopes.isEmpty { logger.info("queue: \(envelopes.count) message(s) in \(spool.directory)") }
         await withDiscardingTaskGroup { group in
             while true {
@@ -191,7 +197,7 @@ public final class QueueManager: Sendable {
         }
         let now = state.withLock { s -> Bool in
             s.entries[env.id] = env
-            guard !s.stopped, !env.held, env.nextAttempt <= Date(), s.inFlight.count < settings.maxDeliveries else { return false }
+            guard s.recovered, !s.stopped, !env.held, env.nextAttempt <= Date(), s.inFlight.count < settings.maxDeliveries else { return false }
             s.inFlight.insert(env.id)
             s.direct += 1
             return true

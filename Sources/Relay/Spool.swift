@@ -103,7 +103,7 @@ public final class Spool: Sendable {
     let active: String
     let corrupt: String
     let free: String
-    private let committer: GroupCommitter
+    let committer: GroupCommitter
     private static let counter = Atomic<Int>(0)
     private static let processTag = UInt32.random(in: 0..<0x1000)
 
@@ -349,7 +349,8 @@ public final class Spool: Sendable {
     /// corrupt/ and reported.
     public func recover() -> (envelopes: [QueuedEnvelope], problems: [String]) {
         let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] { unlink("\(tmp)/\(name)") }
+        // Sessions may be storing already: this spool's own files in tmp/ stay.
+        for name in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] where !committer.owns(name) { unlink("\(tmp)/\(name)") }
         // Spare files from the last run, as many as the committer keeps.
         var spares: [String] = []
         for name in (try? fm.contentsOfDirectory(atPath: free)) ?? [] {
@@ -459,6 +460,9 @@ final class GroupCommitter: @unchecked Sendable {
     // The committer thread's own.
     private var spares: [String] = []
     private var created = 0
+    /// Starts the name of every file this committer creates in tmp/, so
+    /// recovery running beside it leaves them alone.
+    let tag = "w" + String(UInt64.random(in: 0...UInt64.max), radix: 36) + "."
 
     private let directoryFD: Int32
     private let directory: String
@@ -475,6 +479,9 @@ final class GroupCommitter: @unchecked Sendable {
         t.name = "mxgate-spool-commit"
         t.start()
     }
+
+    /// Whether a name in tmp/ is one of this committer's files.
+    func owns(_ name: String) -> Bool { name.hasPrefix(tag) }
 
     /// Writes a file with `write` and makes it `final`, durably.
     func commit(to final: String, isNew: Bool, write: @escaping @Sendable (_ fd: Int32, _ path: String) throws -> Void) async throws {
@@ -515,7 +522,9 @@ final class GroupCommitter: @unchecked Sendable {
             condition.lock()
             while pending.isEmpty && removals.isEmpty && adopted.isEmpty && drains.isEmpty { condition.wait() }
             let batch = pending, gone = removals, drained = drains
-            spares += adopted
+            // A spare recycled while recovery listed free/ may come twice:
+            // two jobs writing one file would mix two messages.
+            for path in adopted where !spares.contains(path) { spares.append(path) }
             pending.removeAll()
             removals.removeAll()
             adopted.removeAll()
@@ -549,7 +558,7 @@ final class GroupCommitter: @unchecked Sendable {
             if fd >= 0 { return File(fd: fd, path: spare, final: job.final, reused: true) }
         }
         created += 1
-        let path = tmp + "/" + job.final.split(separator: "/").last! + "." + String(created)
+        let path = tmp + "/" + tag + job.final.split(separator: "/").last! + "." + String(created)
         let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SpoolError(op: "create", path: path, errno: errno) }
         return File(fd: fd, path: path, final: job.final, reused: false)

@@ -81,6 +81,20 @@ struct SpoolTests {
         #expect(try await again.message(third.id).allBytes() == Array("third\n".utf8))
     }
 
+    /// Recovery runs beside sessions that already store messages: it
+    /// empties tmp/ of what an earlier run left, not of this spool's own
+    /// files being written.
+    @Test func recoveryLeavesFilesBeingWrittenAlone() throws {
+        let (spool, dir) = try fresh()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let mine = dir + "/tmp/" + spool.committer.tag + "00000000000000AA.1"
+        let left = dir + "/tmp/00000000000000BB.1"
+        for path in [mine, left] { #expect(FileManager.default.createFile(atPath: path, contents: Data("x".utf8))) }
+        _ = spool.recover()
+        #expect(FileManager.default.fileExists(atPath: mine))
+        #expect(!FileManager.default.fileExists(atPath: left))
+    }
+
     /// Recovery reads every message file whole against its checksum: a page
     /// a crash left unwritten (or left over from the file's last message)
     /// sends the file to corrupt/, never to a recipient. Files from before
