@@ -65,19 +65,26 @@ public final class GatewayServer: Sendable {
             // The plain (future-based) bootstrap: a session's task is started
             // from the accept itself, on the connection's loop, without the
             // async bootstrap's per-connection futures and accept stream.
-            let bootstrap = ServerBootstrap(group: group)
+            var bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 // One accept per wake-up: a second in the same turn nearly
                 // always finds nothing (EAGAIN), and the loop comes back anyway.
                 .serverChannelOption(.maxMessagesPerRead, value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                // A 4 KB message (with its DATA line) in one read more often than
-                // NIO's 2 KB start; grows to 64 KB for bulk text as before.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 4096, maximum: 65536))
-                .childChannelOption(.allowRemoteHalfClosure, value: false)
+            #if os(Linux)
+            // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
+            // set once, not per connection (NIO's per-connection option costs a
+            // getsockname, a setsockopt and a future).
+            bootstrap = bootstrap.serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            #else
+            bootstrap = bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            #endif
+            bootstrap = bootstrap
                 .childChannelInitializer { [self] child in
                     child.eventLoop.makeCompletedFuture {
+                        // A 4 KB message (with its DATA line) in one read more often
+                        // than NIO's 2 KB start; grows to 64 KB for bulk text as before.
+                        try child.syncOptions?.setOption(.recvAllocator, value: Self.recvAllocator)
                         let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, loop: child.eventLoop)
                         input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
                         try child.pipeline.syncOperations.addHandler(input)
@@ -192,6 +199,8 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    static let recvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 4096, maximum: 65536)
+
     /// A new connection with its input handler, as the accept loop hands it over.
     struct Accepted: Sendable {
         let channel: Channel
@@ -229,9 +238,7 @@ public final class GatewayServer: Sendable {
         let session = Session(channel: channel, input: accepted.input, runtime: runtime, audit: audit, logger: logger,
                               sessionID: sessionID, limiter: limiter, metrics: metrics)
         await session.run()
-        do { try await channel.close() } catch ChannelError.alreadyClosed {} catch {
-            logger.debug("session \(sessionID) ended: \(error)")
-        }
+        channel.close(promise: nil)  // nothing to wait for, and no future to make per session
     }
 
     @inline(never)
