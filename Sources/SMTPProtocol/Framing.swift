@@ -280,13 +280,15 @@ public struct DotStuffer: Sendable {
     }
 
     /// The next line end at or after `start` that a dot follows, if any.
+    /// Searches for dots, not line ends: base64 and most text have far
+    /// fewer dots than lines (a 100 KB attachment: no memchr call per line).
     private static func lineEndBeforeDot(_ raw: UnsafeRawBufferPointer, from start: Int) -> Int? {
         guard let base = raw.baseAddress else { return nil }
-        var i = start
-        while i < raw.count, let lfPtr = memchr(base + i, 10, raw.count - i) {
-            let lf = base.distance(to: UnsafeRawPointer(lfPtr))
-            if lf + 1 < raw.count && raw[lf + 1] == UInt8(ascii: ".") { return lf }
-            i = lf + 1
+        var i = start + 1
+        while i < raw.count, let dotPtr = memchr(base + i, Int32(UInt8(ascii: ".")), raw.count - i) {
+            let dot = base.distance(to: UnsafeRawPointer(dotPtr))
+            if raw[dot - 1] == 10 { return dot - 1 }
+            i = dot + 1
         }
         return nil
     }
