@@ -59,6 +59,23 @@ def test_trickled_message_hits_the_data_deadline(gateway_factory):
     wait_for(lambda: [r for r in gw.audit() if r["reply"].startswith("421")], 5, "the timeout record")
 
 
+def test_stalled_message_text_hits_the_shorter_data_timeout(gateway_factory):
+    """data_timeout shorter than command_timeout: a client that stops in
+    the middle of its message is cut off after data_timeout, not after the
+    command timeout the session's timer was set for before DATA."""
+    gw = gateway_factory(limits='command_timeout = "30s"\ndata_timeout = "2s"')
+    c = RawClient(gw.port).begin()
+    assert c.cmd("RCPT TO:<bob@example.com>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: stalled\r\n\r\nhalf a message")
+    start = time.time()
+    code, lines = c.reply()
+    assert code == 421 and "4.4.2" in lines[0]
+    assert time.time() - start < 6
+    assert c.closed(3)
+    assert gw.maildir_files("bob@example.com") == []
+
+
 def test_early_talker_is_refused(gateway_factory):
     gw = gateway_factory(limits='greet_wait = "1s"')
     s = socket.create_connection(("127.0.0.1", gw.port))

@@ -62,6 +62,8 @@ public final class GatewayServer: Sendable {
         for l in config.listen {
             let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
             let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
+            let shortest = TimeAmount.milliseconds(Int64(min(config.limits.commandTimeout, config.limits.dataBlockTimeout,
+                                                             config.limits.dataDeadline) * 1000))
             // The plain (future-based) bootstrap: a session's task is started
             // from the accept itself, on the connection's loop, without the
             // async bootstrap's per-connection futures and accept stream.
@@ -85,7 +87,7 @@ public final class GatewayServer: Sendable {
                         // A 4 KB message (with its DATA line) in one read more often
                         // than NIO's 2 KB start; grows to 64 KB for bulk text as before.
                         try child.syncOptions?.setOption(.recvAllocator, value: Self.recvAllocator)
-                        let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, loop: child.eventLoop)
+                        let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, shortest: shortest, loop: child.eventLoop)
                         input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
                         try child.pipeline.syncOperations.addHandler(input)
                     }

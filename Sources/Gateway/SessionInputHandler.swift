@@ -68,9 +68,15 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var readHeld = false
     private let loop: EventLoop
 
-    init(timeout: TimeAmount, stressTimeout: TimeAmount = .seconds(10), loop: EventLoop) {
+    /// The shortest timeout the session may switch to (commands, message
+    /// text): the timer never runs longer than this, so a switch to a
+    /// shorter one does not move it.
+    private let shortest: TimeAmount
+
+    init(timeout: TimeAmount, stressTimeout: TimeAmount = .seconds(10), shortest: TimeAmount? = nil, loop: EventLoop) {
         self.timeout = timeout
         self.stressTimeout = stressTimeout
+        self.shortest = min(shortest ?? timeout, timeout)
         self.loop = loop
     }
 
@@ -229,9 +235,12 @@ final class SessionInputHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Makes sure the timer fires no later than the expiry. A timer already
     /// due earlier is kept: when it fires it looks again and re-arms, so
     /// moving the expiry later (every command, every message) costs nothing.
+    /// It is set no further than `shortest` ahead, so the switch to message
+    /// text, with its shorter timeout, keeps it too: one timer per
+    /// connection instead of two per message.
     private func arm(_ context: ChannelHandlerContext) {
-        let due = expiry
-        if timer != nil, let current = timerDeadline, current <= due { return }
+        if timer != nil, let current = timerDeadline, current <= expiry { return }
+        let due = min(expiry, .now() + shortest)
         timer?.cancel()
         let loop = context.eventLoop
         timerDeadline = due
