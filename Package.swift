@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "Relay",
             dependencies: [
-                "SMTPProtocol", "CChecksum",
+                "SMTPProtocol", "CChecksum", "Audit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

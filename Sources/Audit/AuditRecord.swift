@@ -205,29 +205,12 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     }
 }
 
-/// A JSON object written field by field, in the order given, as UTF-8 bytes.
-struct JSONLine {
-    private var out: [UInt8]
-
-    init() {
-        out = []
-        out.reserveCapacity(512)
-        out.append(UInt8(ascii: "{"))
-    }
-
-    private mutating func key(_ k: StaticString) {
-        if out.count > 1 { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-    }
-
-    private mutating func raw(_ s: String) { out.append(contentsOf: s.utf8) }
-
-    /// JSON string escaping (RFC 8259 §7): quote, backslash and control
-    /// characters; everything else, UTF-8 included, is copied as it is.
-    private mutating func quoted(_ s: String) {
+/// JSON strings as bytes, for the writers that build JSON by hand (the
+/// audit log here, the spool's envelopes in Relay).
+public enum JSONText {
+    /// Appends `s` quoted and escaped (RFC 8259 §7): quote, backslash and
+    /// control characters; everything else, UTF-8 included, is copied as it is.
+    public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         defer { out.append(UInt8(ascii: "\"")) }
         // Most values need no escaping: copied in one go then.
@@ -253,6 +236,29 @@ struct JSONLine {
             }
         }
     }
+}
+
+/// A JSON object written field by field, in the order given, as UTF-8 bytes.
+struct JSONLine {
+    private var out: [UInt8]
+
+    init() {
+        out = []
+        out.reserveCapacity(512)
+        out.append(UInt8(ascii: "{"))
+    }
+
+    private mutating func key(_ k: StaticString) {
+        if out.count > 1 { out.append(UInt8(ascii: ",")) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    private mutating func raw(_ s: String) { out.append(contentsOf: s.utf8) }
+
+    private mutating func quoted(_ s: String) { JSONText.appendQuoted(s, to: &out) }
 
     static func number(_ d: Double) -> String {
         if d.isFinite, d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }

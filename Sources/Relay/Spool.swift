@@ -1,7 +1,7 @@
+import Audit
 import CChecksum
 import Foundation
 import NIOCore
-import NIOPosix
 import SMTPProtocol
 import Synchronization
 
@@ -665,25 +665,7 @@ struct EnvelopeJSON {
     mutating func add(_ k: StaticString, _ v: String?) {
         guard let v else { return }
         key(k)
-        out.append(UInt8(ascii: "\""))
-        defer { out.append(UInt8(ascii: "\"")) }
-        let plain = v.utf8.withContiguousStorageIfAvailable { bytes in
-            for b in bytes where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return false }
-            return true
-        }
-        if plain == true {
-            out.append(contentsOf: v.utf8)
-            return
-        }
-        for b in v.utf8 {
-            switch b {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [92, b]
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out += [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]]
-            default: out.append(b)
-            }
-        }
+        JSONText.appendQuoted(v, to: &out)
     }
 
     mutating func add(_ k: StaticString, _ v: Int) {
