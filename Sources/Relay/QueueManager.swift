@@ -182,9 +182,9 @@ public final class QueueManager: Sendable {
     ///
     /// A message due now, with a delivery slot free, starts its attempt
     /// right here, on `loop` (the caller's, so no thread is woken for it);
-    /// the scheduler hears of it only when it must wait for a slot. Waking
-    /// the scheduler for every message, and it a delivery task, was a
-    /// tenth of queue mode's CPU.
+    /// the scheduler hears of it only when it must wait for a slot (waking
+    /// it for every message cost a thread wake-up and a scan of the queue
+    /// per message).
     public func enqueue(_ env: QueuedEnvelope, text: StoredText? = nil, on loop: EventLoop? = nil) {
         if let text, !text.body.isSpilled {
             let bytes = text.header.readableBytes + text.body.count
