@@ -122,6 +122,40 @@ def test_idle_connections_under_stress_time_out_sooner(gateway_factory):
     wait_for(lambda: "stress over" in gw.log, 5, "the end of stress")
 
 
+def listening_sockets(pid, port):
+    """How many sockets listening on `port` the process holds (/proc, no ss)."""
+    inodes = set()
+    for name in ("tcp", "tcp6"):
+        for line in open(f"/proc/net/{name}").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    return sum(f"socket:[{i}]" in held for i in inodes)
+
+
+def event_loops(pid):
+    """SwiftNIO's event loop threads are named NIO-SGLTN-<group>-#<n>."""
+    return sum(open(f"/proc/{pid}/task/{t}/comm").read().startswith("NIO-SGLTN-") for t in os.listdir(f"/proc/{pid}/task"))
+
+
+def test_one_listener_per_event_loop_and_no_second_gateway(gateway_factory, mxgate_bin, tmp_path):
+    """Each event loop accepts on its own socket (SO_REUSEPORT); a second
+    mxgate started on the same port is refused, not let in beside it."""
+    gw = gateway_factory()
+    assert listening_sockets(gw.proc.pid, gw.port) == event_loops(gw.proc.pid) >= 1
+    second = Mxgate(mxgate_bin, tmp_path / "second")
+    second.config.write_text(second.config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{gw.port}"))
+    r = subprocess.run([mxgate_bin, "serve", "--config", str(second.config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert f"cannot bind 127.0.0.1:{gw.port}: Address already in use" in r.stderr
+    # Every connection still reaches the first, whichever socket takes it.
+    for i in range(8):
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+            assert s.sendmail("a@sender.test", ["bob@example.com"], f"Subject: {i}\r\n\r\nx\r\n".encode()) == {}
+    wait_for(lambda: len(gw.audit()) >= 8, 10, "eight audit records")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_privileges_are_dropped_after_binding(mxgate_bin, sink):
     nobody = pwd.getpwnam("nobody")
@@ -141,6 +175,8 @@ def test_privileges_are_dropped_after_binding(mxgate_bin, sink):
             if not fields["State"].strip().startswith("Z"):
                 live.append(set(fields["Uid"].split()))
         assert live and all(u == {str(nobody.pw_uid)} for u in live), live
+        # root bound one listening socket per event loop and passed them all on.
+        assert listening_sockets(gw.proc.pid, gw.port) == event_loops(gw.proc.pid) >= 1
         with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
             assert s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nsent as nobody\r\n") == {}
         assert b"sent as nobody" in sink.dumps(1, timeout=20)[0]

@@ -70,9 +70,9 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
         let dir = (options.path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         try openFile()
-        let thread = Thread { [self] in self.run() }
-        thread.name = "mxgate-audit"
-        thread.start()
+        // Named from inside: on Linux a name set before start() is not applied
+        // (and 15 characters at most), so `top -H` would show the parent's.
+        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-audit"; self.run() }
     }
 
     private func openFile() throws {

@@ -75,9 +75,7 @@ public final class DNSResolver: @unchecked Sendable {
         // Async queries resolve in a thread libunbound starts; results come
         // back through ub_fd, which our pump thread processes.
         _ = ub_ctx_async(c, 1)
-        let t = Thread { [self] in self.pump() }
-        t.name = "mxgate-dns"
-        t.start()
+        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-dns"; self.pump() }
     }
 
     deinit {

@@ -59,52 +59,28 @@ public final class GatewayServer: Sendable {
         let config = currentRuntime.config
         var bound: [Channel] = []
         let inherited = Privileges.inheritedListeners()
+        let loops = Array(group.makeIterator())
         for l in config.listen {
             let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
             let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
             let shortest = TimeAmount.milliseconds(Int64(min(config.limits.commandTimeout, config.limits.dataBlockTimeout,
                                                              config.limits.dataDeadline) * 1000))
-            // The plain (future-based) bootstrap: a session's task is started
-            // from the accept itself, on the connection's loop, without the
-            // async bootstrap's per-connection futures and accept stream.
-            var bootstrap = ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // One accept per wake-up: a second in the same turn nearly
-                // always finds nothing (EAGAIN), and the loop comes back anyway.
-                .serverChannelOption(.maxMessagesPerRead, value: 1)
-            #if os(Linux)
-            // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
-            // set once, not per connection (NIO's per-connection option costs a
-            // getsockname, a setsockopt and a future).
-            bootstrap = bootstrap.serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            #else
-            bootstrap = bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            #endif
-            bootstrap = bootstrap
-                .childChannelInitializer { [self] child in
-                    child.eventLoop.makeCompletedFuture {
-                        // A 4 KB message (with its DATA line) in one read more often
-                        // than NIO's 2 KB start; grows to 64 KB for bulk text as before.
-                        try child.syncOptions?.setOption(.recvAllocator, value: Self.recvAllocator)
-                        let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, shortest: shortest, loop: child.eventLoop)
-                        input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
-                        try child.pipeline.syncOperations.addHandler(input)
-                    }
+            let fds = try inherited[l.description]
+                ?? ListenSockets.open(l, count: loops.count, siblings: config.listen)
+            for (i, fd) in fds.enumerated() {
+                let loop = loops[i % loops.count]
+                let ch = try await Self.bootstrap(on: loop) { [self] child in
+                    let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, shortest: shortest, loop: child.eventLoop)
+                    input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
+                    return input
+                }.withBoundSocket(fd).get()
+                listeners.withLock { $0.append(ch) }
+                bound.append(ch)
+                if i == 0, let addr = ch.localAddress {
+                    boundAddresses.withLock { $0.append(addr) }
+                    logger.info("listening on \(Self.describe(addr))")
                 }
-            let ch: Channel
-            if let fd = inherited[l.description] {
-                // Bound by the root process before it became [server] user (Privileges).
-                ch = try await bootstrap.withBoundSocket(fd).get()
-            } else {
-                ch = try await bootstrap.bind(host: l.host, port: l.port).get()
             }
-            if let addr = ch.localAddress {
-                boundAddresses.withLock { $0.append(addr) }
-                logger.info("listening on \(Self.describe(addr))")
-            }
-            listeners.withLock { $0.append(ch) }
-            bound.append(ch)
         }
         warnIfRoot(config)
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
@@ -198,6 +174,34 @@ public final class GatewayServer: Sendable {
         Task(executorPreference: loopExecutors[accepted.channel.eventLoop]) {
             await self.serve(accepted)
             self.running.finished()
+        }
+    }
+
+    /// A listener on `loop` whose connections stay on `loop` (see
+    /// ListenSockets). The plain (future-based) bootstrap: a session's task is
+    /// started from the accept itself, without the async bootstrap's
+    /// per-connection futures and accept stream.
+    private static func bootstrap(on loop: EventLoop,
+                                  handler: @escaping @Sendable (Channel) -> SessionInputHandler) -> ServerBootstrap {
+        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
+            // One accept per wake-up: a second in the same turn nearly
+            // always finds nothing (EAGAIN), and the loop comes back anyway.
+            .serverChannelOption(.maxMessagesPerRead, value: 1)
+        #if os(Linux)
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
+        // set once, not per connection (NIO's per-connection option costs a
+        // getsockname, a setsockopt and a future).
+        bootstrap = bootstrap.serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        #else
+        bootstrap = bootstrap.childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        #endif
+        return bootstrap.childChannelInitializer { child in
+            child.eventLoop.makeCompletedFuture {
+                // A 4 KB message (with its DATA line) in one read more often
+                // than NIO's 2 KB start; grows to 64 KB for bulk text as before.
+                try child.syncOptions?.setOption(.recvAllocator, value: Self.recvAllocator)
+                try child.pipeline.syncOperations.addHandler(handler(child))
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// Starting as root to bind port 25, then running as `[server] user`.
 ///
@@ -35,8 +36,9 @@ public enum Privileges {
         let uid = pw.pointee.pw_uid, gid = pw.pointee.pw_gid
         var fds: [String] = []
         for l in config.listen {
-            let fd = try listen(on: l)
-            fds.append("\(fd)=\(l.description)")
+            // One per event loop of the process to come (the same machine, so the same count).
+            let socks = try ListenSockets.open(l, count: System.coreCount, siblings: config.listen, inheritable: true)
+            fds.append(socks.map(String.init).joined(separator: ",") + "=\(l.description)")
         }
         var owned = [config.queueDirectory, config.quarantineDirectory]
         if case .maildir(let dir) = config.downstream { owned.append(dir) }
@@ -66,45 +68,16 @@ public enum Privileges {
         throw Failure.exec("execv \(setpriv): \(String(cString: strerror(errno)))")
     }
 
-    /// "host:port" → inherited descriptor, in the process started by `bindAndBecomeUser`.
-    static func inheritedListeners() -> [String: Int32] {
+    /// "host:port" → inherited descriptors, in the process started by `bindAndBecomeUser`.
+    static func inheritedListeners() -> [String: [Int32]] {
         guard let spec = ProcessInfo.processInfo.environment[environmentKey] else { return [:] }
-        var out: [String: Int32] = [:]
+        var out: [String: [Int32]] = [:]
         for item in spec.split(separator: ";") {
             let parts = item.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let fd = Int32(parts[0]) { out[String(parts[1])] = fd }
+            let fds = parts.first?.split(separator: ",").compactMap { Int32($0) } ?? []
+            if parts.count == 2, !fds.isEmpty { out[String(parts[1])] = fds }
         }
         return out
-    }
-
-    private static func listen(on l: GatewayConfig.Listen) throws -> Int32 {
-        let v6 = l.host.contains(":")
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure.bind("\(l): \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var rc: Int32
-        if v6 {
-            var a = sockaddr_in6()
-            a.sin6_family = sa_family_t(AF_INET6)
-            a.sin6_port = in_port_t(UInt16(l.port).bigEndian)
-            inet_pton(AF_INET6, l.host, &a.sin6_addr)
-            rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = in_port_t(UInt16(l.port).bigEndian)
-            guard inet_pton(AF_INET, l.host, &a.sin_addr) == 1 else { close(fd); throw Failure.bind("\(l): not an IP address") }
-            rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
-        guard rc == 0, Glibc.listen(fd, 1024) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw Failure.bind("\(l): \(e)")
-        }
-        // Kept open across execve.
-        _ = fcntl(fd, F_SETFD, 0)
-        return fd
     }
 
     /// chown of a folder and everything in it (no symlinks followed).

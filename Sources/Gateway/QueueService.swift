@@ -110,6 +110,7 @@ final class QueueControl: Sendable {
         chmod(path, 0o600)
         fd.store(s, ordering: .relaxed)
         Thread.detachNewThread { [self] in
+            Thread.current.name = "mxgate-queuectl"
             while true {
                 let c = accept(s, nil, nil)
                 if c < 0 {

@@ -127,7 +127,7 @@ public final class QueueManager: Sendable {
     /// until `stop()`.
     public func run() async {
         let (envelopes, problems) = await withCheckedContinuation { c in
-            Thread.detachNewThread { c.resume(returning: self.spool.recover()) }
+            Thread.detachNewThread { Thread.current.name = "mxgate-recover"; c.resume(returning: self.spool.recover()) }
         }
         for p in problems { logger.error("queue recovery: \(p)") }
         state.withLock { s in

@@ -475,9 +475,7 @@ final class GroupCommitter: @unchecked Sendable {
         self.free = free
         directoryFD = Foundation.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { throw SpoolError(op: "open", path: directory, errno: errno) }
-        let t = Thread { [self] in self.run() }
-        t.name = "mxgate-spool-commit"
-        t.start()
+        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-spool"; self.run() }
     }
 
     /// Whether a name in tmp/ is one of this committer's files.
