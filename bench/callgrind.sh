@@ -42,7 +42,7 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/nul
 fi
 command -v smtp-source >/dev/null || { echo "callgrind.sh: smtp-source missing; run scripts/setup.sh first" >&2; exit 1; }
 
-swift build -c release --product mxgate --scratch-path .build/callgrind -Xswiftc -dwarf-version=4 -Xcc -gdwarf-4 >/dev/null
+scripts/build-release.sh --product mxgate --scratch-path .build/callgrind -Xswiftc -dwarf-version=4 -Xcc -gdwarf-4 >/dev/null
 MXGATE=$ROOT/.build/callgrind/release/mxgate
 
 PIDS=()

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
-swift build -c release --product clamd-bench >/dev/null
+scripts/build-release.sh --product clamd-bench >/dev/null
 dir=$(mktemp -d /tmp/mxgate-bench-clamd.XXXXXX)
 chmod 755 "$dir"
 mkdir "$dir/db"

@@ -44,7 +44,7 @@ MXP_PORT=$((PORT0 + 3))
 MXQ_PORT=$((PORT0 + 4))
 CLK_TCK=$(getconf CLK_TCK)
 
-swift build -c release --product mxgate >/dev/null
+scripts/build-release.sh --product mxgate >/dev/null
 MXGATE=$ROOT/.build/release/mxgate
 
 PIDS=()

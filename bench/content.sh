@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
-swift build -c release --product content-bench >/dev/null
+scripts/build-release.sh --product content-bench >/dev/null
 .build/release/content-bench

@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
-swift build -c release --product mxgate >/dev/null
+scripts/build-release.sh --product mxgate >/dev/null
 ulimit -n "$(ulimit -Hn)"   # 10,000 client sockets here, 10,000 in mxgate
 exec python3 bench/memory_latency.py

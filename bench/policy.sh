@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 RUNS=${RUNS:-3}
 MESSAGES=${MESSAGES:-50000}
-swift build -c release --product policy-bench >/dev/null
+scripts/build-release.sh --product policy-bench >/dev/null
 for _ in $(seq "$RUNS"); do .build/release/policy-bench "$MESSAGES"; done

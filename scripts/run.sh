@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 
 scripts/setup.sh
-swift build -c release -q
+scripts/build-release.sh -q
 exec .build/release/mxgate serve --config mxgate.toml "$@"
