@@ -69,7 +69,7 @@ public final class GatewayServer: Sendable {
                 ?? ListenSockets.open(l, count: loops.count, siblings: config.listen)
             for (i, fd) in fds.enumerated() {
                 let loop = loops[i % loops.count]
-                let ch = try await Self.bootstrap(on: loop) { [self] child in
+                let ch = try await Self.bootstrap(on: loop, children: fds.count < loops.count ? group : loop) { [self] child in
                     let input = SessionInputHandler(timeout: timeout, stressTimeout: stressTimeout, shortest: shortest, loop: child.eventLoop)
                     input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
                     return input
@@ -177,13 +177,15 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    /// A listener on `loop` whose connections stay on `loop` (see
-    /// ListenSockets). The plain (future-based) bootstrap: a session's task is
+    /// A listener on `loop` whose connections are served on `children`: the
+    /// same loop when every loop has its own socket (see ListenSockets), else
+    /// the whole group round-robin, so no loop is left without connections.
+    /// The plain (future-based) bootstrap: a session's task is
     /// started from the accept itself, without the async bootstrap's
     /// per-connection futures and accept stream.
-    private static func bootstrap(on loop: EventLoop,
+    private static func bootstrap(on loop: EventLoop, children: EventLoopGroup,
                                   handler: @escaping @Sendable (Channel) -> SessionInputHandler) -> ServerBootstrap {
-        var bootstrap = ServerBootstrap(group: loop, childGroup: loop)
+        var bootstrap = ServerBootstrap(group: loop, childGroup: children)
             // One accept per wake-up: a second in the same turn nearly
             // always finds nothing (EAGAIN), and the loop comes back anyway.
             .serverChannelOption(.maxMessagesPerRead, value: 1)
