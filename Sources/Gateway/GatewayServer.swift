@@ -74,6 +74,9 @@ public final class GatewayServer: Sendable {
                     input.onActive = { [self] in self.start(Accepted(channel: child, input: input)) }
                     return input
                 }.withBoundSocket(fd).get()
+                // NIO listens again on an adopted socket with its default
+                // backlog (128), and ignores the backlog option there.
+                _ = Glibc.listen(fd, ListenSockets.backlog)
                 listeners.withLock { $0.append(ch) }
                 bound.append(ch)
                 if i == 0, let addr = ch.localAddress {

@@ -257,9 +257,19 @@ public struct PolicyLoader {
     }
 }
 
-func parseSize(_ s: String) -> Int? {
-    let t = s.uppercased()
-    let mult: [Character: Int] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
-    if let last = t.last, let m = mult[last], let v = Double(t.dropLast()), v >= 0 { return Int(v * Double(m)) }
-    return Int(t).flatMap { $0 >= 0 ? $0 : nil }
+/// Bytes from "26214400", "25M" or "1.5G" (K, M, G: powers of 1024), for
+/// policy files and mxgate.toml alike; nil for anything else, including
+/// sizes over 2^62: the text is the admin's, and no arithmetic on it may
+/// trap (the policy fuzzer found `limit message-size 99999999999999999999G`).
+public func parseSize(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let mult: [Character: Double] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
+    var number = Substring(t), m = 1.0
+    if let last = t.last, let k = mult[last] { number = t.dropLast(); m = k }
+    // Digits and at most one point: Double() would also take "inf", "nan" and hex.
+    guard !number.isEmpty, number.allSatisfy({ ("0"..."9").contains($0) || $0 == "." }),
+          number.filter({ $0 == "." }).count <= 1, number != "." else { return nil }
+    if m == 1 { return Int(number) }
+    guard let v = Double(number), v * m < 0x1p62 else { return nil }
+    return Int(v * m)
 }

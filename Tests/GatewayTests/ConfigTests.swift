@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Policy
 
 @testable import Gateway
 
@@ -19,6 +20,20 @@ struct ConfigTests {
         [relay]
         domains = ["example.com"]
         """
+
+    /// Sizes come from the admin's files: out-of-range or odd numbers are
+    /// refused, never trapped on (the policy fuzzer found one that was).
+    @Test func sizesParseWithoutTrapping() {
+        #expect(Policy.parseSize("26214400") == 26_214_400)
+        #expect(Policy.parseSize("25M") == 25 * 1024 * 1024)
+        #expect(Policy.parseSize("1.5k") == 1536)
+        #expect(Policy.parseSize("0") == 0)
+        for bad in ["99999999999999999999G", "9999999999G", "99999999999999999999", "INFK", "nanM", "0x10K", "-1", "1.2.3K", ".K", "K", "", "1e3K"] {
+            #expect(Policy.parseSize(bad) == nil, "\(bad)")
+        }
+        #expect(errors(minimal + "\n[limits]\nmessage_size = \"99999999999999999G\"\n").contains { $0.contains("must be a positive size") })
+        #expect(errors(minimal + "\n[limits]\nmessage_size = \"0\"\n").contains { $0.contains("must be a positive size") })
+    }
 
     @Test func minimalConfigHasDefaults() throws {
         let c = try GatewayConfig.parse(minimal, file: "t.toml", absolutePath: "/etc/mxgate/t.toml")
@@ -129,4 +144,5 @@ struct TOMLTests {
     func refusesBrokenInput(_ text: String) {
         #expect(throws: TOMLError.self) { _ = try TOMLParser.parse(text) }
     }
+
 }

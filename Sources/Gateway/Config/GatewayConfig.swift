@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Policy
 import Relay
 import SMTPProtocol
 
@@ -391,12 +392,9 @@ struct ConfigReader {
         return nil
     }
 
+    /// A size above zero (Policy's `parseSize`: 26214400, 25M, 1.5G).
     static func parseSize(_ str: String) -> Int? {
-        let t = str.trimmingCharacters(in: .whitespaces).uppercased()
-        let mult: [Character: Int] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
-        if let last = t.last, let m = mult[last], let v = Int(t.dropLast()), v > 0 { return v * m }
-        if let v = Int(t), v > 0 { return v }
-        return nil
+        Policy.parseSize(str).flatMap { $0 > 0 ? $0 : nil }
     }
 
     /// Seconds: a number, or a string like "30s", "5m", "1h".
