@@ -60,11 +60,11 @@ public final class GatewayServer: Sendable {
         var bound: [Channel] = []
         let inherited = Privileges.inheritedListeners()
         let loops = Array(group.makeIterator())
+        let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
+        let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
+        let shortest = TimeAmount.milliseconds(Int64(min(config.limits.commandTimeout, config.limits.dataBlockTimeout,
+                                                         config.limits.dataDeadline) * 1000))
         for l in config.listen {
-            let timeout = TimeAmount.milliseconds(Int64(config.limits.commandTimeout * 1000))
-            let stressTimeout = TimeAmount.milliseconds(Int64(config.limits.stressTimeout * 1000))
-            let shortest = TimeAmount.milliseconds(Int64(min(config.limits.commandTimeout, config.limits.dataBlockTimeout,
-                                                             config.limits.dataDeadline) * 1000))
             let fds = try inherited[l.description]
                 ?? ListenSockets.open(l, count: loops.count, siblings: config.listen)
             for (i, fd) in fds.enumerated() {

@@ -60,7 +60,8 @@ enum ListenSockets {
         l.port != 0 && siblings.contains { $0.port == l.port && !$0.host.contains(":") }
     }
 
-    private static func boundPort(_ fd: Int32) -> Int {
+    /// The port a socket is bound to (the one the kernel chose for port 0).
+    static func boundPort(_ fd: Int32) -> Int {
         var storage = sockaddr_in6()  // the port sits at the same offset in sockaddr_in
         var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
         _ = withUnsafeMutablePointer(to: &storage) {

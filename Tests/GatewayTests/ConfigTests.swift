@@ -144,5 +144,4 @@ struct TOMLTests {
     func refusesBrokenInput(_ text: String) {
         #expect(throws: TOMLError.self) { _ = try TOMLParser.parse(text) }
     }
-
 }

@@ -8,12 +8,7 @@ import Testing
 struct ListenSocketsTests {
     typealias Listen = GatewayConfig.Listen
 
-    func port(_ fd: Int32) -> Int {
-        var a = sockaddr_in6()
-        var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: a.sin6_port))
-    }
+    func port(_ fd: Int32) -> Int { ListenSockets.boundPort(fd) }
 
     func option(_ fd: Int32, _ level: Int32, _ name: Int32) -> Int32 {
         var v: Int32 = -1
