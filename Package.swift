@@ -35,20 +35,22 @@ let package = Package(
         .target(
             name: "Checks",
             dependencies: [
-                "Policy", "CUnbound", "CMaxMindDB", "CClamAV",
+                "Policy", "Threads", "CUnbound", "CMaxMindDB", "CClamAV",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Long-lived helper threads, named for top -H and gdb.
+        .target(name: "Threads"),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.
-        .target(name: "Audit"),
+        .target(name: "Audit", dependencies: ["Threads"]),
         // CRC-32C (hardware where there is one) for the spool's file footer.
         .target(name: "CChecksum"),
         // Outbound SMTP client, proxy relay, Maildir delivery.
         .target(
             name: "Relay",
             dependencies: [
-                "SMTPProtocol", "CChecksum", "Audit",
+                "SMTPProtocol", "CChecksum", "Audit", "Threads",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -59,7 +61,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Threads",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -93,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay"],
+            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay", "Threads"],
             exclude: ["Golden"]
         ),
     ],

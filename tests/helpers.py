@@ -133,6 +133,16 @@ path = "audit.log"
     def log(self):
         return "\n".join(self.log_lines)
 
+    def wait_log(self, text, timeout=10.0):
+        """Waits until `text` is in the log: the line is written before the
+        SMTP reply that a test waits for, but the thread that collects stderr
+        may not have it yet."""
+        end = time.time() + timeout
+        while text not in self.log:
+            if time.time() > end:
+                raise AssertionError(f"{text!r} not in the log after {timeout} s:\n{self.log}")
+            time.sleep(0.02)
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

@@ -117,7 +117,7 @@ def test_sigterm_finishes_open_transaction(gateway_factory):
     assert c.cmd("QUIT")[0] in (221, 421)
     assert gw.proc.wait(15) == 0
     assert len(gw.maildir_files("late@example.com")) == 1
-    assert "mxgate stopped" in gw.log
+    gw.wait_log("mxgate stopped")
     recs = [r for r in gw.audit(1) if r["event"] == "transaction"]
     assert recs and recs[-1]["rcpt_to"] == ["late@example.com"]
 

@@ -46,7 +46,7 @@ at data match all add-header "X-Checked-By: {hostname}"
     assert tx[0]["verdict"] == "accepted" and tx[0]["spam_score"] == 3
     assert tx[0]["rules"] == ["policies/test.policy:4 shouting", "policies/test.policy:5", "policies/test.policy:6"]
     assert tx[1]["verdict"] == "rejected" and tx[1]["rules"] == ["policies/test.policy:4 lottery"]
-    assert "rule policies/test.policy:3 reject" in gw.log  # the log names the rule and why
+    gw.wait_log("rule policies/test.policy:3 reject")  # the log names the rule and why
     assert "is in <users>" in gw.log or "not (" in gw.log
 
 
@@ -141,7 +141,7 @@ def test_reload_changes_rules_but_not_open_sessions(gateway_factory):
     gw.write_policy('at rcpt match rcpt <missing> reject\nat sometime match all accept\n')
     gw.signal(signal.SIGHUP)
     wait_for(lambda: "unknown stage 'sometime'" in gw.log, 10, "failed reload")
-    assert "policies/test.policy:1:20: unknown table <missing>" in gw.log
+    gw.wait_log("policies/test.policy:1:20: unknown table <missing>")
     third = RawClient(gw.port).begin()
     assert third.cmd("RCPT TO:<dave@example.com>")[0] == 550
     for cl in (old, new, third):

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Threads
 
 /// Where audit records go. Sessions hand records to a sink and move on; the
 /// sink must never block the caller on disk I/O.
@@ -72,7 +73,7 @@ public final class AuditWriter: AuditSink, @unchecked Sendable {
         try openFile()
         // Named from inside: on Linux a name set before start() is not applied
         // (and 15 characters at most), so `top -H` would show the parent's.
-        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-audit"; self.run() }
+        detachNamedThread("mxgate-audit") { [self] in self.run() }
     }
 
     private func openFile() throws {

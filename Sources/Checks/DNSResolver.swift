@@ -2,6 +2,7 @@ import CUnbound
 import Foundation
 import Policy
 import Synchronization
+import Threads
 
 /// Why a DNS lookup gave no answer. `nxdomain` and `noData` are answers
 /// (the name or record does not exist); the others are failures, which a
@@ -75,7 +76,7 @@ public final class DNSResolver: @unchecked Sendable {
         // Async queries resolve in a thread libunbound starts; results come
         // back through ub_fd, which our pump thread processes.
         _ = ub_ctx_async(c, 1)
-        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-dns"; self.pump() }
+        detachNamedThread("mxgate-dns") { [self] in self.pump() }
     }
 
     deinit {

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Relay
 import Synchronization
+import Threads
 
 /// The store-and-forward side of the gateway, one per process (a reload
 /// swaps the rules, not the queue): the spool, the queue manager delivering
@@ -109,8 +110,7 @@ final class QueueControl: Sendable {
         }
         chmod(path, 0o600)
         fd.store(s, ordering: .relaxed)
-        Thread.detachNewThread { [self] in
-            Thread.current.name = "mxgate-queuectl"
+        detachNamedThread("mxgate-queuectl") { [self] in
             while true {
                 let c = accept(s, nil, nil)
                 if c < 0 {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SMTPProtocol
 import Synchronization
+import Threads
 
 /// How the queue retries and where it may connect.
 public struct QueueSettings: Sendable {
@@ -127,7 +128,7 @@ public final class QueueManager: Sendable {
     /// until `stop()`.
     public func run() async {
         let (envelopes, problems) = await withCheckedContinuation { c in
-            Thread.detachNewThread { Thread.current.name = "mxgate-recover"; c.resume(returning: self.spool.recover()) }
+            detachNamedThread("mxgate-recover") { c.resume(returning: self.spool.recover()) }
         }
         for p in problems { logger.error("queue recovery: \(p)") }
         state.withLock { s in

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import SMTPProtocol
 import Synchronization
+import Threads
 
 /// One recipient of a queued message: where it goes, what the client asked
 /// for it (RFC 3461 NOTIFY and ORCPT), and how delivery went so far.
@@ -475,7 +476,7 @@ final class GroupCommitter: @unchecked Sendable {
         self.free = free
         directoryFD = Foundation.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directoryFD >= 0 else { throw SpoolError(op: "open", path: directory, errno: errno) }
-        Thread.detachNewThread { [self] in Thread.current.name = "mxgate-spool"; self.run() }
+        detachNamedThread("mxgate-spool") { [self] in self.run() }
     }
 
     /// Whether a name in tmp/ is one of this committer's files.
