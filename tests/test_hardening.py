@@ -101,7 +101,7 @@ def test_patient_client_is_greeted_and_remembered(gateway_factory):
     start = time.time()
     c = RawClient(gw.port, source="127.0.0.8")
     assert c.reply()[0] == 220
-    assert time.time() - start < 0.5, "a client that waited once is not made to wait again"
+    assert time.time() - start < 0.8, "a client that waited once is not made to wait again"
 
 
 def test_idle_connections_under_stress_time_out_sooner(gateway_factory):

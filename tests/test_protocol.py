@@ -156,9 +156,16 @@ def test_max_connections(gateway_factory):
     assert code == 421 and "4.7.0" in lines[0]
     assert c.closed()
     a.cmd("QUIT")
-    time.sleep(0.3)
-    d = RawClient(gw.port)
-    assert d.reply()[0] == 220
+    assert a.closed()
+
+    # The freed slot is counted when the gateway has closed its side, a moment
+    # after the client sees the close.
+    def admitted():
+        d = RawClient(gw.port)
+        code = d.reply()[0]
+        d.close()
+        return code == 220
+    wait_for(admitted, 10, "a slot after QUIT")
 
 
 def test_client_vanishing_mid_data_loses_nothing_claimed(gateway_factory):
