@@ -166,6 +166,40 @@ def test_one_listener_per_event_loop_and_no_second_gateway(gateway_factory, mxga
     wait_for(lambda: len(gw.audit()) >= 8, 10, "eight audit records")
 
 
+def test_two_gateways_started_together_never_share_a_port(mxgate_bin, tmp_path):
+    """Started in the same instant, both may pass the exclusivity probe; the
+    count of listeners after listen() makes the later one (or both) give up."""
+    for round_ in range(4):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        procs = []
+        for i in range(2):
+            gw = Mxgate(mxgate_bin, tmp_path / f"r{round_}-{i}")
+            gw.config.write_text(gw.config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+            procs.append(gw)
+        logs = [[] for _ in procs]
+        for gw, log in zip(procs, logs):
+            gw.proc = subprocess.Popen([mxgate_bin, "serve", "--config", str(gw.config)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            threading.Thread(target=lambda f=gw.proc.stderr, log=log: log.extend(f), daemon=True).start()
+        try:
+            # Each one either stops with a clear error or serves.
+            def settled(gw, log):
+                return gw.proc.poll() is not None or any("listening on" in line for line in log)
+            wait_for(lambda: all(settled(gw, log) for gw, log in zip(procs, logs)), 30, "both to start or stop")
+            running = [gw for gw in procs if gw.proc.poll() is None]
+            assert len(running) <= 1, f"round {round_}: both serve port {port}"
+            for gw, log in zip(procs, logs):
+                if gw.proc.poll() is not None:
+                    gw.proc.wait()
+                    wait_for(lambda: any("Address already in use" in line for line in log), 5, "the reason")
+        finally:
+            for gw in procs:
+                gw.stop()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_privileges_are_dropped_after_binding(mxgate_bin, sink):
     nobody = pwd.getpwnam("nobody")

@@ -208,6 +208,15 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 /// JSON strings as bytes, for the writers that build JSON by hand (the
 /// audit log here, the spool's envelopes in Relay).
 public enum JSONText {
+    /// Appends `"k":`, after a comma unless `out` holds only the opening brace.
+    public static func appendKey(_ k: StaticString, to out: inout [UInt8]) {
+        if out.count > 1 { out.append(UInt8(ascii: ",")) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
     /// Appends `s` quoted and escaped (RFC 8259 §7): quote, backslash and
     /// control characters; everything else, UTF-8 included, is copied as it is.
     public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
@@ -248,13 +257,7 @@ struct JSONLine {
         out.append(UInt8(ascii: "{"))
     }
 
-    private mutating func key(_ k: StaticString) {
-        if out.count > 1 { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-    }
+    private mutating func key(_ k: StaticString) { JSONText.appendKey(k, to: &out) }
 
     private mutating func raw(_ s: String) { out.append(contentsOf: s.utf8) }
 

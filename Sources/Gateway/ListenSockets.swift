@@ -12,7 +12,11 @@ import NIOCore
 /// SO_REUSEPORT alone would let a second process of the same user bind the
 /// port and silently take part of the connections, so a fixed port is first
 /// bound without it: that fails with "Address already in use" if anything
-/// listens there, including another mxgate, which does the same check.
+/// listens there, including another mxgate, which does the same check. Two
+/// processes started in the same instant could both pass that probe, so once
+/// listening, the listeners on the port are counted (`strangers`): one not
+/// ours means another process got in, and the later of the two (or both)
+/// gives up rather than share.
 enum ListenSockets {
     /// Pending connections each socket queues (the kernel caps it at
     /// net.core.somaxconn): a burst of new connections waits, not refused.
@@ -46,11 +50,43 @@ enum ListenSockets {
                 // Port 0: the rest join the port the kernel chose for the first.
                 if l.port == 0, fds.count == 1 { target.port = boundPort(fd) }
             }
+            if l.port != 0, strangers(sharing: fds) > 0 {
+                throw Privileges.Failure.bind("\(l): Address already in use (another process bound it at the same moment)")
+            }
         } catch {
             fds.forEach { close($0) }
             throw error
         }
         return fds
+    }
+
+    /// Sockets of other processes (or other code) listening on the port of
+    /// `fds` at an overlapping address, from /proc/net/tcp{,6}; sockets only
+    /// bound are not listed there. 0 when /proc cannot be read: the probe
+    /// then stands alone.
+    static func strangers(sharing fds: [Int32]) -> Int {
+        var ours = Set<String>()
+        for fd in fds {
+            var st = stat()
+            if fstat(fd, &st) == 0 { ours.insert(String(st.st_ino)) }
+        }
+        var count = 0
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            // local_address is HEXADDR:HEXPORT; st 0A is LISTEN.
+            let rows = text.split(separator: "\n").dropFirst().map { $0.split(separator: " ") }.filter { $0.count > 9 }
+            let mine = rows.filter { ours.contains(String($0[9])) }.map { String($0[1]) }
+            guard let local = mine.first, let colon = local.lastIndex(of: ":") else { continue }
+            let address = local[..<colon], port = local[colon...]
+            let wildcard = { (a: Substring) in a.allSatisfy { $0 == "0" } }
+            for row in rows where !ours.contains(String(row[9])) && row[3] == "0A" {
+                let other = row[1]
+                guard let c = other.lastIndex(of: ":"), other[c...] == port else { continue }
+                let otherAddress = other[..<c]
+                if otherAddress == address || wildcard(otherAddress) || wildcard(address) { count += 1 }
+            }
+        }
+        return count
     }
 
     /// An IPv6 address serves IPv6 only when an IPv4 address is listed with

@@ -653,13 +653,7 @@ private func linuxSyncfs(_ fd: Int32) -> Int32
 struct EnvelopeJSON {
     var out: [UInt8] = [UInt8(ascii: "{")]
 
-    mutating func key(_ k: StaticString) {
-        if out.count > 1 { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-    }
+    mutating func key(_ k: StaticString) { JSONText.appendKey(k, to: &out) }
 
     mutating func add(_ k: StaticString, _ v: String?) {
         guard let v else { return }

@@ -39,6 +39,41 @@ struct ListenSocketsTests {
         } throws: { "\($0)".contains("Address already in use") && "\($0)".contains("127.0.0.1:\(taken.port)") }
     }
 
+    /// What closes the probe's window: a listening socket on the port that is
+    /// not ours. One only bound is not listed by the kernel, but each side
+    /// counts after its own listen, so the later of two always sees the other.
+    @Test func strangersOnThePortAreSeen() throws {
+        let fds = try ListenSockets.open(Listen(host: "127.0.0.1", port: 0), count: 2, siblings: [])
+        defer { fds.forEach { close($0) } }
+        let p = port(fds[0])
+        #expect(ListenSockets.strangers(sharing: fds) == 0)
+        func foreign(_ host: String) throws -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var on: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, socklen_t(MemoryLayout<Int32>.size))
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = UInt16(p).bigEndian
+            inet_pton(AF_INET, host, &a.sin_addr)
+            let rc = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(rc == 0)
+            return fd
+        }
+        // Another address on the same port shares nothing.
+        let elsewhere = try foreign("127.0.0.2")
+        defer { close(elsewhere) }
+        #expect(ListenSockets.strangers(sharing: fds) == 0)
+        let intruder = try foreign("127.0.0.1")
+        defer { close(intruder) }
+        #expect(ListenSockets.strangers(sharing: fds) == 0)
+        listen(intruder, 1)
+        #expect(ListenSockets.strangers(sharing: fds) == 1)
+        // From the other side, ours are the strangers.
+        #expect(ListenSockets.strangers(sharing: [intruder]) == 2)
+    }
+
     /// The kernel sets IPV6_V6ONLY itself on a socket bound to ::1, so the
     /// decision is checked here; a wildcard bind would leave loopback.
     @Test func ipv6ServesIPv6OnlyWhenTheSamePortIsListedForIPv4() {
