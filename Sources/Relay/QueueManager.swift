@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 import Logging
 import NIOCore
 import SMTPProtocol
@@ -99,12 +100,42 @@ public final class QueueManager: Sendable {
     private struct State {
         var entries: [String: QueuedEnvelope] = [:]
         var inFlight: Set<String> = []
+        /// When each waiting message is due, earliest first, so a wake-up
+        /// costs O(log n) per message it starts instead of a look at every
+        /// message: with a backlog (a long downstream outage) the scheduler
+        /// wakes for every finished delivery. Entries go stale rather than
+        /// being removed (see `schedule(_:)` and `isDue`).
+        var due = Heap<DueEntry>()
+
+        /// Puts a message (back) on the schedule at its `nextAttempt`.
+        mutating func schedule(_ e: QueuedEnvelope) {
+            guard !e.held else { return }
+            due.insert(DueEntry(time: e.nextAttempt, id: e.id))
+            // Stale entries (rescheduled, held, deleted) are dropped as they
+            // surface; rebuilt when they outnumber the live ones.
+            if due.count > 2 * entries.count + 1024 {
+                due = Heap(entries.values.lazy.filter { !$0.held }.map { DueEntry(time: $0.nextAttempt, id: $0.id) })
+            }
+        }
+
+        /// The entry stands for a message still waiting at that time.
+        func isLive(_ d: DueEntry) -> Bool {
+            guard let e = entries[d.id] else { return false }
+            return !e.held && e.nextAttempt == d.time && !inFlight.contains(d.id)
+        }
         /// Attempts started by `enqueue` itself, outside the scheduler's group.
         var direct = 0
         /// Start-up recovery is done: before, an attempt could deliver and
         /// remove a message that recovery then reads back and queues again.
         var recovered = false
         var stopped = false
+    }
+
+    /// A message and the time it is due, as it was when scheduled.
+    struct DueEntry: Comparable {
+        var time: Date
+        var id: String
+        static func < (a: DueEntry, b: DueEntry) -> Bool { (a.time, a.id) < (b.time, b.id) }
     }
 
     private let state = Mutex(State())
@@ -132,7 +163,10 @@ public final class QueueManager: Sendable {
         }
         for p in problems { logger.error("queue recovery: \(p)") }
         state.withLock { s in
-            for e in envelopes where s.entries[e.id] == nil { s.entries[e.id] = e }
+            for e in envelopes where s.entries[e.id] == nil {
+                s.entries[e.id] = e
+                s.schedule(e)
+            }
             s.recovered = true
         }
         if !envelopes.isEmpty { logger.info("queue: \(envelopes.count) message(s) in \(spool.directory)") }
@@ -143,16 +177,22 @@ public final class QueueManager: Sendable {
                     var room = settings.maxDeliveries - s.inFlight.count
                     var due: [QueuedEnvelope] = []
                     var next: Date?
-                    for e in s.entries.values where !e.held && !s.inFlight.contains(e.id) {
-                        if e.nextAttempt <= now && room > 0 {
-                            due.append(e)
-                            room -= 1
-                        } else if e.nextAttempt > now {
-                            next = min(next ?? e.nextAttempt, e.nextAttempt)
+                    while let top = s.due.min {
+                        guard s.isLive(top) else {
+                            _ = s.due.popMin()
+                            continue
                         }
+                        if top.time > now {
+                            next = top.time
+                            break
+                        }
+                        // Due, but every slot is taken: a finished delivery rings.
+                        guard room > 0 else { break }
+                        _ = s.due.popMin()
+                        due.append(s.entries[top.id]!)
+                        s.inFlight.insert(top.id)
+                        room -= 1
                     }
-                    due.sort { $0.nextAttempt < $1.nextAttempt }
-                    for e in due { s.inFlight.insert(e.id) }
                     return (due, s.stopped, next)
                 }
                 if stopped { break }
@@ -197,7 +237,10 @@ public final class QueueManager: Sendable {
         }
         let now = state.withLock { s -> Bool in
             s.entries[env.id] = env
-            guard s.recovered, !s.stopped, !env.held, env.nextAttempt <= Date(), s.inFlight.count < settings.maxDeliveries else { return false }
+            guard s.recovered, !s.stopped, !env.held, env.nextAttempt <= Date(), s.inFlight.count < settings.maxDeliveries else {
+                s.schedule(env)
+                return false
+            }
             s.inFlight.insert(env.id)
             s.direct += 1
             return true
@@ -264,6 +307,7 @@ public final class QueueManager: Sendable {
                 guard var e = s.entries[key], !e.held else { continue }
                 e.nextAttempt = Date()
                 s.entries[key] = e
+                if !s.inFlight.contains(key) { s.schedule(e) }
                 out.append(e)
             }
             return out
@@ -282,7 +326,10 @@ public final class QueueManager: Sendable {
             guard var e = s.entries[id] else { return nil }
             e.held = held
             if !held { e.nextAttempt = Date() }
-            if !s.inFlight.contains(id) { s.entries[id] = e }
+            if !s.inFlight.contains(id) {
+                s.entries[id] = e
+                s.schedule(e)
+            }
             return e
         }
         guard var env else { return .notFound }
@@ -330,10 +377,13 @@ public final class QueueManager: Sendable {
     /// grouped by destination; results saved, DSNs queued.
     private func attempt(_ id: String, on loop: EventLoop? = nil) async {
         defer {
-            // The scheduler needs to hear of it only if something waits for the slot.
+            // The scheduler needs to hear of it only if something due waits
+            // for the slot (a stale entry at the top rings it for nothing);
+            // messages due later it wakes for on its own.
             let waiting = state.withLock { s -> Bool in
                 s.inFlight.remove(id)
-                return s.entries.count > s.inFlight.count || s.stopped
+                if let e = s.entries[id] { s.schedule(e) }
+                return s.stopped || s.due.min.map { $0.time <= Date() } ?? false
             }
             if waiting { doorbell.ring() }
         }
@@ -408,6 +458,7 @@ public final class QueueManager: Sendable {
         } catch {
             logger.error("queue: cannot save the state of \(id): \(error)")
         }
+        // Put back on the schedule by the `defer` above, once out of flight.
         state.withLock { s in if s.entries[id] != nil { s.entries[id] = env } }
     }
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# queue_backlog.sh - queue mode with a backlog: how fast new mail goes through
+# while many messages wait in the queue for a destination that is down (a
+# downstream outage, a dead partner MX), as the scheduler looks at the queue
+# every time a delivery finishes.
+#
+#   For each BACKLOG size: a fresh mxgate in queue mode; BACKLOG messages of
+#   1 KB to down.test, routed to a closed port (each deferred once, next try
+#   in an hour); then MSGS messages of SIZE bytes to dest.test, relayed to
+#   smtp-sink. Prints messages per second and CPU microseconds per message of
+#   the second load, and each figure as a ratio to the run without a backlog.
+#
+# Tunables: BACKLOG="0 50000" MSGS=20000 SIZE=4096 SESSIONS=20 RUNS=1
+#   MXGATE=.build/release/mxgate (built with scripts/build-release.sh unless given)
+#   BASE=/tmp/mxgate-backlog PORT0=20200 (ports PORT0..PORT0+2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+# shellcheck source=common.sh
+source bench/common.sh
+[[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
+PATH=$PATH:/usr/sbin:/usr/lib/postfix/sbin
+
+BACKLOG=${BACKLOG:-"0 50000"}
+MSGS=${MSGS:-20000}
+SIZE=${SIZE:-4096}
+SESSIONS=${SESSIONS:-20}
+RUNS=${RUNS:-1}
+BASE=${BASE:-/tmp/mxgate-backlog}
+PORT0=${PORT0:-20200}
+ADDR=127.0.0.1
+SINK_PORT=$PORT0
+MX_PORT=$((PORT0 + 1))
+DOWN_PORT=$((PORT0 + 2))  # nothing listens here
+CLK_TCK=$(getconf CLK_TCK)
+if [[ -z ${MXGATE:-} ]]; then
+  scripts/build-release.sh --product mxgate >/dev/null
+  MXGATE=$ROOT/.build/release/mxgate
+fi
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cleanup
+mkdir -p "$BASE"
+chmod 755 "$BASE"
+write_rules "$BASE"
+
+smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
+PIDS+=("$!")
+
+deferred() { grep -c '"reason":"deferred"' "$1/audit.log" 2>/dev/null || true; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(uname -r), sessions=$SESSIONS msgs=$MSGS size=$SIZE, $MXGATE"
+declare -A RATE CPU
+for run in $(seq 1 "$RUNS"); do
+  for backlog in $BACKLOG; do
+    d=$BASE/mx-$backlog
+    rm -rf "$d"
+    write_mxgate_config "$d" "$BASE" "$ADDR" "$MX_PORT" queue "$SINK_PORT" "$SESSIONS"
+    sed -i -e 's/^domains = .*/domains = ["dest.test", "down.test"]/' \
+      -e 's/^directory = "queue"/directory = "queue"\nmin_backoff = "1h"/' "$d/mxgate.toml"
+    printf '[routes]\n"down.test" = "%s:%s"\n' "$ADDR" "$DOWN_PORT" >>"$d/mxgate.toml"
+    "$MXGATE" check --config "$d/mxgate.toml" >/dev/null
+    "$MXGATE" serve --config "$d/mxgate.toml" 2>"$d/log" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
+    if (( backlog > 0 )); then
+      smtp-source -s "$SESSIONS" -m "$backlog" -l 1024 -f sender@source.test -t rcpt@down.test "$ADDR:$MX_PORT"
+      end=$(( $(date +%s) + 600 ))
+      while (( $(deferred "$d") < backlog )); do
+        (( $(date +%s) < end )) || { echo "backlog: only $(deferred "$d") of $backlog deferred" >&2; exit 1; }
+        sleep 0.5
+      done
+    fi
+    sleep 2
+    before=$(sink_count)
+    g0=$(awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$pid/stat")
+    t0=$(date +%s%N)
+    smtp-source -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -r 1 -f sender@source.test -t rcpt@dest.test \
+      -M client.source.test "$ADDR:$MX_PORT"
+    end=$(( $(date +%s) + 600 ))
+    while (( $(sink_count) - before < MSGS )); do
+      (( $(date +%s) < end )) || { echo "timeout: sink got $(( $(sink_count) - before ))/$MSGS" >&2; exit 1; }
+      sleep 0.02
+    done
+    t1=$(date +%s%N)
+    g1=$(awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$pid/stat")
+    rate=$(awk -v n="$MSGS" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
+    cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$MSGS" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
+    queued=$(find "$d/queue" -path '*/active/*' -type f 2>/dev/null | wc -l)
+    echo "run=$run backlog=$backlog spool_files=$queued msgs_per_sec=$rate cpu_us_per_msg=$cpu"
+    RATE[$backlog]+="$rate "
+    CPU[$backlog]+="$cpu "
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+  done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+first=${BACKLOG%% *}
+echo "# medians (ratio to backlog=$first)"
+for backlog in $BACKLOG; do
+  r=$(median "${RATE[$backlog]}"); c=$(median "${CPU[$backlog]}")
+  r0=$(median "${RATE[$first]}"); c0=$(median "${CPU[$first]}")
+  printf "backlog=%-7s msgs_per_sec=%-6s (%.2fx) cpu_us_per_msg=%-5s (%.2fx)\n" "$backlog" "$r" "$(awk -v a="$r" -v b="$r0" 'BEGIN{print a/b}')" \
+    "$c" "$(awk -v a="$c" -v b="$c0" 'BEGIN{print a/b}')"
+done
