@@ -99,6 +99,28 @@ def test_downstream_down_then_back(gateway_factory):
         sink.cleanup()
 
 
+def test_backlog_larger_than_the_delivery_slots_all_goes_out(gateway_factory):
+    """Twelve messages deferred while the downstream is down, two delivery
+    slots: once it is back, each finished delivery hands its slot to the
+    next message due, until none is left (the scheduler's order of due
+    times, not a scan of the queue)."""
+    port = free_port()
+    gw = queue_gateway(gateway_factory, f"127.0.0.1:{port}", queue_extra="max_deliveries = 2\n")
+    ids = {queued_id(send(gw.port, msg=message(f"backlog {i}"))[1]) for i in range(12)}
+    deliveries(gw, "deferred", count=12)
+    sink = SmtpSink(port=port)
+    sink.start()
+    try:
+        dumps = sink.dumps(12, timeout=60)
+        assert sorted(re.search(rb"Subject: (backlog \d+)", d).group(1) for d in dumps) == \
+            sorted(f"backlog {i}".encode() for i in range(12))
+        delivered = deliveries(gw, "delivered", count=12, timeout=20)
+        assert {d["session"] for d in delivered} == ids
+        wait_for(lambda: gw.cli("queue", "list").stdout.strip() == "the queue is empty" or None, 10, "an empty queue")
+    finally:
+        sink.cleanup()
+
+
 def test_recovers_queue_after_restart(gateway_factory):
     port = free_port()
     gw = queue_gateway(gateway_factory, f"127.0.0.1:{port}", backoff='min_backoff = "1h"\nmax_backoff = "2h"\n')

@@ -104,7 +104,7 @@ public final class QueueManager: Sendable {
         /// costs O(log n) per message it starts instead of a look at every
         /// message: with a backlog (a long downstream outage) the scheduler
         /// wakes for every finished delivery. Entries go stale rather than
-        /// being removed (see `schedule(_:)` and `isDue`).
+        /// being removed (see `schedule(_:)` and `isLive(_:)`).
         var due = Heap<DueEntry>()
 
         /// Puts a message (back) on the schedule at its `nextAttempt`.
