@@ -45,12 +45,6 @@ command -v smtp-source >/dev/null || { echo "callgrind.sh: smtp-source missing; 
 scripts/build-release.sh --product mxgate --scratch-path .build/callgrind -Xswiftc -dwarf-version=4 -Xcc -gdwarf-4 >/dev/null
 MXGATE=$ROOT/.build/callgrind/release/mxgate
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ $KEEP == 1 ]] || rm -rf "$BASE"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$BASE"

@@ -1,6 +1,7 @@
 # common.sh - what the benchmarks share (sourced): the rule set, written in
-# Postfix's and in mxgate's spelling, an mxgate configuration using it, and
-# the count of messages the smtp-sink has taken.
+# Postfix's and in mxgate's spelling, an mxgate configuration using it, the
+# count of messages the smtp-sink has taken, a process's CPU ticks, medians,
+# and the clean-up on exit.
 
 # write_rules DIR: a 1,000-entry client CIDR deny table no benchmark client
 # matches, and 50 header regexps no benchmark message matches (Postfix
@@ -57,4 +58,25 @@ EOF
 sink_count() {
   local t; t=$(tail -c 64 "$BASE/sink.count" 2>/dev/null || true)
   t=${t##*mesg=}; t=${t%%[!0-9]*}; echo "${t:-0}"
+}
+
+# proc_ticks PID: CPU ticks (user and system, reaped children included) of
+# one process, from /proc/PID/stat (fields counted after the command name,
+# which may hold spaces).
+proc_ticks() {
+  awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$1/stat"
+}
+
+# median "N N N": the middle value (the lower middle of an even count).
+median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
+# Every process a benchmark starts goes into PIDS; `trap cleanup EXIT` kills
+# them and removes $BASE (kept with KEEP=1). A script with more to stop
+# first defines cleanup_more.
+PIDS=()
+cleanup() {
+  if declare -F cleanup_more >/dev/null; then cleanup_more; fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ ${KEEP:-0} == 1 ]] || rm -rf "$BASE"
 }

@@ -47,12 +47,8 @@ CLK_TCK=$(getconf CLK_TCK)
 scripts/build-release.sh --product mxgate >/dev/null
 MXGATE=$ROOT/.build/release/mxgate
 
-PIDS=()
-cleanup() {
+cleanup_more() {
   for d in "$BASE"/pf-*; do [[ -f $d/etc/main.cf ]] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true; done
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$BASE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -168,7 +164,7 @@ gw_ticks() {
     cat /proc/[0-9]*/stat 2>/dev/null | awk -v sid="$sid" '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," ");
        if (f[4]==sid) s+=f[12]+f[13]+f[14]+f[15] } END{print s+0}'
   else
-    awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$sid/stat"
+    proc_ticks "$sid"
   fi
 }
 busy_pct() {
@@ -222,7 +218,6 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 echo "# medians"
 for sz in $SIZES; do
   size=${sz%%:*}

@@ -38,12 +38,6 @@ if [[ -z ${MXGATE:-} ]]; then
   MXGATE=$ROOT/.build/release/mxgate
 fi
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$BASE"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 cleanup
@@ -81,7 +75,7 @@ for run in $(seq 1 "$RUNS"); do
     fi
     sleep 2
     before=$(sink_count)
-    g0=$(awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$pid/stat")
+    g0=$(proc_ticks "$pid")
     t0=$(date +%s%N)
     smtp-source -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -r 1 -f sender@source.test -t rcpt@dest.test \
       -M client.source.test "$ADDR:$MX_PORT"
@@ -91,7 +85,7 @@ for run in $(seq 1 "$RUNS"); do
       sleep 0.02
     done
     t1=$(date +%s%N)
-    g1=$(awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$pid/stat")
+    g1=$(proc_ticks "$pid")
     rate=$(awk -v n="$MSGS" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
     cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$MSGS" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
     queued=$(find "$d/queue" -path '*/active/*' -type f 2>/dev/null | wc -l)
@@ -103,7 +97,6 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 first=${BACKLOG%% *}
 echo "# medians (ratio to backlog=$first)"
 for backlog in $BACKLOG; do
