@@ -36,13 +36,15 @@ def wait_port(port, timeout=10.0):
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
+    """Polls `predicate` until it is truthy; `what` names it in the error,
+    or is called then to describe the state it gave up on."""
     end = time.time() + timeout
     while time.time() < end:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
+    raise TimeoutError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 class Mxgate:
@@ -137,11 +139,7 @@ path = "audit.log"
         """Waits until `text` is in the log: the line is written before the
         SMTP reply that a test waits for, but the thread that collects stderr
         may not have it yet."""
-        end = time.time() + timeout
-        while text not in self.log:
-            if time.time() > end:
-                raise AssertionError(f"{text!r} not in the log after {timeout} s:\n{self.log}")
-            time.sleep(0.02)
+        wait_for(lambda: text in self.log, timeout, lambda: f"{text!r} in the log, which holds:\n{self.log}")
 
     def signal(self, sig):
         self.proc.send_signal(sig)

@@ -6,7 +6,7 @@ import smtplib
 import subprocess
 import time
 
-from helpers import RawClient, wait_for
+from helpers import RawClient
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -128,7 +128,7 @@ def test_sighup_reloads_and_survives_a_broken_config(gateway_factory):
     assert c.cmd("RCPT TO:<x@new.test>")[0] == 554
     gw.write_config(domains=["example.com", "new.test"])
     gw.signal(signal.SIGHUP)
-    wait_for(lambda: "reload: configuration" in gw.log, 10, "reload")
+    gw.wait_log("reload: configuration", 10)
     # The open session keeps its policy; a new one sees the new domain.
     assert c.cmd("RCPT TO:<x@new.test>")[0] == 554
     c2 = RawClient(gw.port).begin()
@@ -136,7 +136,7 @@ def test_sighup_reloads_and_survives_a_broken_config(gateway_factory):
     good = gw.config.read_text()
     gw.write_config(raw=good + "\n[relay]\nbroken = yes\n")
     gw.signal(signal.SIGHUP)
-    wait_for(lambda: "reload failed, keeping the running configuration" in gw.log, 10, "failed reload")
+    gw.wait_log("reload failed, keeping the running configuration", 10)
     assert gw.proc.poll() is None
     c3 = RawClient(gw.port).begin()
     assert c3.cmd("RCPT TO:<x@new.test>")[0] == 250

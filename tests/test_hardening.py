@@ -119,7 +119,7 @@ def test_idle_connections_under_stress_time_out_sooner(gateway_factory):
     closed = sum(1 for c in few + more if c.closed(3))
     assert 3 <= closed < 9
     gw.wait_log("under stress: 9 of 10 connections")
-    wait_for(lambda: "stress over" in gw.log, 5, "the end of stress")
+    gw.wait_log("stress over", 5)
 
 
 def listening_sockets(pid, port):
@@ -143,10 +143,8 @@ def one_socket_per_loop(pid, port):
     """Waits until the counts agree: a thread started from an event loop
     carries that loop's name (Linux copies it) for the moment until it names
     itself (detachNamedThread)."""
-    end = time.time() + 5
-    while (counts := (listening_sockets(pid, port), event_loops(pid))) and not counts[0] == counts[1] >= 1:
-        assert time.time() < end, f"{counts[0]} listening sockets for {counts[1]} event loops"
-        time.sleep(0.05)
+    wait_for(lambda: listening_sockets(pid, port) == event_loops(pid) >= 1, 5,
+             lambda: f"one listening socket per event loop: {listening_sockets(pid, port)} for {event_loops(pid)}")
 
 
 def test_one_listener_per_event_loop_and_no_second_gateway(gateway_factory, mxgate_bin, tmp_path):
@@ -209,7 +207,7 @@ def test_privileges_are_dropped_after_binding(mxgate_bin, sink):
                 relay_extra='mode = "queue"\ntls = "none"', config_extra='[queue]\ndirectory = "queue"\n')
     try:
         gw.start()
-        wait_for(lambda: "running as user nobody" in gw.log, 10, "the privilege drop")
+        gw.wait_log("running as user nobody", 10)
         # Every thread runs as nobody: the serving process was started as
         # nobody (setpriv) with the listeners root had bound.
         import glob
@@ -243,14 +241,14 @@ def test_unwritable_audit_log_tempfails_then_recovers(gateway_factory):
     subprocess.run(["prlimit", "--pid", str(gw.proc.pid), f"--fsize={size + 10}:unlimited"], check=True)
     with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
         s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: during\r\n\r\nx\r\n")
-    wait_for(lambda: "audit log write failed" in gw.log, 10, "the audit failure in the log")
+    gw.wait_log("audit log write failed", 10)
     with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
         s.ehlo("client.test")
         code, text = s.mail("a@sender.test")
         assert code == 451 and b"audit log unavailable" in text
     assert gw.proc.poll() is None
     subprocess.run(["prlimit", "--pid", str(gw.proc.pid), "--fsize=unlimited"], check=True)
-    wait_for(lambda: "audit log writable again" in gw.log, 10, "recovery")
+    gw.wait_log("audit log writable again", 10)
     with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
         s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: after\r\n\r\nx\r\n")
     def three():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import RawClient, wait_for
+from helpers import RawClient
 
 MSG = b"From: a@sender.test\r\nSubject: {subject}\r\nMessage-ID: <{mid}@sender.test>\r\n\r\nbody\r\n"
 
@@ -130,7 +130,7 @@ def test_reload_changes_rules_but_not_open_sessions(gateway_factory):
     assert old.cmd("RCPT TO:<carol@example.com>")[0] == 550
     gw.write_policy('at rcpt match rcpt dave@example.com reject "550 5.1.1 Dave left"\n')
     gw.signal(signal.SIGHUP)
-    wait_for(lambda: "reload: configuration" in gw.log, 10, "reload")
+    gw.wait_log("reload: configuration", 10)
     # The session opened before the reload keeps its policy to the end.
     assert old.cmd("RCPT TO:<dave@example.com>")[0] == 250
     assert old.cmd("RCPT TO:<carol@example.com>")[0] == 550
@@ -140,7 +140,7 @@ def test_reload_changes_rules_but_not_open_sessions(gateway_factory):
     # A broken policy is refused with every error logged; the running one stays.
     gw.write_policy('at rcpt match rcpt <missing> reject\nat sometime match all accept\n')
     gw.signal(signal.SIGHUP)
-    wait_for(lambda: "unknown stage 'sometime'" in gw.log, 10, "failed reload")
+    gw.wait_log("unknown stage 'sometime'", 10)
     gw.wait_log("policies/test.policy:1:20: unknown table <missing>")
     third = RawClient(gw.port).begin()
     assert third.cmd("RCPT TO:<dave@example.com>")[0] == 550

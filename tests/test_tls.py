@@ -87,7 +87,7 @@ def test_sighup_rereads_certificate(gateway_factory, tls_cert, tmp_path):
     gw.tls = (str(cert2), str(key2))
     gw.write_config()
     gw.signal(signal.SIGHUP)
-    wait_for(lambda: "reload: configuration" in gw.log, 10, "reload")
+    gw.wait_log("reload: configuration", 10)
 
     def peer_cn():
         c = RawClient(gw.port)

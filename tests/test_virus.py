@@ -219,7 +219,6 @@ def test_clamd_sessions_are_reused(gateway_factory, clamd, tmp_path):
 def test_embedded_engine_follows_signature_updates(gateway_factory, tmp_path):
     """A new signature file in the folder (as freshclam writes one) is
     picked up without a reload; a broken one leaves the running engine."""
-    import time
     db = tmp_path / "sigs"
     db.mkdir()
     (db / "other.ndb").write_text("MxGate.Test.Other:0:*:" + b"SOMETHING-ELSE-ENTIRELY".hex() + "\n")
@@ -230,18 +229,13 @@ def test_embedded_engine_follows_signature_updates(gateway_factory, tmp_path):
     assert len(gw.maildir_files("v@example.com")) == 1
 
     (db / "broken.ndb").write_text("this is not a signature\n")
-    deadline = time.time() + 20
-    while "do not load, keeping the running engine" not in gw.log and time.time() < deadline:
-        time.sleep(0.2)
-    assert "do not load, keeping the running engine" in gw.log
+    gw.wait_log("do not load, keeping the running engine", 20)
     (db / "broken.ndb").unlink()
 
     tmp = db / ".eicar.tmp"
     tmp.write_text("MxGate.Test.EICAR:0:*:" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex() + "\n")
     tmp.rename(db / "eicar.ndb")
-    deadline = time.time() + 20
-    while "engine reloaded" not in gw.log and time.time() < deadline:
-        time.sleep(0.2)
+    gw.wait_log("engine reloaded", 20)
     with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
         with pytest.raises(smtplib.SMTPDataError) as e:
             s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
