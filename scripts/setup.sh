@@ -6,6 +6,8 @@ set -euo pipefail
 APT_PACKAGES=(
   postfix          # smtp-sink/smtp-source and a real Postfix for the integration tests
   swaks            # the SMTP client the README and tests use
+  libnet-ssleay-perl     # swaks --tls: only a Recommends of swaks, and
+  libio-socket-ssl-perl  # --no-install-recommends leaves it out
   openssl          # test certificates
   ca-certificates
   iproute2         # ss, used by the tests to find listeners

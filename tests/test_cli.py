@@ -1,5 +1,6 @@
 """The command line: check, log, and the serve lifecycle (SIGTERM, SIGHUP)."""
 import json
+import os
 import pathlib
 import signal
 import smtplib
@@ -142,3 +143,27 @@ def test_sighup_reloads_and_survives_a_broken_config(gateway_factory):
     assert c3.cmd("RCPT TO:<x@new.test>")[0] == 250
     for cl in (c, c2, c3):
         cl.cmd("QUIT")
+
+
+HELP_COMMANDS = [[], ["serve"], ["check"], ["test"], ["lookup"], ["log"], ["quarantine"], ["quarantine", "list"],
+                 ["quarantine", "release"], ["quarantine", "expire"], ["queue"], ["queue", "list"], ["queue", "flush"]]
+
+
+def test_help_reads_cleanly_at_80_columns(mxgate_bin):
+    """Every help text fits 80 columns, and no prose line was broken early: a
+    line followed by more of its paragraph could not have taken that
+    paragraph's next word (greedy wrapping to 79 columns, as ArgumentParser does it)."""
+    for args in HELP_COMMANDS:
+        out = subprocess.run([mxgate_bin, *args, "--help"], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "COLUMNS": "80"})
+        assert out.returncode == 0, (args, out.stderr)
+        lines = out.stdout.splitlines()
+        assert lines, args
+        for i, line in enumerate(lines):
+            assert len(line) <= 80, f"mxgate {' '.join(args)} --help: line over 80 columns: {line!r}"
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            prose = line and not line.startswith(" ") and not line.endswith(":") and not line.isupper()
+            if prose and nxt and not nxt.startswith(" "):
+                word = nxt.split()[0]
+                assert len(line) + 1 + len(word) >= 80, \
+                    f"mxgate {' '.join(args)} --help: ragged line {line!r} (next: {nxt!r})"

@@ -40,14 +40,14 @@ public final class ClamdClient: Sendable {
     public let poolSize: Int
     public let idleReuse: Double
 
-    private struct Session {
+    fileprivate struct Session {
         let fd: Int32
         var lastID = 0
         var lastUsed = ContinuousClock.now
     }
 
     private let idle = Mutex<[Session]>([])
-    private let opened = Atomic<Int>(0)
+    fileprivate let opened = Atomic<Int>(0)
 
     public init(address: Address, timeout: Double, poolSize: Int = 8, idleReuse: Double = 10) {
         self.address = address
@@ -85,6 +85,18 @@ public final class ClamdClient: Sendable {
             // A reused session may have been closed by clamd at any moment: retry once, fresh.
             Foundation.close(session.fd)
         }
+        return try scanFresh(source)
+    }
+
+    /// A scan fed piece by piece by someone else's read of the message (the
+    /// gateway's inspection reads the text once for every analyzer).
+    /// Blocking: for thread-pool jobs. `rescan` reads the message again, used
+    /// only when a reused clamd session turns out closed mid-stream.
+    public func openStream(rescan: @escaping Source) -> ClamdStream {
+        ClamdStream(client: self, rescan: rescan)
+    }
+
+    fileprivate func scanFresh(_ source: Source) throws -> ScanResult {
         let fd = try connect()
         opened.wrappingAdd(1, ordering: .relaxed)
         var session = Session(fd: fd)
@@ -99,7 +111,7 @@ public final class ClamdClient: Sendable {
         }
     }
 
-    private func instream(_ session: inout Session, _ source: Source) throws -> ScanResult {
+    fileprivate func instream(_ session: inout Session, _ source: Source) throws -> ScanResult {
         let fd = session.fd
         session.lastID += 1
         try Self.writeAll(fd, Array("zINSTREAM\0".utf8), more: true)
@@ -116,7 +128,7 @@ public final class ClamdClient: Sendable {
         return try finish(Self.readReply(fd), &session)
     }
 
-    private func finish(_ reply: String, _ session: inout Session) throws -> ScanResult {
+    fileprivate func finish(_ reply: String, _ session: inout Session) throws -> ScanResult {
         // In a session clamd numbers its replies: "3: stream: OK".
         let expected = "\(session.lastID): "
         guard reply.hasPrefix(expected) else { throw ScanError("clamd answered out of turn: \(reply.prefix(200))") }
@@ -125,7 +137,7 @@ public final class ClamdClient: Sendable {
     }
 
     /// An idle session young enough and not closed by clamd, or nil.
-    private func checkout() -> Session? {
+    fileprivate func checkout() -> Session? {
         while let s = idle.withLock({ $0.popLast() }) {
             if ContinuousClock.now - s.lastUsed < .milliseconds(Int64(idleReuse * 1000)) && Self.stillOpen(s.fd) { return s }
             Foundation.close(s.fd)
@@ -133,7 +145,7 @@ public final class ClamdClient: Sendable {
         return nil
     }
 
-    private func checkin(_ s: Session) {
+    fileprivate func checkin(_ s: Session) {
         let kept = idle.withLock { pool -> Bool in
             guard pool.count < poolSize else { return false }
             pool.append(s)
@@ -184,7 +196,7 @@ public final class ClamdClient: Sendable {
         }
     }
 
-    private func connect() throws -> Int32 {
+    fileprivate func connect() throws -> Int32 {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
         switch address {
         case .unix(let path):
@@ -263,5 +275,77 @@ public final class ClamdClient: Sendable {
         }
         guard !out.isEmpty else { throw ScanError("clamd closed the connection without an answer") }
         return String(decoding: out.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+/// One INSTREAM scan fed piece by piece (`ClamdClient.openStream`). The
+/// session is opened at the first piece, so opening costs nothing on an
+/// event loop; every call blocks and belongs on the thread pool. A failure
+/// is kept and thrown by `finish`, which is called exactly once.
+public final class ClamdStream: @unchecked Sendable {
+    private let client: ClamdClient
+    private let rescan: ClamdClient.Source
+    private var session: ClamdClient.Session?
+    private var opened = false
+    private var reused = false
+    private var failure: Error?
+
+    fileprivate init(client: ClamdClient, rescan: @escaping ClamdClient.Source) {
+        self.client = client
+        self.rescan = rescan
+    }
+
+    private func open() {
+        opened = true
+        do {
+            if let s = client.checkout() {
+                session = s
+                reused = true
+            } else {
+                let fd = try client.connect()
+                client.opened.wrappingAdd(1, ordering: .relaxed)
+                session = ClamdClient.Session(fd: fd)
+                try ClamdClient.writeAll(fd, Array("zIDSESSION\0".utf8), more: true)
+            }
+            session!.lastID += 1
+            try ClamdClient.writeAll(session!.fd, Array("zINSTREAM\0".utf8), more: true)
+        } catch {
+            failure = error
+        }
+    }
+
+    public func send(_ bytes: UnsafeRawBufferPointer) {
+        if !opened { open() }
+        guard failure == nil, let fd = session?.fd else { return }
+        do {
+            var offset = 0
+            while offset < bytes.count {
+                let n = min(client.chunkSize, bytes.count - offset)
+                try ClamdClient.writeAll(fd, withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }, more: true)
+                try ClamdClient.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]), more: true)
+                offset += n
+            }
+        } catch {
+            failure = error
+        }
+    }
+
+    public func finish() throws -> ScanResult {
+        if !opened { open() }
+        if failure == nil, var s = session {
+            do {
+                try ClamdClient.writeAll(s.fd, [0, 0, 0, 0])
+                let r = try client.finish(ClamdClient.readReply(s.fd), &s)
+                client.checkin(s)
+                return r
+            } catch {
+                failure = error
+            }
+        }
+        if let s = session { Foundation.close(s.fd) }
+        session = nil
+        // A reused session may have been closed by clamd at any moment: once more, fresh.
+        if reused { return try client.scanFresh(rescan) }
+        throw failure ?? ScanError("clamd scan failed")
     }
 }

@@ -1,6 +1,7 @@
 import Audit
 import Checks
 import Foundation
+import Logging
 import MailMessage
 import Policy
 import NIOCore
@@ -52,6 +53,7 @@ public struct DryRun {
     var checks = ClientChecks(resolver: nil, geo: nil, asnDatabase: nil)
     /// clamd on a local socket or libclamav, when configured (local, not the network).
     var scanner: VirusScanner?
+    var scanFailOpen = false
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -65,19 +67,18 @@ public struct DryRun {
         let asn = try config.geoipASNDatabase.map { try GeoIPDatabase(path: $0) }
         checks = ClientChecks(resolver: nil, geo: geo, asnDatabase: asn)
         scanner = try Runtime.makeScanner(config)
+        scanFailOpen = config.clamavFailOpen
     }
 
     public func run(_ input: Input) async -> Report {
         var facts = SessionFacts(sessionID: "test", clientIP: input.clientIP, clientPort: 0, tls: input.tls)
         facts.dnsChecked = true
         facts.dnsListsOffline = true
-        if let name = input.clientName {
-            facts.ptrNames = [name]
-            facts.clientName = name
-            facts.fcrdns = true
-        }
-        facts.country = input.country ?? checks.geo?.country(input.clientIP)
-        facts.asn = input.asn ?? (checks.asnDatabase ?? checks.geo)?.asn(input.clientIP)
+        // The same inspection as a live session's, with the network replaced by what the command line states.
+        let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
+        let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen)
+        var logger = Logger(label: "mxgate.test")
+        logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
         driver.keepFired = true
         var refused: [(String, SMTPReply)] = []
@@ -98,10 +99,17 @@ public struct DryRun {
         }
         func verdict(_ reply: SMTPReply) -> AuditRecord.Verdict { reply.code < 500 ? .tempfailed : .rejected }
 
-        if case .refuse(let reply, let rules, _, _) = driver.connect() {
+        func inspect(_ stage: InspectionStage, _ prepare: (inout InspectionInput) -> Void = { _ in }) async -> Findings {
+            var i = InspectionInput(facts: driver.facts, dnsBudget: .infinity, logger: logger)
+            prepare(&i)
+            return await inspector.inspect(stage, i)
+        }
+
+        if case .refuse(let reply, let rules, _, _) = driver.connect(inspected: await inspect(.connect)) {
             return report(verdict(reply), "connect", reply, rules: rules)
         }
-        if case .refuse(let reply, let rules, _, _) = driver.helo(input.helo) {
+        let heloFound = await inspect(.helo) { $0.facts.helo = input.helo }
+        if case .refuse(let reply, let rules, _, _) = driver.helo(input.helo, inspected: heloFound) {
             return report(verdict(reply), "helo", reply, rules: rules)
         }
         let path: ReversePath
@@ -118,7 +126,11 @@ public struct DryRun {
         if input.message.count > messageSizeLimit {
             return report(.rejected, "mail", SMTPReply(552, "5.3.4", "Message size exceeds fixed limit"), rules: [])
         }
-        if case .refuse(let reply, let rules, _, _) = driver.mail(path, params) {
+        let mailFound = await inspect(.mail) {
+            $0.facts.mailFrom = path
+            $0.facts.mailParameters = params
+        }
+        if case .refuse(let reply, let rules, _, _) = driver.mail(path, params, inspected: mailFound) {
             return report(verdict(reply), "mail", reply, rules: rules)
         }
         var lastRefusal: (SMTPReply, [String])?
@@ -129,7 +141,8 @@ public struct DryRun {
             }
             let original = box
             if box.domain.isEmpty, let d = gate.primaryDomain { box.domain = d }
-            let verdict = driver.rcpt(box, original: original)
+            let rcptFound = await inspect(.rcpt) { [box] in $0.facts.recipient = box }
+            let verdict = driver.rcpt(box, original: original, inspected: rcptFound)
             if case .refuse(let reply, let rules, _, _) = verdict {
                 refused.append((to, reply))
                 lastRefusal = (reply, rules)
@@ -143,27 +156,14 @@ public struct DryRun {
             return report(verdict(reply), "rcpt", reply, rules: rules)
         }
         let text = Self.crlf(input.message)
-        if policy.needsVirusScan {
-            driver.facts.virusScanned = true
-            if let scanner {
-                do {
-                    let body = MessageBody(memoryThreshold: Int.max, tempDirectory: NSTemporaryDirectory())
-                    try body.append(ByteBuffer(bytes: text))
-                    if case .infected(let name) = try await scanner.scan(body) { driver.facts.virus = name }
-                } catch {
-                    driver.facts.scanFailure = "\(error)"
-                }
-            } else {
-                driver.facts.scanFailure = "no scanner configured"
-            }
+        let headers = HeaderBlock(text.prefix(65536))
+        let body = MessageBody(memoryThreshold: Int.max, tempDirectory: NSTemporaryDirectory())
+        try? body.append(ByteBuffer(bytes: text))
+        let found = await inspect(.endOfData) {
+            $0.headers = headers
+            $0.body = body
         }
-        var mime: MIMESummary?
-        if policy.needsMIME {
-            var walker = MIMEWalker()
-            walker.feed(text)
-            mime = walker.finish()
-        }
-        let outcome = driver.data(size: text.count, headers: HeaderBlock(text.prefix(65536)), mime: mime)
+        let outcome = driver.data(size: text.count, headers: headers, inspected: found)
         switch outcome {
         case .refuse(let reply, let rules, _):
             return report(verdict(reply), "data", reply, rules: driver.rules + rules, size: text.count)

@@ -86,7 +86,7 @@ public final class GatewayServer: Sendable {
             }
         }
         warnIfRoot(config)
-        logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.relay.label), domains \(config.relayDomainsDescription)")
+        logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.delivery.label), domains \(config.relayDomainsDescription)")
 
         var metricsChannel: Channel?
         if let m = config.metricsListen {

@@ -108,7 +108,7 @@ public struct PolicyDriver {
     // MARK: stages
 
     /// Connection limits, then `at connect` rules.
-    public mutating func connect() -> Verdict {
+    public mutating func connect(inspected: Findings = Findings()) -> Verdict {
         if let limiter {
             guard limiter.connect(facts.clientIP, limit: policy.limits.connectionsPerClient) else {
                 return .refuse(SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)"),
@@ -116,15 +116,17 @@ public struct PolicyDriver {
             }
             countedConnection = true
         }
+        absorb(inspected, at: .connect)
         let out = consult(.connect, facts)
         if let r = Self.refusal(out) { return r }
         absorbSession(out)
         return .proceed
     }
 
-    public mutating func helo(_ name: String) -> Verdict {
+    public mutating func helo(_ name: String, inspected: Findings = Findings()) -> Verdict {
         let previous = facts.helo
         facts.helo = name
+        absorb(inspected, at: .helo)
         let out = consult(.helo, facts)
         if let r = Self.refusal(out) {
             facts.helo = previous
@@ -135,7 +137,7 @@ public struct PolicyDriver {
     }
 
     /// Message rate, then `at mail` rules; on success a transaction starts.
-    public mutating func mail(_ path: ReversePath, _ params: MailParameters) -> Verdict {
+    public mutating func mail(_ path: ReversePath, _ params: MailParameters, inspected: Findings = Findings()) -> Verdict {
         if let limiter, !limiter.message(facts.clientIP, limit: policy.limits.messagesPerClientPerMinute) {
             return .refuse(SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later"),
                            rules: ["limit messages-per-client"], closes: true, reason: nil)
@@ -143,6 +145,7 @@ public struct PolicyDriver {
         endTransaction()
         facts.mailFrom = path
         facts.mailParameters = params
+        absorb(inspected, at: .mail)
         let out = consult(.mail, facts)
         if let r = Self.refusal(out) {
             facts.mailFrom = nil
@@ -155,7 +158,7 @@ public struct PolicyDriver {
 
     /// The relay gate, the one-policy-per-transaction rule, per-domain limits,
     /// then `at rcpt` rules. `box` has <Postmaster> already completed.
-    public mutating func rcpt(_ box: Mailbox, original: Mailbox) -> Verdict {
+    public mutating func rcpt(_ box: Mailbox, original: Mailbox, inspected: Findings = Findings()) -> Verdict {
         if let reply = gate.check(original) {
             return .refuse(reply, rules: ["relay-gate"], closes: false, reason: nil)
         }
@@ -178,6 +181,7 @@ public struct PolicyDriver {
         let previousSection = facts.section
         facts.recipient = box
         facts.section = section
+        absorb(inspected, at: .rcpt)
         let out = consult(.rcpt, facts)
         facts.recipient = nil
         if let r = Self.refusal(out) {
@@ -194,22 +198,16 @@ public struct PolicyDriver {
     }
 
     /// Per-domain size, then `at data` rules, on the whole message.
-    /// `headers` is the message's header section, parsed once by the caller.
-    public mutating func data(size: Int, headers: HeaderBlock, mime: MIMESummary? = nil) -> DataVerdict {
+    /// `headers` is the message's header section, parsed once by the caller;
+    /// `inspected` is what the end-of-data analyzers found.
+    public mutating func data(size: Int, headers: HeaderBlock, inspected: Findings = Findings()) -> DataVerdict {
         if let max = transactionLimits.messageSize, size > max {
             return .refuse(SMTPReply(552, "5.3.4", "Message size exceeds the limit of \(max) bytes"),
                            rules: ["limit message-size"], closes: false)
         }
         facts.messageSize = size
+        absorb(inspected, at: .endOfData)
         if policy.needsHeaders { facts.headers = headers.decodedFields }
-        if let mime {
-            facts.attachments = mime.attachments.map {
-                AttachmentFact(filename: $0.filename, declaredType: $0.contentType, sniffedType: $0.sniffedType, size: $0.size,
-                               entries: $0.archive.flatMap { ArchiveInspector.entryNames($0) } ?? [])
-            }
-            facts.bodyText = mime.text
-            facts.urls = mime.urls
-        }
         let out = consult(.data, facts)
         absorb(out)
         switch out.decision {
@@ -224,11 +222,25 @@ public struct PolicyDriver {
         }
     }
 
-    /// Records the virus scan's outcome before `data`: a name, nothing, or a failure.
-    public mutating func scanned(virus: String?, failure: String?) {
-        facts.virusScanned = true
-        facts.virus = virus
-        facts.scanFailure = failure
+    /// Takes what the analyzers of a stage found: their facts for the
+    /// conditions, their symbols into the score, their warnings into the
+    /// audit record. Findings at connect and helo hold for the whole session.
+    private mutating func absorb(_ findings: Findings, at stage: InspectionStage) {
+        guard !findings.facts.isEmpty || !findings.warnings.isEmpty || !findings.symbols.isEmpty else { return }
+        for f in findings.facts { facts.apply(f) }
+        let session = stage == .connect || stage == .helo
+        for w in findings.warnings { note(w, session: session) }
+        guard !findings.symbols.isEmpty else { return }
+        let named = findings.symbols.map { (name: $0.name, score: $0.score) }
+        let delta = findings.symbols.reduce(0) { $0 + $1.score }
+        if session {
+            sessionSymbols += named
+            sessionScore += delta
+            sessionScored = true
+        }
+        symbols += named
+        facts.score += delta
+        scored = true
     }
 
     /// Headers the policy adds to a delivered message (after Received:).

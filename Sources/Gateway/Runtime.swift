@@ -12,34 +12,6 @@ import SMTPProtocol
 enum VirusScanner: Sendable {
     case clamd(ClamdClient)
     case embedded(EmbeddedEngine)
-
-    func scan(_ body: MessageBody) async throws -> ScanResult {
-        switch self {
-        case .clamd(let c):
-            return try await c.scan { emit in try body.forEachPieceBlocking(emit) }
-        case .embedded(let engine):
-            let e = engine.scanner
-            return try await NIOThreadPool.singleton.runIfActive {
-                try body.withStorage(file: { try e.scan(fileDescriptor: $0) }, memory: { try e.scan(bytes: $0) })
-            }
-        }
-    }
-}
-
-/// Where accepted mail goes: in step to the downstream (proxy), straight
-/// into a Maildir, or into the spool (queue mode).
-enum RelayTarget: Sendable {
-    case smtp(DownstreamPool)
-    case maildir(MaildirDelivery)
-    case queue(QueueService)
-
-    var label: String {
-        switch self {
-        case .smtp(let p): return p.label
-        case .maildir(let m): return "maildir:\(m.root)"
-        case .queue(let q): return "queue:\(q.spool.directory)"
-        }
-    }
 }
 
 /// Everything built from one configuration that a reload replaces as a
@@ -49,43 +21,49 @@ final class Runtime: Sendable {
     let config: GatewayConfig
     let gate: RelayGate
     let policy: PolicySet
-    let relay: RelayTarget
-    let quarantine: QuarantineStore
+    /// Where accepted mail goes ([relay] mode and downstream).
+    let delivery: any Delivery
+    /// Where the policy's `quarantine` puts a message.
+    let quarantine: QuarantineDelivery
     /// Reverse DNS and GeoIP, set up only when the policy uses them.
     let checks: ClientChecks
+    /// The analyzers the policy needs, stage by stage.
+    let inspector: Inspector
     /// The virus scanner, when [clamav] is configured.
     let scanner: VirusScanner?
     let sslContext: NIOSSLContext?
     let limits: SMTPLimits
     /// The spool, in queue mode and for proxy mode's fallback.
     let queue: QueueService?
-    /// Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
-    let senderRewrite: RewriteTable?
-    let recipientRewrite: RewriteTable?
-
     init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil) throws {
         self.queue = queue
+        // Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
+        let rewriter: EnvelopeRewriter
         do {
-            senderRewrite = try config.senderRewrite.map { try RewriteTable(path: $0) }
-            recipientRewrite = try config.recipientRewrite.map { try RewriteTable(path: $0) }
+            rewriter = EnvelopeRewriter(sender: try config.senderRewrite.map { try RewriteTable(path: $0) },
+                                        recipient: try config.recipientRewrite.map { try RewriteTable(path: $0) },
+                                        headers: config.rewriteHeaders)
         } catch {
             throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[rewrite] \(error)")])
         }
         self.config = config
         self.gate = RelayGate(domains: config.domains)
         self.policy = try Runtime.loadPolicy(config)
-        self.quarantine = QuarantineStore(directory: config.quarantineDirectory)
+        self.quarantine = QuarantineDelivery(store: QuarantineStore(directory: config.quarantineDirectory))
         self.checks = try Runtime.makeChecks(config, policy: policy)
         self.scanner = try Runtime.makeScanner(config)
+        self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner)
         self.limits = config.limits
+        let spool = queue.map { QueueDelivery(queue: $0, rewriter: rewriter) }
         switch config.downstream {
-        case _ where config.mode == .queue && queue != nil:
-            relay = .queue(queue!)
+        case _ where config.mode == .queue && spool != nil:
+            delivery = spool!
         case .maildir(let dir):
-            relay = .maildir(MaildirDelivery(root: dir))
+            delivery = LocalMaildirDelivery(maildir: MaildirDelivery(root: dir), hostname: config.hostname)
         case .smtp(let host, let port):
-            relay = .smtp(try DownstreamPool(options: config.downstreamOptions(host: host, port: port), group: group,
-                                             maxIdle: config.poolSize, idleTimeout: config.poolIdleTime))
+            let pool = try DownstreamPool(options: config.downstreamOptions(host: host, port: port), group: group,
+                                          maxIdle: config.poolSize, idleTimeout: config.poolIdleTime)
+            delivery = ProxyDelivery(pool: pool, rewriter: rewriter, fallback: config.fallback == .queue ? spool : nil)
         }
         sslContext = try Runtime.makeServerTLS(config)
     }
@@ -111,6 +89,7 @@ final class Runtime: Sendable {
         let identity = GatewayIdentity(hostname: config.hostname, domains: config.domains,
                                        addresses: config.listen.map(\.host).filter { IPAddress($0) != nil })
         let policy = try PolicyLoader.load(policies: config.policiesDirectory, base: config.directory.isEmpty ? "." : config.directory,
+                                           rules: config.rulesDirectory,
                                            identity: identity)
         // A rule on GeoIP facts without a database would silently never match.
         if policy.needsGeoIP && config.geoipDatabase == nil && config.geoipASNDatabase == nil {
@@ -177,6 +156,6 @@ final class Runtime: Sendable {
     func shutdown() async {
         checks.resolver?.close()
         if case .clamd(let c)? = scanner { c.close() }
-        if case .smtp(let pool) = relay { await pool.close() }
+        await delivery.shutdown()
     }
 }

@@ -29,12 +29,9 @@ final class Session {
     private var shutdownRequested = false
     private var closing = false
 
-    // The open transaction.
-    private var downstream: DownstreamConnection?
-    private var downstreamFailure: String?
-    /// Proxy mode with `fallback = "queue"`: the downstream could not be
-    /// reached, so this transaction goes into the spool instead.
-    private var fallbackActive = false
+    /// The open transaction's way out (proxy, queue, Maildir), from MAIL on.
+    private var transaction: (any DeliveryTransaction)?
+    private let deliveryContext: DeliveryContext
     private var body: MessageBody?
     private var chunkDecoder: MessageTextDecoder?
     /// Seconds of DNS list lookups left for this message ([dns] budget);
@@ -54,6 +51,7 @@ final class Session {
         var log = logger
         log[metadataKey: "session"] = "\(sessionID)"
         self.logger = log
+        deliveryContext = DeliveryContext(loop: channel.eventLoop, logger: log, metrics: metrics)
         let limits = runtime.limits
         machine = SessionStateMachine(configuration: .init(hostname: runtime.config.hostname, limits: limits,
                                                            tlsAvailable: runtime.sslContext != nil))
@@ -105,12 +103,9 @@ final class Session {
     /// then the 220. False when the client was turned away.
     @inline(never)  // keeps this frame out of the one an idle session waits in
     private func greet() async -> Bool {
-        if runtime.policy.needsDNS || runtime.policy.needsGeoIP {
-            await runtime.checks.fill(&driver.facts, dns: runtime.policy.needsDNS, geoip: runtime.policy.needsGeoIP)
-        }
         dnsBudgetLeft = config.dnsBudget
-        await askLists(.client, [facts.clientIP])
-        if case .refuse(let reply, let rules, _, _) = driver.connect() {
+        let found = await inspect(.connect)
+        if case .refuse(let reply, let rules, _, _) = driver.connect(inspected: found) {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)
             await flush(wait: true)
@@ -249,7 +244,8 @@ final class Session {
         case .reply, .replyAndClose:
             apply(action)
         case .checkHelo(let name, let extended):
-            if case .refuse(let reply, let rules, let closes, _) = driver.helo(name) {
+            let found = await inspect(.helo) { $0.facts.helo = name }
+            if case .refuse(let reply, let rules, let closes, _) = driver.helo(name, inspected: found) {
                 refuseCommand(reply, rules: rules, closes: closes)
                 return
             }
@@ -264,12 +260,15 @@ final class Session {
                 return
             }
             dnsBudgetLeft = config.dnsBudget
-            if case .mailbox(let box) = path, !box.isAddressLiteral { await askLists(.sender, [box.domain]) }
-            if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params) {
+            let found = await inspect(.mail) {
+                $0.facts.mailFrom = path
+                $0.facts.mailParameters = params
+            }
+            if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params, inspected: found) {
                 refuseCommand(reply, rules: rules, closes: closes, from: path.description)
                 return
             }
-            downstreamFailure = nil
+            transaction = runtime.delivery.begin(deliveryContext)
             machine.mailAccepted(path, params)
             send(SMTPReply(250, "2.1.0", "Ok"))
         case .checkRecipient(let box, let params):
@@ -310,56 +309,16 @@ final class Session {
     private func recipient(_ given: Mailbox, _ params: RcptParameters) async {
         var box = given
         if box.domain.isEmpty, let d = runtime.gate.primaryDomain { box.domain = d }  // <Postmaster>
-        if case .refuse(let reply, let rules, let closes, let reason) = driver.rcpt(box, original: given) {
+        let found = await inspect(.rcpt) { $0.facts.recipient = box }
+        if case .refuse(let reply, let rules, let closes, let reason) = driver.rcpt(box, original: given, inspected: found) {
             refuseRecipient(box, reply, rules: rules, reason: reason)
             if closes { closing = true }
             return
         }
-        switch runtime.relay {
-        case .maildir, .queue:
-            accept(box, params)
-        case .smtp(let pool):
-            if fallbackActive {
-                accept(box, params)
-                return
-            }
-            if let failure = downstreamFailure {
-                if startFallback(failure) {
-                    accept(box, params)
-                    return
-                }
-                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: failure, downstream: true)
-                return
-            }
-            do {
-                let reply: SMTPReply
-                if downstream == nil {
-                    switch try await openDownstream(pool, rcpt: rewriteRecipient(box), params) {
-                    case .mailRefused(let refused):
-                        refuseRecipient(box, refused, reason: "downstream refused MAIL FROM", downstream: true)
-                        return
-                    case .rcpt(let r):
-                        reply = r
-                    }
-                } else {
-                    guard let conn = downstream else { throw RelayError.closed("(no downstream transaction)") }
-                    reply = try await conn.rcpt(rewriteRecipient(box), params)
-                }
-                if reply.code / 100 == 2 {
-                    accept(box, params, reply: passthrough(reply))
-                } else {
-                    refuseRecipient(box, passthrough(reply), reason: "downstream refused recipient", downstream: true)
-                }
-            } catch {
-                downstreamFailure = "\(error)"
-                logger.warning("downstream failed at RCPT: \(error)")
-                await dropDownstream()
-                if startFallback("\(error)") {
-                    accept(box, params)
-                    return
-                }
-                refuseRecipient(box, SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), reason: "\(error)", downstream: true)
-            }
+        guard let transaction, let env = machine.envelope else { return accept(box, params) }
+        switch await transaction.recipient(box, params, envelope: env) {
+        case .accepted(let reply): accept(box, params, reply: reply)
+        case .refused(let reply, let reason): refuseRecipient(box, reply, reason: reason, downstream: true)
         }
     }
 
@@ -375,7 +334,7 @@ final class Session {
         r.rcptTo = [box.description]
         r.rules = rules
         r.reason = reason
-        r.relay = downstream ? runtime.relay.label : nil
+        r.relay = downstream ? runtime.delivery.label : nil
         audit.record(r)
         if reply.isPermanent, case .reply(let counted) = machine.error(reply) {
             send(counted)
@@ -387,49 +346,6 @@ final class Session {
         }
     }
 
-    private enum Opened {
-        case mailRefused(SMTPReply)
-        case rcpt(SMTPReply)
-    }
-
-    /// Opens the downstream transaction at the first accepted RCPT
-    /// (DESIGN.md "Envelope in step"), sending MAIL and that RCPT together
-    /// when the downstream pipelines. A reused connection that turns out
-    /// dead is replaced once.
-    private func openDownstream(_ pool: DownstreamPool, rcpt box: Mailbox, _ params: RcptParameters) async throws -> Opened {
-        guard let env = machine.envelope else { return .mailRefused(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
-        for attempt in 0..<2 {
-            let (conn, reused) = try await pool.checkout(near: channel.eventLoop)
-            do {
-                let (mail, rcpt) = try await conn.mail(rewriteSender(env.mailFrom), env.mailParameters,
-                                                       size: env.mailParameters.size, rcpt: box, params)
-                guard let rcpt else {
-                    await pool.checkin(conn)
-                    return .mailRefused(passthrough(mail))
-                }
-                downstream = conn
-                return .rcpt(rcpt)
-            } catch {
-                conn.abandon()
-                if !(reused && attempt == 0) { throw error }
-            }
-        }
-        throw RelayError.closed("(a reused connection and a new one both failed)")
-    }
-
-    /// Downstream replies go to the client as they are, with an enhanced
-    /// code added when the downstream gave none (we advertise
-    /// ENHANCEDSTATUSCODES). A downstream 421 closes the downstream's
-    /// connection, not the client's, so the client gets 451 instead.
-    private func passthrough(_ reply: SMTPReply) -> SMTPReply {
-        var r = reply
-        if r.code == 421 {
-            return SMTPReply(code: 451, enhanced: "4.4.2", lines: ["Downstream: " + r.lines.joined(separator: " ")])
-        }
-        if r.enhanced == nil { r.enhanced = "\(r.code / 100).0.0" }
-        return r
-    }
-
     // MARK: DATA and BDAT
 
     private func newBody() -> MessageBody {
@@ -438,10 +354,10 @@ final class Session {
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
     private func data() async {
-        if downstreamLost() {
+        if let (reply, reason) = transaction?.textRefusal() {
             // Recipients were accepted but the downstream is gone: say so now, before the client sends the text.
-            let reply = SMTPReply(451, "4.4.1", "Downstream unavailable, try again later")
-            finishTransaction(reply, size: nil, messageID: nil, reason: downstreamFailure ?? "downstream connection lost")
+            await abortTransaction()
+            finishTransaction(reply, size: nil, messageID: nil, reason: reason)
             return
         }
         send(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>"))
@@ -477,10 +393,10 @@ final class Session {
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
     private func chunk(size: Int, last: Bool) async {
-        if downstreamLost() {
+        if let (reply, reason) = transaction?.textRefusal() {
             await discard(size)
-            finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: nil, messageID: nil,
-                              reason: downstreamFailure ?? "downstream connection lost")
+            await abortTransaction()
+            finishTransaction(reply, size: nil, messageID: nil, reason: reason)
             return
         }
         if chunkDecoder == nil {
@@ -566,88 +482,41 @@ final class Session {
                               messageID: messageID, reason: "\(storeError)")
             return
         }
-        if runtime.policy.needsVirusScan { await scan(body) }
-        var mime: MIMESummary?
-        if runtime.policy.needsMIME {
-            var walker = MIMEWalker()
-            let next = body.reader()
-            while let chunk = try? await next() { walker.feed(chunk) }
-            mime = walker.finish()
-            // At most 20 distinct hosts per message go to URI lists.
-            var hosts: [String] = []
-            for h in (mime?.urls ?? []).compactMap(URLExtractor.host) where !hosts.contains(h) && hosts.count < 20 { hosts.append(h) }
-            await askLists(.uri, hosts)
+        let found = await inspect(.endOfData) {
+            $0.headers = headers
+            $0.body = body
         }
-        switch driver.data(size: decoder.size, headers: headers, mime: mime) {
+        let outcome = driver.data(size: decoder.size, headers: headers, inspected: found)
+        let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
+        switch outcome {
         case .refuse(let reply, let rules, let closes):
             await abortTransaction()
             finishTransaction(reply, size: decoder.size, messageID: messageID, rules: rules)
             if closes { closing = true }
-            return
         case .discard:
             await abortTransaction()
-            finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(facts.sessionID)-\(machine.transactions + 1)"), size: decoder.size,
-                              messageID: messageID, verdictOverride: .discarded)
-            return
-        case .quarantine(let rule, let reason):
+            finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(txID)"), size: decoder.size, messageID: messageID,
+                              verdictOverride: .discarded)
+        case .quarantine(_, let reason):
             await abortTransaction()
-            await quarantineMessage(body: body, size: decoder.size, messageID: messageID, rule: rule, reason: reason)
-            return
+            let held = runtime.quarantine.begin(deliveryContext)
+            finish(await held.deliver(outgoing(body, size: decoder.size, messageID: messageID, id: txID, reason: reason)),
+                   size: decoder.size, messageID: messageID)
         case .deliver:
-            break
+            let way = transaction ?? runtime.delivery.begin(deliveryContext)
+            transaction = nil
+            finish(await way.deliver(outgoing(body, size: decoder.size, messageID: messageID, id: txID, reason: nil)),
+                   size: decoder.size, messageID: messageID)
         }
-        if fallbackActive {
-            await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: downstreamFailure)
-            return
-        }
-        let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
-        let header = receivedHeader(id: txID)
-        switch runtime.relay {
-        case .queue:
-            await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: nil)
-        case .maildir(let maildir):
-            do {
-                let started = ContinuousClock.now
-                let name = try await maildir.deliver(header: header, body: body, to: machine.envelope?.recipients ?? [],
-                                                     hostname: config.hostname)
-                metrics.relaySeconds.record(ContinuousClock.now - started)
-                finishTransaction(SMTPReply(250, "2.0.0", "Ok: delivered as \(txID)"), size: decoder.size,
-                                  messageID: messageID, relay: "maildir \(name)")
-            } catch {
-                logger.error("maildir delivery failed: \(error)")
-                finishTransaction(SMTPReply(451, "4.3.0", "Local delivery failed, try again later"), size: decoder.size,
-                                  messageID: messageID, reason: "\(error)")
-            }
-        case .smtp(let pool):
-            guard let conn = downstream else {
-                if startFallback("downstream connection lost") {
-                    await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: "downstream connection lost")
-                    return
-                }
-                finishTransaction(SMTPReply(451, "4.4.1", "Downstream unavailable, try again later"), size: decoder.size,
-                                  messageID: messageID, reason: "downstream connection lost")
-                return
-            }
-            do {
-                var header = header
-                let offset = appendRewrittenHeader(body, to: &header)
-                let started = ContinuousClock.now
-                let reply = passthrough(try await conn.data(header: header, body: body, bodyOffset: offset))
-                metrics.relaySeconds.record(ContinuousClock.now - started)
-                downstream = nil
-                await pool.checkin(conn)
-                finishTransaction(reply, size: decoder.size, messageID: messageID, relay: "\(pool.label) \(reply)")
-            } catch {
-                logger.warning("downstream failed during DATA: \(error)")
-                await dropDownstream()
-                if startFallback("\(error)") {
-                    await spoolMessage(body: body, size: decoder.size, messageID: messageID, why: "downstream failed during DATA: \(error)")
-                    return
-                }
-                finishTransaction(SMTPReply(451, "4.4.2", "Downstream failed during delivery, try again later"), size: decoder.size,
-                                  messageID: messageID, reason: "\(error)")
-            }
-        }
+    }
+
+    private func outgoing(_ body: MessageBody, size: Int, messageID: String?, id: String, reason: String?) -> OutgoingMessage {
+        let env = machine.envelope ?? Envelope(mailFrom: .null, mailParameters: MailParameters())
+        let trace = TraceHeader(helo: facts.helo, clientIP: facts.clientIP, hostname: config.hostname,
+                                smtpUTF8: env.mailParameters.smtpUTF8, extended: machine.extended, tls: machine.tlsActive,
+                                recipients: env.recipients, added: driver.addedHeaders)
+        return OutgoingMessage(body: body, size: size, messageID: messageID, envelope: env, transactionID: id, trace: trace,
+                               facts: facts, rules: driver.rules, spamScore: driver.spamScore, reason: reason)
     }
 
     /// A header section too large to be mail (Postfix's header_size_limit), or
@@ -665,103 +534,22 @@ final class Session {
         return nil
     }
 
-    /// Looks up, all at once, the DNS lists of one kind that the policy uses.
-    /// DNS list lookups for `values` under the policy's lists for `target`,
-    /// within what is left of the message's DNS budget.
-    private func askLists(_ target: DNSList.Target, _ values: [String]) async {
-        // Most policies have no list for a given stage: no async call then.
-        let queries = runtime.policy.dnsLists.filter { $0.target == target }.flatMap { l in values.flatMap { l.queries(for: $0) } }
-        guard !queries.isEmpty else { return }
-        await lookUp(queries, session: target == .client)
+    /// Runs the analyzers of `stage` on the session's facts so far (with
+    /// what the stage brings, set by `prepare`) within what is left of the
+    /// DNS budget. A stage with no analyzer costs nothing.
+    private func inspect(_ stage: InspectionStage, _ prepare: (inout InspectionInput) -> Void = { _ in }) async -> Findings {
+        let inspector = runtime.inspector
+        guard inspector.has(stage) else { return Findings() }
+        var input = InspectionInput(facts: facts, dnsBudget: dnsBudgetLeft, logger: logger, metrics: metrics)
+        prepare(&input)
+        let found = await inspector.inspect(stage, input)
+        dnsBudgetLeft -= found.dnsSeconds
+        return found
     }
 
-    @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func lookUp(_ queries: [String], session: Bool) async {
-        let started = ContinuousClock.now
-        let (answers, unanswered) = await runtime.checks.lookupLists(queries, budget: dnsBudgetLeft)
-        spentOnDNS(since: started, answers: answers, unanswered: unanswered, session: session)
-    }
-
-    private func spentOnDNS(since started: ContinuousClock.Instant, answers: [String: DNSListAnswer], unanswered: [String], session: Bool) {
-        let spent = ContinuousClock.now - started
-        dnsBudgetLeft -= Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
-        driver.facts.dnsListAnswers.merge(answers) { _, new in new }
-        if !unanswered.isEmpty {
-            let budget = config.dnsBudget.formatted(.number.precision(.fractionLength(0...3)))
-            driver.note("DNS budget of \(budget)s used up before \(unanswered.joined(separator: ", ")) answered; counted as not listed",
-                        session: session)
-        }
-    }
-
-    /// Sends the message to clamd; a failure is kept as a fact so the
-    /// `virus` rule tempfails (fail closed) unless on_error = "accept".
-    @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func scan(_ body: MessageBody) async {
-        driver.facts.virusScanned = true
-        guard let scanner = runtime.scanner else {
-            driver.facts.scanFailure = "no scanner configured"
-            return
-        }
-        let started = ContinuousClock.now
-        do {
-            switch try await scanner.scan(body) {
-            case .clean: break
-            case .infected(let name): driver.facts.virus = name
-            }
-            metrics.scanSeconds.record(ContinuousClock.now - started)
-        } catch {
-            metrics.scanFailures.increment()
-            logger.error("virus scan failed: \(error)")
-            if !config.clamavFailOpen { driver.facts.scanFailure = "\(error)" }
-        }
-    }
-
-    /// RFC 5321 §4.4 trace header; "with ESMTPS" etc. per RFC 3848.
-    private func receivedHeader(id: String) -> ByteBuffer {
-        let env = machine.envelope
-        let ip = facts.clientIP
-        var b = channel.allocator.buffer(capacity: 256)
-        b.writeStaticString("Received: from ")
-        Self.sanitize(facts.helo ?? "unknown", into: &b)
-        b.writeStaticString(" ([")
-        if ip.utf8.contains(UInt8(ascii: ":")) { b.writeStaticString("IPv6:") }
-        b.writeString(ip)
-        b.writeStaticString("])\r\n\tby ")
-        b.writeString(config.hostname)
-        b.writeStaticString(" (mxgate) with ")
-        if env?.mailParameters.smtpUTF8 == true { b.writeStaticString("UTF8") }
-        b.writeStaticString(machine.extended ? "ESMTP" : "SMTP")
-        if machine.tlsActive { b.writeStaticString("S") }
-        b.writeStaticString(" id ")
-        b.writeString(id)
-        if let rcpts = env?.recipients, rcpts.count == 1 {
-            b.writeStaticString("\r\n\tfor <")
-            b.writeString(rcpts[0].description)
-            b.writeStaticString(">")
-        }
-        b.writeStaticString("; ")
-        b.writeString(Self.rfc5322Date(Date()))
-        b.writeStaticString("\r\n")
-        for h in driver.addedHeaders {
-            b.writeString(h)
-            b.writeStaticString("\r\n")
-        }
-        return b
-    }
-
-    /// The HELO name as a Received header may carry it: printable ASCII
-    /// without parentheses, at most 255 bytes.
-    static func sanitize(_ s: String, into b: inout ByteBuffer) {
-        var n = 0
-        for c in s.utf8 where c > 32 && c < 127 && c != UInt8(ascii: "(") && c != UInt8(ascii: ")") {
-            b.writeInteger(c)
-            n += 1
-            if n == 255 { break }
-        }
-    }
-
-    static func rfc5322Date(_ date: Date) -> String {
-        MailDate.rfc5322(secondsSince1970: date.timeIntervalSince1970)
+    private func finish(_ result: DeliveryResult, size: Int, messageID: String?) {
+        finishTransaction(result.reply, size: size, messageID: messageID, relay: result.relay, reason: result.reason,
+                          verdictOverride: result.verdict)
     }
 
     private func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
@@ -776,136 +564,25 @@ final class Session {
         r.size = size
         r.messageID = messageID
         r.rules = driver.rules + extra
-        r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.relay.label : nil)
+        r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.delivery.label : nil)
         r.reason = reason
         audit.record(r)
         send(reply)
         machine.transactionEnded()
         driver.endTransaction()
-        downstreamFailure = nil
-        fallbackActive = false
+        transaction = nil
     }
 
-    // MARK: queue
+    // MARK: transaction bookkeeping
 
-    /// Proxy mode's fallback: true (and the transaction switches to the
-    /// spool) when `fallback = "queue"` is set; the reason is logged.
-    private func startFallback(_ why: String) -> Bool {
-        guard case .smtp = runtime.relay, config.fallback == .queue, runtime.queue != nil else { return false }
-        if !fallbackActive { logger.warning("downstream unavailable (\(why)); accepting into the queue instead") }
-        fallbackActive = true
-        return true
-    }
-
-    /// In proxy mode, whether the downstream transaction is gone with no
-    /// fallback to take its place (the client then gets 451 before sending text).
-    private func downstreamLost() -> Bool {
-        guard case .smtp = runtime.relay, !fallbackActive, downstream == nil || downstreamFailure != nil else { return false }
-        return !startFallback(downstreamFailure ?? "downstream connection lost")
-    }
-
-    private func rewriteSender(_ path: ReversePath) -> ReversePath {
-        guard case .mailbox(let box) = path, let table = runtime.senderRewrite, let to = table.rewrite(box.description),
-              let rewritten = try? AddressParser.parseMailbox(to) else { return path }
-        return .mailbox(rewritten)
-    }
-
-    private func rewriteRecipient(_ box: Mailbox) -> Mailbox {
-        guard let table = runtime.recipientRewrite, let to = table.rewrite(box.description),
-              let rewritten = try? AddressParser.parseMailbox(to) else { return box }
-        return rewritten
-    }
-
-    /// With `[rewrite] headers = true`, appends the message's header section
-    /// with its addresses rewritten; returns how many bytes of the body it
-    /// replaces (0 when nothing changed).
-    private func appendRewrittenHeader(_ body: MessageBody, to header: inout ByteBuffer) -> Int {
-        guard config.rewriteHeaders, let prefix = try? body.prefix(64 * 1024),
-              let (section, replaces) = HeaderRewriter.rewrite(prefix, sender: runtime.senderRewrite,
-                                                               recipient: runtime.recipientRewrite) else { return 0 }
-        header.writeBytes(section)
-        return replaces
-    }
-
-    /// Queue mode (and proxy fallback): the message and its envelope are
-    /// written and fsync'd before the client hears 250 with the queue ID;
-    /// a spool that cannot take it gets 452 4.3.1, never 250.
-    @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func spoolMessage(body: MessageBody, size: Int, messageID: String?, why: String?) async {
-        guard let queue = runtime.queue, let env = machine.envelope else {
-            finishTransaction(SMTPReply(451, "4.3.0", "Local error: no queue configured"), size: size, messageID: messageID,
-                              reason: "no queue configured")
-            return
-        }
-        let id = Spool.newID()
-        var header = receivedHeader(id: id)
-        let offset = appendRewrittenHeader(body, to: &header)
-        var recipients: [QueuedRecipient] = []
-        for (box, params) in zip(env.recipients, env.recipientParameters) {
-            let target = rewriteRecipient(box)
-            // A rewritten recipient keeps its original address for the DSN (RFC 3461 ORCPT).
-            let orcpt = params.orcpt ?? (target != box ? "rfc822;\(box)" : nil)
-            recipients.append(QueuedRecipient(address: target.description, orcpt: orcpt, notify: params.notify))
-        }
-        var q = QueuedEnvelope(id: id, sender: rewriteSender(env.mailFrom).description, recipients: recipients,
-                               size: header.readableBytes + body.count - offset, messageID: messageID,
-                               origin: "\(facts.helo ?? "unknown") [\(facts.clientIP)]")
-        q.ret = env.mailParameters.ret
-        q.envid = env.mailParameters.envid
-        q.body = env.mailParameters.body
-        q.smtpUTF8 = env.mailParameters.smtpUTF8
-        do {
-            let started = ContinuousClock.now
-            try await queue.spool.store(q, header: header, body: body, bodyOffset: offset)
-            metrics.relaySeconds.record(ContinuousClock.now - started)
-        } catch {
-            logger.error("queue: cannot store the message: \(error)")
-            finishTransaction(SMTPReply(452, "4.3.1", "Insufficient system storage, try again later"), size: size,
-                              messageID: messageID, reason: "\(error)")
-            return
-        }
-        queue.manager.enqueue(q, text: .init(header: header, body: body, offset: offset), on: channel.eventLoop)
-        let reason = why.map { "downstream unavailable, queued instead: \($0)" }
-        finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(id)"), size: size, messageID: messageID,
-                          relay: "queued \(id)", reason: reason)
-    }
-
-    /// Holds the message durably instead of delivering it; 250 only once it is on disk.
-    @inline(never)  // keeps this frame out of the one an idle session waits in
-    private func quarantineMessage(body: MessageBody, size: Int, messageID: String?, rule: String, reason: String?) async {
-        let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
-        let entry = QuarantineEntry(id: txID, time: AuditRecord.formatTime(Date()), session: facts.sessionID, clientIP: facts.clientIP,
-                                    helo: facts.helo, mailFrom: facts.mailFrom?.description ?? "",
-                                    rcptTo: facts.recipients.map(\.description), messageID: messageID, size: size,
-                                    rules: driver.rules, reason: reason, spamScore: driver.spamScore)
-        do {
-            try await runtime.quarantine.store(header: receivedHeader(id: txID), body: body, entry: entry)
-            finishTransaction(SMTPReply(250, "2.0.0", "Ok: \(txID)"), size: size, messageID: messageID,
-                              relay: "quarantine \(txID)", reason: reason, verdictOverride: .quarantined)
-        } catch {
-            logger.error("quarantine failed: \(error)")
-            finishTransaction(SMTPReply(451, "4.3.0", "Local error while storing the message, try again later"), size: size,
-                              messageID: messageID, reason: "quarantine failed: \(error)")
-        }
-    }
-
-    // MARK: downstream bookkeeping
-
-    /// Closes the downstream transaction (RSET) and returns the connection.
+    /// Ends the open transaction without delivery (a proxy's downstream gets RSET).
     @inline(never)  // keeps this frame out of the one an idle session waits in
     private func abortTransaction(reason: String? = nil) async {
         body = nil
         chunkDecoder = nil
-        downstreamFailure = nil
-        fallbackActive = false
-        guard let conn = downstream else { return }
-        downstream = nil
-        if case .smtp(let pool) = runtime.relay { await pool.checkin(conn) } else { conn.abandon() }
-    }
-
-    private func dropDownstream() async {
-        downstream?.abandon()
-        downstream = nil
+        guard let t = transaction else { return }
+        transaction = nil
+        await t.abort()
     }
 
     // MARK: STARTTLS

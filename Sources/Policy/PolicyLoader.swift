@@ -15,9 +15,10 @@ public struct GatewayIdentity: Sendable {
 /// Reads `policies/*.policy` (in name order, plus includes) and the tables
 /// they declare, collecting every error with FILE:LINE:COL.
 public struct PolicyLoader {
-    /// Folder that relative table paths and displayed file names are relative to
-    /// (the folder of mxgate.toml).
+    /// Folder that displayed file names are relative to (the folder of mxgate.toml).
     let base: String
+    /// `[policy] rules`: the folder relative table paths are resolved against.
+    let rules: String
     var diagnostics: [PolicyDiagnostic] = []
     var tables: [String: Table] = [:]
     var tableCache: [String: Table] = [:]
@@ -28,11 +29,16 @@ public struct PolicyLoader {
     var sectionStart: (file: String, line: Int, column: Int)?
     var included: Set<String> = []
 
-    init(base: String) { self.base = base }
+    init(base: String, rules: String?) {
+        self.base = base
+        self.rules = ((rules ?? base) as NSString).standardizingPath
+    }
 
     /// Loads a policy folder. Throws when there are errors; warnings come back with the set.
-    public static func load(policies: String, base: String, identity: GatewayIdentity) throws(PolicyLoadError) -> PolicySet {
-        var loader = PolicyLoader(base: base)
+    /// `rules` is the tables' folder; nil means `base`.
+    public static func load(policies: String, base: String, rules: String? = nil,
+                            identity: GatewayIdentity) throws(PolicyLoadError) -> PolicySet {
+        var loader = PolicyLoader(base: base, rules: rules)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: policies, isDirectory: &isDir), isDir.boolValue else {
             throw PolicyLoadError(diagnostics: [PolicyDiagnostic(file: loader.display(policies), line: 0, column: 0,
@@ -50,8 +56,8 @@ public struct PolicyLoader {
     }
 
     /// Loads one table file on its own, for `mxgate lookup`.
-    public static func loadTable(_ spec: String, base: String) throws(PolicyLoadError) -> Table {
-        var loader = PolicyLoader(base: base)
+    public static func loadTable(_ spec: String, base: String, rules: String? = nil) throws(PolicyLoadError) -> Table {
+        var loader = PolicyLoader(base: base, rules: rules)
         let t = loader.table(spec: spec, file: "command line", line: 0, column: 0)
         if let t, !loader.diagnostics.contains(where: { !$0.isWarning }) { return t }
         throw PolicyLoadError(diagnostics: loader.diagnostics)
@@ -60,6 +66,17 @@ public struct PolicyLoader {
     func display(_ path: String) -> String {
         let b = base.hasSuffix("/") ? base : base + "/"
         return path.hasPrefix(b) ? String(path.dropFirst(b.count)) : path
+    }
+
+    /// A table's file: a relative path is taken in the rules folder, unless,
+    /// taken from mxgate.toml's folder, it already names a file in the rules
+    /// folder (`cidr:rules/x.cidr` with `rules = "rules"`, as earlier
+    /// releases spelled it), so both spellings mean the same file.
+    func tablePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let fromBase = (resolve(path, relativeTo: base) as NSString).standardizingPath
+        if fromBase.hasPrefix(rules + "/") { return fromBase }
+        return resolve(path, relativeTo: rules)
     }
 
     func resolve(_ path: String, relativeTo dir: String) -> String {
@@ -217,7 +234,7 @@ public struct PolicyLoader {
                                                 message: "table spec '\(spec)' must be TYPE:PATH with TYPE one of cidr, list, regexp"))
             return nil
         }
-        let path = resolve(String(spec[spec.index(after: colon)...]), relativeTo: base)
+        let path = tablePath(String(spec[spec.index(after: colon)...]))
         if let t = tableCache[spec] { return t }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             diagnostics.append(PolicyDiagnostic(file: file, line: line, column: column + type.rawValue.count + 1,

@@ -28,7 +28,7 @@ struct MXGate: AsyncParsableCommand {
         commandName: "mxgate",
         abstract: "An inbound MX gateway: filters SMTP sessions and relays accepted mail to your real mail server.",
         discussion: """
-            Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`.
+            Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`. \
             Every decision is written to the audit log; review it with `mxgate log`.
             """,
         subcommands: [Serve.self, Check.self, TestMessage.self, Lookup.self, Log.self, Quarantine.self, Queue.self]
@@ -44,9 +44,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway in the foreground.",
         discussion: """
-            Logs go to standard error. SIGTERM (or Ctrl-C) stops accepting connections, lets open
-            transactions finish (up to [server] shutdown_timeout) and exits 0. SIGHUP reloads the
-            configuration and the TLS certificate; if the new configuration has errors they are
+            Logs go to standard error. SIGTERM (or Ctrl-C) stops accepting connections, lets open \
+            transactions finish (up to [server] shutdown_timeout) and exits 0. SIGHUP reloads the \
+            configuration and the TLS certificate; if the new configuration has errors they are \
             logged and the running one stays in force.
             """
     )
@@ -145,7 +145,7 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate the configuration, policies and tables without starting anything.",
         discussion: """
-            Prints each problem as FILE:LINE:COL: message and exits 1, or a summary and exits 0.
+            Prints each problem as FILE:LINE:COL: message and exits 1, or a summary and exits 0. \
             Warnings (such as a rule that can never match) are printed but do not fail the check.
             """
     )
@@ -222,14 +222,23 @@ struct TestMessage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Run one message through the policy, with no network, and show the verdict.",
+        // Written out so it reads at 80 columns; ArgumentParser prints its own on one line.
+        usage: """
+            mxgate test [--config <config>] --client-ip <client-ip>
+                        [--helo <helo>] --from <from> --to <to> ...
+                        [--client-name <client-name>] [--country <country>]
+                        [--tls] [--json] <message>
+            """,
         discussion: """
-            Every stage runs as in a live session: connect, helo, mail, each recipient, data.
-            Prints the verdict, each rule that fired and why, and the spam score; --json prints
-            the audit record the message would produce. DNS is not used: give --client-name for
+            Every stage runs as in a live session: connect, helo, mail, each recipient, data. \
+            Prints the verdict, each rule that fired and why, and the spam score; --json prints \
+            the audit record the message would produce. DNS is not used: give --client-name for \
             the client's (verified) host name, or the client is taken to have none.
+
             Example:
-              mxgate test --config mxgate.toml --client-ip 203.0.113.9 --helo mail.example.net \\
-                --from alice@example.net --to bob@example.com message.eml
+              mxgate test --config mxgate.toml --client-ip 203.0.113.9 \\
+                --helo mail.example.net --from alice@example.net \\
+                --to bob@example.com message.eml
             """
     )
 
@@ -293,9 +302,10 @@ struct Lookup: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look a key up in a table, like postmap -q.",
         discussion: """
-            TABLE is a table name declared in the policies (e.g. blocked) or TYPE:PATH
-            (e.g. cidr:rules/blocked.cidr). Prints the entry that matches, where it is, and its
+            TABLE is a table name declared in the policies (e.g. blocked) or TYPE:PATH \
+            (e.g. cidr:rules/blocked.cidr). Prints the entry that matches, where it is, and its \
             value; exits 1 when nothing matches.
+
             Examples:
               mxgate lookup blocked 192.0.2.7
               mxgate lookup list:rules/partners.list mail.partner.example
@@ -315,7 +325,8 @@ struct Lookup: ParsableCommand {
         let t: Table
         do {
             if table.contains(":") {
-                t = try PolicyLoader.loadTable(table, base: config.directory.isEmpty ? "." : config.directory)
+                t = try PolicyLoader.loadTable(table, base: config.directory.isEmpty ? "." : config.directory,
+                                               rules: config.rulesDirectory)
             } else {
                 let policy = try DryRun.loadPolicy(config)
                 guard let found = policy.tables[table] else {
@@ -341,11 +352,17 @@ struct Lookup: ParsableCommand {
 struct Log: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Review the audit log: what was accepted, refused, and why.",
+        usage: """
+            mxgate log [--config <config>] [--since <since>] [--verdict <verdict>]
+                       [--client-ip <client-ip>] [--from <from>] [--to <to>]
+                       [--json] [--follow]
+            """,
         discussion: """
             Examples:
               mxgate log --since 1h --verdict rejected
               mxgate log --client-ip 192.0.2.7 --json
               mxgate log --to @example.com --follow
+
             Address filters match a whole address, or a domain given as @domain.
             """
     )
@@ -424,9 +441,10 @@ struct Quarantine: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Review held messages and release or delete them.",
         discussion: """
-            Messages a `quarantine` rule held are kept in [quarantine] directory until released,
-            deleted, or older than [quarantine] retention. Releases and deletions are written to the
+            Messages a `quarantine` rule held are kept in [quarantine] directory until released, \
+            deleted, or older than [quarantine] retention. Releases and deletions are written to the \
             audit log.
+
               mxgate quarantine list
               mxgate quarantine show ID
               mxgate quarantine release ID
@@ -543,9 +561,10 @@ struct Queue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look at the mail queue and manage it (queue mode and proxy fallback).",
         discussion: """
-            Every message mxgate answered 250 for in queue mode stays in [queue] directory until it is
-            delivered, bounced or deleted. Changes go through the running gateway; with none running they
+            Every message mxgate answered 250 for in queue mode stays in [queue] directory until it is \
+            delivered, bounced or deleted. Changes go through the running gateway; with none running they \
             are made on disk.
+
               mxgate queue list               every queued message, oldest first
               mxgate queue summary            messages by destination and age
               mxgate queue show ID            envelope, each recipient's state, headers

@@ -1,0 +1,46 @@
+import Checks
+import Policy
+
+/// Which analyzers a policy needs, built once per configuration (start-up
+/// and reload). The order is the order facts are applied in.
+extension Inspector {
+    /// The live gateway's: client lookups, DNS lists, content.
+    static func live(policy: PolicySet, config: GatewayConfig, checks: ClientChecks, scanner: VirusScanner?) -> Inspector {
+        var analyzers: [any Analyzer] = []
+        if policy.needsGeoIP { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
+        if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
+        for target in [DNSList.Target.client, .sender, .uri] {
+            let lists = policy.dnsLists.filter { $0.target == target }
+            // URI hosts come from the MIME walk, which runs only when a rule needs it.
+            guard !lists.isEmpty, target != .uri || policy.needsMIME else { continue }
+            analyzers.append(DNSListAnalyzer(target: target, lists: lists, checks: checks, budget: config.dnsBudget))
+        }
+        return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
+    }
+
+    /// `mxgate test`'s: no network. GeoIP from local databases, what the
+    /// command line states of the client, and the same content analyzers.
+    static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
+                        failOpen: Bool) -> Inspector {
+        var analyzers: [any Analyzer] = []
+        if checks.geo != nil || checks.asnDatabase != nil {
+            analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
+        }
+        analyzers.append(stated)
+        return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
+    }
+
+    /// Virus scanning and the MIME walk, when a rule looks at them.
+    static func content(policy: PolicySet, scanner: VirusScanner?, failOpen: Bool) -> [any Analyzer] {
+        var analyzers: [any Analyzer] = []
+        if policy.needsVirusScan {
+            switch scanner {
+            case .clamd(let client)?: analyzers.append(ClamdAnalyzer(client: client, failOpen: failOpen))
+            case .embedded(let engine)?: analyzers.append(EmbeddedClamAVAnalyzer(engine: engine, failOpen: failOpen))
+            case nil: analyzers.append(MissingScannerAnalyzer())
+            }
+        }
+        if policy.needsMIME { analyzers.append(MIMEAnalyzer()) }
+        return analyzers
+    }
+}

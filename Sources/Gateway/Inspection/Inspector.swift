@@ -1,0 +1,92 @@
+import Foundation
+import NIOPosix
+import Relay
+
+/// Runs the analyzers of a stage and hands back their findings, merged in
+/// the order the analyzers were listed (so the facts a session ends up with
+/// do not depend on which lookup answered first).
+///
+/// At a stage, analyzers that need neither the text nor the MIME summary
+/// run side by side; at end of data the message text is read once, in one
+/// pass, for every `TextAnalyzer` (the MIME walker, clamd), and analyzers
+/// that need the MIME summary run after that read, side by side again.
+/// DNS users are bounded by the budget in the input; the stage reports the
+/// longest of them as the budget it spent.
+final class Inspector: Sendable {
+    private let byStage: [InspectionStage: [any Analyzer]]
+
+    init(_ analyzers: [any Analyzer]) {
+        byStage = Dictionary(grouping: analyzers, by: \.stage)
+    }
+
+    /// Whether anything runs at `stage`: a session asks first, so a stage
+    /// with no analyzer costs no async call.
+    func has(_ stage: InspectionStage) -> Bool { byStage[stage] != nil }
+
+    /// The analyzers of a stage, by name (for `mxgate check` and tests).
+    func names(_ stage: InspectionStage) -> [String] { (byStage[stage] ?? []).map(\.name) }
+
+    func inspect(_ stage: InspectionStage, _ input: InspectionInput) async -> Findings {
+        guard let all = byStage[stage] else { return Findings() }
+        let streamers = all.compactMap { $0 as? any TextAnalyzer }
+        let first = all.filter { !($0 is any TextAnalyzer) && !$0.needs.contains(.mime) }
+        let afterMIME = all.filter { !($0 is any TextAnalyzer) && $0.needs.contains(.mime) }
+
+        var readText: (@Sendable () async -> Findings)?
+        if !streamers.isEmpty {
+            readText = { await Self.stream(streamers, input) }
+        }
+        var out = await Self.runConcurrently(first, input, extra: readText)
+        if !afterMIME.isEmpty {
+            var next = input
+            for f in out.facts {
+                if case .mime(let m) = f { next.mime = m }
+                next.facts.apply(f)
+            }
+            out.merge(await Self.runConcurrently(afterMIME, next, extra: nil))
+        }
+        return out
+    }
+
+    /// Runs `analyzers` (and `extra`, the text read) concurrently; one
+    /// analyzer alone runs inline, with no child task.
+    private static func runConcurrently(_ analyzers: [any Analyzer], _ input: InspectionInput,
+                                        extra: (@Sendable () async -> Findings)?) async -> Findings {
+        if analyzers.isEmpty, let extra { return await extra() }
+        if analyzers.count == 1 && extra == nil { return await analyzers[0].analyze(input) }
+        return await withTaskGroup(of: (Int, Findings).self) { group in
+            for (i, a) in analyzers.enumerated() { group.addTask { (i, await a.analyze(input)) } }
+            if let extra { group.addTask { (analyzers.count, await extra()) } }
+            var results: [(Int, Findings)] = []
+            for await r in group { results.append(r) }
+            var out = Findings()
+            for (_, f) in results.sorted(by: { $0.0 < $1.0 }) { out.merge(f) }
+            return out
+        }
+    }
+
+    /// One read of the message for every text analyzer. When a sink blocks
+    /// (a socket), the read and every sink run as one job on the thread
+    /// pool; otherwise right here, on the session's loop.
+    private static func stream(_ analyzers: [any TextAnalyzer], _ input: InspectionInput) async -> Findings {
+        guard let body = input.body else { return Findings() }
+        let sinks = analyzers.map { $0.makeSink(input) }
+        let read: @Sendable () -> Findings = {
+            do {
+                try body.forEachPieceBlocking { piece in for s in sinks { s.consume(piece) } }
+            } catch {
+                input.logger.error("reading the message for analysis failed: \(error)")
+            }
+            var out = Findings()
+            for s in sinks { out.merge(s.finish()) }
+            return out
+        }
+        guard sinks.contains(where: \.blocks) || body.isSpilled else { return read() }
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { read() }
+        } catch {
+            // The pool is gone only at shutdown; every sink still reports (a scanner then fails closed).
+            return read()
+        }
+    }
+}
