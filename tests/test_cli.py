@@ -167,3 +167,45 @@ def test_help_reads_cleanly_at_80_columns(mxgate_bin):
                 word = nxt.split()[0]
                 assert len(line) + 1 + len(word) >= 80, \
                     f"mxgate {' '.join(args)} --help: ragged line {line!r} (next: {nxt!r})"
+
+
+def test_policy_rules_key_is_where_tables_are_found(mxgate_bin, tmp_path):
+    """[policy] rules names the tables' folder: a relative table path in a
+    policy is found there, wherever the folder is; the spelling earlier
+    releases used (cidr:rules/x with the default rules = "rules") still works."""
+    tables = tmp_path / "var" / "lib" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "blocked.cidr").write_text("203.0.113.0/24 listed by ops\n")
+    etc = tmp_path / "etc"
+    (etc / "policies").mkdir(parents=True)
+    (etc / "policies" / "in.policy").write_text(
+        'table blocked cidr:blocked.cidr\nat connect match client <blocked> reject "554 5.7.1 Go away"\n')
+    cfg = etc / "mxgate.toml"
+    cfg.write_text(f'[relay]\ndomains = ["example.com"]\ndownstream = "maildir:mail"\n'
+                   f'[policy]\nrules = "{tables}"\npolicies = "policies"\n')
+    out = run(mxgate_bin, "check", "--config", str(cfg))
+    assert out.returncode == 0, out.stdout + out.stderr
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: a@sender.test\nSubject: hi\n\nhi\n")
+    out = run(mxgate_bin, "test", "--config", str(cfg), "--client-ip", "203.0.113.7", "--from", "a@sender.test",
+              "--to", "alice@example.com", str(eml))
+    assert "verdict:    rejected at connect" in out.stdout, out.stdout + out.stderr
+    assert f"{tables}/blocked.cidr:1" in out.stdout
+    found = run(mxgate_bin, "lookup", "--config", str(cfg), "cidr:blocked.cidr", "203.0.113.9")
+    assert found.returncode == 0 and "listed by ops" in found.stdout, found.stdout + found.stderr
+
+    # The old spelling names a file under mxgate.toml's folder, not in the rules folder: an error, not a silent fallback.
+    (etc / "rules").mkdir()
+    (etc / "rules" / "blocked.cidr").write_text("198.51.100.0/24\n")
+    (etc / "policies" / "in.policy").write_text('table blocked cidr:rules/blocked.cidr\nat connect match client <blocked> reject\n')
+    out = run(mxgate_bin, "check", "--config", str(cfg))
+    assert out.returncode == 1
+    assert f"{etc}/policies/in.policy:1:20: cannot read table file {tables}/rules/blocked.cidr" in out.stdout, out.stdout
+
+    # With the default rules = "rules", cidr:rules/blocked.cidr and cidr:blocked.cidr are the same file.
+    cfg.write_text('[relay]\ndomains = ["example.com"]\ndownstream = "maildir:mail"\n')
+    for spec in ["rules/blocked.cidr", "blocked.cidr"]:
+        (etc / "policies" / "in.policy").write_text(f'table blocked cidr:{spec}\nat connect match client <blocked> reject\n')
+        out = run(mxgate_bin, "test", "--config", str(cfg), "--client-ip", "198.51.100.7", "--from", "a@sender.test",
+                  "--to", "alice@example.com", str(eml))
+        assert "verdict:    rejected at connect" in out.stdout, (spec, out.stdout + out.stderr)

@@ -241,3 +241,32 @@ def test_embedded_engine_follows_signature_updates(gateway_factory, tmp_path):
             s.sendmail("a@sender.test", ["v@example.com"], CASES["plain"])
     assert e.value.smtp_code == 554 and b"MxGate.Test.EICAR" in e.value.smtp_error
     assert len(gw.maildir_files("v@example.com")) == 1
+
+
+@pytest.mark.parametrize("mode", ["clamd", "embedded"])
+def test_scan_and_mime_rules_share_one_read_of_a_spilled_message(gateway_factory, clamd, mode):
+    """clamd (or libclamav) and the MIME walk both judge one message, ~2 MB so
+    it is spilled to a file and read in pieces: the inspection feeds both from
+    one read, and each still sees the whole text (the virus at the end, the
+    attachment name after the filler)."""
+    policy = POLICY + 'at data match attachment-name *.exe reject "554 5.7.1 Attachment {value} not accepted"\n'
+    scanner = (f'mode = "clamd"\nsocket = "{clamd.socket}"\ntimeout = "20s"\n' if mode == "clamd"
+               else f'mode = "embedded"\ndatabase = "{clamd.db}"\n')
+    gw = gateway_factory(policy=policy, config_extra=f'[clamav]\n{scanner}')
+    filler = "Content-Type: text/plain\r\n\r\n" + ("filler " * 10 + "\r\n") * 28000
+    infected = mime([filler, attachment("eicar.com", EICAR)])
+    program = mime([filler, attachment("setup.exe", b"MZ" * 100)])
+    clean = mime([filler, attachment("report.pdf", b"%PDF-1.4 harmless" * 100)])
+    assert len(infected) > 2 * 1024 * 1024 - 200_000
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], infected)
+        assert e.value.smtp_code == 554 and b"Virus found: MxGate.Test.EICAR" in e.value.smtp_error
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], program)
+        assert e.value.smtp_code == 554 and b"setup.exe not accepted" in e.value.smtp_error
+        s.sendmail("a@sender.test", ["v@example.com"], clean)
+    assert len(gw.maildir_files("v@example.com")) == 1
+    recs = [r for r in gw.audit(3) if r["event"] == "transaction"]
+    assert [r["verdict"] for r in recs[-3:]] == ["rejected", "rejected", "accepted"]
+    assert recs[-2]["virus"] is None and recs[-1]["virus"] is None
