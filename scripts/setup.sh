@@ -64,4 +64,19 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# Packages come without their Recommends, so check that what the tests and
+# the README call can do what they ask of it (swaks --tls once failed on a
+# fresh machine for want of Net::SSLeay, a Recommends of swaks).
+check() {
+  local what=$1; shift
+  "$@" >/dev/null 2>&1 || { echo "setup: $what does not work: $*" >&2; exit 1; }
+}
+check "swaks with STARTTLS" perl -MNet::SSLeay -MIO::Socket::SSL -e1
+check "swaks" swaks --version
+check "Postfix" /usr/sbin/postconf -d mail_version
+check "smtp-sink" test -x /usr/sbin/smtp-sink
+check "clamd" /usr/sbin/clamd --version
+check "openssl" openssl version
+check "ss" ss -V
+check "the Python test packages" "$PY" -c "import pytest, aiosmtpd, dnslib, mmdb_writer, netaddr, maxminddb, geolite2"
 echo "setup: ok" >&2

@@ -318,7 +318,7 @@ final class Session {
     }
 
     func refuseRecipient(_ box: Mailbox, _ reply: SMTPReply, rules: [String] = [], reason: String? = nil,
-                                 downstream: Bool = false) {
+                         downstream: Bool = false) {
         var r = AuditRecordBuilder(self).base(.recipient, verdict: verdict(for: reply), reply: reply)
         r.rcptTo = [box.description]
         r.rules = rules
@@ -415,7 +415,7 @@ final class Session {
     }
 
     func finishTransaction(_ reply: SMTPReply, size: Int?, messageID: String?, rules extra: [String] = [],
-                                   relay: String? = nil, reason: String? = nil, verdictOverride: AuditRecord.Verdict? = nil) {
+                           relay: String? = nil, reason: String? = nil, verdictOverride: AuditRecord.Verdict? = nil) {
         let v = verdictOverride ?? verdict(for: reply)
         metrics.transaction(v.rawValue)
         var r = AuditRecordBuilder(self).base(.transaction, verdict: v, reply: reply)

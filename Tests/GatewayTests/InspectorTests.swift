@@ -102,7 +102,9 @@ struct InspectorTests {
                 pieces.append((piece.baseAddress.map { UnsafeRawPointer($0) }, piece.count))
                 bytes += piece
             }
-            func finish() -> Findings { Findings(symbols: [Symbol(name: "bytes", score: Double(bytes.count))]) }
+            func finish(readError: Error?) -> Findings {
+                Findings(symbols: [Symbol(name: "bytes", score: Double(bytes.count))], warnings: readError.map { ["\($0)"] } ?? [])
+            }
         }
     }
 
@@ -121,6 +123,17 @@ struct InspectorTests {
         // The same buffers, piece by piece: one read, handed to both.
         #expect(sa.pieces.map(\.address) == sb.pieces.map(\.address))
         #expect(found.symbols.map(\.score) == [300_000, 300_000])
+    }
+
+    @Test func aReadThatFailsIsReportedToEverySink() async throws {
+        // A spill file shorter than its recorded length: the read stops with an error part-way.
+        let path = NSTemporaryDirectory() + "inspector-short-\(UUID().uuidString)"
+        defer { unlink(path) }
+        try Data(repeating: 65, count: 100_000).write(to: URL(fileURLWithPath: path))
+        let body = try MessageBody(readingFile: path, length: 200_000)
+        let found = await Inspector([Recorder("a", blocking: false), Recorder("b", blocking: true)])
+            .inspect(.endOfData, Self.input(body))
+        #expect(found.warnings.count == 2)
     }
 
     struct URLCounter: Analyzer {

@@ -33,6 +33,20 @@ protocol DeliveryTransaction: AnyObject {
     func abort() async
 }
 
+extension Delivery {
+    func shutdown() async {}
+}
+
+/// What every delivery but the proxy does: take each recipient the policy
+/// accepted, always have somewhere to put the text, hold nothing to abort.
+extension DeliveryTransaction {
+    func recipient(_ box: Mailbox, _ params: RcptParameters, envelope: Envelope) async -> RecipientAnswer {
+        .accepted(SMTPReply(250, "2.1.5", "Ok"))
+    }
+    func textRefusal() -> (reply: SMTPReply, reason: String)? { nil }
+    func abort() async {}
+}
+
 /// The session's side of a delivery: its loop (for connection pools that
 /// prefer it), its logger and the metrics.
 struct DeliveryContext {

@@ -10,7 +10,6 @@ struct LocalMaildirDelivery: Delivery {
     var label: String { "maildir:\(maildir.root)" }
 
     func begin(_ context: DeliveryContext) -> any DeliveryTransaction { Transaction(self, context) }
-    func shutdown() async {}
 
     final class Transaction: DeliveryTransaction {
         let delivery: LocalMaildirDelivery
@@ -20,12 +19,6 @@ struct LocalMaildirDelivery: Delivery {
             self.delivery = delivery
             self.context = context
         }
-
-        func recipient(_ box: Mailbox, _ params: RcptParameters, envelope: Envelope) async -> RecipientAnswer {
-            .accepted(SMTPReply(250, "2.1.5", "Ok"))
-        }
-
-        func textRefusal() -> (reply: SMTPReply, reason: String)? { nil }
 
         func deliver(_ m: OutgoingMessage) async -> DeliveryResult {
             do {
@@ -39,7 +32,5 @@ struct LocalMaildirDelivery: Delivery {
                 return .failed(SMTPReply(451, "4.3.0", "Local delivery failed, try again later"), "\(error)")
             }
         }
-
-        func abort() async {}
     }
 }

@@ -12,7 +12,6 @@ struct QuarantineDelivery: Delivery {
     var label: String { "quarantine:\(store.directory)" }
 
     func begin(_ context: DeliveryContext) -> any DeliveryTransaction { Transaction(store: store, context: context) }
-    func shutdown() async {}
 
     final class Transaction: DeliveryTransaction {
         let store: QuarantineStore
@@ -22,13 +21,6 @@ struct QuarantineDelivery: Delivery {
             self.store = store
             self.context = context
         }
-
-        func recipient(_ box: Mailbox, _ params: RcptParameters, envelope: Envelope) async -> RecipientAnswer {
-            .accepted(SMTPReply(250, "2.1.5", "Ok"))
-        }
-
-        func textRefusal() -> (reply: SMTPReply, reason: String)? { nil }
-        func abort() async {}
 
         func deliver(_ m: OutgoingMessage) async -> DeliveryResult {
             let id = m.transactionID, f = m.facts

@@ -12,7 +12,6 @@ struct QueueDelivery: Delivery {
     var label: String { "queue:\(queue.spool.directory)" }
 
     func begin(_ context: DeliveryContext) -> any DeliveryTransaction { Transaction(self, context) }
-    func shutdown() async {}
 
     final class Transaction: DeliveryTransaction {
         let delivery: QueueDelivery
@@ -24,12 +23,6 @@ struct QueueDelivery: Delivery {
             self.delivery = delivery
             self.context = context
         }
-
-        func recipient(_ box: Mailbox, _ params: RcptParameters, envelope: Envelope) async -> RecipientAnswer {
-            .accepted(SMTPReply(250, "2.1.5", "Ok"))
-        }
-
-        func textRefusal() -> (reply: SMTPReply, reason: String)? { nil }
 
         func deliver(_ m: OutgoingMessage) async -> DeliveryResult {
             let queue = delivery.queue, rewriter = delivery.rewriter, env = m.envelope
@@ -62,7 +55,5 @@ struct QueueDelivery: Delivery {
             return DeliveryResult(reply: SMTPReply(250, "2.0.0", "Ok: queued as \(id)"), relay: "queued \(id)",
                                   reason: fallbackReason.map { "downstream unavailable, queued instead: \($0)" })
         }
-
-        func abort() async {}
     }
 }

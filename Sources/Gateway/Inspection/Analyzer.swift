@@ -134,7 +134,9 @@ protocol TextSink: AnyObject, Sendable {
     /// runs on the thread pool, never on an event loop.
     var blocks: Bool { get }
     func consume(_ piece: UnsafeRawBufferPointer)
-    func finish() -> Findings
+    /// The text has ended; `readError` says it could not all be read, and
+    /// a sink whose verdict would then be a guess (a virus scan) reports a failure.
+    func finish(readError: Error?) -> Findings
 }
 
 extension SessionFacts {

@@ -72,13 +72,15 @@ final class Inspector: Sendable {
         guard let body = input.body else { return Findings() }
         let sinks = analyzers.map { $0.makeSink(input) }
         let read: @Sendable () -> Findings = {
+            var readError: Error?
             do {
                 try body.forEachPieceBlocking { piece in for s in sinks { s.consume(piece) } }
             } catch {
                 input.logger.error("reading the message for analysis failed: \(error)")
+                readError = error
             }
             var out = Findings()
-            for s in sinks { out.merge(s.finish()) }
+            for s in sinks { out.merge(s.finish(readError: readError)) }
             return out
         }
         guard sinks.contains(where: \.blocks) || body.isSpilled else { return read() }

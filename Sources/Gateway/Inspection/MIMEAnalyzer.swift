@@ -13,6 +13,6 @@ struct MIMEAnalyzer: TextAnalyzer {
         private var walker = MIMEWalker()
         let blocks = false
         func consume(_ piece: UnsafeRawBufferPointer) { walker.feed(piece) }
-        func finish() -> Findings { Findings(facts: [.mime(walker.finish())]) }
+        func finish(readError: Error?) -> Findings { Findings(facts: [.mime(walker.finish())]) }
     }
 }

@@ -45,8 +45,11 @@ struct ClamdAnalyzer: TextAnalyzer {
             self.input = input
         }
         func consume(_ piece: UnsafeRawBufferPointer) { stream.send(piece) }
-        func finish() -> Findings {
-            scanFindings(Result { try stream.finish() }, started: started, failOpen: failOpen, input)
+        func finish(readError: Error?) -> Findings {
+            let result = Result { try stream.finish() }
+            // clamd saw only part of the message: its "OK" says nothing about the rest.
+            if let readError { return scanFindings(.failure(readError), started: started, failOpen: failOpen, input) }
+            return scanFindings(result, started: started, failOpen: failOpen, input)
         }
     }
 }
