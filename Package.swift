@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        // Tests only: reads the OpenSPF conformance suites (YAML).
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // The I/O-free SMTP core: parser, replies, framing, session state machine.
@@ -41,6 +43,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Sender authentication: SPF (RFC 7208) over any DNS source.
+        .target(name: "Auth", dependencies: ["Checks", "Policy"]),
         // Long-lived helper threads, named for top -H and gdb.
         .target(name: "Threads"),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.
@@ -94,6 +98,11 @@ let package = Package(
         .testTarget(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "AuthTests",
+            dependencies: ["Auth", "Checks", "Policy", .product(name: "Yams", package: "Yams")],
+            resources: [.copy("Suites")]
         ),
         .testTarget(
             name: "GatewayTests",
