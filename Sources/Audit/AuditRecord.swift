@@ -44,6 +44,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var warnings: [String] = []
     /// Each spam symbol (the rule or table entry that scored) and its score.
     public var symbols: [String: Double] = [:]
+    /// Sender authentication (SPF), when it was checked.
+    public var auth: AuditAuth?
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -80,7 +82,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols
+        case virus, relay, reason, warnings, symbols, auth
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -107,6 +109,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         try c.encodeIfPresent(reason, forKey: .reason)
         if !warnings.isEmpty { try c.encode(warnings, forKey: .warnings) }
         if !symbols.isEmpty { try c.encode(symbols, forKey: .symbols) }
+        if let auth, !auth.isEmpty { try c.encode(auth, forKey: .auth) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -135,6 +138,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
         symbols = try c.decodeIfPresent([String: Double].self, forKey: .symbols) ?? [:]
+        auth = try c.decodeIfPresent(AuditAuth.self, forKey: .auth)
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.
@@ -181,6 +185,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// the audit writer appends (built as bytes, as one is made per decision).
     public func jsonBytes() -> [UInt8] {
         var j = JSONLine()
+        if let auth, !auth.isEmpty { j.add("auth", object: auth.json()) }
         j.add("client_ip", clientIP)
         if let clientPort { j.add("client_port", clientPort) }
         j.add("event", event.rawValue)
@@ -275,6 +280,10 @@ struct JSONLine {
     mutating func add(_ k: StaticString, _ v: Int?) { key(k); raw(v.map { String($0) } ?? "null") }
     mutating func add(_ k: StaticString, _ v: Double?) { key(k); raw(v.map(Self.number) ?? "null") }
     mutating func add(_ k: StaticString, _ v: Bool) { key(k); raw(v ? "true" : "false") }
+    mutating func add(_ k: StaticString, object json: [UInt8]) {
+        key(k)
+        out += json
+    }
     mutating func add(_ k: StaticString, _ v: [String]) {
         key(k)
         out.append(UInt8(ascii: "["))

@@ -22,6 +22,8 @@ public struct DryRun {
         public var clientName: String?
         public var country: String?
         public var asn: Int?
+        /// Answers every DNS query of the run (SPF); nil: no DNS at all.
+        public var dnsZone: DNSZone?
 
         public init(clientIP: String, helo: String, from: String, to: [String], message: [UInt8]) {
             self.clientIP = clientIP
@@ -76,7 +78,8 @@ public struct DryRun {
         facts.dnsListsOffline = true
         // The same inspection as a live session's, with the network replaced by what the command line states.
         let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
-        let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen)
+        let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen,
+                                          dns: input.dnsZone)
         var logger = Logger(label: "mxgate.test")
         logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
@@ -94,6 +97,7 @@ public struct DryRun {
             r.warnings = driver.warnings
             r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
             r.virus = driver.facts.virus
+            r.auth = driver.facts.auditAuth
             return Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
                           refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
         }

@@ -273,6 +273,8 @@ public struct PolicyDriver {
         facts.virus = nil
         facts.virusScanned = false
         facts.scanFailure = nil
+        facts.spf = nil
+        facts.spfHelo = nil
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

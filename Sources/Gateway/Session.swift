@@ -466,9 +466,11 @@ final class Session {
         init(_ s: Session) { session = s }
         func base(_ event: AuditRecord.Event, verdict: AuditRecord.Verdict, reply: SMTPReply) -> AuditRecord {
             let f = session.facts
-            return AuditRecord(event: event, session: f.sessionID, clientIP: f.clientIP, clientPort: f.clientPort,
-                               helo: f.helo, tls: session.machine.tlsActive, mailFrom: f.mailFrom?.description,
-                               rcptTo: f.recipients.map(\.description), verdict: verdict, reply: reply.description)
+            var r = AuditRecord(event: event, session: f.sessionID, clientIP: f.clientIP, clientPort: f.clientPort,
+                                helo: f.helo, tls: session.machine.tlsActive, mailFrom: f.mailFrom?.description,
+                                rcptTo: f.recipients.map(\.description), verdict: verdict, reply: reply.description)
+            r.auth = f.auditAuth
+            return r
         }
     }
 }

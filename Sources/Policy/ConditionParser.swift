@@ -49,7 +49,7 @@ struct ConditionParser {
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
                            "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
-                           "dnsbl", "sender-dnsbl", "uribl"]
+                           "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo"]
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -74,6 +74,17 @@ struct ConditionParser {
             return w == "attachment-name" ? .attachmentName(globs) : .attachmentType(globs)
         case "uri":
             return .uri(try matcher(for: w, kind: .domain))
+        case "spf", "spf-helo":
+            var results: Set<String> = []
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("an SPF result (\(SPFResultName.all.sorted().joined(separator: ", ")))").lowercased()
+                guard SPFResultName.all.contains(v) else {
+                    throw cursor.error("'\(v)' is not an SPF result; use \(SPFResultName.all.sorted().joined(separator: ", "))", at: t)
+                }
+                results.insert(v)
+            } while cursor.isOp(",")
+            return .spf(results, helo: w == "spf-helo")
         case "dnsbl", "sender-dnsbl", "uribl":
             let zoneTok = cursor.peek
             let zone = try cursor.word("a DNS list zone such as zen.spamhaus.org").lowercased()

@@ -116,6 +116,12 @@ public struct SessionFacts: Sendable {
     /// `mxgate test` runs without a network: unanswered lists count as not listing.
     public var dnsListsOffline = false
 
+    // Sender authentication (filled at mail when the policy uses spf).
+    /// SPF for the MAIL FROM identity (the HELO identity when the sender is null).
+    public var spf: AuthCheck?
+    /// SPF for the HELO identity, always checked alongside.
+    public var spfHelo: AuthCheck?
+
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?
     public var asn: Int?

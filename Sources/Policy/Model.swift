@@ -187,13 +187,15 @@ public indirect enum Condition: Sendable {
     case uri(Matcher)
     /// A DNS list answers for the client IP, the sender's domain, or a URL's domain.
     case dnsList(DNSList)
+    /// The SPF result (of the MAIL FROM identity, or with `helo` of the HELO identity) is one of these.
+    case spf(Set<String>, helo: Bool)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
         switch self {
         case .always, .clientIP, .clientName, .ptr, .fcrdns, .country, .asn, .tls: return .connect
         case .helo, .heloCheck: return .helo
-        case .sender, .nullSender, .declaredSize: return .mail
+        case .sender, .nullSender, .declaredSize, .spf: return .mail
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
              .attachmentMismatch, .body, .bodyTable, .uri: return .data
@@ -261,6 +263,14 @@ public indirect enum Condition: Sendable {
     public var usesVirusScan: Bool {
         contains {
             if case .virus = $0 { return true }
+            return false
+        }
+    }
+
+    /// SPF, checked at mail.
+    var needsSPF: Bool {
+        contains {
+            if case .spf = $0 { return true }
             return false
         }
     }

@@ -14,6 +14,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     private let sectionByStage: [[PolicyStage: [Rule]]]
     public let needsDNS: Bool
     public let needsGeoIP: Bool
+    /// A rule looks at SPF results.
+    public let needsSPF: Bool
     /// Header fields are parsed for `at data` only when a rule looks at them.
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
@@ -37,6 +39,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         let all = rules + sections.flatMap(\.rules)
         needsDNS = all.contains { $0.condition.needsDNS }
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
+        needsSPF = all.contains { $0.condition.needsSPF }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
         needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
@@ -414,6 +417,8 @@ public final class PolicySet: PolicyEngine, Sendable {
                 if case .yes = match(m, key, as: .domain, label: "URL", &ctx) { return .yes }
             }
             return .no
+        case .spf(let results, let helo):
+            return testSPF(results, helo: helo, f, &ctx)
         case .dnsList(let list):
             let values: [String]
             switch list.target {
@@ -583,6 +588,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .bodyTable: return "body <table>"
         case .uri: return "uri …"
         case .dnsList(let l): return "\(l.target == .client ? "dnsbl" : l.target == .uri ? "uribl" : "sender-dnsbl") \(l.zone)"
+        case .spf(let r, let helo): return "\(helo ? "spf-helo" : "spf") \(r.sorted().joined(separator: ", "))"
         }
     }
 }

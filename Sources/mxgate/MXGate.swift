@@ -1,5 +1,6 @@
 import ArgumentParser
 import Audit
+import Checks
 import Foundation
 import Gateway
 import Logging
@@ -227,13 +228,15 @@ struct TestMessage: AsyncParsableCommand {
             mxgate test [--config <config>] --client-ip <client-ip>
                         [--helo <helo>] --from <from> --to <to> ...
                         [--client-name <client-name>] [--country <country>]
-                        [--tls] [--json] <message>
+                        [--dns-zone <file>] [--tls] [--json] <message>
             """,
         discussion: """
             Every stage runs as in a live session: connect, helo, mail, each recipient, data. \
             Prints the verdict, each rule that fired and why, and the spam score; --json prints \
             the audit record the message would produce. DNS is not used: give --client-name for \
-            the client's (verified) host name, or the client is taken to have none.
+            the client's (verified) host name, or the client is taken to have none, and \
+            --dns-zone for a zone file (RFC 1035 master format) that answers the SPF \
+            lookups, so a verdict that depended on DNS can be reproduced offline.
 
             Example:
               mxgate test --config mxgate.toml --client-ip 203.0.113.9 \\
@@ -249,6 +252,7 @@ struct TestMessage: AsyncParsableCommand {
     @Option(help: "An envelope recipient (repeat for several).") var to: [String]
     @Option(help: "The client's verified host name (default: no PTR record).") var clientName: String?
     @Option(help: "The client's country code, overriding GeoIP.") var country: String?
+    @Option(help: "A zone file (RFC 1035 master format) that answers SPF's DNS queries.") var dnsZone: String?
     @Flag(help: "As if the client used STARTTLS.") var tls = false
     @Flag(help: "Print the audit record the message would produce.") var json = false
     @Argument(help: "The message file (RFC 5322, LF or CRLF line ends).") var message: String
@@ -269,6 +273,16 @@ struct TestMessage: AsyncParsableCommand {
             throw ExitCode(1)
         }
         var input = DryRun.Input(clientIP: clientIP, helo: helo, from: from, to: to, message: Array(data))
+        if let dnsZone {
+            guard let text = try? String(contentsOfFile: dnsZone, encoding: .utf8) else {
+                printError("mxgate test: cannot read \(dnsZone)")
+                throw ExitCode(1)
+            }
+            do { input.dnsZone = try DNSZone.load(masterFile: text) } catch {
+                printError("\(dnsZone):\(error.line):1: \(error.message)")
+                throw ExitCode(1)
+            }
+        }
         input.tls = tls
         input.clientName = clientName
         input.country = country

@@ -27,6 +27,20 @@ struct AuditRecordTests {
         #expect(try JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)).reply == r.reply)
     }
 
+    /// The `auth` object: written sorted like the rest, read back, and left out when nothing was checked.
+    @Test func authResultsAreWrittenAndReadBack() throws {
+        var r = AuditRecord(event: .transaction, session: "S1", clientIP: "192.0.2.1", verdict: .rejected, reply: "550 5.7.23 x")
+        #expect(!r.jsonLine().contains("\"auth\""))
+        r.auth = AuditAuth(spf: .init(result: "fail", domain: "fail.example"), spfHelo: .init(result: "pass", domain: "h\"x.example"))
+        let line = r.jsonLine()
+        #expect(line.hasPrefix("{\"auth\":{\"spf\":{\"domain\":\"fail.example\",\"result\":\"fail\"},\"spf_helo\":{"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let expected = try JSONSerialization.jsonObject(with: encoder.encode(r)) as! NSDictionary
+        #expect(try JSONSerialization.jsonObject(with: Data(line.utf8)) as! NSDictionary == expected)
+        #expect(try JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)).auth == r.auth)
+    }
+
     @Test func timesAreRFC3339AndRFC5322() {
         let d = Date(timeIntervalSince1970: 1_796_010_099.5)
         #expect(AuditRecord.formatTime(d) == d.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true,

@@ -28,11 +28,16 @@ public struct SPFVerifier: Sendable {
     let queryTimeout: Double?
     /// The receiving host's name, for %{r} in explanations.
     let receiver: String
+    /// When the whole check must be done (the message's DNS budget): a
+    /// lookup past it counts as timed out, so the result is temperror.
+    let deadline: ContinuousClock.Instant?
 
-    public init(dns: any DNSLookup, queryTimeout: Double? = nil, receiver: String = "unknown") {
+    public init(dns: any DNSLookup, queryTimeout: Double? = nil, receiver: String = "unknown",
+                deadline: ContinuousClock.Instant? = nil) {
         self.dns = dns
         self.queryTimeout = queryTimeout
         self.receiver = receiver
+        self.deadline = deadline
     }
 
     /// The MAIL FROM identity; with a null sender, `postmaster@HELO` (§2.4).
@@ -95,7 +100,14 @@ private final class Run: @unchecked Sendable {
 
     func query(_ name: String, _ type: Int32) async -> Result<[[UInt8]], DNSError> {
         guard SPFVerifier.isCheckable(name) else { return .failure(.nxdomain) }
-        return await v.dns.query(name, type: type, timeout: v.queryTimeout)
+        var timeout = v.queryTimeout
+        if let deadline = v.deadline {
+            let left = ContinuousClock.now.duration(to: deadline)
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            guard seconds > 0 else { return .failure(.timeout) }
+            timeout = min(timeout ?? seconds, seconds)
+        }
+        return await v.dns.query(name, type: type, timeout: timeout)
     }
 
     /// A lookup that may come back empty: counts a void one, throws on a failure.

@@ -71,6 +71,8 @@ public enum Fact: Sendable {
     /// A virus scan ran: the name found, or why it could not say (fail closed).
     case virusScan(virus: String?, failure: String?)
     case mime(MIMESummary)
+    /// SPF for the MAIL FROM identity (or the HELO one for a null sender), and for the HELO identity.
+    case spf(AuthCheck, helo: AuthCheck?)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -168,6 +170,9 @@ extension SessionFacts {
             }
             bodyText = summary.text
             urls = summary.urls
+        case .spf(let mail, let helo):
+            spf = mail
+            spfHelo = helo
         }
     }
 }

@@ -15,18 +15,20 @@ extension Inspector {
             guard !lists.isEmpty, target != .uri || policy.needsMIME else { continue }
             analyzers.append(DNSListAnalyzer(target: target, lists: lists, checks: checks, budget: config.dnsBudget))
         }
+        if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
     }
 
     /// `mxgate test`'s: no network. GeoIP from local databases, what the
     /// command line states of the client, and the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
-                        failOpen: Bool) -> Inspector {
+                        failOpen: Bool, dns: DNSZone? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
         if checks.geo != nil || checks.asnDatabase != nil {
             analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
         }
         analyzers.append(stated)
+        if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: dns, receiver: "localhost")) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
     }
 

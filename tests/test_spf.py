@@ -1,0 +1,137 @@
+"""SPF (RFC 7208) in a live session against a real DNS server on loopback:
+the MAIL FROM identity decides at MAIL, the HELO identity is checked too and
+stands in for a null sender, includes and mx follow the DNS, a DNS failure
+is temperror (451, never an accept), and the results reach the audit
+record. `mxgate test --dns-zone` gives the same verdict offline."""
+import json
+import smtplib
+import subprocess
+
+import pytest
+
+from helpers import wait_for
+
+ZONE = {
+    "records": [
+        ["pass.example", "TXT", '"v=spf1 ip4:127.0.0.1 -all"'],
+        ["fail.example", "TXT", '"v=spf1 ip4:192.0.2.1 -all"'],
+        ["soft.example", "TXT", '"v=spf1 ~all"'],
+        ["chain.example", "TXT", '"v=spf1 include:_spf.relay.example -all"'],
+        ["_spf.relay.example", "TXT", '"v=spf1 mx:relay.example -all"'],
+        ["relay.example", "MX", "10 mx1.relay.example."],
+        ["mx1.relay.example", "A", "127.0.0.1"],
+        ["helo.example", "TXT", '"v=spf1 a -all"'],
+        ["helo.example", "A", "127.0.0.1"],
+        ["split.example", "TXT", '"v=spf1 ip4:127.0.0.0/8" " -all"'],
+    ],
+    "servfail": ["broken.example"],
+}
+
+POLICY = """
+at mail match spf temperror tempfail "451 4.7.24 SPF check failed, try again later"
+at mail match spf fail reject "550 5.7.23 SPF: {client_ip} may not send for this domain"
+at mail match spf softfail score +2
+"""
+
+
+@pytest.fixture
+def gw(gateway_factory, dns_factory):
+    dns = dns_factory(ZONE)
+    return gateway_factory(policy=POLICY, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n')
+
+
+def last(gw, event="transaction", count=1):
+    """The newest record of `event`, once there are `count` of them (the writer flushes within a second)."""
+    wait_for(lambda: len([r for r in gw.audit() if r["event"] == event]) >= count, what=f"{count} {event} record(s)")
+    return [r for r in gw.audit() if r["event"] == event][-1]
+
+
+@pytest.mark.parametrize("sender", ["a@pass.example", "b@chain.example", "c@split.example"])
+def test_spf_pass_is_delivered_and_recorded(gw, sender):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        s.sendmail(sender, ["r@example.com"], b"Subject: spf\r\n\r\nhi\r\n")
+    rec = last(gw)
+    assert rec["verdict"] == "accepted"
+    assert rec["auth"]["spf"] == {"result": "pass", "domain": sender.split("@")[1]}
+    assert rec["auth"]["spf_helo"] == {"result": "pass", "domain": "helo.example"}
+
+
+def test_spf_fail_is_refused_at_mail(gw):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        code, msg = s.mail("x@fail.example")
+        assert code == 550 and b"5.7.23 SPF: 127.0.0.1 may not send" in msg
+        # The next transaction starts afresh: a passing sender goes through.
+        s.rset()
+        assert s.mail("a@pass.example")[0] == 250
+    rec = last(gw, "command")
+    assert rec["verdict"] == "rejected" and rec["rules"] == ["policies/test.policy:2"]
+    assert rec["auth"]["spf"] == {"result": "fail", "domain": "fail.example"}
+
+
+def test_dns_failure_is_temperror_and_tempfails(gw):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        code, msg = s.mail("x@broken.example")
+    assert code == 451 and b"SPF check failed" in msg
+    assert last(gw, "command")["auth"]["spf"]["result"] == "temperror"
+
+
+def test_temperror_never_passes_a_fail_rule(gateway_factory, dns_factory):
+    """With only a fail rule, a lookup that failed is not taken for a pass: the rule cannot decide, so 451."""
+    dns = dns_factory(ZONE)
+    gw = gateway_factory(policy='at mail match spf fail reject\n',
+                         config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        code, msg = s.mail("x@broken.example")
+        assert code == 451 and b"policies/test.policy:1" in msg
+        assert s.mail("x@pass.example")[0] == 250
+
+
+def test_softfail_scores_and_null_sender_uses_helo(gw):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        s.sendmail("s@soft.example", ["r@example.com"], b"Subject: soft\r\n\r\nhi\r\n")
+        rec = last(gw)
+        assert rec["auth"]["spf"]["result"] == "softfail" and rec["spam_score"] == 2
+        s.sendmail("<>", ["r@example.com"], b"Subject: bounce\r\n\r\nhi\r\n")
+    rec = last(gw, count=2)
+    assert rec["verdict"] == "accepted"
+    assert rec["auth"]["spf"] == {"result": "pass", "domain": "helo.example"}
+
+
+def test_spf_condition_errors_name_the_position(gateway_factory, mxgate_bin):
+    gw = gateway_factory()
+    gw.write_policy("at mail match spf fial reject\n")
+    out = subprocess.run([mxgate_bin, "check", "--config", str(gw.config)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f"{gw.dir}/policies/test.policy:1:19: 'fial' is not an SPF result" in out.stdout, out.stdout
+
+
+def test_mxgate_test_answers_spf_from_a_zone_file(gateway_factory, mxgate_bin, tmp_path):
+    gw = gateway_factory(policy=POLICY)
+    zone = tmp_path / "test.zone"
+    zone.write_text("$ORIGIN example.\n$TTL 300\n"
+                    "fail     IN TXT \"v=spf1 ip4:192.0.2.1\" \" -all\" ; two strings, joined\n"
+                    "pass     IN TXT \"v=spf1 mx -all\"\n"
+                    "         IN MX  10 mx1.pass.example.\n"
+                    "mx1.pass IN A   203.0.113.7\n")
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: a@fail.example\nSubject: hi\n\nhi\n")
+    base = [mxgate_bin, "test", "--config", str(gw.config), "--client-ip", "203.0.113.7", "--helo", "mx1.pass.example",
+            "--to", "r@example.com", "--dns-zone", str(zone)]
+    out = subprocess.run(base + ["--from", "a@fail.example", str(eml)], capture_output=True, text=True)
+    assert "verdict:    rejected at mail" in out.stdout, out.stdout + out.stderr
+    assert "SPF fail for fail.example" in out.stdout
+    out = subprocess.run(base + ["--from", "a@pass.example", "--json", str(eml)], capture_output=True, text=True)
+    rec = json.loads(out.stdout)
+    assert rec["verdict"] == "accepted" and rec["auth"]["spf"] == {"result": "pass", "domain": "pass.example"}
+    # Without a zone nothing is guessed: the result is temperror, and the fail rule cannot pass it.
+    out = subprocess.run(base[:-2] + ["--from", "a@fail.example", str(eml)], capture_output=True, text=True)
+    assert "verdict:    tempfailed at mail" in out.stdout, out.stdout
+    bad = tmp_path / "bad.zone"
+    bad.write_text("ok.example. IN A 192.0.2.1\nbad.example. IN A not-an-address\n")
+    out = subprocess.run(base[:-1] + [str(bad), "--from", "a@fail.example", str(eml)], capture_output=True, text=True)
+    assert out.returncode == 1 and f"{bad}:2:1: 'not-an-address' is not an IPv4 address" in out.stderr, out.stderr
