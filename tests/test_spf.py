@@ -135,3 +135,66 @@ def test_mxgate_test_answers_spf_from_a_zone_file(gateway_factory, mxgate_bin, t
     bad.write_text("ok.example. IN A 192.0.2.1\nbad.example. IN A not-an-address\n")
     out = subprocess.run(base[:-1] + [str(bad), "--from", "a@fail.example", str(eml)], capture_output=True, text=True)
     assert out.returncode == 1 and f"{bad}:2:1: 'not-an-address' is not an IPv4 address" in out.stderr, out.stderr
+
+
+FORGED = (b"Authentication-Results: MX.Test.Example; spf=pass smtp.mailfrom=fail.example\r\n"
+          b"Authentication-Results: (a comment) mx.test.example 1;\r\n\tdkim=pass header.d=bank.example\r\n"
+          b"Authentication-Results: other.example; spf=fail smtp.mailfrom=fail.example\r\n"
+          b"Subject: forged verdicts\r\n\r\nhi\r\n")
+OUR_HEADER = (b"Authentication-Results: mx.test.example;\r\n\tspf=pass smtp.mailfrom=pass.example;\r\n"
+              b"\tspf=pass smtp.helo=helo.example\r\n")
+
+
+def test_authentication_results_written_and_forged_ones_removed(gateway_factory, dns_factory):
+    """[auth] spf = true checks every message for its Authentication-Results
+    header (no rule needs it); incoming ones claiming our authserv-id go, others stay."""
+    dns = dns_factory(ZONE)
+    gw = gateway_factory(config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n[auth]\nspf = true\n')
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        s.sendmail("a@pass.example", ["r@example.com"], FORGED)
+    files = gw.maildir_files("r@example.com")
+    assert len(files) == 1
+    text = open(files[0], "rb").read()
+    head, body = text.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"Received: from helo.example")
+    assert OUR_HEADER in text
+    assert b"MX.Test.Example" not in text and b"bank.example" not in text
+    assert b"Authentication-Results: other.example; spf=fail" in text
+    assert text.endswith(b"Subject: forged verdicts\r\n\r\nhi\r\n")
+
+
+def test_authentication_results_reach_the_downstream_byte_for_byte(gateway_factory, dns_factory):
+    """Proxy mode to a real smtp-sink (its dumps end lines with LF), with an authserv-id of our own choosing."""
+    from helpers import SmtpSink
+    sink = SmtpSink()
+    sink.start()
+    try:
+        dns = dns_factory(ZONE)
+        gw = gateway_factory(downstream=sink.address,
+                             config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n'
+                                          '[auth]\nspf = true\nauthserv_id = "auth.example.com"\n')
+        msg = FORGED.replace(b"MX.Test.Example", b"Auth.Example.COM")
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+            s.ehlo("helo.example")
+            s.sendmail("x@fail.example", ["r@example.com"], msg)
+            s.sendmail("<>", ["r@example.com"], b"Subject: bounce\r\n\r\nhi\r\n")
+        dumps = sink.dumps(2)
+        first = next(d for d in dumps if b"forged verdicts" in d)
+        assert (b"Authentication-Results: auth.example.com;\n\tspf=fail smtp.mailfrom=fail.example;\n"
+                b"\tspf=pass smtp.helo=helo.example\n") in first
+        assert b"Auth.Example.COM" not in first
+        assert b"Authentication-Results: (a comment) mx.test.example 1;\n\tdkim=pass" in first  # not ours here: kept
+        bounce = next(d for d in dumps if b"Subject: bounce" in d)
+        assert b"Authentication-Results: auth.example.com;\n\tspf=pass smtp.helo=helo.example\n" in bounce
+    finally:
+        sink.cleanup()
+
+
+def test_without_checks_the_header_says_none(gateway_factory):
+    gw = gateway_factory()
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.sendmail("a@sender.test", ["r@example.com"], b"Subject: plain\r\n\r\nhi\r\n")
+    text = open(gw.maildir_files("r@example.com")[0], "rb").read()
+    assert b"\r\nAuthentication-Results: mx.test.example; none\r\n" in text

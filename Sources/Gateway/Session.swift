@@ -377,23 +377,28 @@ final class Session {
         case .quarantine(_, let reason):
             await abortTransaction()
             let held = runtime.quarantine.begin(deliveryContext)
-            finish(await held.deliver(outgoing(body, size: decoder.size, messageID: messageID, id: txID, reason: reason)),
+            finish(await held.deliver(outgoing(body, headerBytes: headerBytes, size: decoder.size, messageID: messageID, id: txID, reason: reason)),
                    size: decoder.size, messageID: messageID)
         case .deliver:
             let way = transaction ?? runtime.delivery.begin(deliveryContext)
             transaction = nil
-            finish(await way.deliver(outgoing(body, size: decoder.size, messageID: messageID, id: txID, reason: nil)),
+            finish(await way.deliver(outgoing(body, headerBytes: headerBytes, size: decoder.size, messageID: messageID, id: txID, reason: nil)),
                    size: decoder.size, messageID: messageID)
         }
     }
 
-    func outgoing(_ body: MessageBody, size: Int, messageID: String?, id: String, reason: String?) -> OutgoingMessage {
+    func outgoing(_ body: MessageBody, headerBytes: [UInt8], size: Int, messageID: String?, id: String,
+                  reason: String?) -> OutgoingMessage {
         let env = machine.envelope ?? Envelope(mailFrom: .null, mailParameters: MailParameters())
         let trace = TraceHeader(helo: facts.helo, clientIP: facts.clientIP, hostname: config.hostname,
                                 smtpUTF8: env.mailParameters.smtpUTF8, extended: machine.extended, tls: machine.tlsActive,
-                                recipients: env.recipients, added: driver.addedHeaders)
+                                recipients: env.recipients,
+                                added: [AuthenticationResults.header(authservID: config.effectiveAuthservID, facts: facts)]
+                                    + driver.addedHeaders)
+        let stripped = AuthenticationResults.strippingForged(headerBytes, authservID: config.effectiveAuthservID)
         return OutgoingMessage(body: body, size: size, messageID: messageID, envelope: env, transactionID: id, trace: trace,
-                               facts: facts, rules: driver.rules, spamScore: driver.spamScore, reason: reason)
+                               strippedHeader: stripped, facts: facts, rules: driver.rules, spamScore: driver.spamScore,
+                               reason: reason)
     }
 
     /// Runs the analyzers of `stage` on the session's facts so far (with

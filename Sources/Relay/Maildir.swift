@@ -24,8 +24,10 @@ public struct MaildirDelivery: Sendable {
     }
 
     /// Writes one copy per recipient and returns the file name used.
-    public func deliver(header: ByteBuffer, body: MessageBody, to recipients: [Mailbox], hostname: String) async throws -> String {
-        let bytes = try await Array(header.readableBytesView) + body.allBytes()
+    /// `bodyOffset` skips the body's first bytes (a header section the caller sent changed, in `header`).
+    public func deliver(header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0, to recipients: [Mailbox],
+                        hostname: String) async throws -> String {
+        let bytes = try await Array(header.readableBytesView) + body.allBytes().dropFirst(bodyOffset)
         let n = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
         let now = Date().timeIntervalSince1970
         let sec = Int(now)

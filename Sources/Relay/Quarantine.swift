@@ -55,8 +55,8 @@ public struct QuarantineStore: Sendable {
 
     public init(directory: String) { self.directory = directory }
 
-    public func store(header: ByteBuffer, body: MessageBody, entry: QuarantineEntry) async throws {
-        let message = try await Array(header.readableBytesView) + body.allBytes()
+    public func store(header: ByteBuffer, body: MessageBody, bodyOffset: Int = 0, entry: QuarantineEntry) async throws {
+        let message = try await Array(header.readableBytesView) + body.allBytes().dropFirst(bodyOffset)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = Array(try encoder.encode(entry)) + [10]

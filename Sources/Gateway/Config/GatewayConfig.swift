@@ -130,6 +130,12 @@ public struct GatewayConfig: Sendable {
     /// Time all DNS list lookups of one message may take together (like
     /// SpamAssassin's rbl_timeout); what is unanswered then counts as not listed.
     public var dnsBudget: Double = 10
+    /// `[auth] authserv_id`: the name in our Authentication-Results headers (default: `hostname`).
+    public var authservID: String?
+    /// `[auth] spf = true`: check SPF for every message, for its
+    /// Authentication-Results header, even when no rule looks at the result.
+    public var spfAlways = false
+    public var effectiveAuthservID: String { authservID ?? hostname }
 
     // [clamav]
     public enum ClamAVMode: String, Sendable { case off, clamd, embedded }
@@ -229,6 +235,7 @@ struct ConfigReader {
         "rewrite": ["sender", "recipient", "headers"],
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
+        "auth": ["authserv_id", "spf"],
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
@@ -297,6 +304,9 @@ struct ConfigReader {
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }
+            case "auth":
+                if let id = string(&s, "authserv_id") { c.authservID = id }
+                if let b = bool(&s, "spf") { c.spfAlways = b }
             case "dns":
                 if let list = stringArray(&s, "servers") {
                     for (i, item) in list.enumerated() where Self.parseResolver(item) == nil {

@@ -72,11 +72,24 @@ struct OutgoingMessage {
     /// "SESSION-N": the id of this transaction in replies and the Received header.
     let transactionID: String
     let trace: TraceHeader
+    /// The message's header fields with forged Authentication-Results
+    /// removed, and how many bytes of the body they replace; nil: unchanged.
+    let strippedHeader: (header: [UInt8], replaces: Int)?
     /// For the quarantine's index: the session's facts and the policy's reasons.
     let facts: SessionFacts
     let rules: [String]
     let spamScore: Double?
     let reason: String?
+}
+
+extension OutgoingMessage {
+    /// For deliveries that do not rewrite: the header fields without forged
+    /// Authentication-Results; returns the bytes of the body they replace.
+    func appendStrippedHeader(to header: inout ByteBuffer) -> Int {
+        guard let s = strippedHeader else { return 0 }
+        header.writeBytes(s.header)
+        return s.replaces
+    }
 }
 
 /// How a delivery ended: the reply for the client, and for the audit record
@@ -169,13 +182,19 @@ struct EnvelopeRewriter: Sendable {
         return rewritten
     }
 
-    /// With `[rewrite] headers = true`, appends the message's header section
-    /// with its addresses rewritten; returns how many bytes of the body it
-    /// replaces (0 when nothing changed).
-    func appendRewrittenHeader(_ body: MessageBody, to header: inout ByteBuffer) -> Int {
-        guard headers, let prefix = try? body.prefix(64 * 1024),
-              let (section, replaces) = HeaderRewriter.rewrite(prefix, sender: sender, recipient: recipient) else { return 0 }
-        header.writeBytes(section)
-        return replaces
+    /// Appends the message's header fields as they go out (forged
+    /// Authentication-Results removed; with `[rewrite] headers = true` the
+    /// addresses rewritten); returns how many bytes of the body they replace
+    /// (0 when nothing changed).
+    func appendHeaderSection(_ m: OutgoingMessage, to header: inout ByteBuffer) -> Int {
+        var section = m.strippedHeader
+        // The stripped fields end where the empty line was: one is added back for the rewriter to find the end.
+        if headers, section?.header.isEmpty != true, let source = section.map({ $0.header + [13, 10] }) ?? (try? m.body.prefix(64 * 1024)),
+           let (rewritten, replaces) = HeaderRewriter.rewrite(source, sender: sender, recipient: recipient) {
+            section = (Array(rewritten), section?.replaces ?? replaces)
+        }
+        guard let section else { return 0 }
+        header.writeBytes(section.header)
+        return section.replaces
     }
 }

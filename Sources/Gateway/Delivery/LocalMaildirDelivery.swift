@@ -23,7 +23,9 @@ struct LocalMaildirDelivery: Delivery {
         func deliver(_ m: OutgoingMessage) async -> DeliveryResult {
             do {
                 let started = ContinuousClock.now
-                let name = try await delivery.maildir.deliver(header: m.trace.render(id: m.transactionID), body: m.body,
+                var header = m.trace.render(id: m.transactionID)
+                let offset = m.appendStrippedHeader(to: &header)
+                let name = try await delivery.maildir.deliver(header: header, body: m.body, bodyOffset: offset,
                                                               to: m.envelope.recipients, hostname: delivery.hostname)
                 context.metrics.relaySeconds.record(ContinuousClock.now - started)
                 return DeliveryResult(reply: SMTPReply(250, "2.0.0", "Ok: delivered as \(m.transactionID)"), relay: "maildir \(name)")

@@ -104,7 +104,7 @@ struct ProxyDelivery: Delivery {
             }
             do {
                 var header = m.trace.render(id: m.transactionID)
-                let offset = delivery.rewriter.appendRewrittenHeader(m.body, to: &header)
+                let offset = delivery.rewriter.appendHeaderSection(m, to: &header)
                 let started = ContinuousClock.now
                 let reply = Self.passthrough(try await conn.data(header: header, body: m.body, bodyOffset: offset))
                 context.metrics.relaySeconds.record(ContinuousClock.now - started)

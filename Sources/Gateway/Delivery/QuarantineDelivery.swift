@@ -29,7 +29,9 @@ struct QuarantineDelivery: Delivery {
                                         rcptTo: f.recipients.map(\.description), messageID: m.messageID, size: m.size,
                                         rules: m.rules, reason: m.reason, spamScore: m.spamScore)
             do {
-                try await store.store(header: m.trace.render(id: id), body: m.body, entry: entry)
+                var header = m.trace.render(id: id)
+                let offset = m.appendStrippedHeader(to: &header)
+                try await store.store(header: header, body: m.body, bodyOffset: offset, entry: entry)
                 return DeliveryResult(reply: SMTPReply(250, "2.0.0", "Ok: \(id)"), relay: "quarantine \(id)", reason: m.reason,
                                       verdict: .quarantined)
             } catch {

@@ -28,7 +28,7 @@ struct QueueDelivery: Delivery {
             let queue = delivery.queue, rewriter = delivery.rewriter, env = m.envelope
             let id = Spool.newID()
             var header = m.trace.render(id: id)
-            let offset = rewriter.appendRewrittenHeader(m.body, to: &header)
+            let offset = rewriter.appendHeaderSection(m, to: &header)
             var recipients: [QueuedRecipient] = []
             for (box, params) in zip(env.recipients, env.recipientParameters) {
                 let target = rewriter.recipient(box)

@@ -15,7 +15,7 @@ extension Inspector {
             guard !lists.isEmpty, target != .uri || policy.needsMIME else { continue }
             analyzers.append(DNSListAnalyzer(target: target, lists: lists, checks: checks, budget: config.dnsBudget))
         }
-        if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
+        if policy.needsSPF || config.spfAlways { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
     }
 
