@@ -31,7 +31,8 @@ def test_relay_to_smtp_sink_dump(gateway_factory, sink):
     assert send(gw.port) == {}
     dump = sink.dumps(1)[0].decode()
     # smtp-sink records the envelope it was given, its own Received header, then
-    # the message exactly as received (dot-stuffing undone, one line per line).
+    # our Authentication-Results (nothing checked here), then the message exactly
+    # as received (dot-stuffing undone, one line per line).
     expected = (
         r"X-Client-Addr: 127\.0\.0\.1\n"
         r"X-Client-Proto: ESMTP\n"
@@ -44,6 +45,7 @@ def test_relay_to_smtp_sink_dump(gateway_factory, sink):
         r"Received: from client\.test \(\[127\.0\.0\.1\]\)\n"
         r"\tby mx\.test\.example \(mxgate\) with ESMTP id [0-9A-F]+-1\n"
         r"\tfor <bob@example\.com>; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000\n"
+        r"Authentication-Results: mx\.test\.example; none\n"
     ) + re.escape(MESSAGE.replace("\r\n", "\n")) + r"\n\Z"
     assert re.match(expected, dump), dump
     rec = gw.audit(1)[-1]
