@@ -6,7 +6,7 @@
 #
 # Builds OLD_REF's release binary in a worktree (/tmp/mxgate-old by default),
 # then runs bench/compare.sh from each tree in turn, ROUNDS times (old, new,
-# old, new, ...), mxgate targets only, and prints every run and the medians
+# then new, old, ...), mxgate targets only, and prints every run and the medians
 # of messages per second and CPU microseconds per message, with new/old.
 #
 # Tunables: ROUNDS=3 SIZES="4096:20000" TARGETS="mxgate-proxy mxgate-queue"
@@ -30,7 +30,9 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 echo "# $(date -u +%FT%TZ) old=$(git -C "$OLD_TREE" rev-parse --short HEAD) new=$(git rev-parse --short HEAD)$(git diff --quiet || echo +changes) rounds=$ROUNDS"
 for r in $(seq 1 "$ROUNDS"); do
-  for which in old new; do
+  # Alternate which goes first, so a machine that slows down (or speeds up) during the run favours neither.
+  order="old new"; (( r % 2 == 0 )) && order="new old"
+  for which in $order; do
     tree=$OLD_TREE; [[ $which == new ]] && tree=$NEW_TREE
     "$tree/bench/compare.sh" | grep '^run=' | sed "s/^run=1 /round=$r tree=$which /" | tee -a "$OUT"
   done

@@ -52,28 +52,29 @@ enum AuthenticationResults {
         }
         guard end > 0 else { return nil }
         let ours = authservID.lowercased()
+        // Fields as ranges: from a line that does not start with white space to the next such line.
+        var fields: [Range<Int>] = []
+        var fieldStart = 0
+        var j = 0
+        var any = false
+        while j < end {
+            if j > fieldStart && text[j] != 32 && text[j] != 9 {
+                fields.append(fieldStart..<j)
+                fieldStart = j
+            }
+            // Most messages have no Authentication-Results at all: a look at the first letter of each field first.
+            if j == fieldStart && (text[j] | 0x20) == UInt8(ascii: "a") { any = true }
+            while j < end && text[j] != 10 { j += 1 }
+            j += 1
+        }
+        fields.append(fieldStart..<end)
+        guard any else { return nil }
         var kept: [UInt8] = []
         kept.reserveCapacity(end)
         var removed = false
-        var fieldStart = 0
-        var j = 0
-        // A field runs from a line that does not start with white space to the next such line.
-        func closeField(_ upTo: Int) {
-            guard fieldStart < upTo else { return }
-            let field = text[fieldStart..<upTo]
-            if Self.isOurs(field, ours) { removed = true } else { kept += field }
+        for f in fields {
+            if Self.isOurs(text[f], ours) { removed = true } else { kept += text[f] }
         }
-        while j < end {
-            var lineEnd = j
-            while lineEnd < end && text[lineEnd] != 10 { lineEnd += 1 }
-            lineEnd = min(lineEnd + 1, end)
-            if j > fieldStart && text[j] != 32 && text[j] != 9 {
-                closeField(j)
-                fieldStart = j
-            }
-            j = lineEnd
-        }
-        closeField(end)
         guard removed else { return nil }
         // The empty line that ends the section stays in the text, as HeaderRewriter leaves it.
         return (kept, end)
