@@ -89,3 +89,37 @@ def test_silent_list_within_budget_tempfails(gateway_factory, dns_factory):
         with pytest.raises(smtplib.SMTPDataError) as e:
             s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nsee http://slow.example/page\r\n")
         assert e.value.smtp_code == 451
+
+
+def test_mxgate_test_answers_lists_and_reverse_dns_from_a_zone_file(gateway_factory, mxgate_bin, tmp_path):
+    """`mxgate test --dns-zone` answers the DNS lists and the client's reverse
+    DNS from the zone file, as the live gateway would from the network."""
+    import json
+    import subprocess
+    gw = gateway_factory(policy="""
+at connect match dnsbl bl.test.example = 127.0.0.2 reject "554 5.7.1 {client_ip} is listed"
+at connect match fcrdns score -1
+at mail match sender-dnsbl dbl.test.example reject "550 5.7.1 Sender domain is listed"
+""")
+    zone = tmp_path / "z.zone"
+    zone.write_text("$ORIGIN test.example.\n"
+                    "7.113.0.203.bl   IN A 127.0.0.2\n"
+                    "spam-sender.example.dbl IN A 127.0.1.2\n"
+                    "$ORIGIN in-addr.arpa.\n"
+                    "8.113.0.203      IN PTR mail.good.example.\n"
+                    "$ORIGIN good.example.\n"
+                    "mail             IN A 203.0.113.8\n")
+    eml = tmp_path / "m.eml"
+    eml.write_text("Subject: hi\n\nhi\n")
+
+    def run(ip, sender):
+        out = subprocess.run([mxgate_bin, "test", "--config", str(gw.config), "--client-ip", ip, "--from", sender,
+                              "--to", "r@example.com", "--dns-zone", str(zone), "--json", str(eml)],
+                             capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+    assert run("203.0.113.7", "a@ok.example")["verdict"] == "rejected"
+    rec = run("203.0.113.8", "a@ok.example")
+    assert rec["verdict"] == "accepted" and rec["spam_score"] == -1
+    rec = run("203.0.113.8", "a@spam-sender.example")
+    assert rec["verdict"] == "rejected" and rec["reply"].startswith("550 5.7.1 Sender domain is listed")

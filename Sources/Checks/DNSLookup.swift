@@ -6,9 +6,41 @@ import Policy
 /// the checks use.
 public protocol DNSLookup: Sendable {
     func query(_ name: String, type: Int32, timeout: Double?) async -> Result<[[UInt8]], DNSError>
+    /// The longest one lookup may take.
+    var timeout: Double { get }
 }
 
 extension DNSResolver: DNSLookup {}
+
+extension DNSLookup {
+    /// PTR names for an address, then forward-confirmed (FCrDNS, RFC 8601 §2.7.3
+    /// "iprev"): a name counts as verified if one of its A/AAAA records is the address.
+    public func reverse(_ ip: IPAddress) async -> Result<(names: [String], verified: String?), DNSError> {
+        let ptr = await query(ip.reverseName, type: DNSType.ptr, timeout: nil)
+        let names: [String]
+        switch ptr {
+        case .success(let records):
+            names = records.compactMap(DNSResolver.decodeName)
+        case .failure(let e) where e.isDefinite:
+            return .success(([], nil))
+        case .failure(let e):
+            return .failure(e)
+        }
+        var firstFailure: DNSError?
+        for name in names.prefix(5) {
+            switch await query(name, type: ip.isV4 ? DNSType.a : DNSType.aaaa, timeout: nil) {
+            case .success(let addrs):
+                if addrs.contains(where: { DNSResolver.address($0) == ip }) { return .success((names, name)) }
+            case .failure(let e) where !e.isDefinite:
+                firstFailure = firstFailure ?? e
+            case .failure:
+                break
+            }
+        }
+        if let f = firstFailure { return .failure(f) }
+        return .success((names, nil))
+    }
+}
 
 /// Record types by number (RFC 1035, RFC 3596).
 public enum DNSType {

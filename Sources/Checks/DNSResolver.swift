@@ -167,34 +167,6 @@ public final class DNSResolver: @unchecked Sendable {
         }
     }
 
-    /// PTR names for an address, then forward-confirmed (FCrDNS, RFC 8601 §2.7.3
-    /// "iprev"): a name counts as verified if one of its A/AAAA records is the address.
-    public func reverse(_ ip: IPAddress) async -> Result<(names: [String], verified: String?), DNSError> {
-        let ptr = await query(ip.reverseName, type: 12)
-        let names: [String]
-        switch ptr {
-        case .success(let records):
-            names = records.compactMap(Self.decodeName)
-        case .failure(let e) where e.isDefinite:
-            return .success(([], nil))
-        case .failure(let e):
-            return .failure(e)
-        }
-        var firstFailure: DNSError?
-        for name in names.prefix(5) {
-            switch await query(name, type: ip.isV4 ? 1 : 28) {
-            case .success(let addrs):
-                if addrs.contains(where: { Self.address($0) == ip }) { return .success((names, name)) }
-            case .failure(let e) where !e.isDefinite:
-                firstFailure = firstFailure ?? e
-            case .failure:
-                break
-            }
-        }
-        if let f = firstFailure { return .failure(f) }
-        return .success((names, nil))
-    }
-
     /// The addresses to try for mail to `domain` (RFC 5321 §5.1): its MX
     /// hosts by preference, each host's IPv4 then IPv6 addresses; with no MX
     /// records the domain's own addresses (the implicit MX). A null MX

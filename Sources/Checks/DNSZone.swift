@@ -19,6 +19,9 @@ public final class DNSZone: DNSLookup, @unchecked Sendable {
 
     public init() {}
 
+    /// Answers from memory never time out (but a name marked with `addTimeout`).
+    public var timeout: Double { .infinity }
+
     static func key(_ name: String) -> String {
         var n = name.lowercased()
         while n.hasSuffix(".") { n.removeLast() }

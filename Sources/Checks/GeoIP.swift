@@ -81,11 +81,12 @@ public final class GeoIPDatabase: @unchecked Sendable {
 /// Fills the client facts a policy needs before its first stage: reverse
 /// DNS (with forward confirmation) and GeoIP country and ASN.
 public struct ClientChecks: Sendable {
-    public let resolver: DNSResolver?
+    /// The resolver, or a zone in memory (`mxgate test --dns-zone`).
+    public let resolver: (any DNSLookup)?
     public let geo: GeoIPDatabase?
     public let asnDatabase: GeoIPDatabase?
 
-    public init(resolver: DNSResolver?, geo: GeoIPDatabase?, asnDatabase: GeoIPDatabase?) {
+    public init(resolver: (any DNSLookup)?, geo: GeoIPDatabase?, asnDatabase: GeoIPDatabase?) {
         self.resolver = resolver
         self.geo = geo
         self.asnDatabase = asnDatabase

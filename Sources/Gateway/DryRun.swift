@@ -74,8 +74,11 @@ public struct DryRun {
 
     public func run(_ input: Input) async -> Report {
         var facts = SessionFacts(sessionID: "test", clientIP: input.clientIP, clientPort: 0, tls: input.tls)
-        facts.dnsChecked = true
-        facts.dnsListsOffline = true
+        if input.dnsZone == nil {
+            // No network: no PTR record, and every DNS list counts as not listing.
+            facts.dnsChecked = true
+            facts.dnsListsOffline = true
+        }
         // The same inspection as a live session's, with the network replaced by what the command line states.
         let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
         let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen,

@@ -154,7 +154,7 @@ final class Runtime: Sendable {
     }
 
     func shutdown() async {
-        checks.resolver?.close()
+        (checks.resolver as? DNSResolver)?.close()
         if case .clamd(let c)? = scanner { c.close() }
         await delivery.shutdown()
     }

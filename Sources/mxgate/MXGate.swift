@@ -234,9 +234,10 @@ struct TestMessage: AsyncParsableCommand {
             Every stage runs as in a live session: connect, helo, mail, each recipient, data. \
             Prints the verdict, each rule that fired and why, and the spam score; --json prints \
             the audit record the message would produce. DNS is not used: give --client-name for \
-            the client's (verified) host name, or the client is taken to have none, and \
-            --dns-zone for a zone file (RFC 1035 master format) that answers the SPF \
-            lookups, so a verdict that depended on DNS can be reproduced offline.
+            the client's (verified) host name, or the client is taken to have none, or \
+            --dns-zone for a zone file (RFC 1035 master format) that answers every DNS \
+            query of the run (reverse DNS, DNS lists, SPF), so a verdict that depended on \
+            DNS can be reproduced offline.
 
             Example:
               mxgate test --config mxgate.toml --client-ip 203.0.113.9 \\
@@ -252,7 +253,7 @@ struct TestMessage: AsyncParsableCommand {
     @Option(help: "An envelope recipient (repeat for several).") var to: [String]
     @Option(help: "The client's verified host name (default: no PTR record).") var clientName: String?
     @Option(help: "The client's country code, overriding GeoIP.") var country: String?
-    @Option(help: "A zone file (RFC 1035 master format) that answers SPF's DNS queries.") var dnsZone: String?
+    @Option(help: "A zone file (RFC 1035 master format) that answers every DNS query.") var dnsZone: String?
     @Flag(help: "As if the client used STARTTLS.") var tls = false
     @Flag(help: "Print the audit record the message would produce.") var json = false
     @Argument(help: "The message file (RFC 5322, LF or CRLF line ends).") var message: String

@@ -9,27 +9,38 @@ extension Inspector {
         var analyzers: [any Analyzer] = []
         if policy.needsGeoIP { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
         if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
-        for target in [DNSList.Target.client, .sender, .uri] {
-            let lists = policy.dnsLists.filter { $0.target == target }
-            // URI hosts come from the MIME walk, which runs only when a rule needs it.
-            guard !lists.isEmpty, target != .uri || policy.needsMIME else { continue }
-            analyzers.append(DNSListAnalyzer(target: target, lists: lists, checks: checks, budget: config.dnsBudget))
-        }
+        analyzers += dnsLists(policy: policy, checks: checks, budget: config.dnsBudget)
         if policy.needsSPF || config.spfAlways { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
     }
 
-    /// `mxgate test`'s: no network. GeoIP from local databases, what the
-    /// command line states of the client, and the same content analyzers.
+    /// `mxgate test`'s: no network. GeoIP from local databases; with a zone
+    /// file, reverse DNS and DNS lists answered from it; what the command
+    /// line states of the client (after, so it wins); SPF; the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
                         failOpen: Bool, dns: DNSZone? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
         if checks.geo != nil || checks.asnDatabase != nil {
             analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
         }
+        if let dns {
+            let zoned = ClientChecks(resolver: dns, geo: checks.geo, asnDatabase: checks.asnDatabase)
+            if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: dns)) }
+            analyzers += dnsLists(policy: policy, checks: zoned, budget: .infinity)
+        }
         analyzers.append(stated)
         if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: dns, receiver: "localhost")) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
+    }
+
+    /// One analyzer per kind of DNS list the policy asks (client, sender, URI).
+    static func dnsLists(policy: PolicySet, checks: ClientChecks, budget: Double) -> [any Analyzer] {
+        [DNSList.Target.client, .sender, .uri].compactMap { target in
+            let lists = policy.dnsLists.filter { $0.target == target }
+            // URI hosts come from the MIME walk, which runs only when a rule needs it.
+            guard !lists.isEmpty, target != .uri || policy.needsMIME else { return nil }
+            return DNSListAnalyzer(target: target, lists: lists, checks: checks, budget: budget)
+        }
     }
 
     /// Virus scanning and the MIME walk, when a rule looks at them.

@@ -7,7 +7,7 @@ struct ReverseDNSAnalyzer: Analyzer {
     let name = "reverse-dns"
     let stage = InspectionStage.connect
     let needs: AnalyzerNeeds = [.envelope, .dns]
-    let resolver: DNSResolver?
+    let resolver: (any DNSLookup)?
 
     func analyze(_ input: InspectionInput) async -> Findings {
         guard let resolver, let ip = IPAddress(input.facts.clientIP) else {
