@@ -70,6 +70,21 @@ def test_spf_fail_is_refused_at_mail(gw):
     assert rec["auth"]["spf"] == {"result": "fail", "domain": "fail.example"}
 
 
+def test_log_filters_on_the_spf_result(gw, mxgate_bin):
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
+        s.ehlo("helo.example")
+        s.sendmail("a@pass.example", ["r@example.com"], b"Subject: ok\r\n\r\nhi\r\n")
+        s.mail("x@fail.example")
+    last(gw, "command")
+    out = subprocess.run([mxgate_bin, "log", "--config", str(gw.config), "--spf", "fail", "--json"],
+                         capture_output=True, text=True)
+    recs = [json.loads(l) for l in out.stdout.splitlines()]
+    assert [r["mail_from"] for r in recs] == ["x@fail.example"], out.stdout + out.stderr
+    out = subprocess.run([mxgate_bin, "log", "--config", str(gw.config), "--spf", "pass", "--json"],
+                         capture_output=True, text=True)
+    assert [json.loads(l)["mail_from"] for l in out.stdout.splitlines()] == ["a@pass.example"]
+
+
 def test_dns_failure_is_temperror_and_tempfails(gw):
     with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as s:
         s.ehlo("helo.example")

@@ -8,6 +8,8 @@ public struct AuditFilter: Sendable {
     public var clientIP: String?
     public var from: String?
     public var to: String?
+    /// Only records whose SPF result (MAIL FROM identity) is this one.
+    public var spf: String?
 
     public init(since: Date? = nil, verdict: AuditRecord.Verdict? = nil, clientIP: String? = nil, from: String? = nil, to: String? = nil) {
         self.since = since
@@ -23,6 +25,7 @@ public struct AuditFilter: Sendable {
         if let clientIP, r.clientIP != clientIP { return false }
         if let from, !Self.addressMatches(r.mailFrom ?? "", from) { return false }
         if let to, !r.rcptTo.contains(where: { Self.addressMatches($0, to) }) { return false }
+        if let spf, r.auth?.spf?.result != spf.lowercased() { return false }
         return true
     }
 

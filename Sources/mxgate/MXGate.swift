@@ -370,13 +370,14 @@ struct Log: AsyncParsableCommand {
         usage: """
             mxgate log [--config <config>] [--since <since>] [--verdict <verdict>]
                        [--client-ip <client-ip>] [--from <from>] [--to <to>]
-                       [--json] [--follow]
+                       [--spf <result>] [--json] [--follow]
             """,
         discussion: """
             Examples:
               mxgate log --since 1h --verdict rejected
               mxgate log --client-ip 192.0.2.7 --json
               mxgate log --to @example.com --follow
+              mxgate log --spf fail --since 1d
 
             Address filters match a whole address, or a domain given as @domain.
             """
@@ -399,6 +400,9 @@ struct Log: AsyncParsableCommand {
     @Option(help: "Only records with this recipient (address or @domain).")
     var to: String?
 
+    @Option(help: "Only records whose SPF result is this: pass, fail, softfail, neutral, none, temperror, permerror.")
+    var spf: String?
+
     @Flag(help: "Print the records as JSON Lines, exactly as stored.")
     var json = false
 
@@ -414,6 +418,7 @@ struct Log: AsyncParsableCommand {
             throw ExitCode(1)
         }
         var filter = AuditFilter(clientIP: clientIP, from: from, to: to)
+        filter.spf = spf
         if let since {
             guard let d = AuditFilter.parseDuration(since) else {
                 printError("mxgate log: --since takes a duration such as 90s, 15m, 1h, 2d")
