@@ -19,7 +19,8 @@ APT_PACKAGES=(
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
-PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2)
+# dkimpy, pynacl: a real DKIM signer (rsa and ed25519) for the DKIM tests.
+PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2 dkimpy pynacl)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -78,5 +79,5 @@ check "smtp-sink" test -x /usr/sbin/smtp-sink
 check "clamd" /usr/sbin/clamd --version
 check "openssl" openssl version
 check "ss" ss -V
-check "the Python test packages" "$PY" -c "import pytest, aiosmtpd, dnslib, mmdb_writer, netaddr, maxminddb, geolite2"
+check "the Python test packages" "$PY" -c "import pytest, aiosmtpd, dnslib, mmdb_writer, netaddr, maxminddb, geolite2, dkim, nacl"
 echo "setup: ok" >&2

@@ -1,0 +1,122 @@
+import Crypto
+
+/// The canonicalization algorithms of RFC 6376 §3.4.
+enum DKIMCanonical: String, Sendable {
+    case simple, relaxed
+
+    /// One header field (name, colon, value with its folds, final CRLF
+    /// included) as it enters the hash, with its CRLF (§3.4.1, §3.4.2).
+    func header(_ field: ArraySlice<UInt8>) -> [UInt8] {
+        if self == .simple { return Array(field) }
+        guard let colon = field.firstIndex(of: UInt8(ascii: ":")) else { return Array(field) }
+        var out: [UInt8] = []
+        out.reserveCapacity(field.count)
+        // Name in lower case, without white space before the colon.
+        for b in field[field.startIndex..<colon] where b != 32 && b != 9 { out.append(b >= 65 && b <= 90 ? b + 32 : b) }
+        out.append(UInt8(ascii: ":"))
+        // Value unfolded, runs of WSP as one space, none at the start or end.
+        var pendingSpace = false
+        var started = false
+        for b in field[(colon + 1)...] {
+            if b == 13 || b == 10 { continue }
+            if b == 32 || b == 9 {
+                pendingSpace = true
+                continue
+            }
+            if pendingSpace && started { out.append(32) }
+            pendingSpace = false
+            started = true
+            out.append(b)
+        }
+        out += [13, 10]
+        return out
+    }
+}
+
+/// Canonicalizes a message body as it streams past and hashes it (§3.4.3,
+/// §3.4.4, §3.7), at most `limit` octets (`l=`). Empty lines at the end are
+/// held back until something follows them, so none is hashed at the end.
+final class DKIMBodyHasher {
+    let canonical: DKIMCanonical
+    let limit: Int?
+    private var hash: SHA256Stream
+    private(set) var hashed = 0
+    /// Canonical bytes of the current line (relaxed: WSP runs pending as one space).
+    private var line: [UInt8] = []
+    private var pendingSpace = false
+    private var sawCR = false
+    private var emptyLines = 0
+    private var anyLine = false
+
+    init(_ canonical: DKIMCanonical, limit: Int?) {
+        self.canonical = canonical
+        self.limit = limit
+        hash = SHA256Stream()
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) {
+        for b in bytes {
+            if b == 10 && sawCR {
+                sawCR = false
+                endLine()
+                continue
+            }
+            if sawCR {
+                // A CR not before LF is text.
+                add(13)
+                sawCR = false
+            }
+            if b == 13 { sawCR = true; continue }
+            add(b)
+        }
+    }
+
+    private func add(_ b: UInt8) {
+        if canonical == .relaxed && (b == 32 || b == 9) {
+            pendingSpace = true
+            return
+        }
+        if pendingSpace { line.append(32); pendingSpace = false }
+        line.append(b)
+    }
+
+    private func endLine() {
+        pendingSpace = false  // relaxed: WSP at the end of a line goes
+        if line.isEmpty {
+            emptyLines += 1
+            return
+        }
+        for _ in 0..<emptyLines { write([13, 10]) }
+        emptyLines = 0
+        write(line)
+        write([13, 10])
+        line.removeAll(keepingCapacity: true)
+        anyLine = true
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        var b = bytes[...]
+        if let limit {
+            guard hashed < limit else { return }
+            b = b.prefix(limit - hashed)
+        }
+        hash.update(b)
+        hashed += b.count
+    }
+
+    /// The body hash. An unterminated last line counts as if it had its CRLF;
+    /// an empty body is one CRLF in simple and nothing in relaxed (RFC 6376 errata 3192).
+    func finish() -> [UInt8] {
+        if sawCR { add(13); sawCR = false }
+        if !line.isEmpty { endLine() }
+        if !anyLine && canonical == .simple { write([13, 10]) }
+        return hash.finalize()
+    }
+}
+
+/// SHA-256 fed in pieces (swift-crypto).
+struct SHA256Stream {
+    private var h = SHA256()
+    mutating func update(_ bytes: ArraySlice<UInt8>) { h.update(data: bytes) }
+    func finalize() -> [UInt8] { Array(h.finalize()) }
+}
