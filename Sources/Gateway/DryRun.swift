@@ -168,6 +168,7 @@ public struct DryRun {
         try? body.append(ByteBuffer(bytes: text))
         let found = await inspect(.endOfData) {
             $0.headers = headers
+            $0.headerBytes = Array(text.prefix(65536))
             $0.body = body
         }
         let outcome = driver.data(size: text.count, headers: headers, inspected: found)

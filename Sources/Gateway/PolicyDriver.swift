@@ -275,6 +275,7 @@ public struct PolicyDriver {
         facts.scanFailure = nil
         facts.spf = nil
         facts.spfHelo = nil
+        facts.dkim = nil
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

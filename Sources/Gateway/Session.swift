@@ -361,6 +361,7 @@ final class Session {
         }
         let found = await inspect(.endOfData) {
             $0.headers = headers
+            $0.headerBytes = headerBytes
             $0.body = body
         }
         let outcome = driver.data(size: decoder.size, headers: headers, inspected: found)

@@ -49,7 +49,20 @@ struct ConditionParser {
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
                            "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
-                           "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo"]
+                           "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo", "dkim", "dkim-domain"]
+
+    /// RESULT[, RESULT…] for spf and dkim, each one of `all`.
+    mutating func resultNames(_ all: Set<String>, _ what: String) throws(PolicyDiagnostic) -> Set<String> {
+        var results: Set<String> = []
+        let names = all.sorted().joined(separator: ", ")
+        repeat {
+            let t = cursor.peek
+            let v = try cursor.word("a\(what == "SPF" ? "n" : "") \(what) result (\(names))").lowercased()
+            guard all.contains(v) else { throw cursor.error("'\(v)' is not a\(what == "SPF" ? "n" : "") \(what) result; use \(names)", at: t) }
+            results.insert(v)
+        } while cursor.isOp(",")
+        return results
+    }
 
     mutating func condition() throws(PolicyDiagnostic) -> Condition {
         let tok = cursor.peek
@@ -75,16 +88,11 @@ struct ConditionParser {
         case "uri":
             return .uri(try matcher(for: w, kind: .domain))
         case "spf", "spf-helo":
-            var results: Set<String> = []
-            repeat {
-                let t = cursor.peek
-                let v = try cursor.word("an SPF result (\(SPFResultName.all.sorted().joined(separator: ", ")))").lowercased()
-                guard SPFResultName.all.contains(v) else {
-                    throw cursor.error("'\(v)' is not an SPF result; use \(SPFResultName.all.sorted().joined(separator: ", "))", at: t)
-                }
-                results.insert(v)
-            } while cursor.isOp(",")
-            return .spf(results, helo: w == "spf-helo")
+            return .spf(try resultNames(SPFResultName.all, "SPF"), helo: w == "spf-helo")
+        case "dkim":
+            return .dkim(try resultNames(DKIMResultName.all, "DKIM"))
+        case "dkim-domain":
+            return .dkimDomain(try matcher(for: w, kind: .domain))
         case "dnsbl", "sender-dnsbl", "uribl":
             let zoneTok = cursor.peek
             let zone = try cursor.word("a DNS list zone such as zen.spamhaus.org").lowercased()

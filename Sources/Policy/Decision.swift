@@ -121,6 +121,8 @@ public struct SessionFacts: Sendable {
     public var spf: AuthCheck?
     /// SPF for the HELO identity, always checked alongside.
     public var spfHelo: AuthCheck?
+    /// Every DKIM signature's result, in header order; empty: no signature; nil: not checked.
+    public var dkim: [AuthCheck]?
 
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?

@@ -189,6 +189,10 @@ public indirect enum Condition: Sendable {
     case dnsList(DNSList)
     /// The SPF result (of the MAIL FROM identity, or with `helo` of the HELO identity) is one of these.
     case spf(Set<String>, helo: Bool)
+    /// A DKIM signature's result is one of these (`none`: there is no signature).
+    case dkim(Set<String>)
+    /// A signature that passed is by one of these domains (d=).
+    case dkimDomain(Matcher)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -198,7 +202,7 @@ public indirect enum Condition: Sendable {
         case .sender, .nullSender, .declaredSize, .spf: return .mail
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
-             .attachmentMismatch, .body, .bodyTable, .uri: return .data
+             .attachmentMismatch, .body, .bodyTable, .uri, .dkim, .dkimDomain: return .data
         case .dnsList(let l):
             switch l.target {
             case .client: return .connect
@@ -264,6 +268,16 @@ public indirect enum Condition: Sendable {
         contains {
             if case .virus = $0 { return true }
             return false
+        }
+    }
+
+    /// DKIM, checked at end of data.
+    var needsDKIM: Bool {
+        contains {
+            switch $0 {
+            case .dkim, .dkimDomain: return true
+            default: return false
+            }
         }
     }
 

@@ -16,6 +16,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsGeoIP: Bool
     /// A rule looks at SPF results.
     public let needsSPF: Bool
+    /// A rule looks at DKIM results.
+    public let needsDKIM: Bool
     /// Header fields are parsed for `at data` only when a rule looks at them.
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
@@ -40,6 +42,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsDNS = all.contains { $0.condition.needsDNS }
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
         needsSPF = all.contains { $0.condition.needsSPF }
+        needsDKIM = all.contains { $0.condition.needsDKIM }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
         needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
@@ -419,6 +422,10 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .no
         case .spf(let results, let helo):
             return testSPF(results, helo: helo, f, &ctx)
+        case .dkim(let results):
+            return testDKIM(results, f, &ctx)
+        case .dkimDomain(let m):
+            return testDKIMDomain(m, f, &ctx)
         case .dnsList(let list):
             let values: [String]
             switch list.target {
@@ -476,7 +483,7 @@ public final class PolicySet: PolicyEngine, Sendable {
     }
 
     /// One matcher against one value, recording why it matched.
-    private func match(_ m: Matcher, _ value: String, as key: ListKey, label: String, _ ctx: inout MatchContext) -> Truth {
+    func match(_ m: Matcher, _ value: String, as key: ListKey, label: String, _ ctx: inout MatchContext) -> Truth {
         switch m {
         case .table(let name, .list(let t)):
             guard let hit = key.lookup(t, value) else { return .no }
@@ -589,6 +596,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .uri: return "uri …"
         case .dnsList(let l): return "\(l.target == .client ? "dnsbl" : l.target == .uri ? "uribl" : "sender-dnsbl") \(l.zone)"
         case .spf(let r, let helo): return "\(helo ? "spf-helo" : "spf") \(r.sorted().joined(separator: ", "))"
+        case .dkim(let r): return "dkim \(r.sorted().joined(separator: ", "))"
+        case .dkimDomain: return "dkim-domain …"
         }
     }
 }

@@ -31,9 +31,11 @@ struct AuditRecordTests {
     @Test func authResultsAreWrittenAndReadBack() throws {
         var r = AuditRecord(event: .transaction, session: "S1", clientIP: "192.0.2.1", verdict: .rejected, reply: "550 5.7.23 x")
         #expect(!r.jsonLine().contains("\"auth\""))
-        r.auth = AuditAuth(spf: .init(result: "fail", domain: "fail.example"), spfHelo: .init(result: "pass", domain: "h\"x.example"))
+        r.auth = AuditAuth(spf: .init(result: "fail", domain: "fail.example"), spfHelo: .init(result: "pass", domain: "h\"x.example"),
+                           dkim: [.init(result: "pass", domain: "example.org", selector: "s1"), .init(result: "fail", domain: "b.example", selector: "s2")])
         let line = r.jsonLine()
-        #expect(line.hasPrefix("{\"auth\":{\"spf\":{\"domain\":\"fail.example\",\"result\":\"fail\"},\"spf_helo\":{"))
+        #expect(line.hasPrefix("{\"auth\":{\"dkim\":[{\"domain\":\"example.org\",\"result\":\"pass\",\"selector\":\"s1\"},{"))
+        #expect(line.contains("}],\"spf\":{\"domain\":\"fail.example\",\"result\":\"fail\"},\"spf_helo\":{"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let expected = try JSONSerialization.jsonObject(with: encoder.encode(r)) as! NSDictionary

@@ -135,6 +135,8 @@ public struct GatewayConfig: Sendable {
     /// `[auth] spf = true`: check SPF for every message, for its
     /// Authentication-Results header, even when no rule looks at the result.
     public var spfAlways = false
+    /// `[auth] dkim = true`: verify DKIM signatures of every message, likewise.
+    public var dkimAlways = false
     public var effectiveAuthservID: String { authservID ?? hostname }
 
     // [clamav]
@@ -235,7 +237,7 @@ struct ConfigReader {
         "rewrite": ["sender", "recipient", "headers"],
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
-        "auth": ["authserv_id", "spf"],
+        "auth": ["authserv_id", "spf", "dkim"],
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
@@ -307,6 +309,7 @@ struct ConfigReader {
             case "auth":
                 if let id = string(&s, "authserv_id") { c.authservID = id }
                 if let b = bool(&s, "spf") { c.spfAlways = b }
+                if let b = bool(&s, "dkim") { c.dkimAlways = b }
             case "dns":
                 if let list = stringArray(&s, "servers") {
                     for (i, item) in list.enumerated() where Self.parseResolver(item) == nil {

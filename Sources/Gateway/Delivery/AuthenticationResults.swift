@@ -14,6 +14,12 @@ enum AuthenticationResults {
         if let helo = facts.spfHelo, let name = facts.helo {
             results.append("spf=\(helo.result) smtp.helo=\(value(name))")
         }
+        if let dkim = facts.dkim {
+            if dkim.isEmpty { results.append("dkim=none") }
+            for s in dkim where !s.domain.isEmpty {
+                results.append("dkim=\(s.result) header.d=\(value(s.domain)) header.s=\(value(s.selector ?? ""))")
+            }
+        }
         let id = value(authservID)
         if results.isEmpty { return "Authentication-Results: \(id); none" }
         return "Authentication-Results: \(id);\r\n\t" + results.joined(separator: ";\r\n\t")

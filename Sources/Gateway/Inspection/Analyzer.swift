@@ -38,6 +38,8 @@ struct InspectionInput: Sendable {
     /// The session's facts so far (envelope, client lookups, earlier stages).
     var facts: SessionFacts
     var headers: HeaderBlock?
+    /// The header section as received (DKIM canonicalizes the raw fields).
+    var headerBytes: [UInt8]?
     /// The received message, at end of data.
     var body: MessageBody?
     /// The MIME summary, for analyzers that need `.mime`.
@@ -73,6 +75,8 @@ public enum Fact: Sendable {
     case mime(MIMESummary)
     /// SPF for the MAIL FROM identity (or the HELO one for a null sender), and for the HELO identity.
     case spf(AuthCheck, helo: AuthCheck?)
+    /// Every DKIM signature's result, in header order (empty: none).
+    case dkim([AuthCheck])
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -139,6 +143,13 @@ protocol TextSink: AnyObject, Sendable {
     /// The text has ended; `readError` says it could not all be read, and
     /// a sink whose verdict would then be a guess (a virus scan) reports a failure.
     func finish(readError: Error?) -> Findings
+    /// After the read, on the session's task: what needs more than the text
+    /// (DKIM's key lookups) happens here. `found` is what `finish` reported.
+    func resolve(_ found: Findings) async -> Findings
+}
+
+extension TextSink {
+    func resolve(_ found: Findings) async -> Findings { found }
 }
 
 extension SessionFacts {
@@ -173,6 +184,8 @@ extension SessionFacts {
         case .spf(let mail, let helo):
             spf = mail
             spfHelo = helo
+        case .dkim(let results):
+            dkim = results
         }
     }
 }

@@ -11,6 +11,7 @@ extension Inspector {
         if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
         analyzers += dnsLists(policy: policy, checks: checks, budget: config.dnsBudget)
         if policy.needsSPF || config.spfAlways { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
+        if policy.needsDKIM || config.dkimAlways { analyzers.append(DKIMAnalyzer(dns: checks.resolver)) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
     }
 
@@ -30,6 +31,7 @@ extension Inspector {
         }
         analyzers.append(stated)
         if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: dns, receiver: "localhost")) }
+        if policy.needsDKIM { analyzers.append(DKIMAnalyzer(dns: dns)) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
     }
 

@@ -71,7 +71,7 @@ final class Inspector: Sendable {
     private static func stream(_ analyzers: [any TextAnalyzer], _ input: InspectionInput) async -> Findings {
         guard let body = input.body else { return Findings() }
         let sinks = analyzers.map { $0.makeSink(input) }
-        let read: @Sendable () -> Findings = {
+        let read: @Sendable () -> [Findings] = {
             var readError: Error?
             do {
                 try body.forEachPieceBlocking { piece in for s in sinks { s.consume(piece) } }
@@ -79,16 +79,21 @@ final class Inspector: Sendable {
                 input.logger.error("reading the message for analysis failed: \(error)")
                 readError = error
             }
-            var out = Findings()
-            for s in sinks { out.merge(s.finish(readError: readError)) }
-            return out
+            return sinks.map { $0.finish(readError: readError) }
         }
-        guard sinks.contains(where: \.blocks) || body.isSpilled else { return read() }
-        do {
-            return try await NIOThreadPool.singleton.runIfActive { read() }
-        } catch {
-            // The pool is gone only at shutdown; every sink still reports (a scanner then fails closed).
-            return read()
+        var found: [Findings]
+        if sinks.contains(where: \.blocks) || body.isSpilled {
+            do {
+                found = try await NIOThreadPool.singleton.runIfActive { read() }
+            } catch {
+                // The pool is gone only at shutdown; every sink still reports (a scanner then fails closed).
+                found = read()
+            }
+        } else {
+            found = read()
         }
+        var out = Findings()
+        for (s, f) in zip(sinks, found) { out.merge(await s.resolve(f)) }
+        return out
     }
 }

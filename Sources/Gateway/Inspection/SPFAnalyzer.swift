@@ -51,7 +51,8 @@ extension SessionFacts {
     /// The authentication results for the audit record; nil when nothing was checked.
     var auditAuth: AuditAuth? {
         let a = AuditAuth(spf: spf.map { .init(result: $0.result, domain: $0.domain) },
-                          spfHelo: spfHelo.map { .init(result: $0.result, domain: $0.domain) })
+                          spfHelo: spfHelo.map { .init(result: $0.result, domain: $0.domain) },
+                          dkim: dkim.map { $0.map { .init(result: $0.result, domain: $0.domain, selector: $0.selector ?? "") } })
         return a.isEmpty ? nil : a
     }
 }
