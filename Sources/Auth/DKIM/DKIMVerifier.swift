@@ -49,7 +49,7 @@ struct DKIMSignature {
               let bc = DKIMCanonical(rawValue: c.count == 2 ? String(c[1]) : "simple") else {
             return .failure(.permerror("unknown canonicalization"))
         }
-        let names = h.split(separator: ":").map { $0.trimmingCharacters(in: .dkimWhitespace).lowercased() }
+        let names = DKIMTags.list(h)
         guard names.contains("from") else { return .failure(.permerror("h= does not sign From")) }
         if let i = tags["i"], let at = i.lastIndex(of: "@") {
             let idom = i[i.index(after: at)...].lowercased()
@@ -114,7 +114,7 @@ public struct DKIMVerifier: Sendable {
 
     static func name(_ field: ArraySlice<UInt8>) -> String {
         let n = field.prefix { $0 != UInt8(ascii: ":") }
-        return String(decoding: n, as: UTF8.self).trimmingCharacters(in: .dkimWhitespace).lowercased()
+        return String(decoding: DKIMTags.trimmed(n), as: UTF8.self).lowercased()
     }
 
     /// The signatures in the header, parsed (or why not), in order, at most `maxSignatures`.
@@ -199,10 +199,10 @@ public struct DKIMVerifier: Sendable {
         guard (k == "rsa" && sig.algorithm == "rsa-sha256") || (k == "ed25519" && sig.algorithm == "ed25519-sha256") else {
             return out(.permerror, "key type \(k) does not fit \(sig.algorithm)")
         }
-        if let h = key["h"], !h.split(separator: ":").map({ $0.trimmingCharacters(in: .dkimWhitespace).lowercased() }).contains("sha256") {
+        if let h = key["h"], !DKIMTags.list(h).contains("sha256") {
             return out(.permerror, "key does not allow sha256")
         }
-        let flags = (key["t"] ?? "").split(separator: ":").map { $0.trimmingCharacters(in: .dkimWhitespace) }
+        let flags = DKIMTags.list(key["t"] ?? "")
         guard let p = key.compact("p") else { return out(.permerror, "key record has no p=") }
         guard !p.isEmpty else { return out(.fail, "key revoked") }
         guard let keyBytes = Data(base64Encoded: p) else { return out(.permerror, "key p= is not base64") }
