@@ -241,9 +241,15 @@ public final class DKIMMessage: @unchecked Sendable {
     public init(header: [UInt8]) {
         fields = DKIMVerifier.fields(header)
         signatures = DKIMVerifier.signatures(fields)
+        // Signatures with the same body canonicalization and l= share one hasher.
+        var shared: [String: DKIMBodyHasher] = [:]
         hashers = signatures.map { s in
             guard case .success(let sig) = s else { return nil }
-            return DKIMBodyHasher(sig.body, limit: sig.length)
+            let key = "\(sig.body.rawValue)/\(sig.length.map(String.init) ?? "")"
+            if let h = shared[key] { return h }
+            let h = DKIMBodyHasher(sig.body, limit: sig.length)
+            shared[key] = h
+            return h
         }
         var offset: Int?
         var i = 0
@@ -259,11 +265,19 @@ public final class DKIMMessage: @unchecked Sendable {
     public var signatureCount: Int { signatures.count }
 
     public func feedBody(_ piece: UnsafeRawBufferPointer) {
-        for h in hashers { h?.feed(piece) }
+        for h in distinct { h.feed(piece) }
     }
 
     public func finishBody() {
-        hashes = hashers.map { $0?.finish() }
+        var done: [ObjectIdentifier: [UInt8]] = [:]
+        for h in distinct { done[ObjectIdentifier(h)] = h.finish() }
+        hashes = hashers.map { $0.flatMap { done[ObjectIdentifier($0)] } }
+    }
+
+    /// Each hasher once, however many signatures share it.
+    private var distinct: [DKIMBodyHasher] {
+        var seen = Set<ObjectIdentifier>()
+        return hashers.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
     public func verify(with verifier: DKIMVerifier) async -> [DKIMOutcome] {
