@@ -115,17 +115,20 @@ public final class ClamdClient: Sendable {
         let fd = session.fd
         session.lastID += 1
         try Self.writeAll(fd, Array("zINSTREAM\0".utf8), more: true)
-        try source { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = min(chunkSize, bytes.count - offset)
-                try Self.writeAll(fd, withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }, more: true)
-                try Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]), more: true)
-                offset += n
-            }
-        }
+        try source { bytes in try writeFrames(fd, bytes) }
         try Self.writeAll(fd, [0, 0, 0, 0])
         return try finish(Self.readReply(fd), &session)
+    }
+
+    /// INSTREAM's framing: each chunk of at most `chunkSize` after its length.
+    fileprivate func writeFrames(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(chunkSize, bytes.count - offset)
+            try Self.writeAll(fd, withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }, more: true)
+            try Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]), more: true)
+            offset += n
+        }
     }
 
     fileprivate func finish(_ reply: String, _ session: inout Session) throws -> ScanResult {
@@ -318,13 +321,7 @@ public final class ClamdStream: @unchecked Sendable {
         if !opened { open() }
         guard failure == nil, let fd = session?.fd else { return }
         do {
-            var offset = 0
-            while offset < bytes.count {
-                let n = min(client.chunkSize, bytes.count - offset)
-                try ClamdClient.writeAll(fd, withUnsafeBytes(of: UInt32(n).bigEndian) { Array($0) }, more: true)
-                try ClamdClient.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]), more: true)
-                offset += n
-            }
+            try client.writeFrames(fd, bytes)
         } catch {
             failure = error
         }

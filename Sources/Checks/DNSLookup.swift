@@ -42,6 +42,11 @@ extension DNSLookup {
     }
 }
 
+extension Duration {
+    /// The duration in seconds, for budgets kept as Double.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// Record types by number (RFC 1035, RFC 3596).
 public enum DNSType {
     public static let a: Int32 = 1

@@ -130,25 +130,4 @@ public struct ClientChecks: Sendable {
             return (out, unanswered.sorted())
         }
     }
-
-    public func fill(_ facts: inout SessionFacts, dns: Bool, geoip: Bool) async {
-        if geoip {
-            facts.country = geo?.country(facts.clientIP)
-            facts.asn = (asnDatabase ?? geo)?.asn(facts.clientIP)
-        }
-        guard dns else { return }
-        facts.dnsChecked = true
-        guard let resolver, let ip = IPAddress(facts.clientIP) else {
-            facts.dnsFailure = "no resolver"
-            return
-        }
-        switch await resolver.reverse(ip) {
-        case .success(let r):
-            facts.ptrNames = r.names
-            facts.clientName = r.verified
-            facts.fcrdns = r.verified != nil
-        case .failure(let e):
-            facts.dnsFailure = e.description
-        }
-    }
 }

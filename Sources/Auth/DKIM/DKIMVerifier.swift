@@ -161,11 +161,9 @@ public struct DKIMVerifier: Sendable {
             if j < bytes.count { out.append(UInt8(ascii: ";")) }
             i = j + 1
         }
-        // Keep the field's line end, which canonicalization handles.
-        if bytes.last == 10 && out.last != 10 {
-            var k = bytes.count - 1
-            while k > colon && (bytes[k] == 10 || bytes[k] == 13) { k -= 1 }
-            if out.last == 10 || out.last == 13 { } else { out += bytes[(k + 1)...] }
+        // With b= last, its value took the field's line end along: put it back for canonicalization.
+        if out.last != 10, let end = bytes.lastIndex(where: { $0 != 10 && $0 != 13 }), end + 1 < bytes.count {
+            out += bytes[(end + 1)...]
         }
         return out[...]
     }

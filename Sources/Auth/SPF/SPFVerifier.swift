@@ -102,8 +102,7 @@ private final class Run: @unchecked Sendable {
         guard SPFVerifier.isCheckable(name) else { return .failure(.nxdomain) }
         var timeout = v.queryTimeout
         if let deadline = v.deadline {
-            let left = ContinuousClock.now.duration(to: deadline)
-            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            let seconds = ContinuousClock.now.duration(to: deadline).inSeconds
             guard seconds > 0 else { return .failure(.timeout) }
             timeout = min(timeout ?? seconds, seconds)
         }

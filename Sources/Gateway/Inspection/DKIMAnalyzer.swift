@@ -54,7 +54,7 @@ struct DKIMAnalyzer: TextAnalyzer {
                 AuthCheck(result: $0.result.rawValue, domain: $0.domain, reason: $0.reason, selector: $0.selector)
             })])
             let spent = ContinuousClock.now - started
-            out.dnsSeconds = Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
+            out.dnsSeconds = spent.inSeconds
             return out
         }
     }

@@ -49,7 +49,7 @@ struct DNSListAnalyzer: Analyzer {
         let (answers, unanswered) = await checks.lookupLists(queries, budget: input.dnsBudget)
         let spent = ContinuousClock.now - started
         var out = Findings(facts: [.dnsListAnswers(answers)])
-        out.dnsSeconds = Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
+        out.dnsSeconds = spent.inSeconds
         if !unanswered.isEmpty {
             let b = budget.formatted(.number.precision(.fractionLength(0...3)))
             out.warnings.append("DNS budget of \(b)s used up before \(unanswered.joined(separator: ", ")) answered; counted as not listed")

@@ -34,7 +34,7 @@ struct SPFAnalyzer: Analyzer {
         let mail = mailOutcome.map(Self.check) ?? heloCheck ?? AuthCheck(result: "none", domain: helo, reason: "no HELO name")
         var out = Findings(facts: [.spf(mail, helo: heloCheck)])
         let spent = ContinuousClock.now - started
-        out.dnsSeconds = Double(spent.components.seconds) + Double(spent.components.attoseconds) / 1e18
+        out.dnsSeconds = spent.inSeconds
         return out
     }
 
