@@ -22,7 +22,8 @@ public final class DNSZone: DNSLookup, @unchecked Sendable {
     /// Answers from memory never time out (but a name marked with `addTimeout`).
     public var timeout: Double { .infinity }
 
-    static func key(_ name: String) -> String {
+    /// A name as compared: lower case, without the final dot.
+    public static func key(_ name: String) -> String {
         var n = name.lowercased()
         while n.hasSuffix(".") { n.removeLast() }
         return n

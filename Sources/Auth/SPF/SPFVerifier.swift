@@ -247,7 +247,7 @@ private final class Run: @unchecked Sendable {
     }
 
     static func isWithin(_ name: String, _ domain: String) -> Bool {
-        let n = DNSZoneKey.normal(name), d = DNSZoneKey.normal(domain)
+        let n = DNSZone.key(name), d = DNSZone.key(domain)
         return n == d || n.hasSuffix("." + d)
     }
 
@@ -308,13 +308,5 @@ private final class Run: @unchecked Sendable {
         case .ip6(let n): return q + "ip6:\(n)"
         case .exists: return q + "exists"
         }
-    }
-}
-
-enum DNSZoneKey {
-    static func normal(_ name: String) -> String {
-        var n = name.lowercased()
-        while n.hasSuffix(".") { n.removeLast() }
-        return n
     }
 }
