@@ -111,7 +111,7 @@ let package = Package(
             name: "AuthTests",
             dependencies: ["Auth", "Checks", "Policy", .product(name: "Yams", package: "Yams")],
             exclude: ["Signers"],
-            resources: [.copy("Suites")]
+            resources: [.copy("Suites"), .copy("Data")]
         ),
         .testTarget(
             name: "GatewayTests",

@@ -16,11 +16,14 @@ APT_PACKAGES=(
   libmaxminddb-dev # GeoIP country and ASN through libmaxminddb
   clamav-daemon    # clamd for virus scanning (tests run a private one)
   libclamav-dev    # libclamav for in-process scanning
+  opendkim         # a second real DKIM signer (the milter, run privately by the tests)
+  opendkim-tools   # opendkim-genkey and opendkim-testkey
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
-# dkimpy, pynacl: a real DKIM signer (rsa and ed25519) for the DKIM tests.
-PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2 dkimpy pynacl)
+# dkimpy, pynacl: a real DKIM signer (rsa and ed25519) for the DKIM tests;
+# authres: what dkimpy's ARC sealer needs (an optional dependency of dkimpy).
+PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2 dkimpy pynacl authres)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -44,7 +47,7 @@ if ((${#missing[@]})); then
   fi
   # The packaged clamd and freshclam services are not used: mxgate talks to
   # the clamd you configure, and the tests start their own.
-  $SUDO systemctl stop clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
+  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}
@@ -73,6 +76,8 @@ check() {
   "$@" >/dev/null 2>&1 || { echo "setup: $what does not work: $*" >&2; exit 1; }
 }
 check "swaks with STARTTLS" perl -MNet::SSLeay -MIO::Socket::SSL -e1
+check "dkimpy's ARC sealer" $PY -c "import dkim, authres, nacl.signing"
+check "OpenDKIM" /usr/sbin/opendkim -V
 check "swaks" swaks --version
 check "Postfix" /usr/sbin/postconf -d mail_version
 check "smtp-sink" test -x /usr/sbin/smtp-sink

@@ -23,27 +23,79 @@ public struct AuditAuth: Codable, Sendable, Equatable {
         }
     }
 
+    /// DMARC's result for the From domain, the policy it publishes ("none"
+    /// when it publishes none) and the disposition DMARC asks for.
+    public struct DMARC: Codable, Sendable, Equatable {
+        public var result: String
+        public var domain: String
+        public var policy: String
+        public var disposition: String
+        public init(result: String, domain: String, policy: String, disposition: String) {
+            self.result = result
+            self.domain = domain
+            self.policy = policy
+            self.disposition = disposition
+        }
+    }
+
+    /// The ARC chain's validity.
+    public struct ARC: Codable, Sendable, Equatable {
+        public var result: String
+        public init(result: String) { self.result = result }
+    }
+
     public var spf: Check?
     public var spfHelo: Check?
     /// Every DKIM signature, in header order (empty: the message had none); nil: not checked.
     public var dkim: [Signature]?
+    public var dmarc: DMARC?
+    public var arc: ARC?
 
-    public init(spf: Check? = nil, spfHelo: Check? = nil, dkim: [Signature]? = nil) {
+    public init(spf: Check? = nil, spfHelo: Check? = nil, dkim: [Signature]? = nil, dmarc: DMARC? = nil, arc: ARC? = nil) {
         self.spf = spf
         self.spfHelo = spfHelo
         self.dkim = dkim
+        self.dmarc = dmarc
+        self.arc = arc
     }
 
     enum CodingKeys: String, CodingKey {
-        case spf, dkim
+        case spf, dkim, dmarc, arc
         case spfHelo = "spf_helo"
     }
 
-    public var isEmpty: Bool { spf == nil && spfHelo == nil && dkim == nil }
+    public var isEmpty: Bool { spf == nil && spfHelo == nil && dkim == nil && dmarc == nil && arc == nil }
+
+    /// Each result in words, a line each: ("dmarc", "fail (example.org): policy reject, disposition reject").
+    public var summary: [(String, String)] {
+        var lines: [(String, String)] = []
+        if let s = spf { lines.append(("spf", "\(s.result) (\(s.domain))")) }
+        if let s = spfHelo { lines.append(("spf helo", "\(s.result) (\(s.domain))")) }
+        if let d = dkim {
+            if d.isEmpty { lines.append(("dkim", "none (no signature)")) }
+            for s in d { lines.append(("dkim", "\(s.result) d=\(s.domain) s=\(s.selector)")) }
+        }
+        if let d = dmarc {
+            lines.append(("dmarc", "\(d.result) (\(d.domain.isEmpty ? "no From domain" : d.domain)): policy \(d.policy), disposition \(d.disposition)"))
+        }
+        if let c = arc { lines.append(("arc", c.result)) }
+        return lines
+    }
 
     /// The object as JSON, keys sorted (as `AuditRecord.jsonLine` writes every record).
     func json() -> [UInt8] {
         var out: [UInt8] = [UInt8(ascii: "{")]
+        func field(_ key: String, _ value: String, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out += Array("\"\(key)\":".utf8)
+            JSONText.appendQuoted(value, to: &out)
+        }
+        if let arc {
+            JSONText.appendKey("arc", to: &out)
+            out.append(UInt8(ascii: "{"))
+            field("result", arc.result, first: true)
+            out.append(UInt8(ascii: "}"))
+        }
         func check(_ key: StaticString, _ c: Check) {
             JSONText.appendKey(key, to: &out)
             out += Array("{\"domain\":".utf8)
@@ -66,6 +118,15 @@ public struct AuditAuth: Codable, Sendable, Equatable {
                 out.append(UInt8(ascii: "}"))
             }
             out.append(UInt8(ascii: "]"))
+        }
+        if let dmarc {
+            JSONText.appendKey("dmarc", to: &out)
+            out.append(UInt8(ascii: "{"))
+            field("disposition", dmarc.disposition, first: true)
+            field("domain", dmarc.domain)
+            field("policy", dmarc.policy)
+            field("result", dmarc.result)
+            out.append(UInt8(ascii: "}"))
         }
         if let spf { check("spf", spf) }
         if let spfHelo { check("spf_helo", spfHelo) }

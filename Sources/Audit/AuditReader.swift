@@ -10,6 +10,12 @@ public struct AuditFilter: Sendable {
     public var to: String?
     /// Only records whose SPF result (MAIL FROM identity) is this one.
     public var spf: String?
+    /// Only records with a DKIM signature of this result ("none": no signature).
+    public var dkim: String?
+    /// Only records whose DMARC result is this one.
+    public var dmarc: String?
+    /// Only records whose ARC result is this one.
+    public var arc: String?
 
     public init(since: Date? = nil, verdict: AuditRecord.Verdict? = nil, clientIP: String? = nil, from: String? = nil, to: String? = nil) {
         self.since = since
@@ -26,6 +32,13 @@ public struct AuditFilter: Sendable {
         if let from, !Self.addressMatches(r.mailFrom ?? "", from) { return false }
         if let to, !r.rcptTo.contains(where: { Self.addressMatches($0, to) }) { return false }
         if let spf, r.auth?.spf?.result != spf.lowercased() { return false }
+        if let dkim {
+            guard let sigs = r.auth?.dkim else { return false }
+            let want = dkim.lowercased()
+            if want == "none" ? !sigs.isEmpty : !sigs.contains(where: { $0.result == want }) { return false }
+        }
+        if let dmarc, r.auth?.dmarc?.result != dmarc.lowercased() { return false }
+        if let arc, r.auth?.arc?.result != arc.lowercased() { return false }
         return true
     }
 
@@ -98,6 +111,31 @@ public struct AuditReader: Sendable {
 
 /// Renders records as an aligned table for people.
 public enum AuditTable {
+    /// One record in full, a field a line, for `mxgate log --detail`.
+    public static func detail(_ r: AuditRecord) -> String {
+        var lines: [(String, String)] = [
+            ("time", AuditRecord.formatTime(r.time)), ("session", r.session), ("event", r.event.rawValue),
+            ("verdict", r.verdict.rawValue), ("reply", r.reply),
+            ("client", r.clientIP + (r.clientPort.map { " port \($0)" } ?? "")),
+        ]
+        if let h = r.helo { lines.append(("helo", h)) }
+        if r.tls { lines.append(("tls", "yes")) }
+        if let f = r.mailFrom { lines.append(("from", f.isEmpty ? "<>" : f)) }
+        if !r.rcptTo.isEmpty { lines.append(("to", r.rcptTo.joined(separator: ", "))) }
+        if let m = r.messageID { lines.append(("message-id", m)) }
+        if let s = r.size { lines.append(("size", String(s))) }
+        for rule in r.rules { lines.append(("rule", rule)) }
+        for (name, score) in r.symbols.sorted(by: { $0.key < $1.key }) { lines.append(("symbol", "\(name) \(score)")) }
+        if let s = r.spamScore { lines.append(("spam score", String(s))) }
+        if let v = r.virus { lines.append(("virus", v)) }
+        lines += r.auth?.summary ?? []
+        if let relay = r.relay { lines.append(("relay", relay)) }
+        if let reason = r.reason { lines.append(("reason", reason)) }
+        for w in r.warnings { lines.append(("warning", w)) }
+        let width = lines.map(\.0.count).max() ?? 0
+        return lines.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.1)" }.joined(separator: "\n") + "\n"
+    }
+
     public static func render(_ records: [AuditRecord], header: Bool = true) -> String {
         let cols = ["TIME", "VERDICT", "CLIENT", "FROM", "TO", "RULES", "REPLY"]
         var rows: [[String]] = header ? [cols] : []

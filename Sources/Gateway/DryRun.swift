@@ -56,6 +56,8 @@ public struct DryRun {
     /// clamd on a local socket or libclamav, when configured (local, not the network).
     var scanner: VirusScanner?
     var scanFailOpen = false
+    /// [auth] trusted_arc_sealers, for DMARC as the gateway evaluates it.
+    var trustedARCSealers: [String] = []
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -70,6 +72,7 @@ public struct DryRun {
         checks = ClientChecks(resolver: nil, geo: geo, asnDatabase: asn)
         scanner = try Runtime.makeScanner(config)
         scanFailOpen = config.clamavFailOpen
+        trustedARCSealers = config.trustedARCSealers
     }
 
     public func run(_ input: Input) async -> Report {
@@ -82,7 +85,7 @@ public struct DryRun {
         // The same inspection as a live session's, with the network replaced by what the command line states.
         let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
         let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen,
-                                          dns: input.dnsZone)
+                                          dns: input.dnsZone, sealers: trustedARCSealers)
         var logger = Logger(label: "mxgate.test")
         logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)

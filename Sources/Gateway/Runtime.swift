@@ -135,7 +135,7 @@ final class Runtime: Sendable {
     /// Opens the resolver and GeoIP databases the policy needs.
     static func makeChecks(_ config: GatewayConfig, policy: PolicySet) throws -> ClientChecks {
         var resolver: DNSResolver?
-        if policy.needsDNS || !policy.dnsLists.isEmpty || policy.needsSPF || config.spfAlways || policy.needsDKIM || config.dkimAlways {
+        if policy.needsDNS || !policy.dnsLists.isEmpty || AuthChecks(policy: policy, config: config).any {
             let servers = config.dnsServers.compactMap(ConfigReader.parseResolver)
             do {
                 resolver = try DNSResolver(servers: servers, timeout: config.dnsTimeout)

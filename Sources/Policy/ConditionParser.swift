@@ -49,7 +49,8 @@ struct ConditionParser {
     static let keywords = ["all", "client", "client-name", "ptr", "fcrdns", "helo", "sender", "null-sender", "rcpt",
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
                            "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
-                           "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo", "dkim", "dkim-domain"]
+                           "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo", "dkim", "dkim-domain",
+                           "dmarc", "dmarc-policy", "dmarc-disposition", "arc", "from", "from-domain"]
 
     /// RESULT[, RESULT…] for spf and dkim, each one of `all`.
     mutating func resultNames(_ all: Set<String>, _ what: String) throws(PolicyDiagnostic) -> Set<String> {
@@ -93,6 +94,17 @@ struct ConditionParser {
             return .dkim(try resultNames(DKIMResultName.all, "DKIM"))
         case "dkim-domain":
             return .dkimDomain(try matcher(for: w, kind: .domain))
+        case "dmarc":
+            return .dmarc(try resultNames(DMARCResultName.all, "DMARC"))
+        case "dmarc-policy", "dmarc-disposition":
+            let p = try resultNames(DMARCResultName.policies, "DMARC policy")
+            return w == "dmarc-policy" ? .dmarcPolicy(p) : .dmarcDisposition(p)
+        case "arc":
+            return .arc(try resultNames(ARCResultName.all, "ARC"))
+        case "from":
+            return .from(try matcher(for: w, kind: .address))
+        case "from-domain":
+            return .fromDomain(try matcher(for: w, kind: .domain))
         case "dnsbl", "sender-dnsbl", "uribl":
             let zoneTok = cursor.peek
             let zone = try cursor.word("a DNS list zone such as zen.spamhaus.org").lowercased()

@@ -123,6 +123,10 @@ public struct SessionFacts: Sendable {
     public var spfHelo: AuthCheck?
     /// Every DKIM signature's result, in header order; empty: no signature; nil: not checked.
     public var dkim: [AuthCheck]?
+    /// DMARC for the From domain; nil: not evaluated.
+    public var dmarc: DMARCCheck?
+    /// The ARC chain; nil: not validated.
+    public var arc: ARCCheck?
 
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?

@@ -193,6 +193,18 @@ public indirect enum Condition: Sendable {
     case dkim(Set<String>)
     /// A signature that passed is by one of these domains (d=).
     case dkimDomain(Matcher)
+    /// The DMARC result (RFC 7489) is one of these.
+    case dmarc(Set<String>)
+    /// The published DMARC policy of the From domain (p=, sp= or np=) is one of these.
+    case dmarcPolicy(Set<String>)
+    /// DMARC failed and asks for one of these dispositions (after t=y, pct= and trusted ARC sealers).
+    case dmarcDisposition(Set<String>)
+    /// The ARC chain's validity (RFC 8617) is one of these.
+    case arc(Set<String>)
+    /// An address of the From header matches.
+    case from(Matcher)
+    /// A domain of the From header matches.
+    case fromDomain(Matcher)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -202,7 +214,8 @@ public indirect enum Condition: Sendable {
         case .sender, .nullSender, .declaredSize, .spf: return .mail
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
-             .attachmentMismatch, .body, .bodyTable, .uri, .dkim, .dkimDomain: return .data
+             .attachmentMismatch, .body, .bodyTable, .uri, .dkim, .dkimDomain, .dmarc, .dmarcPolicy, .dmarcDisposition,
+             .arc, .from, .fromDomain: return .data
         case .dnsList(let l):
             switch l.target {
             case .client: return .connect
@@ -246,7 +259,7 @@ public indirect enum Condition: Sendable {
     var needsHeaders: Bool {
         contains {
             switch $0 {
-            case .headerPresent, .header, .headerTable: return true
+            case .headerPresent, .header, .headerTable, .from, .fromDomain: return true
             default: return false
             }
         }
@@ -271,9 +284,9 @@ public indirect enum Condition: Sendable {
         }
     }
 
-    /// DKIM, checked at end of data.
+    /// DKIM, checked at end of data (DMARC needs it too).
     var needsDKIM: Bool {
-        contains {
+        needsDMARC || contains {
             switch $0 {
             case .dkim, .dkimDomain: return true
             default: return false
@@ -281,10 +294,28 @@ public indirect enum Condition: Sendable {
         }
     }
 
-    /// SPF, checked at mail.
+    /// SPF, checked at mail (DMARC needs it too).
     var needsSPF: Bool {
-        contains {
+        needsDMARC || contains {
             if case .spf = $0 { return true }
+            return false
+        }
+    }
+
+    /// DMARC, evaluated at end of data once SPF and DKIM are known.
+    var needsDMARC: Bool {
+        contains {
+            switch $0 {
+            case .dmarc, .dmarcPolicy, .dmarcDisposition: return true
+            default: return false
+            }
+        }
+    }
+
+    /// ARC, validated at end of data.
+    var needsARC: Bool {
+        contains {
+            if case .arc = $0 { return true }
             return false
         }
     }

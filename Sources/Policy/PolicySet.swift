@@ -18,6 +18,10 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsSPF: Bool
     /// A rule looks at DKIM results.
     public let needsDKIM: Bool
+    /// A rule looks at DMARC results.
+    public let needsDMARC: Bool
+    /// A rule looks at the ARC chain.
+    public let needsARC: Bool
     /// Header fields are parsed for `at data` only when a rule looks at them.
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
@@ -43,6 +47,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsGeoIP = all.contains { $0.condition.needsGeoIP }
         needsSPF = all.contains { $0.condition.needsSPF }
         needsDKIM = all.contains { $0.condition.needsDKIM }
+        needsDMARC = all.contains { $0.condition.needsDMARC }
+        needsARC = all.contains { $0.condition.needsARC }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
         needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
@@ -206,6 +212,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         v["value"] = value ?? ""
         v["match"] = why.last ?? ""
         v["virus"] = f.virus ?? ""
+        v["from_domain"] = f.dmarc?.domain ?? f.fromDomains.first ?? ""
+        v["dmarc_policy"] = f.dmarc?.policy ?? "none"
         return v
     }
 
@@ -426,6 +434,24 @@ public final class PolicySet: PolicyEngine, Sendable {
             return testDKIM(results, f, &ctx)
         case .dkimDomain(let m):
             return testDKIMDomain(m, f, &ctx)
+        case .dmarc(let results):
+            return testDMARC(results, f, &ctx)
+        case .dmarcPolicy(let policies):
+            return testDMARCPolicy(policies, f, &ctx)
+        case .dmarcDisposition(let dispositions):
+            return testDMARCDisposition(dispositions, f, &ctx)
+        case .arc(let results):
+            return testARC(results, f, &ctx)
+        case .from(let m):
+            for a in f.fromAddresses {
+                if case .yes = match(m, a, as: .address, label: "From address", &ctx) { return .yes }
+            }
+            return .no
+        case .fromDomain(let m):
+            for d in f.fromDomains {
+                if case .yes = match(m, d, as: .domain, label: "From domain", &ctx) { return .yes }
+            }
+            return .no
         case .dnsList(let list):
             let values: [String]
             switch list.target {
@@ -598,6 +624,12 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .spf(let r, let helo): return "\(helo ? "spf-helo" : "spf") \(r.sorted().joined(separator: ", "))"
         case .dkim(let r): return "dkim \(r.sorted().joined(separator: ", "))"
         case .dkimDomain: return "dkim-domain …"
+        case .dmarc(let r): return "dmarc \(r.sorted().joined(separator: ", "))"
+        case .dmarcPolicy(let r): return "dmarc-policy \(r.sorted().joined(separator: ", "))"
+        case .dmarcDisposition(let r): return "dmarc-disposition \(r.sorted().joined(separator: ", "))"
+        case .arc(let r): return "arc \(r.sorted().joined(separator: ", "))"
+        case .from: return "from …"
+        case .fromDomain: return "from-domain …"
         }
     }
 }

@@ -309,6 +309,9 @@ struct TestMessage: AsyncParsableCommand {
         if !report.record.symbols.isEmpty {
             print("symbols:    " + report.record.symbols.sorted { $0.key < $1.key }.map { "\($0.key)=\(DryRun.formatScore($0.value))" }.joined(separator: ", "))
         }
+        for (what, result) in report.record.auth?.summary ?? [] {
+            print("auth:       \(what) \(result)")
+        }
         for h in report.addedHeaders { print("adds:       \(h)") }
     }
 }
@@ -361,99 +364,6 @@ struct Lookup: ParsableCommand {
             print("\(key): not found in \(t.path)")
             throw ExitCode(1)
         }
-    }
-}
-
-struct Log: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Review the audit log: what was accepted, refused, and why.",
-        usage: """
-            mxgate log [--config <config>] [--since <since>] [--verdict <verdict>]
-                       [--client-ip <client-ip>] [--from <from>] [--to <to>]
-                       [--spf <result>] [--json] [--follow]
-            """,
-        discussion: """
-            Examples:
-              mxgate log --since 1h --verdict rejected
-              mxgate log --client-ip 192.0.2.7 --json
-              mxgate log --to @example.com --follow
-              mxgate log --spf fail --since 1d
-
-            Address filters match a whole address, or a domain given as @domain.
-            """
-    )
-
-    @OptionGroup var options: ConfigOption
-
-    @Option(help: "Only records newer than this: 90s, 15m, 1h, 2d, 1w.")
-    var since: String?
-
-    @Option(help: "Only this verdict: accepted, rejected, tempfailed, quarantined, discarded.")
-    var verdict: String?
-
-    @Option(help: "Only this client IP address.")
-    var clientIP: String?
-
-    @Option(help: "Only this envelope sender (address, @domain, or <> for the null sender).")
-    var from: String?
-
-    @Option(help: "Only records with this recipient (address or @domain).")
-    var to: String?
-
-    @Option(help: "Only records whose SPF result is this: pass, fail, softfail, neutral, none, temperror, permerror.")
-    var spf: String?
-
-    @Flag(help: "Print the records as JSON Lines, exactly as stored.")
-    var json = false
-
-    @Flag(help: "Keep printing new records as they are written.")
-    var follow = false
-
-    func run() async throws {
-        let config: GatewayConfig
-        do {
-            config = try GatewayConfig.load(options.config)
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
-        var filter = AuditFilter(clientIP: clientIP, from: from, to: to)
-        filter.spf = spf
-        if let since {
-            guard let d = AuditFilter.parseDuration(since) else {
-                printError("mxgate log: --since takes a duration such as 90s, 15m, 1h, 2d")
-                throw ExitCode(2)
-            }
-            filter.since = Date().addingTimeInterval(-d)
-        }
-        if let verdict {
-            guard let v = AuditRecord.Verdict(rawValue: verdict) else {
-                printError("mxgate log: --verdict must be one of \(AuditRecord.Verdict.allCases.map(\.rawValue).joined(separator: ", "))")
-                throw ExitCode(2)
-            }
-            filter.verdict = v
-        }
-        let reader = AuditReader(path: config.auditPath)
-        let records = reader.records(matching: filter) { file, line in printError("\(file):\(line): not an audit record, skipped") }
-        emit(records, header: true)
-        guard follow else { return }
-        var tail = AuditTail(path: config.auditPath)
-        tail.skipToEnd()
-        while true {
-            try await Task.sleep(for: .milliseconds(500))
-            let fresh = tail.poll().filter(filter.matches)
-            emit(fresh, header: false)
-        }
-    }
-
-    private func emit(_ records: [AuditRecord], header: Bool) {
-        guard !records.isEmpty else { return }
-        if json {
-            FileHandle.standardOutput.write(Data(records.map { $0.jsonLine() + "\n" }.joined().utf8))
-        } else {
-            FileHandle.standardOutput.write(Data(AuditTable.render(records, header: header).utf8))
-        }
-        try? FileHandle.standardOutput.synchronize()
     }
 }
 

@@ -33,12 +33,14 @@ struct DKIMSignature {
     var field: ArraySlice<UInt8>
 
     /// Parses and checks the required tags (§3.5, §6.1.1); a reason when invalid.
-    static func parse(_ field: ArraySlice<UInt8>) -> Result<DKIMSignature, DKIMError> {
+    /// With `arc`, an ARC-Message-Signature (RFC 8617 §4.1.2): the same
+    /// tags, but no v=, i= is the instance, and h= need not sign From.
+    static func parse(_ field: ArraySlice<UInt8>, arc: Bool = false) -> Result<DKIMSignature, DKIMError> {
         guard let colon = field.firstIndex(of: UInt8(ascii: ":")) else { return .failure(.permerror("no colon")) }
         guard let tags = DKIMTags(String(decoding: field[(colon + 1)...], as: UTF8.self)) else {
             return .failure(.permerror("bad tag list"))
         }
-        guard tags["v"] == "1" else { return .failure(.permerror("v= is not 1")) }
+        guard arc || tags["v"] == "1" else { return .failure(.permerror("v= is not 1")) }
         guard let a = tags["a"]?.lowercased(), let b = tags.compact("b"), let bh = tags.compact("bh"),
               let d = tags["d"]?.lowercased(), let h = tags["h"], let s = tags["s"]?.lowercased() else {
             return .failure(.permerror("a required tag is missing"))
@@ -50,8 +52,9 @@ struct DKIMSignature {
             return .failure(.permerror("unknown canonicalization"))
         }
         let names = DKIMTags.list(h)
-        guard names.contains("from") else { return .failure(.permerror("h= does not sign From")) }
-        if let i = tags["i"], let at = i.lastIndex(of: "@") {
+        guard arc || names.contains("from") else { return .failure(.permerror("h= does not sign From")) }
+        if arc && names.contains("arc-seal") { return .failure(.permerror("h= signs ARC-Seal")) }
+        if !arc, let i = tags["i"], let at = i.lastIndex(of: "@") {
             let idom = i[i.index(after: at)...].lowercased()
             guard idom == d || idom.hasSuffix("." + d) else { return .failure(.permerror("i= is not within d=")) }
         }
@@ -119,7 +122,7 @@ public struct DKIMVerifier: Sendable {
 
     /// The signatures in the header, parsed (or why not), in order, at most `maxSignatures`.
     static func signatures(_ fields: [ArraySlice<UInt8>]) -> [Result<DKIMSignature, DKIMError>] {
-        Array(fields.filter { name($0) == "dkim-signature" }.prefix(maxSignatures).map(DKIMSignature.parse))
+        Array(fields.filter { name($0) == "dkim-signature" }.prefix(maxSignatures).map { DKIMSignature.parse($0) })
     }
 
     /// The data a signature signs: the h= fields (each the last unused
@@ -183,106 +186,55 @@ public struct DKIMVerifier: Sendable {
         guard sig.algorithm == "rsa-sha256" || sig.algorithm == "ed25519-sha256" else {
             return out(sig.algorithm == "rsa-sha1" ? .fail : .permerror, "algorithm \(sig.algorithm) not accepted (RFC 8301)")
         }
-        // The key (§3.6.2).
-        let name = "\(sig.selector)._domainkey.\(sig.domain)"
+        guard let bodyHash, bodyHash == sig.bodyHash else {
+            // The key is still looked up first: a missing or revoked key says more than the body.
+            let (r, why) = await checkSignature(algorithm: sig.algorithm, domain: sig.domain, selector: sig.selector,
+                                                data: nil, signature: sig.signature)
+            return r == .pass ? out(.fail, "body hash did not verify") : out(r, why)
+        }
+        let (r, why) = await checkSignature(algorithm: sig.algorithm, domain: sig.domain, selector: sig.selector,
+                                            data: Self.signedData(sig, fields), signature: sig.signature)
+        return out(r, why)
+    }
+
+    /// Looks up the key at SELECTOR._domainkey.DOMAIN (§3.6.2) and checks
+    /// `signature` over SHA-256 of `data`; with no data, only the key (pass:
+    /// the key is usable). Shared by DKIM-Signature, ARC-Message-Signature and ARC-Seal.
+    func checkSignature(algorithm: String, domain: String, selector: String, data: [UInt8]?,
+                        signature: [UInt8]) async -> (DKIMOutcome.Result, String?) {
+        let name = "\(selector)._domainkey.\(domain)"
         let texts: [String]
         switch await dns.query(name, type: DNSType.txt, timeout: queryTimeout) {
         case .success(let r): texts = r.map { String(decoding: DNSRecord.text($0), as: UTF8.self) }
-        case .failure(.nxdomain), .failure(.noData): return out(.permerror, "no key at \(name)")
-        case .failure(let e): return out(.temperror, "key lookup of \(name) failed: \(e)")
+        case .failure(.nxdomain), .failure(.noData): return (.permerror, "no key at \(name)")
+        case .failure(let e): return (.temperror, "key lookup of \(name) failed: \(e)")
         }
-        guard texts.count == 1, let key = DKIMTags(texts[0]) else { return out(.permerror, "no single key record at \(name)") }
-        if let v = key["v"], v != "DKIM1" { return out(.permerror, "key record v= is not DKIM1") }
+        guard texts.count == 1, let key = DKIMTags(texts[0]) else { return (.permerror, "no single key record at \(name)") }
+        if let v = key["v"], v != "DKIM1" { return (.permerror, "key record v= is not DKIM1") }
         let k = key["k"]?.lowercased() ?? "rsa"
-        guard (k == "rsa" && sig.algorithm == "rsa-sha256") || (k == "ed25519" && sig.algorithm == "ed25519-sha256") else {
-            return out(.permerror, "key type \(k) does not fit \(sig.algorithm)")
+        guard (k == "rsa" && algorithm == "rsa-sha256") || (k == "ed25519" && algorithm == "ed25519-sha256") else {
+            return (.permerror, "key type \(k) does not fit \(algorithm)")
         }
         if let h = key["h"], !DKIMTags.list(h).contains("sha256") {
-            return out(.permerror, "key does not allow sha256")
+            return (.permerror, "key does not allow sha256")
         }
-        let flags = DKIMTags.list(key["t"] ?? "")
-        guard let p = key.compact("p") else { return out(.permerror, "key record has no p=") }
-        guard !p.isEmpty else { return out(.fail, "key revoked") }
-        guard let keyBytes = Data(base64Encoded: p) else { return out(.permerror, "key p= is not base64") }
-        let testing = flags.contains("y")
-        _ = testing  // a test key's result is still reported as verified (RFC 6376 §3.6.1 t=y)
-        // The body (§3.7).
-        guard let bodyHash, bodyHash == sig.bodyHash else { return out(.fail, "body hash did not verify") }
-        let data = Self.signedData(sig, fields)
-        let digest = SHA256.hash(data: data)
+        // t=y (testing) changes nothing here: the result is still reported as verified (§3.6.1).
+        guard let p = key.compact("p") else { return (.permerror, "key record has no p=") }
+        guard !p.isEmpty else { return (.fail, "key revoked") }
+        guard let keyBytes = Data(base64Encoded: p) else { return (.permerror, "key p= is not base64") }
         if k == "ed25519" {
             guard keyBytes.count == 32, let pub = try? Curve25519.Signing.PublicKey(rawRepresentation: keyBytes) else {
-                return out(.permerror, "bad ed25519 key")
+                return (.permerror, "bad ed25519 key")
             }
-            return pub.isValidSignature(sig.signature, for: Data(digest)) ? out(.pass, nil) : out(.fail, "signature did not verify")
+            guard let data else { return (.pass, nil) }
+            return pub.isValidSignature(signature, for: Data(SHA256.hash(data: data))) ? (.pass, nil) : (.fail, "signature did not verify")
         }
         guard let pub = try? _RSA.Signing.PublicKey(unsafeDERRepresentation: keyBytes) else {
-            return out(.permerror, "bad RSA key or shorter than 1024 bits")
+            return (.permerror, "bad RSA key or shorter than 1024 bits")
         }
-        let ok = pub.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: sig.signature), for: digest,
+        guard let data else { return (.pass, nil) }
+        let ok = pub.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: data),
                                       padding: .insecurePKCS1v1_5)
-        return ok ? out(.pass, nil) : out(.fail, "signature did not verify")
-    }
-}
-
-/// One message's DKIM signatures, from its raw header section; the body is
-/// fed as it is read (one hasher per signature), then `verify` checks each.
-public final class DKIMMessage: @unchecked Sendable {
-    // Fed by one read at a time, then verified: never used from two threads at once.
-    let fields: [ArraySlice<UInt8>]
-    let signatures: [Result<DKIMSignature, DKIMError>]
-    let hashers: [DKIMBodyHasher?]
-    /// Bytes of the text before the body (the header section and its empty line); nil: no complete header.
-    public let bodyOffset: Int?
-    private var hashes: [[UInt8]?] = []
-
-    public init(header: [UInt8]) {
-        fields = DKIMVerifier.fields(header)
-        signatures = DKIMVerifier.signatures(fields)
-        // Signatures with the same body canonicalization and l= share one hasher.
-        var shared: [String: DKIMBodyHasher] = [:]
-        hashers = signatures.map { s in
-            guard case .success(let sig) = s else { return nil }
-            let key = "\(sig.body.rawValue)/\(sig.length.map(String.init) ?? "")"
-            if let h = shared[key] { return h }
-            let h = DKIMBodyHasher(sig.body, limit: sig.length)
-            shared[key] = h
-            return h
-        }
-        var offset: Int?
-        var i = 0
-        while i + 1 < header.count {
-            if header[i] == 10 && header[i + 1] == 10 { offset = i + 2; break }
-            if header[i] == 10 && header[i + 1] == 13 && i + 2 < header.count && header[i + 2] == 10 { offset = i + 3; break }
-            i += 1
-        }
-        if header.starts(with: [13, 10]) { offset = 2 }
-        bodyOffset = offset
-    }
-
-    public var signatureCount: Int { signatures.count }
-
-    public func feedBody(_ piece: UnsafeRawBufferPointer) {
-        for h in distinct { h.feed(piece) }
-    }
-
-    public func finishBody() {
-        var done: [ObjectIdentifier: [UInt8]] = [:]
-        for h in distinct { done[ObjectIdentifier(h)] = h.finish() }
-        hashes = hashers.map { $0.flatMap { done[ObjectIdentifier($0)] } }
-    }
-
-    /// Each hasher once, however many signatures share it.
-    private var distinct: [DKIMBodyHasher] {
-        var seen = Set<ObjectIdentifier>()
-        return hashers.compactMap { $0 }.filter { seen.insert(ObjectIdentifier($0)).inserted }
-    }
-
-    public func verify(with verifier: DKIMVerifier) async -> [DKIMOutcome] {
-        var out: [DKIMOutcome] = []
-        for (i, s) in signatures.enumerated() {
-            out.append(await verifier.verify(s, fields: fields, bodyHash: i < hashes.count ? hashes[i] : nil))
-        }
-        return out
+        return ok ? (.pass, nil) : (.fail, "signature did not verify")
     }
 }

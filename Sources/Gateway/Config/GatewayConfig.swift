@@ -137,6 +137,14 @@ public struct GatewayConfig: Sendable {
     public var spfAlways = false
     /// `[auth] dkim = true`: verify DKIM signatures of every message, likewise.
     public var dkimAlways = false
+    /// `[auth] dmarc = true`: evaluate DMARC for every message (with SPF and DKIM), likewise.
+    public var dmarcAlways = false
+    /// `[auth] arc = true`: validate every message's ARC chain, likewise.
+    public var arcAlways = false
+    /// `[auth] trusted_arc_sealers`: ARC sealer domains (d= of ARC-Seal)
+    /// whose ARC-Authentication-Results DMARC may take for a message they
+    /// forwarded (mailing lists, forwarders you know).
+    public var trustedARCSealers: [String] = []
     public var effectiveAuthservID: String { authservID ?? hostname }
 
     // [clamav]
@@ -237,7 +245,7 @@ struct ConfigReader {
         "rewrite": ["sender", "recipient", "headers"],
         "quarantine": ["directory", "retention"],
         "dns": ["servers", "timeout", "budget"],
-        "auth": ["authserv_id", "spf", "dkim"],
+        "auth": ["authserv_id", "spf", "dkim", "dmarc", "arc", "trusted_arc_sealers"],
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
@@ -310,6 +318,11 @@ struct ConfigReader {
                 if let id = string(&s, "authserv_id") { c.authservID = id }
                 if let b = bool(&s, "spf") { c.spfAlways = b }
                 if let b = bool(&s, "dkim") { c.dkimAlways = b }
+                if let b = bool(&s, "dmarc") { c.dmarcAlways = b }
+                if let b = bool(&s, "arc") { c.arcAlways = b }
+                if let list = stringArray(&s, "trusted_arc_sealers") {
+                    c.trustedARCSealers = list.map { $0.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: ".")) }
+                }
             case "dns":
                 if let list = stringArray(&s, "servers") {
                     for (i, item) in list.enumerated() where Self.parseResolver(item) == nil {

@@ -4,7 +4,8 @@ import Policy
 /// message it passes on, and the removal of incoming ones that claim to be
 /// ours (§5): otherwise any sender could write our verdict for us.
 enum AuthenticationResults {
-    /// "Authentication-Results: ID; spf=pass smtp.mailfrom=D; spf=pass smtp.helo=H",
+    /// "Authentication-Results: ID; spf=pass smtp.mailfrom=D; spf=pass smtp.helo=H;
+    /// dkim=pass header.d=D header.s=S; dmarc=pass (p=reject dis=none) header.from=D; arc=pass",
     /// or "ID; none" when nothing was checked. Folded, one result a line.
     static func header(authservID: String, facts: SessionFacts) -> String {
         var results: [String] = []
@@ -19,6 +20,18 @@ enum AuthenticationResults {
             for s in dkim where !s.domain.isEmpty {
                 results.append("dkim=\(s.result) header.d=\(value(s.domain)) header.s=\(value(s.selector ?? ""))")
             }
+        }
+        if let dmarc = facts.dmarc, !dmarc.domain.isEmpty {
+            let comment = dmarc.policy.map { " (p=\($0) dis=\(dmarc.disposition))" } ?? ""
+            results.append("dmarc=\(dmarc.result)\(comment) header.from=\(value(dmarc.domain))")
+        } else if let dmarc = facts.dmarc {
+            results.append("dmarc=\(dmarc.result)")
+        }
+        if let arc = facts.arc {
+            var r = "arc=\(arc.result)"
+            if let newest = arc.hops.first { r += " (i=\(newest.instance) d=\(value(newest.sealer)))" }
+            if arc.oldestPass > 0 { r += " header.oldest-pass=\(arc.oldestPass)" }
+            results.append(r)
         }
         let id = value(authservID)
         if results.isEmpty { return "Authentication-Results: \(id); none" }

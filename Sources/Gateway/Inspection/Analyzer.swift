@@ -30,6 +30,8 @@ struct AnalyzerNeeds: OptionSet, Sendable, Hashable {
     static let mime = AnalyzerNeeds(rawValue: 16)
     /// DNS lookups, bounded by what is left of the message's DNS budget.
     static let dns = AnalyzerNeeds(rawValue: 32)
+    /// What the text read found (DKIM and ARC results): runs after it, like `.mime`.
+    static let textFindings = AnalyzerNeeds(rawValue: 64)
 }
 
 /// What one stage of analysis is given. Everything is a snapshot: an
@@ -77,6 +79,10 @@ public enum Fact: Sendable {
     case spf(AuthCheck, helo: AuthCheck?)
     /// Every DKIM signature's result, in header order (empty: none).
     case dkim([AuthCheck])
+    /// The ARC chain's validity and its sealers.
+    case arc(ARCCheck)
+    /// DMARC for the From domain.
+    case dmarc(DMARCCheck)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -186,6 +192,10 @@ extension SessionFacts {
             spfHelo = helo
         case .dkim(let results):
             dkim = results
+        case .arc(let check):
+            arc = check
+        case .dmarc(let check):
+            dmarc = check
         }
     }
 }

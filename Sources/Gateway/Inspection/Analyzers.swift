@@ -10,8 +10,8 @@ extension Inspector {
         if policy.needsGeoIP { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
         if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
         analyzers += dnsLists(policy: policy, checks: checks, budget: config.dnsBudget)
-        if policy.needsSPF || config.spfAlways { analyzers.append(SPFAnalyzer(dns: checks.resolver, receiver: config.hostname)) }
-        if policy.needsDKIM || config.dkimAlways { analyzers.append(DKIMAnalyzer(dns: checks.resolver)) }
+        let auth = AuthChecks(policy: policy, config: config)
+        analyzers += authentication(auth, dns: checks.resolver, receiver: config.hostname, sealers: config.trustedARCSealers)
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
     }
 
@@ -19,7 +19,7 @@ extension Inspector {
     /// file, reverse DNS and DNS lists answered from it; what the command
     /// line states of the client (after, so it wins); SPF; the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
-                        failOpen: Bool, dns: DNSZone? = nil) -> Inspector {
+                        failOpen: Bool, dns: DNSZone? = nil, sealers: [String] = []) -> Inspector {
         var analyzers: [any Analyzer] = []
         if checks.geo != nil || checks.asnDatabase != nil {
             analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
@@ -30,9 +30,18 @@ extension Inspector {
             analyzers += dnsLists(policy: policy, checks: zoned, budget: .infinity)
         }
         analyzers.append(stated)
-        if policy.needsSPF { analyzers.append(SPFAnalyzer(dns: dns, receiver: "localhost")) }
-        if policy.needsDKIM { analyzers.append(DKIMAnalyzer(dns: dns)) }
+        analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers)
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
+    }
+
+    /// SPF at mail; DKIM, ARC and then DMARC at end of data.
+    static func authentication(_ auth: AuthChecks, dns: (any DNSLookup)?, receiver: String, sealers: [String]) -> [any Analyzer] {
+        var analyzers: [any Analyzer] = []
+        if auth.spf { analyzers.append(SPFAnalyzer(dns: dns, receiver: receiver)) }
+        if auth.dkim { analyzers.append(DKIMAnalyzer(dns: dns)) }
+        if auth.arc { analyzers.append(ARCAnalyzer(dns: dns)) }
+        if auth.dmarc { analyzers.append(DMARCAnalyzer(dns: dns, trustedSealers: Set(sealers))) }
+        return analyzers
     }
 
     /// One analyzer per kind of DNS list the policy asks (client, sender, URI).
@@ -58,4 +67,20 @@ extension Inspector {
         if policy.needsMIME { analyzers.append(MIMEAnalyzer()) }
         return analyzers
     }
+}
+
+/// Which sender-authentication checks run: those a rule uses, those
+/// `[auth]` turns on for every message, and what they need (DMARC needs
+/// SPF and DKIM; trusted ARC sealers need ARC).
+struct AuthChecks {
+    var spf, dkim, arc, dmarc: Bool
+
+    init(policy: PolicySet, config: GatewayConfig?) {
+        dmarc = policy.needsDMARC || config?.dmarcAlways == true
+        spf = policy.needsSPF || config?.spfAlways == true || dmarc
+        dkim = policy.needsDKIM || config?.dkimAlways == true || dmarc
+        arc = policy.needsARC || config?.arcAlways == true || (dmarc && !(config?.trustedARCSealers.isEmpty ?? true))
+    }
+
+    var any: Bool { spf || dkim || arc || dmarc }
 }

@@ -21,20 +21,18 @@ struct DKIMAnalyzer: TextAnalyzer {
         let dns: (any DNSLookup)?
         let budget: Double
         let blocks = false
-        private var seen = 0
+        private var skipper: HeaderSkipper
 
         init(message: DKIMMessage, dns: (any DNSLookup)?, budget: Double) {
             self.message = message
             self.dns = dns
             self.budget = budget
+            skipper = HeaderSkipper(bodyOffset: message.bodyOffset)
         }
 
         func consume(_ piece: UnsafeRawBufferPointer) {
-            guard message.signatureCount > 0, let start = message.bodyOffset else { return }
-            // Skip the header section; hash what follows.
-            let from = max(0, start - seen)
-            seen += piece.count
-            if from < piece.count { message.feedBody(UnsafeRawBufferPointer(rebasing: piece[from...])) }
+            guard message.signatureCount > 0, let body = skipper.body(of: piece) else { return }
+            message.feedBody(body)
         }
 
         func finish(readError: Error?) -> Findings {
@@ -57,5 +55,21 @@ struct DKIMAnalyzer: TextAnalyzer {
             out.dnsSeconds = spent.inSeconds
             return out
         }
+    }
+}
+
+/// The body part of the text's pieces: the text starts with the header
+/// section, which the body hashes of DKIM and ARC leave out.
+struct HeaderSkipper {
+    let bodyOffset: Int?
+    private var seen = 0
+
+    init(bodyOffset: Int?) { self.bodyOffset = bodyOffset }
+
+    mutating func body(of piece: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard let start = bodyOffset else { return nil }
+        let from = max(0, start - seen)
+        seen += piece.count
+        return from < piece.count ? UnsafeRawBufferPointer(rebasing: piece[from...]) : nil
     }
 }

@@ -8,8 +8,9 @@ import Relay
 ///
 /// At a stage, analyzers that need neither the text nor the MIME summary
 /// run side by side; at end of data the message text is read once, in one
-/// pass, for every `TextAnalyzer` (the MIME walker, clamd), and analyzers
-/// that need the MIME summary run after that read, side by side again.
+/// pass, for every `TextAnalyzer` (the MIME walker, clamd, DKIM, ARC), and
+/// analyzers that need what it found (the MIME summary, DKIM results for
+/// DMARC) run after that read, side by side again.
 /// DNS users are bounded by the budget in the input; the stage reports the
 /// longest of them as the budget it spent.
 final class Inspector: Sendable {
@@ -29,8 +30,9 @@ final class Inspector: Sendable {
     func inspect(_ stage: InspectionStage, _ input: InspectionInput) async -> Findings {
         guard let all = byStage[stage] else { return Findings() }
         let streamers = all.compactMap { $0 as? any TextAnalyzer }
-        let first = all.filter { !($0 is any TextAnalyzer) && !$0.needs.contains(.mime) }
-        let afterMIME = all.filter { !($0 is any TextAnalyzer) && $0.needs.contains(.mime) }
+        let afterRead: AnalyzerNeeds = [.mime, .textFindings]
+        let first = all.filter { !($0 is any TextAnalyzer) && $0.needs.isDisjoint(with: afterRead) }
+        let afterMIME = all.filter { !($0 is any TextAnalyzer) && !$0.needs.isDisjoint(with: afterRead) }
 
         var readText: (@Sendable () async -> Findings)?
         if !streamers.isEmpty {

@@ -52,7 +52,9 @@ extension SessionFacts {
     var auditAuth: AuditAuth? {
         let a = AuditAuth(spf: spf.map { .init(result: $0.result, domain: $0.domain) },
                           spfHelo: spfHelo.map { .init(result: $0.result, domain: $0.domain) },
-                          dkim: dkim.map { $0.map { .init(result: $0.result, domain: $0.domain, selector: $0.selector ?? "") } })
+                          dkim: dkim.map { $0.map { .init(result: $0.result, domain: $0.domain, selector: $0.selector ?? "") } },
+                          dmarc: dmarc.map { .init(result: $0.result, domain: $0.domain, policy: $0.policy ?? "none", disposition: $0.disposition) },
+                          arc: arc.map { .init(result: $0.result) })
         return a.isEmpty ? nil : a
     }
 }

@@ -1,0 +1,60 @@
+import Auth
+import Checks
+import Policy
+
+/// ARC (RFC 8617) validation, no sealing: the chain's structure, the newest
+/// ARC-Message-Signature (its body hash computed in the inspection's one
+/// read), every ARC-Seal; how far back the message signatures hold; and,
+/// for a chain that passed, who sealed each hop and what it saw, so DMARC
+/// can take a trusted sealer's word.
+struct ARCAnalyzer: TextAnalyzer {
+    let name = "arc"
+    let stage = InspectionStage.endOfData
+    let needs: AnalyzerNeeds = [.headers, .textStream, .dns]
+    /// The resolver, or a zone in `mxgate test --dns-zone`; nil: no DNS.
+    let dns: (any DNSLookup)?
+
+    func makeSink(_ input: InspectionInput) -> any TextSink {
+        Sink(chain: ARCChain(header: input.headerBytes ?? []), dns: dns, budget: input.dnsBudget)
+    }
+
+    private final class Sink: TextSink, @unchecked Sendable {
+        let chain: ARCChain
+        let dns: (any DNSLookup)?
+        let budget: Double
+        let blocks = false
+        private var skipper: HeaderSkipper
+
+        init(chain: ARCChain, dns: (any DNSLookup)?, budget: Double) {
+            self.chain = chain
+            self.dns = dns
+            self.budget = budget
+            skipper = HeaderSkipper(bodyOffset: chain.bodyOffset)
+        }
+
+        func consume(_ piece: UnsafeRawBufferPointer) {
+            guard !chain.isEmpty, let body = skipper.body(of: piece) else { return }
+            chain.feedBody(body)
+        }
+
+        func finish(readError: Error?) -> Findings {
+            chain.finishBody()
+            return Findings()
+        }
+
+        func resolve(_ found: Findings) async -> Findings {
+            if chain.isEmpty { return Findings(facts: [.arc(ARCCheck(result: "none"))]) }
+            guard let dns else {
+                // Nothing can be verified: the chain counts as not validated, never as passing.
+                return Findings(facts: [.arc(ARCCheck(result: "fail", reason: "no DNS resolver to fetch the sealers' keys"))])
+            }
+            let started = ContinuousClock.now
+            let timeout = budget.isFinite ? max(0.001, budget) : nil
+            let o = await chain.verify(with: DKIMVerifier(dns: dns, queryTimeout: timeout))
+            let hops = o.hops.map { ARCCheck.Hop(instance: $0.instance, sealer: $0.sealer, dmarc: $0.results["dmarc"], headerFrom: $0.headerFrom) }
+            var out = Findings(facts: [.arc(ARCCheck(result: o.result.rawValue, oldestPass: o.oldestPass, hops: hops, reason: o.reason))])
+            out.dnsSeconds = (ContinuousClock.now - started).inSeconds
+            return out
+        }
+    }
+}

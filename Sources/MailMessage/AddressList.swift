@@ -1,0 +1,66 @@
+/// The domains of an RFC 5322 address list (From, Reply-To, To): DMARC
+/// needs the From domain, and a display name or a comment must never be
+/// mistaken for it ("paypal.com" <x@evil.example> is evil.example).
+public enum AddressList {
+    /// Every mailbox's domain, lowercased, without a trailing dot, in order;
+    /// a mailbox without `@` gives nothing. Groups (`name: a, b;`),
+    /// comments, quoted strings and angle addresses are understood.
+    public static func domains(in value: String) -> [String] {
+        addresses(in: value).compactMap { address in
+            guard let at = address.lastIndex(of: "@") else { return nil }
+            var d = address[address.index(after: at)...].lowercased()
+            while d.hasSuffix(".") { d.removeLast() }
+            return d.isEmpty ? nil : d
+        }
+    }
+
+    /// The addr-specs of the list, with comments and white space removed.
+    public static func addresses(in value: String) -> [String] {
+        var out: [String] = []
+        var plain: [Character] = []   // the mailbox's text outside <> (an addr-spec when there is no <>)
+        var angle: [Character]?       // inside <>, when the mailbox has one
+        var inAngle = false
+        var quoted = false, escaped = false
+        var depth = 0                 // comment nesting
+        func flush() {
+            let spec = String(angle ?? plain)
+            if !spec.isEmpty { out.append(spec) }
+            plain = []
+            angle = nil
+        }
+        for c in value {
+            if escaped {
+                escaped = false
+                if quoted { plain.append(c) }
+                continue
+            }
+            if depth > 0 {
+                if c == "\\" { escaped = true } else if c == "(" { depth += 1 } else if c == ")" { depth -= 1 }
+                continue
+            }
+            if quoted {
+                if c == "\\" { escaped = true } else if c == "\"" { quoted = false } else { plain.append(c) }
+                continue
+            }
+            switch c {
+            case "(": depth = 1
+            case "\"": quoted = true
+            case "<" where !inAngle:
+                inAngle = true
+                angle = []
+            case ">" where inAngle: inAngle = false
+            case ",", ";":
+                if !inAngle { flush() }
+            case ":" where !inAngle:
+                plain = []  // a group's name
+            case _ where c.isWhitespace:
+                break
+            default:
+                if inAngle { angle?.append(c) } else { plain.append(c) }
+            }
+        }
+        flush()
+        // A route (<@a,@b:x@y>) keeps only its mailbox.
+        return out.map { spec in spec.lastIndex(of: ":").map { String(spec[spec.index(after: $0)...]) } ?? spec }
+    }
+}
