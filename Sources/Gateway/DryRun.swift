@@ -46,6 +46,8 @@ public struct DryRun {
         public var spamScore: Double?
         public var addedHeaders: [String]
         public var record: AuditRecord
+        /// Sender authentication the policy asks for but could not run: no zone file to answer its DNS.
+        public var authNotChecked = false
     }
 
     public let policy: PolicySet
@@ -104,8 +106,10 @@ public struct DryRun {
             r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
             r.virus = driver.facts.virus
             r.auth = driver.facts.auditAuth
-            return Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
-                          refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
+            var report = Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
+                                refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
+            report.authNotChecked = input.dnsZone == nil && AuthChecks(policy: policy, config: nil).any
+            return report
         }
         func verdict(_ reply: SMTPReply) -> AuditRecord.Verdict { reply.code < 500 ? .tempfailed : .rejected }
 

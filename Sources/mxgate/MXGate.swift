@@ -236,8 +236,9 @@ struct TestMessage: AsyncParsableCommand {
             the audit record the message would produce. DNS is not used: give --client-name for \
             the client's (verified) host name, or the client is taken to have none, or \
             --dns-zone for a zone file (RFC 1035 master format) that answers every DNS \
-            query of the run (reverse DNS, DNS lists, SPF), so a verdict that depended on \
-            DNS can be reproduced offline.
+            query of the run (reverse DNS, DNS lists, SPF, DKIM keys, DMARC and ARC), so a \
+            verdict that depended on DNS can be reproduced offline. Without one, DNS lists \
+            count as not listing and sender authentication is not checked.
 
             Example:
               mxgate test --config mxgate.toml --client-ip 203.0.113.9 \\
@@ -308,6 +309,9 @@ struct TestMessage: AsyncParsableCommand {
         }
         if !report.record.symbols.isEmpty {
             print("symbols:    " + report.record.symbols.sorted { $0.key < $1.key }.map { "\($0.key)=\(DryRun.formatScore($0.value))" }.joined(separator: ", "))
+        }
+        if report.authNotChecked {
+            print("auth:       not checked: SPF, DKIM and DMARC need DNS; give --dns-zone FILE to answer it")
         }
         for (what, result) in report.record.auth?.summary ?? [] {
             print("auth:       \(what) \(result)")

@@ -17,7 +17,8 @@ extension Inspector {
 
     /// `mxgate test`'s: no network. GeoIP from local databases; with a zone
     /// file, reverse DNS and DNS lists answered from it; what the command
-    /// line states of the client (after, so it wins); SPF; the same content analyzers.
+    /// line states of the client (after, so it wins); with a zone, sender
+    /// authentication; the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
                         failOpen: Bool, dns: DNSZone? = nil, sealers: [String] = []) -> Inspector {
         var analyzers: [any Analyzer] = []
@@ -30,7 +31,8 @@ extension Inspector {
             analyzers += dnsLists(policy: policy, checks: zoned, budget: .infinity)
         }
         analyzers.append(stated)
-        analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers)
+        // Like the DNS lists: with no zone to answer them, SPF, DKIM, ARC and DMARC are not checked (the report says so).
+        if let dns { analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers) }
         return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
     }
 

@@ -1,5 +1,6 @@
 import Auth
 import Checks
+import MailMessage
 import Policy
 
 /// DMARC (RFC 7489, RFC 9989) at end of data, after the text read has
@@ -19,8 +20,10 @@ struct DMARCAnalyzer: Analyzer {
 
     func analyze(_ input: InspectionInput) async -> Findings {
         let facts = input.facts
-        let domains = facts.fromDomains
-        guard facts.headers.contains(where: { $0.name.lowercased() == "from" }) else {
+        // The From fields as received (the session's facts carry headers only when a rule reads them).
+        let from = (input.headers?.fields ?? facts.headers).filter { $0.name.lowercased() == "from" }
+        let domains = from.flatMap { AddressList.domains(in: $0.value) }
+        guard !from.isEmpty else {
             return Findings(facts: [.dmarc(DMARCCheck(result: "none", domain: "", policy: nil, disposition: "none",
                                                       reason: "the message has no From header"))])
         }
