@@ -102,3 +102,58 @@ def test_mxgate_test_verifies_with_a_zone_file(gateway_factory, mxgate_bin, keys
                           str(eml)], capture_output=True, text=True)
     rec = json.loads(out.stdout)
     assert rec["verdict"] == "accepted" and rec["auth"]["dkim"][0]["result"] == "pass", out.stdout + out.stderr
+
+
+class OpenDKIM:
+    """A private OpenDKIM milter in signing mode (Debian's opendkim), on a
+    loopback port, with a key made by opendkim-genkey: the second real
+    signer, put where it runs in production, behind a real Postfix."""
+
+    def __init__(self, directory, domain="example.org", selector="odk"):
+        import os
+        from helpers import free_port
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["/usr/sbin/opendkim-genkey", "-b", "2048", "-d", domain, "-s", selector, "-D", str(self.dir)],
+                       check=True, capture_output=True)
+        os.chmod(self.dir / f"{selector}.private", 0o600)
+        zone_text = (self.dir / f"{selector}.txt").read_text()
+        self.record = "".join(part.split('"')[1] for part in zone_text.split("(")[1].split(")")[0].split("\n") if '"' in part)
+        self.port = free_port()
+        conf = self.dir / "opendkim.conf"
+        conf.write_text(f"Mode s\nDomain {domain}\nSelector {selector}\nKeyFile {self.dir}/{selector}.private\n"
+                        f"Socket inet:{self.port}@127.0.0.1\nSignatureAlgorithm rsa-sha256\n"
+                        f"Canonicalization relaxed/relaxed\nInternalHosts 127.0.0.1\nBackground no\nSyslog no\n"
+                        f"RequireSafeKeys no\nPidFile {self.dir}/opendkim.pid\n")
+        self.proc = subprocess.Popen(["/usr/sbin/opendkim", "-f", "-x", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        from helpers import wait_port
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_opendkim_signed_mail_through_postfix_verifies(gateway_factory, dns_factory, postfix_factory, tmp_path):
+    """Postfix with OpenDKIM as its signing milter relays to mxgate, which
+    verifies OpenDKIM's signature against the key OpenDKIM's own tool made."""
+    signer = OpenDKIM(tmp_path / "opendkim")
+    try:
+        dns = dns_factory({"records": [["odk._domainkey.example.org", "TXT", txt(signer.record)]]})
+        gw = gateway_factory(policy=POLICY, relay_extra='tls = "none"',
+                             config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n')
+        pf = postfix_factory("signer", relayhost=gw.port, relay_domains="example.com", tls_level="none",
+                             extra_main=f"smtpd_milters = inet:127.0.0.1:{signer.port}\nmilter_default_action = tempfail\n")
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=30) as s:
+            s.sendmail("alice@example.org", ["bob@example.com"],
+                       MESSAGE.replace(b"Message-ID: <d1@example.org>", b"Message-ID: <odk1@example.org>\r\n"
+                                                                         b"Date: Tue, 01 Dec 2026 12:00:00 +0000"))
+        wait_for(lambda: gw.maildir_files("bob@example.com"), 30, "the message through Postfix and OpenDKIM")
+        text = open(gw.maildir_files("bob@example.com")[0], "rb").read()
+        assert b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org;" in text.replace(b"\r\n\t", b" ")
+        rec = transactions(gw, 1)[-1]
+        assert rec["auth"]["dkim"] == [{"result": "pass", "domain": "example.org", "selector": "odk"}]
+        assert b"dkim=pass header.d=example.org header.s=odk" in text
+    finally:
+        signer.stop()
