@@ -40,3 +40,18 @@ struct AuthenticationResultsTests {
             == "Authentication-Results: mx.example.com;\r\n\tspf=fail smtp.mailfrom=example.net;\r\n\tspf=none smtp.helo=\"mail (evil) \\\"x\\\"\"")
     }
 }
+
+/// DMARC and ARC in our header: the result, the policy as a comment, the From domain.
+struct DMARCHeaderTests {
+    @Test func dmarcAndARCResults() {
+        var f = SessionFacts(sessionID: "t", clientIP: "192.0.2.1", clientPort: 1)
+        f.dmarc = DMARCCheck(result: "fail", domain: "bank.example", policy: "reject", disposition: "reject", reason: "")
+        f.arc = ARCCheck(result: "pass", oldestPass: 2, hops: [.init(instance: 3, sealer: "lists.example.net", dmarc: "pass", headerFrom: nil)])
+        #expect(AuthenticationResults.header(authservID: "mx.example.com", facts: f)
+            == "Authentication-Results: mx.example.com;\r\n\tdmarc=fail (p=reject dis=reject) header.from=bank.example;\r\n"
+            + "\tarc=pass (i=3 d=lists.example.net) header.oldest-pass=2")
+        f.dmarc = DMARCCheck(result: "permerror", domain: "", policy: nil, disposition: "none", reason: "")
+        f.arc = nil
+        #expect(AuthenticationResults.header(authservID: "mx.example.com", facts: f) == "Authentication-Results: mx.example.com;\r\n\tdmarc=permerror")
+    }
+}
