@@ -10,7 +10,9 @@
 // Targets: command (the SMTP command parser), session (the state machine
 // driven by a byte stream, DATA and BDAT framing included), mime (header
 // parser and MIME walker), policy (the policy-language loader), address
-// (the address parsers).
+// (the address parsers), auth (DKIM-Signature, ARC and From fields, DMARC
+// records: what a sender writes for authentication to read).
+import Auth
 import Foundation
 import MailMessage
 import NIOCore
@@ -18,7 +20,7 @@ import Policy
 import SMTPProtocol
 
 enum FuzzTarget: String, CaseIterable {
-    case command, session, mime, policy, address
+    case command, session, mime, policy, address, auth
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -27,6 +29,7 @@ enum FuzzTarget: String, CaseIterable {
         case .mime: Self.mime(bytes)
         case .policy: Self.policy(bytes)
         case .address: Self.address(bytes)
+        case .auth: Self.auth(bytes)
         }
     }
 
@@ -142,6 +145,25 @@ enum FuzzTarget: String, CaseIterable {
         if let p = try? PolicyLoader.load(policies: policyDir + "/policies", base: policyDir, identity: identity) {
             let facts = SessionFacts(sessionID: "f", clientIP: "192.0.2.1", clientPort: 25)
             for stage in PolicyStage.allCases { _ = p.evaluate(stage, facts) }
+        }
+    }
+
+    /// The input is a message: its header section goes through the DKIM and
+    /// ARC parsers and their body hashers, each field's text through the
+    /// DMARC record parser and the From address list reader.
+    static func auth(_ bytes: [UInt8]) {
+        let dkim = DKIMMessage(header: bytes)
+        let arc = ARCChain(header: bytes)
+        bytes.withUnsafeBytes { raw in
+            dkim.feedBody(raw)
+            arc.feedBody(raw)
+        }
+        dkim.finishBody()
+        arc.finishBody()
+        for field in HeaderBlock(bytes).fields {
+            _ = DMARCRecord.parse(field.value)
+            _ = AddressList.domains(in: field.value)
+            _ = ARCChain.results(Array("\(field.name):\(field.value)".utf8)[...])
         }
     }
 

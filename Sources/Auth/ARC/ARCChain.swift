@@ -188,7 +188,7 @@ public final class ARCChain: @unchecked Sendable {
 
     /// The results of an ARC-Authentication-Results field: "method=result"
     /// of each resinfo (comments dropped), and header.from of dmarc=.
-    static func results(_ field: ArraySlice<UInt8>) -> ([String: String], String?) {
+    public static func results(_ field: ArraySlice<UInt8>) -> ([String: String], String?) {
         guard let colon = field.firstIndex(of: UInt8(ascii: ":")) else { return ([:], nil) }
         var text = ""
         var depth = 0
