@@ -68,13 +68,7 @@ struct Log: AsyncParsableCommand {
     var follow = false
 
     func run() async throws {
-        let config: GatewayConfig
-        do {
-            config = try GatewayConfig.load(options.config)
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let config = try options.load()
         var filter = AuditFilter(clientIP: clientIP, from: from, to: to)
         filter.spf = spf
         filter.dkim = dkim

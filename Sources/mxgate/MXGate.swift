@@ -39,6 +39,14 @@ struct MXGate: AsyncParsableCommand {
 struct ConfigOption: ParsableArguments {
     @Option(name: .shortAndLong, help: "The configuration file (relative paths inside it are resolved against its folder).")
     var config: String = "mxgate.toml"
+
+    /// The configuration, or its errors on stderr and exit status 1.
+    func load() throws -> GatewayConfig {
+        do { return try GatewayConfig.load(config) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -65,13 +73,7 @@ struct Serve: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "mxgate")
-        let config: GatewayConfig
-        do {
-            config = try GatewayConfig.load(options.config)
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let config = try options.load()
         if Privileges.shouldDrop(config) {
             do { try Privileges.bindAndBecomeUser(config, arguments: CommandLine.arguments) } catch {
                 printError("mxgate: \(error)")
@@ -260,11 +262,7 @@ struct TestMessage: AsyncParsableCommand {
     @Argument(help: "The message file (RFC 5322, LF or CRLF line ends).") var message: String
 
     func run() async throws {
-        let config: GatewayConfig
-        do { config = try GatewayConfig.load(options.config) } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let config = try options.load()
         guard let data = FileManager.default.contents(atPath: message) else {
             printError("mxgate test: cannot read \(message)")
             throw ExitCode(1)
@@ -339,11 +337,7 @@ struct Lookup: ParsableCommand {
     @Argument(help: "The key: an IP address, domain, address, or text for a regexp table.") var key: String
 
     func run() throws {
-        let config: GatewayConfig
-        do { config = try GatewayConfig.load(options.config) } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let config = try options.load()
         let t: Table
         do {
             if table.contains(":") {
@@ -387,16 +381,9 @@ struct Quarantine: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Release.self, Delete.self, Expire.self]
     )
 
-    static func load(_ options: ConfigOption) throws -> GatewayConfig {
-        do { return try GatewayConfig.load(options.config) } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
-    }
-
     /// Runs one audited quarantine action and prints its outcome; errors go to stderr with exit 1.
     static func administer(_ options: ConfigOption, _ action: (QuarantineAdmin, AuditWriter) async throws -> String) async throws {
-        let config = try load(options)
+        let config = try options.load()
         try await runAudited(config, tool: "quarantine") { try await action(QuarantineAdmin(config: config), $0) }
     }
 
@@ -406,7 +393,7 @@ struct Quarantine: AsyncParsableCommand {
         @Flag(help: "One JSON object per message.") var json = false
 
         func run() throws {
-            let admin = QuarantineAdmin(config: try Quarantine.load(options))
+            let admin = QuarantineAdmin(config: try options.load())
             let held = admin.list()
             if json {
                 let enc = JSONEncoder()
@@ -431,7 +418,7 @@ struct Quarantine: AsyncParsableCommand {
         @Argument(help: "The quarantine ID.") var id: String
 
         func run() throws {
-            let admin = QuarantineAdmin(config: try Quarantine.load(options))
+            let admin = QuarantineAdmin(config: try options.load())
             do {
                 let h = try admin.find(id)
                 let e = h.entry
@@ -511,7 +498,8 @@ struct Queue: AsyncParsableCommand {
     )
 
     static func admin(_ options: ConfigOption) throws -> QueueAdmin {
-        do { return try QueueAdmin(config: try GatewayConfig.load(options.config)) } catch {
+        let config = try options.load()
+        do { return try QueueAdmin(config: config) } catch {
             printError("\(error)")
             throw ExitCode(1)
         }
