@@ -30,7 +30,7 @@ public struct ARCHop: Sendable, Equatable {
 /// it is read (one hasher per kind of message signature), then `verify`
 /// validates the chain: structure, the newest ARC-Message-Signature, every
 /// ARC-Seal from the newest down. At most 50 sets (§5.2).
-public final class ARCChain: @unchecked Sendable {
+public final class ARCChain: BodyHashing, @unchecked Sendable {
     // Fed by one read at a time, then verified: never used from two threads at once.
     struct SetFields {
         var aar: ArraySlice<UInt8>?
@@ -66,6 +66,8 @@ public final class ARCChain: @unchecked Sendable {
         if case .success(let s) = sets { return s.isEmpty }
         return false
     }
+
+    public var hashesBody: Bool { !isEmpty }
 
     public func feedBody(_ piece: UnsafeRawBufferPointer) { pool.feed(piece) }
 

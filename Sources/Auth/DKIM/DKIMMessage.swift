@@ -14,8 +14,6 @@ final class BodyHashes {
         return h
     }
 
-    var isEmpty: Bool { order.isEmpty }
-
     func feed(_ piece: UnsafeRawBufferPointer) {
         for h in order { h.feed(piece) }
     }
@@ -41,10 +39,21 @@ final class BodyHashes {
     }
 }
 
+/// A message whose body is hashed as one read streams past (DKIM
+/// signatures, ARC message signatures), then verified.
+public protocol BodyHashing: AnyObject, Sendable {
+    /// Bytes of the text before the body; nil when the header section never ends.
+    var bodyOffset: Int? { get }
+    /// False when there is nothing to hash for (no signature, no ARC set).
+    var hashesBody: Bool { get }
+    func feedBody(_ piece: UnsafeRawBufferPointer)
+    func finishBody()
+}
+
 /// One message's DKIM signatures, from its raw header section; the body is
 /// fed as it is read (one hasher per kind of signature), then `verify`
 /// checks each.
-public final class DKIMMessage: @unchecked Sendable {
+public final class DKIMMessage: BodyHashing, @unchecked Sendable {
     // Fed by one read at a time, then verified: never used from two threads at once.
     let fields: [ArraySlice<UInt8>]
     let signatures: [Result<DKIMSignature, DKIMError>]
@@ -66,6 +75,7 @@ public final class DKIMMessage: @unchecked Sendable {
     }
 
     public var signatureCount: Int { signatures.count }
+    public var hashesBody: Bool { !signatures.isEmpty }
 
     public func feedBody(_ piece: UnsafeRawBufferPointer) { pool.feed(piece) }
 

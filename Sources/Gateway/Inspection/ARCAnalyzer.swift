@@ -15,46 +15,16 @@ struct ARCAnalyzer: TextAnalyzer {
     let dns: (any DNSLookup)?
 
     func makeSink(_ input: InspectionInput) -> any TextSink {
-        Sink(chain: ARCChain(header: input.headerBytes ?? []), dns: dns, budget: input.dnsBudget)
-    }
-
-    private final class Sink: TextSink, @unchecked Sendable {
-        let chain: ARCChain
-        let dns: (any DNSLookup)?
-        let budget: Double
-        let blocks = false
-        private var skipper: HeaderSkipper
-
-        init(chain: ARCChain, dns: (any DNSLookup)?, budget: Double) {
-            self.chain = chain
-            self.dns = dns
-            self.budget = budget
-            skipper = HeaderSkipper(bodyOffset: chain.bodyOffset)
-        }
-
-        func consume(_ piece: UnsafeRawBufferPointer) {
-            guard !chain.isEmpty, let body = skipper.body(of: piece) else { return }
-            chain.feedBody(body)
-        }
-
-        func finish(readError: Error?) -> Findings {
-            chain.finishBody()
-            return Findings()
-        }
-
-        func resolve(_ found: Findings) async -> Findings {
+        let dns = dns, timeout = input.dnsQueryTimeout
+        return BodyHashSink(ARCChain(header: input.headerBytes ?? [])) { chain in
             if chain.isEmpty { return Findings(facts: [.arc(ARCCheck(result: "none"))]) }
             guard let dns else {
                 // Nothing can be verified: the chain counts as not validated, never as passing.
                 return Findings(facts: [.arc(ARCCheck(result: "fail", reason: "no DNS resolver to fetch the sealers' keys"))])
             }
-            let started = ContinuousClock.now
-            let timeout = budget.isFinite ? max(0.001, budget) : nil
             let o = await chain.verify(with: DKIMVerifier(dns: dns, queryTimeout: timeout))
             let hops = o.hops.map { ARCCheck.Hop(instance: $0.instance, sealer: $0.sealer, dmarc: $0.results["dmarc"], headerFrom: $0.headerFrom) }
-            var out = Findings(facts: [.arc(ARCCheck(result: o.result.rawValue, oldestPass: o.oldestPass, hops: hops, reason: o.reason))])
-            out.dnsSeconds = (ContinuousClock.now - started).inSeconds
-            return out
+            return Findings(facts: [.arc(ARCCheck(result: o.result.rawValue, oldestPass: o.oldestPass, hops: hops, reason: o.reason))])
         }
     }
 }

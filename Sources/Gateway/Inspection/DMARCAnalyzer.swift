@@ -32,9 +32,7 @@ struct DMARCAnalyzer: Analyzer {
                                                       disposition: "none", reason: "no DNS resolver"))])
         }
         let started = ContinuousClock.now
-        let deadline = input.dnsBudget.isFinite ? started + .milliseconds(Int64(max(0, input.dnsBudget) * 1000)) : nil
-        let verifier = DMARCVerifier(dns: dns, queryTimeout: input.dnsBudget.isFinite ? max(0.001, input.dnsBudget) : nil,
-                                     deadline: deadline)
+        let verifier = DMARCVerifier(dns: dns, queryTimeout: input.dnsQueryTimeout, deadline: input.dnsDeadline(from: started))
         let spf = facts.spf.map { DMARCVerifier.Identifier(result: $0.result, domain: $0.domain) }
         let dkim = (facts.dkim ?? []).filter { !$0.domain.isEmpty }.map { DMARCVerifier.Identifier(result: $0.result, domain: $0.domain) }
         let o = await verifier.evaluate(fromDomains: domains, spf: spf, dkim: dkim, vouches: vouches(facts.arc))

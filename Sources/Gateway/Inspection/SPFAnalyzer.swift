@@ -26,8 +26,7 @@ struct SPFAnalyzer: Analyzer {
             return Findings(facts: [.spf(none, helo: nil)])
         }
         let started = ContinuousClock.now
-        let deadline = input.dnsBudget.isFinite ? started + .milliseconds(Int64(max(0, input.dnsBudget) * 1000)) : nil
-        let verifier = SPFVerifier(dns: dns, receiver: receiver, deadline: deadline)
+        let verifier = SPFVerifier(dns: dns, receiver: receiver, deadline: input.dnsDeadline(from: started))
         async let heloOutcome = helo.isEmpty ? nil : verifier.checkHelo(ip: ip, helo: helo)
         let mailOutcome = sender.isEmpty ? nil : await verifier.checkMailFrom(ip: ip, sender: sender, helo: helo)
         let heloCheck = await heloOutcome.map(Self.check)
