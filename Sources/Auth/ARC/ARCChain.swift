@@ -114,8 +114,8 @@ public final class ARCChain: BodyHashing, @unchecked Sendable {
         if aar {
             let first = value.split(separator: ";", maxSplits: 1).first.map { String($0) } ?? ""
             let parts = first.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, parts[0].trimmingWhite().lowercased() == "i" else { return nil }
-            return Int(parts[1].trimmingWhite())
+            guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespacesAndNewlines).lowercased() == "i" else { return nil }
+            return Int(parts[1].trimmingCharacters(in: .whitespacesAndNewlines))
         }
         return DKIMTags(value)?["i"].flatMap { Int($0) }
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A DMARC policy record (RFC 7489 §6.3, RFC 9989 §4.7): only what a
 /// receiver acts on. Reporting tags (rua, ruf, fo, rf, ri) are read past;
 /// unknown tags are ignored, as RFC 9989 requires.
@@ -32,9 +34,9 @@ public struct DMARCRecord: Sendable, Equatable {
         for part in text.split(separator: ";", omittingEmptySubsequences: true) {
             // A part that is not tag=value is read past, like an unknown tag.
             guard let eq = part.firstIndex(of: "=") else { continue }
-            let name = part[..<eq].trimmingWhite().lowercased()
-            let value = part[part.index(after: eq)...].trimmingWhite()
-            tags.append((name, String(value)))
+            let name = part[..<eq].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            let value = part[part.index(after: eq)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            tags.append((name, value))
         }
         guard let first = tags.first, first.0 == "v", first.1 == "DMARC1" else { return nil }
         var r = DMARCRecord()
@@ -53,14 +55,5 @@ public struct DMARCRecord: Sendable, Equatable {
             }
         }
         return r
-    }
-}
-
-extension Substring {
-    func trimmingWhite() -> Substring {
-        var s = self
-        while let c = s.first, c.isWhitespace { s.removeFirst() }
-        while let c = s.last, c.isWhitespace { s.removeLast() }
-        return s
     }
 }

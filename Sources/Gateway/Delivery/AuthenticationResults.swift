@@ -21,11 +21,11 @@ enum AuthenticationResults {
                 results.append("dkim=\(s.result) header.d=\(value(s.domain)) header.s=\(value(s.selector ?? ""))")
             }
         }
-        if let dmarc = facts.dmarc, !dmarc.domain.isEmpty {
-            let comment = dmarc.policy.map { " (p=\($0) dis=\(dmarc.disposition))" } ?? ""
-            results.append("dmarc=\(dmarc.result)\(comment) header.from=\(value(dmarc.domain))")
-        } else if let dmarc = facts.dmarc {
-            results.append("dmarc=\(dmarc.result)")
+        if let dmarc = facts.dmarc {
+            var r = "dmarc=\(dmarc.result)"
+            if let p = dmarc.policy { r += " (p=\(p) dis=\(dmarc.disposition))" }
+            if !dmarc.domain.isEmpty { r += " header.from=\(value(dmarc.domain))" }
+            results.append(r)
         }
         if let arc = facts.arc {
             var r = "arc=\(arc.result)"

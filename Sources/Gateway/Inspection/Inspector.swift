@@ -30,22 +30,22 @@ final class Inspector: Sendable {
     func inspect(_ stage: InspectionStage, _ input: InspectionInput) async -> Findings {
         guard let all = byStage[stage] else { return Findings() }
         let streamers = all.compactMap { $0 as? any TextAnalyzer }
-        let afterRead: AnalyzerNeeds = [.mime, .textFindings]
-        let first = all.filter { !($0 is any TextAnalyzer) && $0.needs.isDisjoint(with: afterRead) }
-        let afterMIME = all.filter { !($0 is any TextAnalyzer) && !$0.needs.isDisjoint(with: afterRead) }
+        let readResults: AnalyzerNeeds = [.mime, .textFindings]
+        let first = all.filter { !($0 is any TextAnalyzer) && $0.needs.isDisjoint(with: readResults) }
+        let afterRead = all.filter { !($0 is any TextAnalyzer) && !$0.needs.isDisjoint(with: readResults) }
 
         var readText: (@Sendable () async -> Findings)?
         if !streamers.isEmpty {
             readText = { await Self.stream(streamers, input) }
         }
         var out = await Self.runConcurrently(first, input, extra: readText)
-        if !afterMIME.isEmpty {
+        if !afterRead.isEmpty {
             var next = input
             for f in out.facts {
                 if case .mime(let m) = f { next.mime = m }
                 next.facts.apply(f)
             }
-            out.merge(await Self.runConcurrently(afterMIME, next, extra: nil))
+            out.merge(await Self.runConcurrently(afterRead, next, extra: nil))
         }
         return out
     }
