@@ -47,7 +47,7 @@ let package = Package(
         ),
         // Sender authentication: SPF (RFC 7208) over any DNS source, DKIM (RFC 6376).
         .target(name: "Auth", dependencies: [
-            "Checks", "Policy",
+            "Checks", "Policy", "MailMessage",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
         ]),
@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "Relay",
             dependencies: [
-                "SMTPProtocol", "CChecksum", "Audit", "Threads",
+                "SMTPProtocol", "MailMessage", "CChecksum", "Audit", "Threads",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import MailMessage
 
 /// Where mail for a domain goes from the queue.
 public enum Destination: Hashable, Sendable, CustomStringConvertible {
@@ -122,17 +123,7 @@ public enum HeaderRewriter {
     /// bytes of `text` it replaces; nil when nothing changes.
     public static func rewrite(_ text: [UInt8], sender: RewriteTable?, recipient: RewriteTable?) -> (header: [UInt8], replaces: Int)? {
         guard sender != nil || recipient != nil else { return nil }
-        // The header section ends at the first empty line.
-        var end = -1
-        var i = 0
-        while i + 1 < text.count {
-            if text[i] == 10 && (text[i + 1] == 10 || (text[i + 1] == 13 && i + 2 < text.count && text[i + 2] == 10)) {
-                end = i + 1
-                break
-            }
-            i += 1
-        }
-        guard end > 0 else { return nil }
+        guard let end = HeaderSection.bounds(text)?.fieldsEnd, end > 0 else { return nil }
         var out = ""
         var changed = false
         var table: RewriteTable?

@@ -19,3 +19,17 @@ struct AddressListTests {
         #expect(AddressList.domains(in: value) == want)
     }
 }
+
+/// The boundary every header rewriter and body hash agrees on.
+struct HeaderSectionTests {
+    @Test func bounds() {
+        func b(_ s: String) -> [Int]? { HeaderSection.bounds(Array(s.utf8)).map { [$0.fieldsEnd, $0.bodyStart] } }
+        #expect(b("A: 1\r\nB: 2\r\n\r\nbody") == [12, 14])
+        #expect(b("A: 1\nB: 2\n\nbody") == [10, 11])
+        #expect(b("A: 1\r\n folded\r\n\r\n") == [15, 17])
+        #expect(b("\r\nbody only\r\n\r\nmore") == [0, 2])
+        #expect(b("\nbody") == [0, 1])
+        #expect(b("A: 1\r\nno end") == nil)
+        #expect(b("") == nil)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import MailMessage
 
 /// What ARC validation (RFC 8617 §5.2) concluded.
 public struct ARCOutcome: Sendable, Equatable {
@@ -52,7 +53,7 @@ public final class ARCChain: BodyHashing, @unchecked Sendable {
 
     public init(header: [UInt8]) {
         fields = DKIMVerifier.fields(header)
-        bodyOffset = BodyHashes.bodyOffset(header)
+        bodyOffset = HeaderSection.bounds(header)?.bodyStart
         sets = Self.collect(fields)
         guard case .success(let all) = sets else { return }
         for (index, set) in all.enumerated() {

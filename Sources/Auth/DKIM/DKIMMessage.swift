@@ -1,3 +1,5 @@
+import MailMessage
+
 /// Body hashers for one message, one per body canonicalization and l=:
 /// the DKIM signatures and ARC message signatures that agree on both
 /// share one, so the body is canonicalized and hashed once for them.
@@ -23,19 +25,6 @@ final class BodyHashes {
         var done: [ObjectIdentifier: [UInt8]] = [:]
         for h in order { done[ObjectIdentifier(h)] = h.finish() }
         return done
-    }
-
-    /// Bytes of the text before the body (the header section and its empty
-    /// line); nil when the header section never ends.
-    static func bodyOffset(_ header: [UInt8]) -> Int? {
-        if header.starts(with: [13, 10]) || header.first == 10 { return header.first == 10 ? 1 : 2 }
-        var i = 0
-        while i + 1 < header.count {
-            if header[i] == 10 && header[i + 1] == 10 { return i + 2 }
-            if header[i] == 10 && header[i + 1] == 13 && i + 2 < header.count && header[i + 2] == 10 { return i + 3 }
-            i += 1
-        }
-        return nil
     }
 }
 
@@ -71,7 +60,7 @@ public final class DKIMMessage: BodyHashing, @unchecked Sendable {
             guard case .success(let sig) = s else { return nil }
             return pool.hasher(sig.body, limit: sig.length)
         }
-        bodyOffset = BodyHashes.bodyOffset(header)
+        bodyOffset = HeaderSection.bounds(header)?.bodyStart
     }
 
     public var signatureCount: Int { signatures.count }

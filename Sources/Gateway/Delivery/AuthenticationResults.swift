@@ -1,3 +1,4 @@
+import MailMessage
 import Policy
 
 /// The Authentication-Results header (RFC 8601) mxgate writes into every
@@ -58,18 +59,7 @@ enum AuthenticationResults {
     /// many bytes of `text` they replace (up to the empty line that ends the
     /// section, which stays); nil when there is none.
     static func strippingForged(_ text: [UInt8], authservID: String) -> (header: [UInt8], replaces: Int)? {
-        // The header section ends at the first empty line.
-        var end = -1
-        var i = 0
-        while i < text.count {
-            if text[i] == 10 && i + 1 < text.count && (text[i + 1] == 10 || (text[i + 1] == 13 && i + 2 < text.count && text[i + 2] == 10)) {
-                end = i + 1
-                break
-            }
-            if i == 0 && (text[0] == 10 || (text[0] == 13 && text.count > 1 && text[1] == 10)) { return nil }
-            i += 1
-        }
-        guard end > 0 else { return nil }
+        guard let end = HeaderSection.bounds(text)?.fieldsEnd, end > 0 else { return nil }
         let ours = authservID.lowercased()
         // Fields as ranges: from a line that does not start with white space to the next such line.
         var fields: [Range<Int>] = []
