@@ -158,8 +158,10 @@ public struct DMARCVerifier: Sendable {
             }
         }
         // A check that could not finish might have aligned: not a failure we can stand by.
-        for id in dkim + (spf.map { [$0] } ?? []) where id.result == "temperror" {
-            if await aligned(id, strict: false) != false { unknown.append("the \(id.domain) check") }
+        // Under the record's own alignment mode: strict, a subdomain's check could never have aligned.
+        let pending = dkim.map { ($0, record.strictDKIM) } + (spf.map { [($0, record.strictSPF)] } ?? [])
+        for (id, strict) in pending where id.result == "temperror" {
+            if await aligned(id, strict: strict) != false { unknown.append("the \(id.domain) check") }
         }
         if !unknown.isEmpty {
             out.result = .temperror
