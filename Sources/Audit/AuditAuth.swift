@@ -85,51 +85,51 @@ public struct AuditAuth: Codable, Sendable, Equatable {
     /// The object as JSON, keys sorted (as `AuditRecord.jsonLine` writes every record).
     func json() -> [UInt8] {
         var out: [UInt8] = [UInt8(ascii: "{")]
+        /// A string member of the object being written; keys are written in sorted order by the caller.
         func field(_ key: String, _ value: String, first: Bool = false) {
             if !first { out.append(UInt8(ascii: ",")) }
             out += Array("\"\(key)\":".utf8)
             JSONText.appendQuoted(value, to: &out)
         }
-        if let arc {
-            JSONText.appendKey("arc", to: &out)
+        func object(_ members: () -> Void) {
             out.append(UInt8(ascii: "{"))
-            field("result", arc.result, first: true)
+            members()
             out.append(UInt8(ascii: "}"))
         }
-        func check(_ key: StaticString, _ c: Check) {
-            JSONText.appendKey(key, to: &out)
-            out += Array("{\"domain\":".utf8)
-            JSONText.appendQuoted(c.domain, to: &out)
-            out += Array(",\"result\":".utf8)
-            JSONText.appendQuoted(c.result, to: &out)
-            out.append(UInt8(ascii: "}"))
+        if let arc {
+            JSONText.appendKey("arc", to: &out)
+            object { field("result", arc.result, first: true) }
         }
         if let dkim {
             JSONText.appendKey("dkim", to: &out)
             out.append(UInt8(ascii: "["))
             for (i, s) in dkim.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                out += Array("{\"domain\":".utf8)
-                JSONText.appendQuoted(s.domain, to: &out)
-                out += Array(",\"result\":".utf8)
-                JSONText.appendQuoted(s.result, to: &out)
-                out += Array(",\"selector\":".utf8)
-                JSONText.appendQuoted(s.selector, to: &out)
-                out.append(UInt8(ascii: "}"))
+                object {
+                    field("domain", s.domain, first: true)
+                    field("result", s.result)
+                    field("selector", s.selector)
+                }
             }
             out.append(UInt8(ascii: "]"))
         }
         if let dmarc {
             JSONText.appendKey("dmarc", to: &out)
-            out.append(UInt8(ascii: "{"))
-            field("disposition", dmarc.disposition, first: true)
-            field("domain", dmarc.domain)
-            field("policy", dmarc.policy)
-            field("result", dmarc.result)
-            out.append(UInt8(ascii: "}"))
+            object {
+                field("disposition", dmarc.disposition, first: true)
+                field("domain", dmarc.domain)
+                field("policy", dmarc.policy)
+                field("result", dmarc.result)
+            }
         }
-        if let spf { check("spf", spf) }
-        if let spfHelo { check("spf_helo", spfHelo) }
+        for (key, c) in [("spf" as StaticString, spf), ("spf_helo", spfHelo)] {
+            guard let c else { continue }
+            JSONText.appendKey(key, to: &out)
+            object {
+                field("domain", c.domain, first: true)
+                field("result", c.result)
+            }
+        }
         out.append(UInt8(ascii: "}"))
         return out
     }

@@ -41,6 +41,14 @@ struct AuditRecordTests {
         let expected = try JSONSerialization.jsonObject(with: encoder.encode(r)) as! NSDictionary
         #expect(try JSONSerialization.jsonObject(with: Data(line.utf8)) as! NSDictionary == expected)
         #expect(try JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)).auth == r.auth)
+        // With DMARC and ARC: arc first, dmarc between dkim and spf, as sorted keys put them.
+        r.auth?.dmarc = .init(result: "fail", domain: "bank.example", policy: "reject", disposition: "reject")
+        r.auth?.arc = .init(result: "none")
+        let full = r.jsonLine()
+        #expect(full.hasPrefix("{\"auth\":{\"arc\":{\"result\":\"none\"},\"dkim\":["))
+        #expect(full.contains("}],\"dmarc\":{\"disposition\":\"reject\",\"domain\":\"bank.example\",\"policy\":\"reject\",\"result\":\"fail\"},\"spf\":{"))
+        #expect(try JSONSerialization.jsonObject(with: Data(full.utf8)) as! NSDictionary
+            == JSONSerialization.jsonObject(with: encoder.encode(r)) as! NSDictionary)
     }
 
     @Test func timesAreRFC3339AndRFC5322() {
