@@ -31,16 +31,7 @@ struct ARCChainTests {
     }
 
     static func seal(_ c: Case) throws -> Sealed {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Signers/arc_seal.py")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script.path, String(c.hops), c.tamper]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return try JSONDecoder().decode(Sealed.self, from: data)
+        try SignerScript.run("arc_seal.py", [String(c.hops), c.tamper], as: Sealed.self)
     }
 
     static func verify(_ message: [UInt8], _ zone: DNSZone) async -> ARCOutcome {

@@ -41,16 +41,7 @@ struct DKIMVerifierTests {
     }
 
     static func sign(_ c: Case) throws -> Signed {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Signers/dkim_sign.py")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script.path, c.alg, String(c.bits), c.header, c.body, c.length ? "1" : "0", c.tamper]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return try JSONDecoder().decode(Signed.self, from: data)
+        try SignerScript.run("dkim_sign.py", [c.alg, String(c.bits), c.header, c.body, c.length ? "1" : "0", c.tamper], as: Signed.self)
     }
 
     @Test(arguments: Self.cases)

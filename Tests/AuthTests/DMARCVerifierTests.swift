@@ -4,6 +4,7 @@ import Yams
 
 @testable import Auth
 import Checks
+import Policy
 
 /// DMARC evaluation against the cases in Data/dmarc-alignment.yml: strict
 /// and relaxed alignment, sp=, np=, psd=, t=, pct=, the tree walk's
@@ -16,7 +17,7 @@ struct DMARCVerifierTests {
         let from: [String]
         let spf: DMARCVerifier.Identifier?
         let dkim: [DMARCVerifier.Identifier]
-        let vouches: [ARCVouch]
+        let vouches: [ARCCheck.Hop]
         let want: [String: String?]
         var testDescription: String { name }
     }
@@ -41,7 +42,7 @@ struct DMARCVerifierTests {
                 return DMARCVerifier.Identifier(result: r, domain: dom)
             }
             let vouches = (c["vouches"] as? [[String: Any]] ?? []).enumerated().map { i, v in
-                ARCVouch(sealer: v["sealer"] as? String ?? "", instance: i + 1, dmarc: v["dmarc"] as? String, fromDomain: v["from"] as? String)
+                ARCCheck.Hop(instance: i + 1, sealer: v["sealer"] as? String ?? "", dmarc: v["dmarc"] as? String, headerFrom: v["from"] as? String)
             }
             var want: [String: String?] = [:]
             for (k, v) in c["want"] as? [String: Any] ?? [:] { want[k] = v as? String }

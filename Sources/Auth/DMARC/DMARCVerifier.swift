@@ -1,5 +1,6 @@
 import Checks
 import Foundation
+import Policy
 
 /// What DMARC concluded for a message (RFC 7489 §6.6, RFC 9989 §5.3).
 public struct DMARCOutcome: Sendable, Equatable {
@@ -20,24 +21,6 @@ public struct DMARCOutcome: Sendable, Equatable {
     /// Where the policy record was found (the domain, its organizational
     /// domain, or a public suffix domain).
     public var policyDomain: String?
-}
-
-/// An ARC hop whose sealer the receiver trusts, and what it saw: the
-/// DMARC result its ARC-Authentication-Results recorded.
-public struct ARCVouch: Sendable, Equatable {
-    public var sealer: String
-    public var instance: Int
-    /// dmarc= in the hop's ARC-Authentication-Results.
-    public var dmarc: String?
-    /// header.from= beside it, when given.
-    public var fromDomain: String?
-
-    public init(sealer: String, instance: Int, dmarc: String?, fromDomain: String?) {
-        self.sealer = sealer
-        self.instance = instance
-        self.dmarc = dmarc
-        self.fromDomain = fromDomain
-    }
 }
 
 /// DMARC evaluation over any DNS source: the policy and the organizational
@@ -75,9 +58,11 @@ public struct DMARCVerifier: Sendable {
     /// Evaluates every distinct From domain; the outcome reported is the
     /// one that matters most (a failure before a temperror before an error;
     /// the stricter policy first). No From domain at all is permerror: the
-    /// author cannot be checked (RFC 7489 §6.6.1).
+    /// author cannot be checked (RFC 7489 §6.6.1). `vouches` are the
+    /// newest hops of a chain that passed ARC, each sealed by a trusted
+    /// sealer: one that saw DMARC pass for the domain turns a failure into a pass.
     public func evaluate(fromDomains: [String], spf: Identifier?, dkim: [Identifier],
-                         vouches: [ARCVouch] = []) async -> DMARCOutcome {
+                         vouches: [ARCCheck.Hop] = []) async -> DMARCOutcome {
         var distinct: [String] = []
         for d in fromDomains.map({ $0.lowercased() }) where !distinct.contains(d) { distinct.append(d) }
         guard !distinct.isEmpty else {
@@ -106,7 +91,7 @@ public struct DMARCVerifier: Sendable {
         return worst
     }
 
-    private func evaluate(_ author: String, spf: Identifier?, dkim: [Identifier], vouches: [ARCVouch],
+    private func evaluate(_ author: String, spf: Identifier?, dkim: [Identifier], vouches: [ARCCheck.Hop],
                           walk: TreeWalk) async -> DMARCOutcome {
         // 1. The policy (§4.10.1): the first record of the walk up from the From domain.
         let found: (name: String, record: DMARCRecord)?
@@ -175,7 +160,7 @@ public struct DMARCVerifier: Sendable {
         out.reason = "nothing aligns with \(author): " + parts.joined(separator: ", ")
 
         // 3. A trusted ARC sealer saw it pass before a forwarder broke it (RFC 8617 §7.2).
-        if let v = vouches.first(where: { $0.dmarc == "pass" && ($0.fromDomain == nil || $0.fromDomain == author) }) {
+        if let v = vouches.first(where: { $0.dmarc == "pass" && ($0.headerFrom == nil || $0.headerFrom == author) }) {
             out.result = .pass
             out.reason = "trusted ARC sealer \(v.sealer) (i=\(v.instance)) saw DMARC pass for \(author); here \(out.reason)"
             return out

@@ -45,13 +45,8 @@ struct DMARCAnalyzer: Analyzer {
     /// The hops that may vouch: of a chain that passed, the newest ones, for
     /// as long as each was sealed by a trusted sealer (an untrusted hop after
     /// a trusted one could have rewritten what the trusted one saw).
-    func vouches(_ arc: ARCCheck?) -> [ARCVouch] {
+    func vouches(_ arc: ARCCheck?) -> [ARCCheck.Hop] {
         guard let arc, arc.result == "pass", !trustedSealers.isEmpty else { return [] }
-        var out: [ARCVouch] = []
-        for hop in arc.hops {
-            guard trustedSealers.contains(hop.sealer) else { break }
-            out.append(ARCVouch(sealer: hop.sealer, instance: hop.instance, dmarc: hop.dmarc, fromDomain: hop.headerFrom))
-        }
-        return out
+        return Array(arc.hops.prefix { trustedSealers.contains($0.sealer) })
     }
 }
