@@ -115,7 +115,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay", "Threads"],
+            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay", "Threads", "Checks"],
             exclude: ["Golden"]
         ),
     ],

@@ -22,8 +22,14 @@ extension Session {
     // MARK: DATA and BDAT
 
     func newBody() -> MessageBody {
-        MessageBody(memoryThreshold: config.memoryThreshold, tempDirectory: config.tempDirectory)
+        let body = MessageBody(memoryThreshold: config.memoryThreshold, tempDirectory: config.tempDirectory)
+        // DKIM and ARC hash the body as it arrives, not in a second pass.
+        body.observer = runtime.inspector.liveText(limit: headerSectionLimit)
+        return body
     }
+
+    /// How far into the text the end of data looks for the end of the header section.
+    var headerSectionLimit: Int { max(64 * 1024, runtime.limits.headerSize + 4) }
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
     func data() async {

@@ -339,8 +339,7 @@ final class Session {
     /// the trace header, hand it to the downstream, and answer with its answer.
     @inline(never)  // keeps this frame out of the one an idle session waits in
     func endOfMessage(decoder: MessageTextDecoder, body: MessageBody, storeError: Error?) async {
-        let headerLimit = runtime.limits.headerSize
-        let headerBytes = (try? body.headerSection(limit: max(64 * 1024, headerLimit + 4))) ?? []
+        let headerBytes = (try? body.headerSection(limit: headerSectionLimit)) ?? []
         let headers = HeaderBlock(headerBytes)
         let messageID = headers.first("Message-ID")
         if let violation = decoder.violation {
@@ -363,6 +362,7 @@ final class Session {
             $0.headers = headers
             $0.headerBytes = headerBytes
             $0.body = body
+            $0.liveText = body.observer as? LiveBodyHashes
         }
         let outcome = driver.data(size: decoder.size, headers: headers, inspected: found)
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"

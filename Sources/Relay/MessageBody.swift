@@ -1,6 +1,13 @@
 import Foundation
 import NIOCore
 
+/// Sees the text as it is stored, piece by piece and in order: what must
+/// read the message while it streams in (DKIM's and ARC's body hashes)
+/// rather than in a second pass after it.
+public protocol TextObserver: AnyObject {
+    func observe(_ piece: UnsafeRawBufferPointer)
+}
+
 /// The message text of one transaction while the verdict is pending: in
 /// memory up to a threshold, then in an unlinked temporary file, so a 50 MB
 /// message never sits whole in RAM (DESIGN.md, "End of data, milter-style").
@@ -11,6 +18,8 @@ public final class MessageBody: @unchecked Sendable {
     private let threshold: Int
     private let tempDirectory: String
     public private(set) var count = 0
+    /// Shown every piece appended, as it is appended.
+    public var observer: (any TextObserver)?
 
     public init(memoryThreshold: Int, tempDirectory: String) {
         self.threshold = memoryThreshold
@@ -34,6 +43,7 @@ public final class MessageBody: @unchecked Sendable {
 
     public func append(_ bytes: ByteBuffer) throws {
         guard bytes.readableBytes > 0 else { return }
+        if let observer { bytes.withUnsafeReadableBytes { observer.observe($0) } }
         count += bytes.readableBytes
         if fd < 0 && memory.readableBytes + bytes.readableBytes <= threshold {
             var b = bytes
@@ -54,6 +64,9 @@ public final class MessageBody: @unchecked Sendable {
         let before = memory.readableBytes
         let r = write(&memory)
         count += memory.readableBytes - before
+        if let observer, memory.readableBytes > before {
+            memory.withUnsafeReadableBytes { observer.observe(UnsafeRawBufferPointer(rebasing: $0[before...])) }
+        }
         return r
     }
 

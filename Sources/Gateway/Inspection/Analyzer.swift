@@ -51,6 +51,8 @@ struct InspectionInput: Sendable {
     var logger: Logger
     /// The gateway's metrics; nil in dry runs.
     var metrics: GatewayMetrics?
+    /// Body hashes the session computed while the text streamed in; nil in dry runs.
+    var liveText: LiveBodyHashes?
 
     init(facts: SessionFacts, dnsBudget: Double, logger: Logger, metrics: GatewayMetrics? = nil) {
         self.facts = facts

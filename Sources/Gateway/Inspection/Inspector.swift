@@ -24,6 +24,14 @@ final class Inspector: Sendable {
     /// with no analyzer costs no async call.
     func has(_ stage: InspectionStage) -> Bool { byStage[stage] != nil }
 
+    /// What hashes the body while the text streams in (DKIM, ARC), for one
+    /// message; nil when no such analyzer runs. `limit`: how far the end of
+    /// data looks for the header section's end.
+    func liveText(limit: Int) -> LiveBodyHashes? {
+        let hashing = (byStage[.endOfData] ?? []).compactMap { $0 as? any BodyHashingAnalyzer }
+        return hashing.isEmpty ? nil : LiveBodyHashes(hashing, limit: limit)
+    }
+
     /// The analyzers of a stage, by name (for `mxgate check` and tests).
     func names(_ stage: InspectionStage) -> [String] { (byStage[stage] ?? []).map(\.name) }
 
