@@ -51,6 +51,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
         ]),
+        // The statistical spam classifier: features, online logistic regression, its model file.
+        .target(name: "Classifier", dependencies: ["MailMessage", "CChecksum", "Threads"]),
         // Long-lived helper threads, named for top -H and gdb.
         .target(name: "Threads"),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.
@@ -73,7 +75,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "mxgate",
             dependencies: [
-                "Gateway", "Audit", "Relay", "Checks",
+                "Gateway", "Audit", "Relay", "Checks", "Classifier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -46,6 +46,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var symbols: [String: Double] = [:]
     /// Sender authentication (SPF), when it was checked.
     public var auth: AuditAuth?
+    /// The classifier's spam probability, when it is trained and was asked.
+    public var classifier: Double?
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -82,7 +84,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth
+        case virus, relay, reason, warnings, symbols, auth, classifier
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -110,6 +112,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if !warnings.isEmpty { try c.encode(warnings, forKey: .warnings) }
         if !symbols.isEmpty { try c.encode(symbols, forKey: .symbols) }
         if let auth, !auth.isEmpty { try c.encode(auth, forKey: .auth) }
+        try c.encodeIfPresent(classifier, forKey: .classifier)
     }
 
     public init(from decoder: Decoder) throws {
@@ -139,6 +142,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
         symbols = try c.decodeIfPresent([String: Double].self, forKey: .symbols) ?? [:]
         auth = try c.decodeIfPresent(AuditAuth.self, forKey: .auth)
+        classifier = try c.decodeIfPresent(Double.self, forKey: .classifier)
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.
@@ -186,6 +190,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public func jsonBytes() -> [UInt8] {
         var j = JSONLine()
         if let auth, !auth.isEmpty { j.add("auth", object: auth.json()) }
+        if let classifier { j.add("classifier", classifier) }
         j.add("client_ip", clientIP)
         if let clientPort { j.add("client_port", clientPort) }
         j.add("event", event.rawValue)

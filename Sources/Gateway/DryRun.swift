@@ -1,5 +1,6 @@
 import Audit
 import Checks
+import Classifier
 import Foundation
 import Logging
 import MailMessage
@@ -60,6 +61,8 @@ public struct DryRun {
     var scanFailOpen = false
     /// [auth] trusted_arc_sealers, for DMARC as the gateway evaluates it.
     var trustedARCSealers: [String] = []
+    /// The model [classifier] names, read as the gateway reads it (no learning in a dry run).
+    var classifier: (SharedClassifier, ClassifierSettings)?
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
         self.policy = policy
@@ -75,6 +78,7 @@ public struct DryRun {
         scanner = try Runtime.makeScanner(config)
         scanFailOpen = config.clamavFailOpen
         trustedARCSealers = config.trustedARCSealers
+        if let k = config.classifier, let c = try Runtime.openClassifier(config) { classifier = (c, k) }
     }
 
     public func run(_ input: Input) async -> Report {
@@ -87,7 +91,7 @@ public struct DryRun {
         // The same inspection as a live session's, with the network replaced by what the command line states.
         let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
         let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen,
-                                          dns: input.dnsZone, sealers: trustedARCSealers)
+                                          dns: input.dnsZone, sealers: trustedARCSealers, classifier: classifier)
         var logger = Logger(label: "mxgate.test")
         logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
@@ -106,6 +110,7 @@ public struct DryRun {
             r.messageID = HeaderBlock(input.message.prefix(65536)).first("Message-ID")
             r.virus = driver.facts.virus
             r.auth = driver.facts.auditAuth
+            r.classifier = driver.facts.classifier
             var report = Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
                                 refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
             report.authNotChecked = input.dnsZone == nil && AuthChecks(policy: policy, config: nil).any

@@ -1,5 +1,6 @@
 import Audit
 import Checks
+import Classifier
 import MailMessage
 import Policy
 import SMTPProtocol
@@ -45,6 +46,8 @@ public struct PolicyDriver {
     private(set) var symbols: [(name: String, score: Double)] = []
     private(set) var extraHeaders: [String] = []
     private(set) var tagged = false
+    /// What the classifier read of this message (for autolearn).
+    private(set) var classified: MessageFeatures?
     /// Every rule that fired in the session, with its explanation; kept only
     /// for dry runs (`keepFired`), where it is the report.
     private(set) var fired: [(PolicyStage, FiredRule)] = []
@@ -226,8 +229,9 @@ public struct PolicyDriver {
     /// conditions, their symbols into the score, their warnings into the
     /// audit record. Findings at connect and helo hold for the whole session.
     private mutating func absorb(_ findings: Findings, at stage: InspectionStage) {
-        guard !findings.facts.isEmpty || !findings.warnings.isEmpty || !findings.symbols.isEmpty else { return }
+        guard !findings.facts.isEmpty || !findings.warnings.isEmpty || !findings.symbols.isEmpty || findings.classified != nil else { return }
         for f in findings.facts { facts.apply(f) }
+        if let c = findings.classified { classified = c }
         let session = stage == .connect || stage == .helo
         for w in findings.warnings { note(w, session: session) }
         guard !findings.symbols.isEmpty else { return }
@@ -276,6 +280,8 @@ public struct PolicyDriver {
         facts.spf = nil
         facts.spfHelo = nil
         facts.dkim = nil
+        facts.classifier = nil
+        classified = nil
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

@@ -1,4 +1,5 @@
 import Checks
+import Classifier
 import Foundation
 import Logging
 import NIOCore
@@ -35,6 +36,8 @@ final class Runtime: Sendable {
     let limits: SMTPLimits
     /// The spool, in queue mode and for proxy mode's fallback.
     let queue: QueueService?
+    /// The statistical classifier, when [classifier] names a model (one per process, kept across reloads).
+    let classifier: SharedClassifier?
     init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil) throws {
         self.queue = queue
         // Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
@@ -52,7 +55,8 @@ final class Runtime: Sendable {
         self.quarantine = QuarantineDelivery(store: QuarantineStore(directory: config.quarantineDirectory))
         self.checks = try Runtime.makeChecks(config, policy: policy)
         self.scanner = try Runtime.makeScanner(config)
-        self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner)
+        self.classifier = try Runtime.openClassifier(config)
+        self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner, classifier: classifier)
         self.limits = config.limits
         let spool = queue.map { QueueDelivery(queue: $0, rewriter: rewriter) }
         switch config.downstream {
@@ -129,6 +133,17 @@ final class Runtime: Sendable {
             } catch {
                 throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[clamav] \(error)")])
             }
+        }
+    }
+
+    /// The process's classifier for [classifier] model; a model file that
+    /// cannot be read stops start-up (and a reload) with its name and why.
+    static func openClassifier(_ config: GatewayConfig) throws -> SharedClassifier? {
+        guard let k = config.classifier else { return nil }
+        do {
+            return try SharedClassifier.open(ModelFile(path: k.model), dimensionBits: k.dimensionBits)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[classifier] \(error)")])
         }
     }
 

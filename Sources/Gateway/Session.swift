@@ -476,6 +476,7 @@ final class Session {
                                 helo: f.helo, tls: session.machine.tlsActive, mailFrom: f.mailFrom?.description,
                                 rcptTo: f.recipients.map(\.description), verdict: verdict, reply: reply.description)
             r.auth = f.auditAuth
+            r.classifier = f.classifier
             return r
         }
     }

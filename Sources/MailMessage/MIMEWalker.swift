@@ -71,7 +71,7 @@ public struct MIMEWalker {
     private var textBytes: [UInt8] = []
     /// Raw decoded text and HTML (bounded), for URL extraction before tags are stripped.
     private var urlSource: [UInt8] = []
-    private var inTag = false
+    private var html = HTMLText()
     private var inPreamble = false
     /// False once the current part has been reported, until the next one starts.
     private var partOpen = true
@@ -231,7 +231,7 @@ public struct MIMEWalker {
         if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
             let text = Charsets.toUTF8(decoded, charset: current.charset)
             if urlSource.count < limits.textBytes { urlSource += text.prefix(limits.textBytes - urlSource.count) }
-            let visible = current.contentType == "text/html" ? stripTags(text) : text
+            let visible = current.contentType == "text/html" ? html.reduce(text) : text
             let room = limits.textBytes - textBytes.count
             if room > 0 { textBytes += visible.prefix(room) }
         }
@@ -264,22 +264,6 @@ public struct MIMEWalker {
         summary.problems += inner.problems.map { "attached message: \($0)" }
     }
 
-    /// HTML reduced to text: tags dropped (across lines), a space in their place.
-    private mutating func stripTags(_ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        for b in bytes {
-            if inTag {
-                if b == 62 { inTag = false; out.append(32) }
-            } else if b == 60 {
-                inTag = true
-            } else {
-                out.append(b)
-            }
-        }
-        return out
-    }
-
     private mutating func endPart() {
         guard partOpen else { return }
         partOpen = false
@@ -303,7 +287,7 @@ public struct MIMEWalker {
             merge(n.walker.finish(), below: current.depth + 1)
         }
         decoder = .identity
-        inTag = false
+        html = HTMLText()
         state = .body
     }
 }

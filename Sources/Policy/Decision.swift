@@ -127,6 +127,8 @@ public struct SessionFacts: Sendable {
     public var dmarc: DMARCCheck?
     /// The ARC chain; nil: not validated.
     public var arc: ARCCheck?
+    /// The classifier's spam probability; nil: untrained or not asked.
+    public var classifier: Double?
 
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?

@@ -164,6 +164,9 @@ public struct GatewayConfig: Sendable {
     /// Signature folder for mode = "embedded" (freshclam's is /var/lib/clamav).
     public var clamavDatabase = "/var/lib/clamav"
 
+    /// `[classifier]`, when a model file is set.
+    public var classifier: ClassifierSettings?
+
     // [geoip]
     public var geoipDatabase: String?
     public var geoipASNDatabase: String?
@@ -248,6 +251,7 @@ struct ConfigReader {
         "auth": ["authserv_id", "spf", "dkim", "dmarc", "arc", "trusted_arc_sealers"],
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
+        "classifier": ConfigReader.classifierKeys,
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
     ]
 
@@ -311,6 +315,8 @@ struct ConfigReader {
                 c.senderRewrite = string(&s, "sender").map(c.resolve)
                 c.recipientRewrite = string(&s, "recipient").map(c.resolve)
                 if let b = bool(&s, "headers") { c.rewriteHeaders = b }
+            case "classifier":
+                readClassifier(&s, &c)
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }

@@ -1,4 +1,5 @@
 import Checks
+import Classifier
 import Logging
 import MailMessage
 import Policy
@@ -85,6 +86,8 @@ public enum Fact: Sendable {
     case arc(ARCCheck)
     /// DMARC for the From domain.
     case dmarc(DMARCCheck)
+    /// The classifier's spam probability.
+    case classifier(Double)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -105,6 +108,8 @@ public struct Findings: Sendable {
     public var warnings: [String] = []
     /// Seconds of the DNS budget this analysis used.
     public var dnsSeconds: Double = 0
+    /// The message as the classifier saw it, for autolearn once the verdict is known.
+    var classified: MessageFeatures?
 
     public init(facts: [Fact] = [], symbols: [Symbol] = [], warnings: [String] = []) {
         self.facts = facts
@@ -116,6 +121,7 @@ public struct Findings: Sendable {
         facts += other.facts
         symbols += other.symbols
         warnings += other.warnings
+        classified = other.classified ?? classified
         dnsSeconds = max(dnsSeconds, other.dnsSeconds)  // analyzers of one stage run side by side
     }
 }
@@ -198,6 +204,8 @@ extension SessionFacts {
             arc = check
         case .dmarc(let check):
             dmarc = check
+        case .classifier(let p):
+            classifier = p
         }
     }
 }

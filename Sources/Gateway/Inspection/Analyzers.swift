@@ -1,18 +1,22 @@
 import Checks
+import Classifier
 import Policy
 
 /// Which analyzers a policy needs, built once per configuration (start-up
 /// and reload). The order is the order facts are applied in.
 extension Inspector {
     /// The live gateway's: client lookups, DNS lists, content.
-    static func live(policy: PolicySet, config: GatewayConfig, checks: ClientChecks, scanner: VirusScanner?) -> Inspector {
+    static func live(policy: PolicySet, config: GatewayConfig, checks: ClientChecks, scanner: VirusScanner?,
+                     classifier: SharedClassifier? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
         if policy.needsGeoIP { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
         if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
         analyzers += dnsLists(policy: policy, checks: checks, budget: config.dnsBudget)
         let auth = AuthChecks(policy: policy, config: config)
         analyzers += authentication(auth, dns: checks.resolver, receiver: config.hostname, sealers: config.trustedARCSealers)
-        return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen))
+        analyzers += content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen, classifier: classifier)
+        if let classifier, let k = config.classifier { analyzers.append(ClassifierAnalyzer(classifier: classifier, settings: k)) }
+        return Inspector(analyzers)
     }
 
     /// `mxgate test`'s: no network. GeoIP from local databases; with a zone
@@ -20,7 +24,8 @@ extension Inspector {
     /// line states of the client (after, so it wins); with a zone, sender
     /// authentication; the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
-                        failOpen: Bool, dns: DNSZone? = nil, sealers: [String] = []) -> Inspector {
+                        failOpen: Bool, dns: DNSZone? = nil, sealers: [String] = [],
+                        classifier: (SharedClassifier, ClassifierSettings)? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
         if checks.geo != nil || checks.asnDatabase != nil {
             analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
@@ -33,7 +38,9 @@ extension Inspector {
         analyzers.append(stated)
         // Like the DNS lists: with no zone to answer them, SPF, DKIM, ARC and DMARC are not checked (the report says so).
         if let dns { analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers) }
-        return Inspector(analyzers + content(policy: policy, scanner: scanner, failOpen: failOpen))
+        analyzers += content(policy: policy, scanner: scanner, failOpen: failOpen, classifier: classifier?.0)
+        if let (c, k) = classifier { analyzers.append(ClassifierAnalyzer(classifier: c, settings: k)) }
+        return Inspector(analyzers)
     }
 
     /// SPF at mail; DKIM, ARC and then DMARC at end of data.
@@ -57,7 +64,8 @@ extension Inspector {
     }
 
     /// Virus scanning and the MIME walk, when a rule looks at them.
-    static func content(policy: PolicySet, scanner: VirusScanner?, failOpen: Bool) -> [any Analyzer] {
+    /// The classifier reads the MIME summary too, so it needs the walk.
+    static func content(policy: PolicySet, scanner: VirusScanner?, failOpen: Bool, classifier: SharedClassifier?) -> [any Analyzer] {
         var analyzers: [any Analyzer] = []
         if policy.needsVirusScan {
             switch scanner {
@@ -66,7 +74,7 @@ extension Inspector {
             case nil: analyzers.append(MissingScannerAnalyzer())
             }
         }
-        if policy.needsMIME { analyzers.append(MIMEAnalyzer()) }
+        if policy.needsMIME || classifier != nil { analyzers.append(MIMEAnalyzer()) }
         return analyzers
     }
 }

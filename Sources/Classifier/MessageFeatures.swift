@@ -1,0 +1,147 @@
+import MailMessage
+
+/// A message as the classifier sees it: the indices of the hashed features
+/// it has (each once, sorted), and a digest that names it for `--forget`.
+///
+/// Features (Goodman and Yih's "simple features": presence, not counts):
+/// words and word pairs of the decoded text (HTML reduced to text) and of
+/// the subject; the names of the header fields present; the From display
+/// name and domain, Reply-To's domain; the mailer; the content type and
+/// charsets; every link's host, its last two labels and its path words;
+/// attachment extensions and declared and sniffed types; the number of
+/// Received fields. Namespaces keep a word in the subject apart from the
+/// same word in the body.
+public struct MessageFeatures: Sendable, Equatable {
+    public var indices: [UInt32]
+    public var digest: Digest
+
+    /// Two 64-bit hashes of the subject and decoded text: the same message
+    /// learnt twice (or forgotten) is found by this.
+    public struct Digest: Hashable, Sendable, Comparable {
+        public var a: UInt64
+        public var b: UInt64
+        public init(a: UInt64, b: UInt64) { self.a = a; self.b = b }
+        public static func < (l: Digest, r: Digest) -> Bool { (l.a, l.b) < (r.a, r.b) }
+    }
+
+    /// How much decoded text is read: enough to judge, bounded in time.
+    static let textLimit = 48 * 1024
+
+    private enum NS {
+        static let body: UInt64 = 0x1000, bodyPair: UInt64 = 0x2000, subject: UInt64 = 0x3000, subjectPair: UInt64 = 0x4000
+        static let headerName: UInt64 = 0x5000, fromName: UInt64 = 0x6000, fromDomain: UInt64 = 0x7000
+        static let replyTo: UInt64 = 0x8000, mailer: UInt64 = 0x9000, type: UInt64 = 0xA000, host: UInt64 = 0xB000
+        static let urlPath: UInt64 = 0xC000, attachment: UInt64 = 0xD000, received: UInt64 = 0xE000, flag: UInt64 = 0xF000
+    }
+
+    public init(headers: HeaderBlock, summary: MIMESummary, dimensionBits: Int) {
+        var t = Tokenizer()
+        let decoded = headers.decodedFields
+        func value(_ name: String) -> String? { decoded.first { $0.name.lowercased() == name }?.value }
+
+        let subject = value("subject") ?? ""
+        t.add(subject, ns: NS.subject, pairs: NS.subjectPair, maxWords: 60)
+        if subject.isEmpty { t.out.append(featureHash("no-subject", ns: NS.flag)) }
+        var text = summary.text
+        if text.utf8.count > Self.textLimit { text = String(decoding: text.utf8.prefix(Self.textLimit), as: UTF8.self) }
+        t.add(text, ns: NS.body, pairs: NS.bodyPair)
+
+        var received = 0
+        for f in headers.fields.prefix(80) {
+            let name = f.name.lowercased()
+            if name == "received" { received += 1; continue }
+            t.out.append(featureHash(name, ns: NS.headerName))
+        }
+        t.out.append(featureHash(String(min(received, 8)), ns: NS.received))
+
+        if let from = value("from") {
+            let display = from.split(separator: "<", maxSplits: 1).first.map(String.init) ?? ""
+            if from.contains("<") { t.add(display, ns: NS.fromName, maxWords: 12) }
+            for d in AddressList.domains(in: from).prefix(2) { Self.addDomain(d, ns: NS.fromDomain, &t) }
+            if let reply = value("reply-to") {
+                let rd = Set(AddressList.domains(in: reply)), fd = Set(AddressList.domains(in: from))
+                for d in rd.prefix(2) { Self.addDomain(d, ns: NS.replyTo, &t) }
+                if rd.isDisjoint(with: fd) { t.out.append(featureHash("reply-to-elsewhere", ns: NS.flag)) }
+            }
+        } else {
+            t.out.append(featureHash("no-from", ns: NS.flag))
+        }
+        if let mailer = value("x-mailer") ?? value("user-agent") { t.add(mailer, ns: NS.mailer, maxWords: 6) }
+        t.out.append(featureHash(value("content-type")?.split(separator: ";").first.map { String($0).trimmed } ?? "none", ns: NS.type))
+        for p in summary.parts.prefix(30) {
+            if let cs = p.charset { t.out.append(featureHash("charset " + cs, ns: NS.type)) }
+            t.out.append(featureHash("part " + p.contentType, ns: NS.type))
+        }
+        if summary.problems.isEmpty == false { t.out.append(featureHash("mime-problem", ns: NS.flag)) }
+
+        for url in summary.urls.prefix(60) {
+            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
+            Self.addDomain(host, ns: NS.host, &t)
+            if let slash = url.dropFirst(8).firstIndex(of: "/") {
+                t.add(String(url[slash...].prefix(200)), ns: NS.urlPath, maxWords: 12)
+            }
+        }
+        t.out.append(featureHash("urls " + String(min(summary.urls.count, 10)), ns: NS.flag))
+
+        for a in summary.attachments.prefix(20) {
+            if let name = a.filename?.lowercased(), let dot = name.lastIndex(of: ".") {
+                t.out.append(featureHash("ext " + name[dot...].prefix(10), ns: NS.attachment))
+            }
+            t.out.append(featureHash("type " + a.contentType, ns: NS.attachment))
+            if let s = a.sniffedType { t.out.append(featureHash("sniffed " + s, ns: NS.attachment)) }
+        }
+        if t.mixedScript { t.out.append(featureHash("mixed-script", ns: NS.flag)) }
+
+        let mask = UInt64((1 << dimensionBits) - 1)
+        var idx = t.out.map { UInt32(truncatingIfNeeded: $0 & mask) }
+        idx.sort()
+        var unique: [UInt32] = []
+        unique.reserveCapacity(idx.count)
+        for i in idx where unique.last != i { unique.append(i) }
+        indices = unique
+
+        var a: UInt64 = 0xCBF2_9CE4_8422_2325
+        var b: UInt64 = 0x8422_2325_CBF2_9CE4
+        for byte in subject.utf8 { a = (a ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        for byte in summary.text.utf8 {
+            a = (a ^ UInt64(byte)) &* 0x100_0000_01B3
+            b = (b &+ UInt64(byte)) &* 0x9E37_79B9_7F4A_7C15
+        }
+        digest = Digest(a: mix(a), b: mix(b ^ UInt64(summary.text.utf8.count)))
+    }
+
+    /// Direct use, in tests and the benchmark.
+    public init(indices: [UInt32], digest: Digest) {
+        self.indices = indices
+        self.digest = digest
+    }
+
+    /// A host and its last two labels (the registered domain, for most).
+    private static func addDomain(_ d: String, ns: UInt64, _ t: inout Tokenizer) {
+        let host = d.lowercased()
+        t.out.append(featureHash(host, ns: ns))
+        let labels = host.split(separator: ".")
+        if labels.count > 2 { t.out.append(featureHash(labels.suffix(2).joined(separator: "."), ns: ns)) }
+        if let tld = labels.last { t.out.append(featureHash("tld " + tld, ns: ns)) }
+        if labels.count == 4 && labels.allSatisfy({ Int($0) != nil }) { t.out.append(featureHash("ip-literal", ns: ns)) }
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return String(s).lowercased()
+    }
+}
+
+extension MessageFeatures {
+    /// From a whole message as stored (LF or CRLF): what `mxgate learn` and
+    /// a quarantine release use; the gateway builds them from the MIME walk it already made.
+    public init(message: [UInt8], dimensionBits: Int) {
+        var walker = MIMEWalker()
+        walker.feed(message)
+        self.init(headers: HeaderBlock(message), summary: walker.finish(), dimensionBits: dimensionBits)
+    }
+}

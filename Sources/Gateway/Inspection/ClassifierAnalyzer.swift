@@ -1,0 +1,39 @@
+import Classifier
+import MailMessage
+
+/// The statistical classifier's verdict as a symbol: CLASSIFIER_SPAM or
+/// CLASSIFIER_HAM, its score scaled by how sure the model is (the
+/// probability goes in the audit record). Untrained, or unsure, it adds
+/// nothing: a guess would only move scores at random.
+struct ClassifierAnalyzer: Analyzer {
+    let name = "classifier"
+    let stage = InspectionStage.endOfData
+    let needs: AnalyzerNeeds = [.headers, .mime]
+    let classifier: SharedClassifier
+    let settings: ClassifierSettings
+
+    func analyze(_ input: InspectionInput) async -> Findings {
+        guard let headers = input.headers, let mime = input.mime else { return Findings() }
+        let features = MessageFeatures(headers: headers, summary: mime, dimensionBits: classifier.dimensionBits)
+        var out = Findings()
+        out.classified = features
+        guard let p = classifier.classify(features, minLearned: settings.minLearned) else { return out }
+        out.facts.append(.classifier(p))
+        if let s = Self.symbol(p, settings) { out.symbols.append(s) }
+        return out
+    }
+
+    /// Linear in the distance from the unsure band to certainty.
+    static func symbol(_ p: Double, _ k: ClassifierSettings) -> Symbol? {
+        let edge = 0.5 + k.unsure
+        if p >= edge {
+            return Symbol(name: "CLASSIFIER_SPAM", score: Self.round(k.spamScore * (p - edge) / (1 - edge)))
+        }
+        if p <= 1 - edge {
+            return Symbol(name: "CLASSIFIER_HAM", score: Self.round(k.hamScore * ((1 - edge) - p) / (1 - edge)))
+        }
+        return nil
+    }
+
+    private static func round(_ v: Double) -> Double { (v * 100).rounded() / 100 }
+}

@@ -1,0 +1,123 @@
+/// HTML reduced to the text a reader sees, fed line by line as a part
+/// streams past. Spam hides words from filters with markup: inline tags
+/// inside a word ("V<b></b>iagra"), character references ("&#86;iagra"),
+/// and text in <style> or <script> that no one reads. So inline tags join
+/// what is on either side, block tags and <br> separate, references are
+/// decoded, and the contents of style, script and head (except the title)
+/// are dropped. Bounded state: the tag being read is kept to 64 bytes.
+struct HTMLText {
+    private var inTag = false
+    private var tag: [UInt8] = []
+    /// Inside <style>, <script> or a comment: text is not shown.
+    private var hiddenUntil: [UInt8]?
+    private var inComment = false
+    private var reference: [UInt8]?
+
+    private static let inline: Set<String> = [
+        "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "mark",
+        "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var", "wbr", "o:p",
+    ]
+
+    mutating func reduce(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        for b in bytes {
+            if inComment {
+                tag.append(b)
+                if tag.count > 3 { tag.removeFirst(tag.count - 3) }
+                if tag == [45, 45, 62] { inComment = false; inTag = false; tag.removeAll() }
+                continue
+            }
+            if inTag {
+                if b == 62 {
+                    inTag = false
+                    closeTag(&out)
+                } else {
+                    if tag.count < 64 { tag.append(b) }
+                    if tag == [33, 45, 45] { inComment = true; tag.removeAll() }
+                }
+                continue
+            }
+            if b == 60 {
+                flushReference(&out)
+                inTag = true
+                tag.removeAll(keepingCapacity: true)
+                continue
+            }
+            if hiddenUntil != nil { continue }
+            if reference != nil {
+                if b == 59 {
+                    let ref = reference!
+                    reference = nil
+                    if let decoded = Self.decode(ref) { out += decoded } else { out.append(38); out += ref; out.append(59) }
+                } else if reference!.count < 10, b == 35 || (b | 0x20 >= 97 && b | 0x20 <= 122) || (b >= 48 && b <= 57) {
+                    reference!.append(b)
+                } else {
+                    flushReference(&out)
+                    out.append(b)
+                }
+                continue
+            }
+            if b == 38 {
+                reference = []
+                continue
+            }
+            out.append(b)
+        }
+        return out
+    }
+
+    private mutating func flushReference(_ out: inout [UInt8]) {
+        guard let ref = reference else { return }
+        reference = nil
+        out.append(38)
+        out += ref
+    }
+
+    private mutating func closeTag(_ out: inout [UInt8]) {
+        var rest = tag[...]
+        let closing = rest.first == 47
+        if closing { rest = rest.dropFirst() }
+        let name = rest.prefix { $0 != 32 && $0 != 9 && $0 != 10 && $0 != 13 && $0 != 47 }
+        let lower = String(decoding: name.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
+        if let until = hiddenUntil {
+            if closing && Array(lower.utf8) == until { hiddenUntil = nil; out.append(32) }
+            return
+        }
+        if !closing && (lower == "style" || lower == "script" || lower == "head") && tag.last != 47 {
+            hiddenUntil = Array(lower.utf8)
+            return
+        }
+        if !Self.inline.contains(lower) { out.append(32) }
+    }
+
+    /// A character reference's text, without & and ;.
+    static func decode(_ ref: [UInt8]) -> [UInt8]? {
+        var scalar: UInt32?
+        if ref.first == 35 {
+            let digits = ref.dropFirst()
+            if digits.first == 120 || digits.first == 88 {
+                scalar = UInt32(String(decoding: digits.dropFirst(), as: UTF8.self), radix: 16)
+            } else {
+                scalar = UInt32(String(decoding: digits, as: UTF8.self))
+            }
+        } else {
+            switch String(decoding: ref, as: UTF8.self) {
+            case "nbsp", "ensp", "emsp", "thinsp": return [32]
+            case "amp": return [38]
+            case "lt": return [60]
+            case "gt": return [62]
+            case "quot": return [34]
+            case "apos": return [39]
+            case "zwnj", "zwj", "shy": return []
+            case "copy": scalar = 0xA9
+            case "reg": scalar = 0xAE
+            case "euro": scalar = 0x20AC
+            case "pound": scalar = 0xA3
+            default: return nil
+            }
+        }
+        guard let s = scalar.flatMap(Unicode.Scalar.init) else { return nil }
+        return Array(String(Character(s)).utf8)
+    }
+}
