@@ -109,6 +109,7 @@ let package = Package(
             name: "SMTPProtocolTests",
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "ClassifierTests", dependencies: ["Classifier", "MailMessage"]),
         .testTarget(
             name: "AuthTests",
             dependencies: ["Auth", "Checks", "Policy", .product(name: "Yams", package: "Yams")],

@@ -142,8 +142,9 @@ def main():
     ap.add_argument("--png")
     ap.add_argument("--json")
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--passes", type=int, default=1)
+    ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dump", help="write each test message's label, scores and path (JSON lines)")
     a = ap.parse_args()
     train, test = split(a.corpus, a.limit)
     labels = [l for _, l in test]
@@ -166,6 +167,11 @@ def main():
         curves[rows[-1]["engine"]] = (res, labels)
         probs = [((rec.get("classifier") or 0.5), rec.get("classifier", 0.5) >= 0.5) for _, _, rec in trained]
         rows.append(summarize("mxgate classifier alone (p >= 0.5)", labels, probs))
+        if a.dump:
+            with open(a.dump, "w") as f:
+                for (p, l), (s0, _, _), (s1, _, rec) in zip(test, untrained, trained):
+                    f.write(json.dumps({"path": p, "label": l, "untrained": s0, "trained": s1, "p": rec.get("classifier"),
+                                        "symbols": rec.get("symbols", {})}) + "\n")
     for name, addr, fn in (("SpamAssassin (spamd)", a.spamd, spamd_score), ("rspamd", a.rspamd, rspamd_score)):
         if not addr:
             continue

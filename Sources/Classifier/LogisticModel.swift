@@ -42,8 +42,9 @@ public struct LogisticModel: Sendable {
     public func logOdds(_ f: MessageFeatures) -> Double {
         guard !f.indices.isEmpty else { return bias }
         var sum: Float = 0
+        let mask = weights.count - 1  // features hashed for a larger space still land inside this one
         weights.withUnsafeBufferPointer { w in
-            for i in f.indices { sum += w[Int(i)] }
+            for i in f.indices { sum += w[Int(i) & mask] }
         }
         return bias + Double(sum) / Double(f.indices.count).squareRoot()
     }
@@ -97,8 +98,9 @@ public struct LogisticModel: Sendable {
     private mutating func apply(_ f: MessageFeatures, step: Float) {
         guard step != 0 else { return }
         let scaled = step / Float(max(1, f.indices.count)).squareRoot()
+        let mask = weights.count - 1
         weights.withUnsafeMutableBufferPointer { w in
-            for i in f.indices { w[Int(i)] += scaled }
+            for i in f.indices { w[Int(i) & mask] += scaled }
         }
         bias += Double(step) * 0.05
     }

@@ -24,6 +24,10 @@ public struct MessageFeatures: Sendable, Equatable {
         public static func < (l: Digest, r: Digest) -> Bool { (l.a, l.b) < (r.a, r.b) }
     }
 
+    /// Fields whose words are features too: how the message was made and sent.
+    static let valueHeaders: Set<String> = ["message-id", "x-mailer", "content-type", "mime-version", "x-priority", "x-msmail-priority",
+                                            "precedence", "list-unsubscribe", "errors-to", "return-path", "organization", "date"]
+
     /// How much decoded text is read: enough to judge, bounded in time.
     static let textLimit = 48 * 1024
 
@@ -32,6 +36,7 @@ public struct MessageFeatures: Sendable, Equatable {
         static let headerName: UInt64 = 0x5000, fromName: UInt64 = 0x6000, fromDomain: UInt64 = 0x7000
         static let replyTo: UInt64 = 0x8000, mailer: UInt64 = 0x9000, type: UInt64 = 0xA000, host: UInt64 = 0xB000
         static let urlPath: UInt64 = 0xC000, attachment: UInt64 = 0xD000, received: UInt64 = 0xE000, flag: UInt64 = 0xF000
+        static let headerValue: UInt64 = 0x10000
     }
 
     public init(headers: HeaderBlock, summary: MIMESummary, dimensionBits: Int) {
@@ -49,8 +54,15 @@ public struct MessageFeatures: Sendable, Equatable {
         var received = 0
         for f in headers.fields.prefix(80) {
             let name = f.name.lowercased()
-            if name == "received" { received += 1; continue }
+            if name == "received" {
+                received += 1
+                if received <= 3 { t.add(f.value, ns: NS.headerValue &+ 1, maxWords: 30) }
+                continue
+            }
+            // What filters (ours included) add on the way is not the sender's: a message learnt from a mailbox has them.
+            if name.hasPrefix("x-spam-") || name == "authentication-results" || name == "x-virus-scanned" { continue }
             t.out.append(featureHash(name, ns: NS.headerName))
+            if Self.valueHeaders.contains(name) { t.add(f.value, ns: NS.headerValue &+ featureHash(name, ns: 0) & 0xFFF0000, maxWords: 20) }
         }
         t.out.append(featureHash(String(min(received, 8)), ns: NS.received))
 

@@ -15,6 +15,8 @@ public final class SharedClassifier: @unchecked Sendable {
     private var loadedVersion: String?
     private var pending: [(MessageFeatures, Bool)] = []
     private var watching = false
+    /// Queued learning kept while the store cannot be written; beyond it, autolearn drops (it is optional).
+    static let pendingLimit = 10_000
 
     private nonisolated(unsafe) static var shared: [String: SharedClassifier] = [:]
     private static let sharedLock = NSLock()
@@ -72,7 +74,7 @@ public final class SharedClassifier: @unchecked Sendable {
     /// Queues a message to learn; the background thread (or `sync`) writes it.
     public func enqueue(_ f: MessageFeatures, spam: Bool) {
         lock.lock()
-        pending.append((f, spam))
+        if pending.count < Self.pendingLimit { pending.append((f, spam)) }
         lock.unlock()
     }
 

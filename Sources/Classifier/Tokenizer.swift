@@ -67,13 +67,13 @@ struct Tokenizer {
                 continue  // invisible inside a word
             case 0xFF01...0xFF5E:
                 let a = UInt8(scalar - 0xFF01 + 0x21)
-                if (a >= 65 && a <= 90) || (a >= 97 && a <= 122) { word.letter(a | 0x20); word.foreign = true } else if a >= 48 && a <= 57 { word.digit(a) } else { emit(&word, &self) }
+                if (a >= 65 && a <= 90) || (a >= 97 && a <= 122) { word.byte(a | 0x20); word.foreign = true } else if a >= 48 && a <= 57 { word.digit(a) } else { emit(&word, &self) }
                 continue
             default:
                 break
             }
             if let latin = Self.lookAlike(scalar) {
-                word.letter(latin)
+                word.byte(latin)
                 word.foreign = true
                 continue
             }

@@ -1,4 +1,5 @@
 import Audit
+import Classifier
 import Foundation
 import NIOCore
 import NIOPosix
@@ -86,6 +87,16 @@ public struct QuarantineAdmin {
         try? FileManager.default.removeItem(atPath: h.messagePath)
         try? FileManager.default.removeItem(atPath: h.metaPath)
         audit.record(record(h, verdict: .accepted, reply: "released", relay: result, reason: "released by admin"))
+        if let k = config.classifier, k.learnReleased {
+            // Held by mistake, so ham: learnt under the model's lock, beside a running gateway.
+            let f = MessageFeatures(message: [UInt8](bytes), dimensionBits: k.dimensionBits)
+            do {
+                _ = try ModelFile(path: k.model).update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: false, passes: 3) }
+                return result + "; learnt as ham"
+            } catch {
+                return result + "; not learnt as ham: \(error)"
+            }
+        }
         return result
     }
 

@@ -56,6 +56,7 @@ final class Runtime: Sendable {
         self.checks = try Runtime.makeChecks(config, policy: policy)
         self.scanner = try Runtime.makeScanner(config)
         self.classifier = try Runtime.openClassifier(config)
+        classifier?.watch { why in Logger(label: "mxgate.classifier").error("classifier: \(why)") }
         self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner, classifier: classifier)
         self.limits = config.limits
         let spool = queue.map { QueueDelivery(queue: $0, rewriter: rewriter) }

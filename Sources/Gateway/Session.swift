@@ -365,6 +365,10 @@ final class Session {
             $0.liveText = body.observer as? LiveBodyHashes
         }
         let outcome = driver.data(size: decoder.size, headers: headers, inspected: found)
+        if let k = config.classifier, k.autolearn, let c = runtime.classifier, let f = driver.classified,
+           let spam = driver.autolearnClass(k, delivered: outcome == .deliver) {
+            c.enqueue(f, spam: spam)
+        }
         let txID = "\(facts.sessionID)-\(machine.transactions + 1)"
         switch outcome {
         case .refuse(let reply, let rules, let closes):

@@ -32,7 +32,7 @@ struct Learn: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Messages to learn as spam.") var spam: [String] = []
     @Option(parsing: .upToNextOption, help: "Messages to learn as ham (not spam).") var ham: [String] = []
     @Flag(help: "Take back what learning these messages did.") var forget = false
-    @Option(help: "Steps per message while it is still misjudged (1 to 5).") var passes: Int = 1
+    @Option(help: "Steps per message while it is still misjudged (1 to 5).") var passes: Int = 3
 
     func validate() throws {
         if spam.isEmpty && ham.isEmpty { throw ValidationError("give --spam PATH... or --ham PATH... (or both)") }

@@ -37,3 +37,17 @@ struct ClassifierAnalyzer: Analyzer {
 
     private static func round(_ v: Double) -> Double { (v * 100).rounded() / 100 }
 }
+
+extension PolicyDriver {
+    /// Autolearn: spam when the score without the classifier's own symbol
+    /// is at least `autolearn_spam`; ham when it is at most `autolearn_ham`
+    /// and the message is delivered; otherwise nothing. Thresholds far from
+    /// the tag line keep the classifier from teaching itself its own mistakes.
+    func autolearnClass(_ k: ClassifierSettings, delivered: Bool) -> Bool? {
+        let own = symbols.filter { $0.name.hasPrefix("CLASSIFIER_") }.reduce(0) { $0 + $1.score }
+        let score = (spamScore ?? 0) - own
+        if score >= k.autolearnSpam { return true }
+        if delivered && score <= k.autolearnHam { return false }
+        return nil
+    }
+}
