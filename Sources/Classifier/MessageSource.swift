@@ -27,7 +27,7 @@ public enum MessageSource {
             let isMaildir = ["cur", "new"].contains { fm.fileExists(atPath: (path as NSString).appendingPathComponent($0)) }
             let names: [String]
             if isMaildir {
-                names = ["cur", "new"]
+                names = ["cur", "new"].filter { fm.fileExists(atPath: (path as NSString).appendingPathComponent($0)) }
             } else {
                 guard let list = try? fm.contentsOfDirectory(atPath: path) else {
                     problem("\(path): cannot be listed")
