@@ -31,7 +31,7 @@ let package = Package(
         // RFC 5322 message handling: header parsing, trace headers.
         .target(name: "MailMessage"),
         // Verdicts and the per-stage decision seam (relay gate first).
-        .target(name: "Policy", dependencies: ["SMTPProtocol", "MailMessage"]),
+        .target(name: "Policy", dependencies: ["SMTPProtocol", "MailMessage", "Heuristics"]),
         // C libraries, each behind a thin Swift wrapper in Checks that owns every pointer.
         .systemLibrary(name: "CUnbound", providers: [.apt(["libunbound-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
@@ -51,6 +51,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
         ]),
+        // Heuristic signals (phishing links, look-alike senders, header anomalies, risky attachments), I/O-free.
+        .target(name: "Heuristics", dependencies: ["MailMessage"]),
         // The statistical spam classifier: features, online logistic regression, its model file.
         .target(name: "Classifier", dependencies: ["MailMessage", "CChecksum", "Threads"]),
         // Long-lived helper threads, named for top -H and gdb.
@@ -75,7 +77,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -110,6 +112,7 @@ let package = Package(
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "ClassifierTests", dependencies: ["Classifier", "MailMessage"]),
+        .testTarget(name: "HeuristicsTests", dependencies: ["Heuristics", "MailMessage"]),
         .testTarget(
             name: "AuthTests",
             dependencies: ["Auth", "Checks", "Policy", .product(name: "Yams", package: "Yams")],

@@ -63,6 +63,7 @@ def mxgate_scores(bin_, conf, msgs):
                            capture_output=True, text=True)
         lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
         if len(lines) != len(chunk):
+            open("/tmp/mxgate-test-stderr.txt", "w").write(r.stderr)
             sys.exit(f"mxgate test gave {len(lines)} records for {len(chunk)} messages: {r.stderr[-2000:]}")
         for l in lines:
             rec = json.loads(l)

@@ -48,6 +48,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var auth: AuditAuth?
     /// The classifier's spam probability, when it is trained and was asked.
     public var classifier: Double?
+    /// The heuristic signals found (scored or not), by name.
+    public var signals: [String] = []
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -84,7 +86,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth, classifier
+        case virus, relay, reason, warnings, symbols, auth, classifier, signals
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -113,6 +115,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if !symbols.isEmpty { try c.encode(symbols, forKey: .symbols) }
         if let auth, !auth.isEmpty { try c.encode(auth, forKey: .auth) }
         try c.encodeIfPresent(classifier, forKey: .classifier)
+        if !signals.isEmpty { try c.encode(signals, forKey: .signals) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -143,6 +146,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         symbols = try c.decodeIfPresent([String: Double].self, forKey: .symbols) ?? [:]
         auth = try c.decodeIfPresent(AuditAuth.self, forKey: .auth)
         classifier = try c.decodeIfPresent(Double.self, forKey: .classifier)
+        signals = try c.decodeIfPresent([String].self, forKey: .signals) ?? []
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T03:04:25.123Z.
@@ -203,6 +207,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         j.add("reply", reply)
         j.add("rules", rules)
         j.add("session", session)
+        if !signals.isEmpty { j.add("signals", signals) }
         j.add("size", size)
         j.add("spam_score", spamScore)
         if !symbols.isEmpty { j.add("symbols", symbols) }

@@ -1,6 +1,7 @@
 import Audit
 import Checks
 import Classifier
+import Heuristics
 import Foundation
 import Logging
 import MailMessage
@@ -53,6 +54,8 @@ public struct DryRun {
 
     public let policy: PolicySet
     public let gate: RelayGate
+    /// The accepted domains, for the heuristics that judge look-alikes.
+    let domains: [String]
     public let messageSizeLimit: Int
     /// GeoIP databases from the config: local files, no network.
     var checks = ClientChecks(resolver: nil, geo: nil, asnDatabase: nil)
@@ -65,6 +68,7 @@ public struct DryRun {
     var classifier: (SharedClassifier, ClassifierSettings)?
 
     public init(policy: PolicySet, domains: [String], messageSizeLimit: Int = SMTPLimits().messageSize) {
+        self.domains = domains
         self.policy = policy
         self.gate = RelayGate(domains: domains)
         self.messageSizeLimit = messageSizeLimit
@@ -91,7 +95,8 @@ public struct DryRun {
         // The same inspection as a live session's, with the network replaced by what the command line states.
         let stated = StatedClientAnalyzer(clientName: input.clientName, country: input.country, asn: input.asn)
         let inspector = Inspector.offline(policy: policy, checks: checks, stated: stated, scanner: scanner, failOpen: scanFailOpen,
-                                          dns: input.dnsZone, sealers: trustedARCSealers, classifier: classifier)
+                                          dns: input.dnsZone, sealers: trustedARCSealers, classifier: classifier,
+                                          domains: domains)
         var logger = Logger(label: "mxgate.test")
         logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
         var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
@@ -111,6 +116,7 @@ public struct DryRun {
             r.virus = driver.facts.virus
             r.auth = driver.facts.auditAuth
             r.classifier = driver.facts.classifier
+            r.signals = driver.facts.signals.keys.sorted()
             var report = Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
                                 refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
             report.authNotChecked = input.dnsZone == nil && AuthChecks(policy: policy, config: nil).any
@@ -182,6 +188,8 @@ public struct DryRun {
             $0.headers = headers
             $0.headerBytes = Array(text.prefix(65536))
             $0.body = body
+            // A stored message is judged as of when it arrived.
+            $0.receivedAt = RFC5322Date.newestReceived(headers.fields.filter { $0.name.lowercased() == "received" }.map(\.value))
         }
         let outcome = driver.data(size: text.count, headers: headers, inspected: found)
         switch outcome {

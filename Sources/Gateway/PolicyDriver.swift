@@ -281,6 +281,7 @@ public struct PolicyDriver {
         facts.spfHelo = nil
         facts.dkim = nil
         facts.classifier = nil
+        facts.signals = [:]
         classified = nil
         facts.recipients = []
         facts.section = nil

@@ -481,6 +481,7 @@ final class Session {
                                 rcptTo: f.recipients.map(\.description), verdict: verdict, reply: reply.description)
             r.auth = f.auditAuth
             r.classifier = f.classifier
+            r.signals = f.signals.keys.sorted()
             return r
         }
     }

@@ -6,8 +6,17 @@
 /// decoded, and the contents of style, script and head (except the title)
 /// are dropped. Bounded state: the tag being read is kept to 64 bytes.
 struct HTMLText {
+    /// What the markup itself shows, for the phishing and obfuscation heuristics.
+    var links: [HTMLLink] = []
+    var images = 0
+    /// Elements styled so no one sees their text (display:none, font-size:0…).
+    var hiddenElements = 0
+    var forms = 0
+    var passwordInputs = 0
     private var inTag = false
     private var tag: [UInt8] = []
+    /// The open <a>: its href and the text shown so far.
+    private var anchor: (href: String, text: [UInt8])?
     /// Inside <style>, <script> or a comment: text is not shown.
     private var hiddenUntil: [UInt8]?
     private var inComment = false
@@ -33,7 +42,7 @@ struct HTMLText {
                     inTag = false
                     closeTag(&out)
                 } else {
-                    if tag.count < 64 { tag.append(b) }
+                    if tag.count < 2048 { tag.append(b) }
                     if tag == [33, 45, 45] { inComment = true; tag.removeAll() }
                 }
                 continue
@@ -45,6 +54,7 @@ struct HTMLText {
                 continue
             }
             if hiddenUntil != nil { continue }
+            if anchor != nil && anchor!.text.count < 200 { anchor!.text.append(b) }
             if reference != nil {
                 if b == 59 {
                     let ref = reference!
@@ -88,7 +98,60 @@ struct HTMLText {
             hiddenUntil = Array(lower.utf8)
             return
         }
+        if closing {
+            if lower == "a", let a = anchor, links.count < 200 {
+                links.append(HTMLLink(href: a.href, text: String(decoding: a.text, as: UTF8.self)))
+                anchor = nil
+            }
+        } else {
+            noteElement(lower)
+        }
         if !Self.inline.contains(lower) { out.append(32) }
+    }
+
+    /// Counts what an opening tag shows of the message's intent.
+    private mutating func noteElement(_ name: String) {
+        // Lower-cased byte for byte, so offsets in it are offsets in the tag (invalid UTF-8 included).
+        let lowered = tag.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        let attrs = String(decoding: lowered, as: UTF8.self)
+        switch name {
+        case "a":
+            if let href = Self.attribute("href", in: lowered, original: tag) {
+                if let a = anchor, links.count < 200 { links.append(HTMLLink(href: a.href, text: String(decoding: a.text, as: UTF8.self))) }
+                anchor = (href, [])
+            }
+        case "img": images += 1
+        case "form": forms += 1
+        case "input": if attrs.contains("password") { passwordInputs += 1 }
+        default: break
+        }
+        let squeezed = attrs.filter { $0 != " " && $0 != "\t" }
+        if squeezed.contains("display:none") || squeezed.contains("visibility:hidden") || squeezed.contains("font-size:0")
+            || squeezed.contains("font-size:1px") || squeezed.contains("opacity:0;") { hiddenElements += 1 }
+    }
+
+    /// An attribute's value (quoted or not), with its original case.
+    static func attribute(_ name: String, in l: [UInt8], original: [UInt8]) -> String? {
+        precondition(l.count == original.count)
+        let key = Array(name.utf8)
+        var i = 0
+        while i + key.count < l.count {
+            if (i == 0 || l[i - 1] == 32 || l[i - 1] == 9 || l[i - 1] == 10 || l[i - 1] == 13) && Array(l[i..<(i + key.count)]) == key {
+                var j = i + key.count
+                while j < l.count && l[j] == 32 { j += 1 }
+                guard j < l.count, l[j] == 61 else { i += 1; continue }
+                j += 1
+                while j < l.count && l[j] == 32 { j += 1 }
+                guard j < l.count else { return "" }
+                let quote = l[j] == 34 || l[j] == 39 ? l[j] : nil
+                if quote != nil { j += 1 }
+                var k = j
+                while k < l.count && (quote.map { l[k] != $0 } ?? (l[k] != 32 && l[k] != 62)) { k += 1 }
+                return String(decoding: original[j..<k], as: UTF8.self).trimmingSpaces()
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// A character reference's text, without & and ;.
@@ -119,5 +182,15 @@ struct HTMLText {
         }
         guard let s = scalar.flatMap(Unicode.Scalar.init) else { return nil }
         return Array(String(Character(s)).utf8)
+    }
+}
+
+/// A link as the reader sees it: where it goes and the text it shows.
+public struct HTMLLink: Sendable, Equatable {
+    public var href: String
+    public var text: String
+    public init(href: String, text: String) {
+        self.href = href
+        self.text = text
     }
 }

@@ -9,6 +9,8 @@ public struct MIMELimits: Sendable {
     public var archiveBytes = 10 * 1024 * 1024
     /// Decoded text kept for text rules (the rest is counted, not kept).
     public var textBytes = 256 * 1024
+    /// Of an HTML, SVG or OLE attachment, kept for the attachment heuristics.
+    public var sampleBytes = 512 * 1024
     public init() {}
 }
 
@@ -32,6 +34,9 @@ public struct MIMEPart: Sendable {
     var head: [UInt8] = []
     /// The decoded content of a zip attachment (within the limit), for listing its entries.
     public var archive: [UInt8]?
+    /// The first bytes of an attachment the heuristics read inside (HTML,
+    /// SVG, OLE documents for their macro streams), up to `sampleBytes`.
+    public var sample: [UInt8]?
     var archiveTooLarge = false
 }
 
@@ -42,6 +47,13 @@ public struct MIMESummary: Sendable {
     public var text = ""
     /// URLs found in text and HTML parts (http, https, www.), at most 200.
     public var urls: [String] = []
+    /// Links in HTML parts, with the text they show (at most 200).
+    public var links: [HTMLLink] = []
+    /// Across HTML parts: images, elements hidden by their style, forms and password fields.
+    public var htmlImages = 0
+    public var hiddenElements = 0
+    public var forms = 0
+    public var passwordInputs = 0
     /// Problems found on the way (missing boundaries, bad encodings…): the
     /// message is still walked to the end and every part is still reported.
     public var problems: [String] = []
@@ -228,6 +240,7 @@ public struct MIMEWalker {
         }
         if current.head.count < 16 { current.head += decoded.prefix(16 - current.head.count) }
         keepArchive(decoded)
+        keepSample(decoded)
         if current.contentType.hasPrefix("text/") && current.filename == nil && !current.isAttachment {
             let text = Charsets.toUTF8(decoded, charset: current.charset)
             if urlSource.count < limits.textBytes { urlSource += text.prefix(limits.textBytes - urlSource.count) }
@@ -248,6 +261,18 @@ public struct MIMEWalker {
         current.archive = (current.archive ?? []) + decoded
     }
 
+    /// Keeps the start of an attachment whose inside the heuristics read.
+    private mutating func keepSample(_ decoded: [UInt8]) {
+        guard current.isAttachment || current.filename != nil else { return }
+        let name = current.filename?.lowercased() ?? ""
+        let wanted = current.contentType == "text/html" || current.contentType == "image/svg+xml"
+            || [".htm", ".html", ".shtml", ".xhtml", ".svg"].contains { name.hasSuffix($0) }
+            || current.head.starts(with: [0xD0, 0xCF, 0x11, 0xE0])
+        guard wanted else { return }
+        let have = current.sample?.count ?? 0
+        if have < limits.sampleBytes { current.sample = (current.sample ?? []) + decoded.prefix(limits.sampleBytes - have) }
+    }
+
     /// Adds what an attached message held, its parts one level deeper than
     /// the part that carried it.
     private mutating func merge(_ inner: MIMESummary, below depth: Int) {
@@ -262,6 +287,7 @@ public struct MIMEWalker {
         }
         urlSource += (" " + inner.urls.joined(separator: " ") + " ").utf8
         summary.problems += inner.problems.map { "attached message: \($0)" }
+        summary.links += inner.links.prefix(max(0, 200 - summary.links.count))
     }
 
     private mutating func endPart() {
@@ -287,8 +313,20 @@ public struct MIMEWalker {
             merge(n.walker.finish(), below: current.depth + 1)
         }
         decoder = .identity
+        collect(html)
         html = HTMLText()
         state = .body
+    }
+}
+
+extension MIMEWalker {
+    /// What one HTML part's markup showed, into the summary.
+    fileprivate mutating func collect(_ h: HTMLText) {
+        summary.links += h.links.prefix(max(0, 200 - summary.links.count))
+        summary.htmlImages += h.images
+        summary.hiddenElements += h.hiddenElements
+        summary.forms += h.forms
+        summary.passwordInputs += h.passwordInputs
     }
 }
 

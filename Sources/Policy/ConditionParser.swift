@@ -1,3 +1,4 @@
+import Heuristics
 import SMTPProtocol
 
 /// expression = term { "or" term }
@@ -50,7 +51,7 @@ struct ConditionParser {
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
                            "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
                            "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo", "dkim", "dkim-domain",
-                           "dmarc", "dmarc-policy", "dmarc-disposition", "arc", "from", "from-domain"]
+                           "dmarc", "dmarc-policy", "dmarc-disposition", "arc", "from", "from-domain", "signal"]
 
     /// RESULT[, RESULT…] for spf and dkim, each one of `all`.
     mutating func resultNames(_ all: Set<String>, _ what: String) throws(PolicyDiagnostic) -> Set<String> {
@@ -101,6 +102,17 @@ struct ConditionParser {
             return w == "dmarc-policy" ? .dmarcPolicy(p) : .dmarcDisposition(p)
         case "arc":
             return .arc(try resultNames(ARCResultName.all, "ARC"))
+        case "signal":
+            var names: Set<String> = []
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("a signal name such as LINK_TEXT_HOST_MISMATCH").uppercased()
+                guard Heuristics.names.contains(v) else {
+                    throw cursor.error("'\(v)' is not a signal; docs/policy.md lists them (\(Heuristics.names.sorted().prefix(6).joined(separator: ", ")), …)", at: t)
+                }
+                names.insert(v)
+            } while cursor.isOp(",")
+            return .signal(names)
         case "from":
             return .from(try matcher(for: w, kind: .address))
         case "from-domain":

@@ -127,6 +127,8 @@ public struct SessionFacts: Sendable {
     public var dmarc: DMARCCheck?
     /// The ARC chain; nil: not validated.
     public var arc: ARCCheck?
+    /// What the heuristics found: signal name → evidence in words.
+    public var signals: [String: String] = [:]
     /// The classifier's spam probability; nil: untrained or not asked.
     public var classifier: Double?
 

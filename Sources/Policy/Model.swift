@@ -205,6 +205,8 @@ public indirect enum Condition: Sendable {
     case from(Matcher)
     /// A domain of the From header matches.
     case fromDomain(Matcher)
+    /// A heuristic found one of these signals (phishing links, look-alike senders, header anomalies, risky attachments).
+    case signal(Set<String>)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
@@ -215,7 +217,7 @@ public indirect enum Condition: Sendable {
         case .rcpt, .rcptCount: return .rcpt
         case .size, .spamScore, .headerPresent, .header, .headerTable, .virus, .attachmentName, .attachmentType,
              .attachmentMismatch, .body, .bodyTable, .uri, .dkim, .dkimDomain, .dmarc, .dmarcPolicy, .dmarcDisposition,
-             .arc, .from, .fromDomain: return .data
+             .arc, .from, .fromDomain, .signal: return .data
         case .dnsList(let l):
             switch l.target {
             case .client: return .connect
@@ -309,6 +311,14 @@ public indirect enum Condition: Sendable {
             case .dmarc, .dmarcPolicy, .dmarcDisposition: return true
             default: return false
             }
+        }
+    }
+
+    /// The heuristics, run at end of data.
+    var needsHeuristics: Bool {
+        contains {
+            if case .signal = $0 { return true }
+            return false
         }
     }
 

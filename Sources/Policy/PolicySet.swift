@@ -22,6 +22,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsDMARC: Bool
     /// A rule looks at the ARC chain.
     public let needsARC: Bool
+    /// A rule uses `signal`: the heuristics run.
+    public let needsHeuristics: Bool
     /// Header fields are parsed for `at data` only when a rule looks at them.
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
@@ -49,6 +51,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsDKIM = all.contains { $0.condition.needsDKIM }
         needsDMARC = all.contains { $0.condition.needsDMARC }
         needsARC = all.contains { $0.condition.needsARC }
+        needsHeuristics = all.contains { $0.condition.needsHeuristics }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
         needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
@@ -108,7 +111,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             }
             let why = ctx.why
             let tableAction = ctx.tableAction
-            let name = tableAction.map { $0.1.isEmpty ? rule.name : "\(rule.name) \($0.1)" } ?? rule.name
+            let name = tableAction.map { $0.1.isEmpty ? rule.name : "\(rule.name) \($0.1)" } ?? ctx.label.map { "\(rule.name) \($0)" } ?? rule.name
             guard let action = rule.action ?? tableAction?.0 else {
                 out.fired.append(FiredRule(name: name, action: "match", explanation: why.joined(separator: "; "), warnOnly: true))
                 continue
@@ -228,6 +231,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         /// with their reasons; applied after the first until one decides.
         var moreTableActions: [(action: RuleAction?, name: String, why: String)] = []
         var value: String?
+        /// Added to the rule's name for its symbol (a signal's name).
+        var label: String?
         /// The score so far, including this stage's earlier rules.
         var score: Double = 0
     }
@@ -442,6 +447,13 @@ public final class PolicySet: PolicyEngine, Sendable {
             return testDMARCDisposition(dispositions, f, &ctx)
         case .arc(let results):
             return testARC(results, f, &ctx)
+        case .signal(let names):
+            // In the policy's order of names, so the symbol is stable.
+            guard let hit = names.sorted().first(where: { f.signals[$0] != nil }) else { return .no }
+            ctx.label = hit
+            ctx.value = hit
+            ctx.why.append("\(hit): \(f.signals[hit]!)")
+            return .yes
         case .from(let m):
             for a in f.fromAddresses {
                 if case .yes = match(m, a, as: .address, label: "From address", &ctx) { return .yes }
@@ -630,6 +642,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .arc(let r): return "arc \(r.sorted().joined(separator: ", "))"
         case .from: return "from …"
         case .fromDomain: return "from-domain …"
+        case .signal(let n): return "signal \(n.sorted().joined(separator: ", "))"
         }
     }
 }

@@ -1,5 +1,7 @@
 import Checks
 import Classifier
+import Foundation
+import Heuristics
 import Logging
 import MailMessage
 import Policy
@@ -52,6 +54,9 @@ struct InspectionInput: Sendable {
     var logger: Logger
     /// The gateway's metrics; nil in dry runs.
     var metrics: GatewayMetrics?
+    /// When the message arrived, for the Date heuristics: now, live; in
+    /// `mxgate test`, the newest Received field's date (nil: now).
+    var receivedAt: Date?
     /// Body hashes the session computed while the text streamed in; nil in dry runs.
     var liveText: LiveBodyHashes?
 
@@ -88,6 +93,8 @@ public enum Fact: Sendable {
     case dmarc(DMARCCheck)
     /// The classifier's spam probability.
     case classifier(Double)
+    /// What the heuristics found.
+    case signals([Signal])
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -206,6 +213,8 @@ extension SessionFacts {
             dmarc = check
         case .classifier(let p):
             classifier = p
+        case .signals(let found):
+            for s in found where signals[s.name] == nil { signals[s.name] = s.evidence }
         }
     }
 }

@@ -16,6 +16,7 @@ extension Inspector {
         analyzers += authentication(auth, dns: checks.resolver, receiver: config.hostname, sealers: config.trustedARCSealers)
         analyzers += content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen, classifier: classifier)
         if let classifier, let k = config.classifier { analyzers.append(ClassifierAnalyzer(classifier: classifier, settings: k)) }
+        if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: config.domains)) }
         return Inspector(analyzers)
     }
 
@@ -25,7 +26,7 @@ extension Inspector {
     /// authentication; the same content analyzers.
     static func offline(policy: PolicySet, checks: ClientChecks, stated: StatedClientAnalyzer, scanner: VirusScanner?,
                         failOpen: Bool, dns: DNSZone? = nil, sealers: [String] = [],
-                        classifier: (SharedClassifier, ClassifierSettings)? = nil) -> Inspector {
+                        classifier: (SharedClassifier, ClassifierSettings)? = nil, domains: [String] = []) -> Inspector {
         var analyzers: [any Analyzer] = []
         if checks.geo != nil || checks.asnDatabase != nil {
             analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase))
@@ -40,6 +41,7 @@ extension Inspector {
         if let dns { analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers) }
         analyzers += content(policy: policy, scanner: scanner, failOpen: failOpen, classifier: classifier?.0)
         if let (c, k) = classifier { analyzers.append(ClassifierAnalyzer(classifier: c, settings: k)) }
+        if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: domains)) }
         return Inspector(analyzers)
     }
 
@@ -74,7 +76,7 @@ extension Inspector {
             case nil: analyzers.append(MissingScannerAnalyzer())
             }
         }
-        if policy.needsMIME || classifier != nil { analyzers.append(MIMEAnalyzer()) }
+        if policy.needsMIME || policy.needsHeuristics || classifier != nil { analyzers.append(MIMEAnalyzer()) }
         return analyzers
     }
 }

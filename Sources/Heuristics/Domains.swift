@@ -1,0 +1,93 @@
+/// Domain names as the heuristics compare them: the registered domain (so
+/// mail.paypal.com and paypal.com are one sender), a "skeleton" in which
+/// look-alike characters are the same (paypa1.com, rnicrosoft.com), and the
+/// lists of free-mail providers, link shorteners and well-known brands.
+enum Domains {
+    /// Public suffixes of two labels common in mail (a full Public Suffix
+    /// List is not needed to tell one registered domain from another).
+    static let twoLabelSuffixes: Set<String> = [
+        "co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.nz", "co.jp", "ne.jp", "or.jp", "co.kr",
+        "com.br", "com.cn", "net.cn", "com.tw", "com.hk", "com.mx", "com.ar", "co.za", "co.in", "com.sg", "com.tr", "com.ua",
+        "co.il", "com.pl", "com.ru", "com.my", "co.id", "com.vn", "com.ph", "com.pk", "com.sa", "com.eg", "com.co",
+    ]
+
+    static func registered(_ host: String) -> String {
+        let labels = host.lowercased().split(separator: ".").map(String.init)
+        guard labels.count > 2 else { return labels.joined(separator: ".") }
+        let lastTwo = labels.suffix(2).joined(separator: ".")
+        if twoLabelSuffixes.contains(lastTwo) { return labels.suffix(3).joined(separator: ".") }
+        return lastTwo
+    }
+
+    static func isIPLiteral(_ host: String) -> Bool {
+        let h = host.trimmingCharacters(in: ["[", "]"])
+        if h.contains(":") && h.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { return true }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        // Decimal dotted quads, and the hex or single-number forms browsers also accept.
+        if parts.count == 4 && parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return true }
+        if parts.count == 1, let n = UInt64(h), n > 16_777_216 { return true }
+        return parts.count == 4 && parts.allSatisfy { $0.lowercased().hasPrefix("0x") }
+    }
+
+    /// Look-alike characters made the same: digits that pass for letters,
+    /// "rn" for "m", "vv" for "w", Cyrillic and Greek letters drawn like Latin ones; hyphens dropped.
+    static func skeleton(_ s: String) -> String {
+        var out = ""
+        for u in s.lowercased().unicodeScalars {
+            switch u {
+            case "0": out += "o"
+            case "1", "!", "|": out += "l"
+            case "3": out += "e"
+            case "5": out += "s"
+            case "-", "_": continue
+            case "\u{430}", "\u{3B1}": out += "a"
+            case "\u{435}", "\u{3B5}": out += "e"
+            case "\u{43E}", "\u{3BF}": out += "o"
+            case "\u{440}", "\u{3C1}": out += "p"
+            case "\u{441}": out += "c"
+            case "\u{445}", "\u{3C7}": out += "x"
+            case "\u{443}": out += "y"
+            case "\u{456}", "\u{3B9}", "\u{131}": out += "l"  // dotless and Cyrillic i, read with l (i and l look alike too)
+            case "i": out += "l"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out.replacingOccurrences(of: "rn", with: "m").replacingOccurrences(of: "vv", with: "w")
+    }
+
+    static let freemail: Set<String> = [
+        "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "ymail.com", "hotmail.com", "outlook.com", "live.com",
+        "msn.com", "aol.com", "icloud.com", "me.com", "mail.com", "gmx.com", "gmx.net", "gmx.de", "web.de", "mail.ru",
+        "yandex.ru", "yandex.com", "protonmail.com", "proton.me", "zoho.com", "qq.com", "163.com", "126.com", "rediffmail.com",
+        "tutanota.com", "inbox.com", "lycos.com", "rocketmail.com", "att.net", "comcast.net", "verizon.net", "libero.it",
+    ]
+
+    static let shorteners: Set<String> = [
+        "bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "shorturl.at",
+        "rb.gy", "t.ly", "tiny.cc", "bit.do", "s.id", "v.gd", "shorte.st", "adf.ly", "bl.ink", "lnkd.in", "qrco.de", "urlz.fr",
+        "tinyurl.is", "short.io", "x.co", "0rz.tw", "u.to", "clck.ru",
+    ]
+
+    /// Brands phishing imitates most, with the registered domains they send from.
+    static let brands: [(name: String, domains: Set<String>)] = [
+        ("paypal", ["paypal.com", "paypal.co.uk", "paypal.de"]), ("apple", ["apple.com", "icloud.com"]),
+        ("icloud", ["apple.com", "icloud.com"]), ("microsoft", ["microsoft.com", "office.com", "outlook.com", "live.com", "office365.com"]),
+        ("office 365", ["microsoft.com", "office.com", "office365.com"]), ("outlook", ["microsoft.com", "outlook.com"]),
+        ("onedrive", ["microsoft.com", "onedrive.com"]), ("sharepoint", ["microsoft.com", "sharepoint.com"]),
+        ("amazon", ["amazon.com", "amazon.co.uk", "amazon.de", "amazon.fr", "amazonses.com"]), ("netflix", ["netflix.com"]),
+        ("dhl", ["dhl.com", "dhl.de"]), ("fedex", ["fedex.com"]), ("usps", ["usps.com"]), ("ups", ["ups.com"]),
+        ("wells fargo", ["wellsfargo.com"]), ("chase", ["chase.com", "jpmorgan.com"]), ("bank of america", ["bankofamerica.com", "bofa.com"]),
+        ("docusign", ["docusign.com", "docusign.net"]), ("dropbox", ["dropbox.com"]), ("google", ["google.com", "gmail.com", "youtube.com"]),
+        ("facebook", ["facebook.com", "facebookmail.com", "meta.com"]), ("instagram", ["instagram.com", "facebookmail.com"]),
+        ("linkedin", ["linkedin.com"]), ("adobe", ["adobe.com"]), ("coinbase", ["coinbase.com"]), ("binance", ["binance.com"]),
+        ("metamask", ["metamask.io"]), ("american express", ["americanexpress.com", "aexp.com"]), ("citibank", ["citi.com", "citibank.com"]),
+        ("hsbc", ["hsbc.com", "hsbc.co.uk"]), ("santander", ["santander.com", "santander.co.uk"]), ("itau", ["itau.com.br"]),
+        ("bradesco", ["bradesco.com.br"]), ("caixa", ["caixa.gov.br"]), ("banco do brasil", ["bb.com.br"]), ("nubank", ["nubank.com.br"]),
+        ("mercado libre", ["mercadolibre.com"]), ("mercado pago", ["mercadopago.com"]), ("steam", ["steampowered.com", "steamcommunity.com"]),
+        ("ebay", ["ebay.com"]), ("irs", ["irs.gov"]),
+    ]
+
+    /// Display names that claim to be the recipient's own mail administrators.
+    static let adminNames = ["webmail", "mailbox", "helpdesk", "help desk", "it support", "it department", "email admin",
+                             "mail administrator", "system administrator", "postmaster", "account team", "security team"]
+}

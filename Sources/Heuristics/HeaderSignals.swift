@@ -1,0 +1,55 @@
+import Foundation
+import MailMessage
+
+/// Header fields that a real mail program writes right and spamware does
+/// not: a Date near the time of receipt, a well-formed Message-ID, a reply
+/// that answers something, a subject that does not shout.
+struct HeaderSignals: SignalDetector {
+    static let names = ["DATE_MISSING", "DATE_MALFORMED", "DATE_IN_FUTURE", "DATE_IN_PAST", "MSGID_MISSING", "MSGID_MALFORMED",
+                        "FAKE_REPLY", "SUBJECT_ALL_CAPS", "SUBJECT_SHOUTS", "TO_MISSING", "TO_UNDISCLOSED", "SUBJECT_MISSING"]
+
+    static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
+        let h = input.headers
+        if let date = h.first("Date") {
+            if let d = RFC5322Date.parse(date) {
+                let skew = d.timeIntervalSince(input.receivedAt)
+                if skew > 12 * 3600 { out.append(Signal("DATE_IN_FUTURE", "Date is \(hours(skew)) hours after the message arrived")) }
+                if skew < -96 * 3600 { out.append(Signal("DATE_IN_PAST", "Date is \(hours(-skew) / 24) days before the message arrived")) }
+            } else {
+                out.append(Signal("DATE_MALFORMED", "Date \"\(date.prefix(40))\" is not an RFC 5322 date"))
+            }
+        } else {
+            out.append(Signal("DATE_MISSING", "no Date field"))
+        }
+        if let id = h.first("Message-ID") {
+            let t = id.trimmed
+            let ok = t.hasPrefix("<") && t.hasSuffix(">") && t.contains("@") && !t.contains(" ") && t.count > 6
+            if !ok { out.append(Signal("MSGID_MALFORMED", "Message-ID \"\(t.prefix(40))\" is not <left@right>")) }
+        } else {
+            out.append(Signal("MSGID_MISSING", "no Message-ID field"))
+        }
+        let subject = input.value("Subject") ?? ""
+        if h.first("Subject") == nil { out.append(Signal("SUBJECT_MISSING", "no Subject field")) }
+        let lowerSubject = subject.lowercased()
+        if (lowerSubject.hasPrefix("re:") || lowerSubject.hasPrefix("re :")) && h.first("In-Reply-To") == nil && h.first("References") == nil {
+            out.append(Signal("FAKE_REPLY", "the subject says Re: but nothing is replied to (no In-Reply-To or References)"))
+        }
+        let letters = subject.unicodeScalars.filter { CharacterSet.letters.contains($0) }
+        if letters.count >= 12 && !letters.contains(where: { CharacterSet.lowercaseLetters.contains($0) }) {
+            out.append(Signal("SUBJECT_ALL_CAPS", "the subject is in capitals"))
+        }
+        if subject.contains("!!") || subject.contains("$$") || subject.filter({ $0 == "!" }).count >= 3 {
+            out.append(Signal("SUBJECT_SHOUTS", "the subject shouts (\(subject.prefix(40)))"))
+        }
+        if let to = h.first("To") {
+            let v = to.lowercased()
+            if v.contains("undisclosed") || v.trimmed.isEmpty || v.trimmed.hasSuffix(":;") {
+                out.append(Signal("TO_UNDISCLOSED", "To: \(to.prefix(40))"))
+            }
+        } else if h.first("Cc") == nil {
+            out.append(Signal("TO_MISSING", "no To or Cc field"))
+        }
+    }
+
+    static func hours(_ s: Double) -> Int { Int(s / 3600) }
+}

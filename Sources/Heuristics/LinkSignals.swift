@@ -1,0 +1,50 @@
+import MailMessage
+
+/// Where the links go. Phishing shows one host and links to another, hides
+/// the destination behind a shortener, a bare IP address or punycode, or
+/// runs code from the link itself.
+struct LinkSignals: SignalDetector {
+    static let names = ["LINK_TEXT_HOST_MISMATCH", "LINK_TO_IP", "LINK_SHORTENER", "LINK_DATA_OR_SCRIPT", "LINK_PUNYCODE",
+                        "LINK_USERINFO", "MANY_LINKS"]
+
+    static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
+        for link in input.mime.links {
+            let href = link.href.trimmed
+            let lower = href.lowercased()
+            if lower.hasPrefix("javascript:") || lower.hasPrefix("data:") || lower.hasPrefix("vbscript:") {
+                out.append(Signal("LINK_DATA_OR_SCRIPT", "a link runs \(lower.prefix { $0 != ":" }): content"))
+                continue
+            }
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), let host = URLExtractor.host(href)?.lowercased() else { continue }
+            if let shown = shownHost(link.text), Domains.registered(shown) != Domains.registered(host), !Domains.shorteners.contains(host) {
+                out.append(Signal("LINK_TEXT_HOST_MISMATCH", "link text shows \(shown), the link goes to \(host)"))
+            }
+        }
+        for url in input.mime.urls {
+            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
+            if Domains.isIPLiteral(host) { out.append(Signal("LINK_TO_IP", "a link goes to the address \(host)")) }
+            if Domains.shorteners.contains(host) { out.append(Signal("LINK_SHORTENER", "a link goes through the shortener \(host)")) }
+            if host.split(separator: ".").contains(where: { $0.hasPrefix("xn--") }) {
+                out.append(Signal("LINK_PUNYCODE", "a link goes to the punycode host \(host)"))
+            }
+            if let rest = url.split(separator: "/", maxSplits: 3).dropFirst(1).first, rest.contains("@") {
+                out.append(Signal("LINK_USERINFO", "a link hides its host after user@ (\(rest.prefix(60)))"))
+            }
+        }
+        if Set(input.mime.urls).count >= 20 { out.append(Signal("MANY_LINKS", "\(Set(input.mime.urls).count) different links")) }
+    }
+
+    /// The host a link's text shows, when the text is (or starts with) a URL or a domain name.
+    static func shownHost(_ text: String) -> String? {
+        var t = text.trimmed.lowercased()
+        guard t.count >= 4, !t.contains(" ") || t.hasPrefix("http") else { return nil }
+        if let space = t.firstIndex(of: " ") { t = String(t[..<space]) }
+        if let h = URLExtractor.host(t.hasPrefix("http") ? t : "http://" + t) {
+            let labels = h.split(separator: ".")
+            // A domain name: two labels or more, a last label of letters.
+            guard labels.count >= 2, let tld = labels.last, tld.count >= 2, tld.allSatisfy(\.isLetter) else { return nil }
+            return h.lowercased()
+        }
+        return nil
+    }
+}

@@ -1,0 +1,94 @@
+import MailMessage
+
+/// How the message addresses and shouts at the reader: styled Unicode
+/// letters (𝐩𝐡𝐨𝐭𝐨𝐬, ᴘᴀʏᴍᴇɴᴛ) and emoji in the subject or sender name,
+/// letters spaced out to dodge filters (C.a.l.l.e.d), a tracking number at
+/// the end of the subject, the recipient's own address in the subject or
+/// the links, mail "from" the recipient, capitals and exclamation marks.
+struct StyleSignals: SignalDetector {
+    static let names = ["UNICODE_STYLED_TEXT", "EMOJI_IN_SUBJECT", "SUBJECT_SPACED_LETTERS", "SUBJECT_TRAILING_ID",
+                        "SUBJECT_NAMES_RECIPIENT", "LINK_HAS_RECIPIENT", "FROM_EQUALS_TO", "BODY_SHOUTS", "REPLY_TO_OTHER_DOMAIN"]
+
+    static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
+        let subject = input.value("Subject") ?? ""
+        let from = input.value("From") ?? ""
+        let display = SenderSignals.displayName(from)
+        if let s = (subject + " " + display).unicodeScalars.first(where: isStyled) {
+            out.append(Signal("UNICODE_STYLED_TEXT", "styled letters such as \(s) in the subject or sender name"))
+        }
+        if subject.unicodeScalars.contains(where: { (0x1F300...0x1FAFF).contains($0.value) || (0x2600...0x27BF).contains($0.value) }) {
+            out.append(Signal("EMOJI_IN_SUBJECT", "emoji in the subject"))
+        }
+        if spacedLetters(subject) { out.append(Signal("SUBJECT_SPACED_LETTERS", "letters spaced out in the subject (\(subject.prefix(40)))")) }
+        if trailingID(subject) { out.append(Signal("SUBJECT_TRAILING_ID", "the subject ends in a tracking number")) }
+
+        let to = AddressList.addresses(in: input.value("To") ?? "").map { $0.lowercased() }
+        if let rcpt = to.first, let at = rcpt.firstIndex(of: "@") {
+            let local = String(rcpt[..<at])
+            if local.count >= 4 && subject.lowercased().contains(local) {
+                out.append(Signal("SUBJECT_NAMES_RECIPIENT", "the subject names the recipient (\(local))"))
+            }
+            let encoded = rcpt.replacingOccurrences(of: "@", with: "%40")
+            if input.mime.urls.contains(where: { let u = $0.lowercased(); return u.contains(rcpt) || u.contains(encoded) }) {
+                out.append(Signal("LINK_HAS_RECIPIENT", "a link carries the recipient's address"))
+            }
+            if let sender = AddressList.addresses(in: from).first?.lowercased(), sender == rcpt {
+                out.append(Signal("FROM_EQUALS_TO", "the message claims to come from its recipient"))
+            }
+        }
+        if let sender = AddressList.domains(in: from).first.map(Domains.registered),
+           let reply = AddressList.domains(in: input.value("Reply-To") ?? "").first.map(Domains.registered), reply != sender {
+            out.append(Signal("REPLY_TO_OTHER_DOMAIN", "replies go to \(reply), not to \(sender)"))
+        }
+        var words = 0, caps = 0, bangs = 0
+        for w in input.mime.text.prefix(32 * 1024).split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            if w.contains("!!") { bangs += 1 }
+            let letters = w.unicodeScalars.filter { ($0.value >= 65 && $0.value <= 90) || ($0.value >= 97 && $0.value <= 122) }
+            guard letters.count >= 3 else { continue }
+            words += 1
+            if letters.allSatisfy({ $0.value <= 90 }) { caps += 1 }
+        }
+        if bangs >= 3 || (words >= 30 && caps * 4 >= words) {
+            out.append(Signal("BODY_SHOUTS", "\(caps) of \(words) words in capitals, \(bangs) runs of !!"))
+        }
+    }
+
+    /// Mathematical alphanumerics, small capitals and the like: letters drawn to look like others.
+    static func isStyled(_ s: Unicode.Scalar) -> Bool {
+        let v = s.value
+        return (0x1D400...0x1D7FF).contains(v) || (0x1D00...0x1D2B).contains(v) || (0x24B6...0x24E9).contains(v)
+            || (0x1F130...0x1F189).contains(v) || v == 0x0280 || v == 0x028F || v == 0x026A || v == 0x0274 || v == 0x029F
+    }
+
+    /// At least four letters in a row each followed by one ., _, - or space: "F.R.E.E", "c a l l".
+    static func spacedLetters(_ s: String) -> Bool {
+        var run = 0
+        var previousLetter = false
+        for c in s {
+            if c.isLetter {
+                if previousLetter { run = 0 }
+                previousLetter = true
+            } else if previousLetter && (c == "." || c == "_" || c == "-" || c == " ") {
+                run += 1
+                previousLetter = false
+                if run >= 4 { return true }
+            } else {
+                run = 0
+                previousLetter = false
+            }
+        }
+        return false
+    }
+
+    /// "Get out of debt     29521": spaces and then a number or a random token at the very end.
+    static func trailingID(_ s: String) -> Bool {
+        guard let lastSpace = s.range(of: "   ", options: .backwards) else {
+            let parts = s.split(separator: " ")
+            guard parts.count >= 3, let last = parts.last else { return false }
+            let t = last.trimmingCharacters(in: ["[", "]", "(", ")", "#", "-"])
+            return t.count >= 5 && t.allSatisfy(\.isNumber) && !(1900...2100).contains(Int(t) ?? 0)
+        }
+        let tail = s[lastSpace.upperBound...].trimmingCharacters(in: .whitespaces)
+        return !tail.isEmpty && tail.count <= 12 && !tail.contains(" ")
+    }
+}
