@@ -18,6 +18,9 @@ APT_PACKAGES=(
   libclamav-dev    # libclamav for in-process scanning
   opendkim         # a second real DKIM signer (the milter, run privately by the tests)
   opendkim-tools   # opendkim-genkey and opendkim-testkey
+  spamassassin     # spamd: an external scorer (tests) and a peer in bench/accuracy.sh
+  spamc
+  rspamd           # an external scorer (tests) and a peer in bench/accuracy.sh
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
@@ -47,7 +50,7 @@ if ((${#missing[@]})); then
   fi
   # The packaged clamd and freshclam services are not used: mxgate talks to
   # the clamd you configure, and the tests start their own.
-  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim >/dev/null 2>&1 || true
+  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim spamd spamassassin rspamd >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -282,6 +282,8 @@ public struct PolicyDriver {
         facts.dkim = nil
         facts.classifier = nil
         facts.signals = [:]
+        facts.externalScores = [:]
+        facts.scoreFailure = nil
         classified = nil
         facts.recipients = []
         facts.section = nil

@@ -351,6 +351,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             ctx.why.append("\(count) recipient(s) \(cmp.rawValue) \(Int(n))")
             return .yes
         case .spamScore(let cmp, let n):
+            if let why = f.scoreFailure { return .unknown(why) }
             guard cmp.holds(ctx.score, n) else { return .no }
             ctx.why.append("spam score \(formatScore(ctx.score)) \(cmp.rawValue) \(formatScore(n))")
             return .yes

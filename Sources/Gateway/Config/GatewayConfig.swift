@@ -166,6 +166,8 @@ public struct GatewayConfig: Sendable {
 
     /// `[classifier]`, when a model file is set.
     public var classifier: ClassifierSettings?
+    /// `[[scorers]]`: external spam scorers, asked in order at end of data.
+    public var scorers: [ScorerSettings] = []
 
     // [geoip]
     public var geoipDatabase: String?
@@ -252,6 +254,7 @@ struct ConfigReader {
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
         "classifier": ConfigReader.classifierKeys,
+        "scorers": ConfigReader.scorerKeys,
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
     ]
 
@@ -261,6 +264,10 @@ struct ConfigReader {
             let pos = root.keyPositions[key] ?? node.position
             guard let known = Self.sections[key] else {
                 error(pos, "unknown section [\(key)]; known sections are \(Self.sections.keys.sorted().map { "[\($0)]" }.joined(separator: ", "))")
+                continue
+            }
+            if key == "scorers" {
+                readScorers(node, &c)
                 continue
             }
             guard case .table(let t) = node.value else {

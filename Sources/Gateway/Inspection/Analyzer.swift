@@ -95,6 +95,10 @@ public enum Fact: Sendable {
     case classifier(Double)
     /// What the heuristics found.
     case signals([Signal])
+    /// An external scorer's total (its symbols come as symbols).
+    case externalScore(scorer: String, score: Double, action: String?)
+    /// An external scorer could not answer and the admin chose to fail closed: spam-score rules tempfail.
+    case scorerFailure(String)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -215,6 +219,10 @@ extension SessionFacts {
             classifier = p
         case .signals(let found):
             for s in found where signals[s.name] == nil { signals[s.name] = s.evidence }
+        case .externalScore(let scorer, let score, let action):
+            externalScores[scorer] = action.map { "\(score) (\($0))" } ?? String(score)
+        case .scorerFailure(let why):
+            scoreFailure = why
         }
     }
 }

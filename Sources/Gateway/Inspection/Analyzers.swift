@@ -17,6 +17,7 @@ extension Inspector {
         analyzers += content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen, classifier: classifier)
         if let classifier, let k = config.classifier { analyzers.append(ClassifierAnalyzer(classifier: classifier, settings: k)) }
         if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: config.domains)) }
+        analyzers += config.scorers.map { ExternalScorerAnalyzer(settings: $0) }
         return Inspector(analyzers)
     }
 

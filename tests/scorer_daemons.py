@@ -1,0 +1,113 @@
+"""Real SpamAssassin spamd and rspamd on loopback with private
+configurations (after ../shared/peers/spam-test.sh): no network lists, no
+Bayes, no Redis, so their answers depend on the message only."""
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import http.client
+
+from helpers import free_port, wait_for
+
+
+class Spamd:
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        (self.dir / "etc").mkdir(parents=True)
+        (self.dir / "home").mkdir()
+        for pre in pathlib.Path("/etc/spamassassin").glob("*.pre"):
+            shutil.copy(pre, self.dir / "etc")
+        (self.dir / "etc" / "local.cf").write_text(
+            "dns_available no\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\nuse_bayes 0\nbayes_auto_learn 0\nrequired_score 5.0\n")
+        shutil.chown(self.dir / "home", "nobody")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        spamd = shutil.which("spamd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
+        self.proc = subprocess.Popen(
+            [spamd, "-i", f"127.0.0.1:{self.port}", "-A", "127.0.0.1", "-u", "nobody", "-x", "-H", str(self.dir / "home"),
+             f"--siteconfigpath={self.dir / 'etc'}", "-C", "/usr/share/spamassassin", "-m", "2", "--min-spare=1", "--max-spare=2",
+             "-s", str(self.dir / "spamd.log"), "-r", str(self.dir / "spamd.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self.ping, 120, "spamd to answer PING")
+
+    def ping(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("spamd exited: " + self.proc.stderr.read().decode(errors="replace"))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING SPAMC/1.5\r\n\r\n")
+                return b"PONG" in s.recv(100)
+        except OSError:
+            return False
+
+    def pause(self):
+        """SIGSTOP on every spamd process: it accepts (the kernel does) and never answers."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
+
+    def pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return [self.proc.pid] + [int(p) for p in out]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Rspamd:
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        for d in ("etc/override.d", "etc/local.d", "db", "run", "log"):
+            (self.dir / d).mkdir(parents=True)
+        self.port, self.controller, self.proxy, self.dns = free_port(), free_port(), free_port(), free_port()
+        (self.dir / "etc/override.d/worker-normal.inc").write_text(f'bind_socket = "127.0.0.1:{self.port}";\ncount = 1;\n')
+        (self.dir / "etc/override.d/worker-controller.inc").write_text(f'bind_socket = "127.0.0.1:{self.controller}";\n')
+        (self.dir / "etc/override.d/worker-proxy.inc").write_text(f'bind_socket = "127.0.0.1:{self.proxy}";\ncount = 1;\n')
+        # Its resolver is a port nothing answers on: DNS rules fail fast, as on a machine without network.
+        (self.dir / "etc/local.d/options.inc").write_text(f'dns {{\n  nameserver = ["127.0.0.1:{self.dns}"];\n  timeout = 1s;\n  retransmits = 1;\n}}\n')
+        for d in ("db", "run", "log"):
+            shutil.chown(self.dir / d, "_rspamd", "_rspamd")
+        os.chmod(self.dir, 0o755)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", "/etc/rspamd/rspamd.conf",
+             "--var", f"LOCAL_CONFDIR={self.dir / 'etc'}", "--var", f"DBDIR={self.dir / 'db'}",
+             "--var", f"RUNDIR={self.dir / 'run'}", "--var", f"LOGDIR={self.dir / 'log'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self.ping, 120, "rspamd to answer /ping")
+
+    def ping(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("rspamd exited: " + self.proc.stderr.read().decode(errors="replace"))
+        try:
+            h = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            h.request("GET", "/ping")
+            return h.getresponse().read().startswith(b"pong")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
