@@ -20,6 +20,7 @@ APT_PACKAGES=(
   opendkim-tools   # opendkim-genkey and opendkim-testkey
   spamassassin     # spamd: an external scorer (tests) and a peer in bench/accuracy.sh
   spamc
+  spamd            # (Debian 12 ships spamd in its own package)
   rspamd           # an external scorer (tests) and a peer in bench/accuracy.sh
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;

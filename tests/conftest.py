@@ -105,20 +105,20 @@ def clamd(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def spamd(tmp_path_factory):
+def spamd():
     """A private SpamAssassin spamd (Debian's spamassassin), no network tests, no Bayes."""
     from scorer_daemons import Spamd
-    d = Spamd(tmp_path_factory.mktemp("spamd"))
+    d = Spamd()
     d.start()
     yield d
     d.stop()
 
 
 @pytest.fixture(scope="session")
-def rspamd(tmp_path_factory):
+def rspamd():
     """A private rspamd (Debian's), its resolver pointed at a dead port, no Redis."""
     from scorer_daemons import Rspamd
-    d = Rspamd(tmp_path_factory.mktemp("rspamd"))
+    d = Rspamd()
     d.start()
     yield d
     d.stop()

@@ -8,13 +8,22 @@ import signal
 import socket
 import subprocess
 import http.client
+import tempfile
 
 from helpers import free_port, wait_for
 
 
+def private_dir(prefix):
+    """A folder the daemons' own users (nobody, _rspamd) can reach: pytest's
+    tmp_path sits under a root-only folder."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o755)
+    return d
+
+
 class Spamd:
-    def __init__(self, directory):
-        self.dir = pathlib.Path(directory)
+    def __init__(self):
+        self.dir = private_dir("mxgate-spamd-")
         (self.dir / "etc").mkdir(parents=True)
         (self.dir / "home").mkdir()
         for pre in pathlib.Path("/etc/spamassassin").glob("*.pre"):
@@ -67,11 +76,12 @@ class Spamd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Rspamd:
-    def __init__(self, directory):
-        self.dir = pathlib.Path(directory)
+    def __init__(self):
+        self.dir = private_dir("mxgate-rspamd-")
         for d in ("etc/override.d", "etc/local.d", "db", "run", "log"):
             (self.dir / d).mkdir(parents=True)
         self.port, self.controller, self.proxy, self.dns = free_port(), free_port(), free_port(), free_port()
@@ -111,3 +121,4 @@ class Rspamd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -93,7 +93,7 @@ public struct SpamdClient: Sendable {
     }
 
     static func parse(_ reply: String) throws -> ExternalVerdict {
-        let lines = reply.components(separatedBy: "\r\n")
+        let lines = reply.components(separatedBy: .newlines)  // the headers end in CRLF, the report in LF
         guard let first = lines.first, first.hasPrefix("SPAMD/") else { throw BlockingSocket.Failure("spamd sent no SPAMD reply") }
         guard first.contains(" 0 EX_OK") else { throw BlockingSocket.Failure("spamd answered \(first.prefix(80))") }
         guard let spam = lines.first(where: { $0.hasPrefix("Spam:") }) else { throw BlockingSocket.Failure("spamd's reply has no Spam: line") }
