@@ -106,6 +106,8 @@ let package = Package(
         ),
         // bench/dkim.sh: DKIM verification's CPU per message.
         .executableTarget(name: "auth-bench", dependencies: ["Auth", "Checks"]),
+        // bench/classifier.sh: the classifier's and the heuristics' cost per message, the model's size.
+        .executableTarget(name: "classifier-bench", dependencies: ["Classifier", "Heuristics", "MailMessage"]),
         .executableTarget(name: "clamd-bench", dependencies: ["Checks", "Relay", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "SMTPProtocolTests",

@@ -79,16 +79,47 @@ class Spamd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Rspamd:
+class NXDomainServer:
+    """Answers every DNS query NXDOMAIN at once, on loopback (as
+    ../shared/peers/spam-test.sh does): rspamd's DNS rules then fail as
+    on a machine without network, without each waiting for a timeout."""
+
     def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                q, a = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            i = 12
+            while i < len(q) and q[i]:
+                i += q[i] + 1
+            self.sock.sendto(q[:2] + bytes([0x80 | (q[2] & 0x79), 0x83]) + b"\0\1" + b"\0" * 6 + q[12:i + 5], a)
+
+    def close(self):
+        self.sock.close()
+
+
+class Rspamd:
+    def __init__(self, nxdomain=False):
         self.dir = private_dir("mxgate-rspamd-")
+        self.nx = NXDomainServer() if nxdomain else None
         for d in ("etc/override.d", "etc/local.d", "db", "run", "log"):
             (self.dir / d).mkdir(parents=True)
-        self.port, self.controller, self.proxy, self.dns = free_port(), free_port(), free_port(), free_port()
+        self.port, self.controller, self.proxy = free_port(), free_port(), free_port()
+        self.dns = self.nx.port if self.nx else free_port()
         (self.dir / "etc/override.d/worker-normal.inc").write_text(f'bind_socket = "127.0.0.1:{self.port}";\ncount = 1;\n')
         (self.dir / "etc/override.d/worker-controller.inc").write_text(f'bind_socket = "127.0.0.1:{self.controller}";\n')
         (self.dir / "etc/override.d/worker-proxy.inc").write_text(f'bind_socket = "127.0.0.1:{self.proxy}";\ncount = 1;\n')
-        # Its resolver is a port nothing answers on: DNS rules fail fast, as on a machine without network.
+        # Its resolver: the NXDOMAIN server, or a port nothing answers on (DNS rules fail, as without network).
         (self.dir / "etc/local.d/options.inc").write_text(f'dns {{\n  nameserver = ["127.0.0.1:{self.dns}"];\n  timeout = 1s;\n  retransmits = 1;\n}}\n')
         for d in ("db", "run", "log"):
             shutil.chown(self.dir / d, "_rspamd", "_rspamd")
