@@ -101,7 +101,8 @@ let package = Package(
         // libFuzzer targets (scripts/fuzz.sh); a plain build replays corpora.
         .executableTarget(
             name: "mxgate-fuzz",
-            dependencies: ["SMTPProtocol", "MailMessage", "Policy", "Auth", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["SMTPProtocol", "MailMessage", "Policy", "Auth", "Heuristics", "Classifier",
+                           .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: fuzzing ? [.define("FUZZING"), .unsafeFlags(["-parse-as-library"])] : []
         ),
         // bench/dkim.sh: DKIM verification's CPU per message.

@@ -75,22 +75,13 @@ def mxgate_scores(bin_, conf, msgs):
     return out
 
 def spamd_score(addr, path):
+    """Through Debian's spamc (-c: "score/required"), which bounds every exchange (-t)."""
     host, port = addr.split(":")
-    msg = open(path, "rb").read()
-    s = socket.create_connection((host, int(port)), timeout=120)
-    s.sendall(b"SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(msg) + msg)
-    s.shutdown(socket.SHUT_WR)
-    r = b""
-    while (x := s.recv(65536)):
-        r += x
-    s.close()
-    for line in r.split(b"\r\n"):
-        if line.startswith(b"Spam:"):
-            # Spam: True ; 15.2 / 5.0
-            parts = line.split(b";")[1].split(b"/")
-            score, need = float(parts[0]), float(parts[1])
-            return score, score >= need
-    return 0.0, False
+    with open(path, "rb") as f:
+        r = subprocess.run(["spamc", "-d", host, "-p", port, "-c", "-t", "60", "-x"], stdin=f, capture_output=True, timeout=120)
+    score, need = r.stdout.decode().strip().split("/")
+    return float(score), float(score) >= float(need)
+
 
 def rspamd_score(addr, path):
     host, port = addr.split(":")

@@ -21,15 +21,48 @@ def private_dir(prefix):
     return d
 
 
-class Spamd:
+class NXDomainServer:
+    """Answers every DNS query NXDOMAIN at once, on loopback (as
+    ../shared/peers/spam-test.sh does): rspamd's DNS rules then fail as
+    on a machine without network, without each waiting for a timeout."""
+
     def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                q, a = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            i = 12
+            while i < len(q) and q[i]:
+                i += q[i] + 1
+            self.sock.sendto(q[:2] + bytes([0x80 | (q[2] & 0x79), 0x83]) + b"\0\1" + b"\0" * 6 + q[12:i + 5], a)
+
+    def close(self):
+        self.sock.close()
+
+
+class Spamd:
+    def __init__(self, nxdomain=False):
         self.dir = private_dir("mxgate-spamd-")
+        # Some plugins (DKIM, SPF) still query DNS with dns_available no: with
+        # no resolver reachable each would wait for its timeout.
+        self.nx = NXDomainServer() if nxdomain else None
         (self.dir / "etc").mkdir(parents=True)
         (self.dir / "home").mkdir()
         for pre in pathlib.Path("/etc/spamassassin").glob("*.pre"):
             shutil.copy(pre, self.dir / "etc")
         (self.dir / "etc" / "local.cf").write_text(
-            "dns_available no\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\nuse_bayes 0\nbayes_auto_learn 0\nrequired_score 5.0\n")
+            "dns_available no\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\nuse_bayes 0\nbayes_auto_learn 0\nrequired_score 5.0\n"
+            "time_limit 30\n" + (f"dns_server 127.0.0.1:{self.nx.port}\n" if self.nx else ""))
         shutil.chown(self.dir / "home", "nobody")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -39,7 +72,7 @@ class Spamd:
         spamd = shutil.which("spamd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
         self.proc = subprocess.Popen(
             [spamd, "-i", f"127.0.0.1:{self.port}", "-A", "127.0.0.1", "-u", "nobody", "-x", "-H", str(self.dir / "home"),
-             f"--siteconfigpath={self.dir / 'etc'}", "-C", "/usr/share/spamassassin", "-m", "2", "--min-spare=1", "--max-spare=2",
+             f"--siteconfigpath={self.dir / 'etc'}", "-C", "/usr/share/spamassassin", "-m", "2", "--min-spare=1", "--max-spare=2", "--max-conn-per-child=1000000",
              "-s", str(self.dir / "spamd.log"), "-r", str(self.dir / "spamd.pid")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(self.ping, 120, "spamd to answer PING")
@@ -77,35 +110,6 @@ class Spamd:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class NXDomainServer:
-    """Answers every DNS query NXDOMAIN at once, on loopback (as
-    ../shared/peers/spam-test.sh does): rspamd's DNS rules then fail as
-    on a machine without network, without each waiting for a timeout."""
-
-    def __init__(self):
-        import threading
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                q, a = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            if len(q) < 12:
-                continue
-            i = 12
-            while i < len(q) and q[i]:
-                i += q[i] + 1
-            self.sock.sendto(q[:2] + bytes([0x80 | (q[2] & 0x79), 0x83]) + b"\0\1" + b"\0" * 6 + q[12:i + 5], a)
-
-    def close(self):
-        self.sock.close()
 
 
 class Rspamd:

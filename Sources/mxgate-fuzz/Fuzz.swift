@@ -13,7 +13,9 @@
 // (the address parsers), auth (DKIM-Signature, ARC and From fields, DMARC
 // records: what a sender writes for authentication to read).
 import Auth
+import Classifier
 import Foundation
+import Heuristics
 import MailMessage
 import NIOCore
 import Policy
@@ -131,6 +133,11 @@ enum FuzzTarget: String, CaseIterable {
         let s = walker.finish()
         for p in s.parts { _ = p.filename?.count }
         _ = s.urls.compactMap(URLExtractor.host)
+        // What reads the summary: the heuristics and the classifier's features.
+        let headers = HeaderBlock(bytes)
+        _ = Heuristics.detect(HeuristicInput(headers: headers, mime: s, receivedAt: Date(timeIntervalSince1970: 1_800_000_000),
+                                             localDomains: ["example.com"]))
+        _ = MessageFeatures(headers: headers, summary: s, dimensionBits: 16)
     }
 
     static let policyDir: String = {
