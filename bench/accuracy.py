@@ -147,6 +147,7 @@ def main():
         conf = write_config(d, model)
         untrained = mxgate_scores(a.mxgate, conf, test)
         rows.append(summarize("mxgate, shipped rules, no training", labels, [(s, f) for s, f, _ in untrained]))
+        curves[rows[-1]["engine"]] = ([(s, f) for s, f, _ in untrained], labels)
         spam = [p for p, l in train if l != "ham"]
         ham = [p for p, l in train if l == "ham"]
         r = subprocess.run([a.mxgate, "learn", "--config", conf, "--passes", str(a.passes), "--spam", *spam, "--ham", *ham],

@@ -21,6 +21,18 @@ def private_dir(prefix):
     return d
 
 
+def stop_daemon(d):
+    """SIGTERM, then SIGKILL after 20 s; its private folder removed."""
+    if d.proc and d.proc.poll() is None:
+        d.proc.terminate()
+        try:
+            d.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
 class NXDomainServer:
     """Answers every DNS query NXDOMAIN at once, on loopback (as
     ../shared/peers/spam-test.sh does): rspamd's DNS rules then fail as
@@ -103,13 +115,9 @@ class Spamd:
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.resume()
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_daemon(self)
+        if self.nx:
+            self.nx.close()
 
 
 class Rspamd:
@@ -149,11 +157,6 @@ class Rspamd:
             return False
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_daemon(self)
+        if self.nx:
+            self.nx.close()

@@ -26,20 +26,28 @@ public struct ScorerEnvelope: Sendable {
     }
 }
 
-/// rspamd's normal worker: POST /checkv2 with the envelope in headers
-/// (rspamd's "protocol" documentation), JSON back.
-public struct RspamdClient: Sendable {
-    public let host: String
-    public let port: Int
-    public let timeout: Double
+/// Where a scorer listens, and how long one exchange with it may take.
+public struct ScorerEndpoint: Sendable {
+    public var host: String
+    public var port: Int
+    public var timeout: Double
     public init(host: String, port: Int, timeout: Double) {
         self.host = host
         self.port = port
         self.timeout = timeout
     }
 
+    func connect() throws -> BlockingSocket { try BlockingSocket.connect(host: host, port: port, timeout: timeout) }
+}
+
+/// rspamd's normal worker: POST /checkv2 with the envelope in headers
+/// (rspamd's "protocol" documentation), JSON back.
+public struct RspamdClient: Sendable {
+    public let endpoint: ScorerEndpoint
+    public init(_ endpoint: ScorerEndpoint) { self.endpoint = endpoint }
+
     public func check(_ message: [UInt8], _ env: ScorerEnvelope) throws -> ExternalVerdict {
-        let s = try BlockingSocket.connect(host: host, port: port, timeout: timeout)
+        let s = try endpoint.connect()
         defer { s.close() }
         var head = "POST /checkv2 HTTP/1.0\r\nContent-Length: \(message.count)\r\nIP: \(env.clientIP)\r\nFrom: \(env.mailFrom)\r\n"
         if let h = env.helo { head += "Helo: \(h)\r\n" }
@@ -73,17 +81,11 @@ public struct RspamdClient: Sendable {
 /// SpamAssassin's spamd: the SPAMC/1.5 protocol's REPORT command
 /// (spamd(1); the "Spam:" header and the report's score lines).
 public struct SpamdClient: Sendable {
-    public let host: String
-    public let port: Int
-    public let timeout: Double
-    public init(host: String, port: Int, timeout: Double) {
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-    }
+    public let endpoint: ScorerEndpoint
+    public init(_ endpoint: ScorerEndpoint) { self.endpoint = endpoint }
 
     public func check(_ message: [UInt8], _ env: ScorerEnvelope) throws -> ExternalVerdict {
-        let s = try BlockingSocket.connect(host: host, port: port, timeout: timeout)
+        let s = try endpoint.connect()
         defer { s.close() }
         // spamd reads exactly Content-length bytes; CRLF as received.
         try s.write(Array("REPORT SPAMC/1.5\r\nContent-length: \(message.count)\r\n\r\n".utf8))

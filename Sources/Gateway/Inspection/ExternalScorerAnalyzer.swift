@@ -44,9 +44,10 @@ struct ExternalScorerAnalyzer: TextAnalyzer {
             do {
                 if let readError { throw readError }
                 let v: ExternalVerdict
+                let endpoint = ScorerEndpoint(host: s.host, port: s.port, timeout: s.timeout)
                 switch s.kind {
-                case .rspamd: v = try RspamdClient(host: s.host, port: s.port, timeout: s.timeout).check(message, env)
-                case .spamd: v = try SpamdClient(host: s.host, port: s.port, timeout: s.timeout).check(message, env)
+                case .rspamd: v = try RspamdClient(endpoint).check(message, env)
+                case .spamd: v = try SpamdClient(endpoint).check(message, env)
                 }
                 return Self.findings(v, s)
             } catch {
