@@ -24,6 +24,8 @@ struct BodySignals: SignalDetector {
         "shared a document with you", "view document", "review the document",
     ]
 
+    static let credentialSet = PhraseSet(credentialPhrases)
+
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let m = input.mime
         if let p = m.problems.first { out.append(Signal("MIME_MALFORMED", p)) }
@@ -31,39 +33,24 @@ struct BodySignals: SignalDetector {
         let hasHTML = texts.contains { $0.contentType == "text/html" }
         let hasPlain = texts.contains { $0.contentType == "text/plain" && $0.size > 0 }
         if hasHTML && !hasPlain { out.append(Signal("HTML_ONLY", "HTML with no plain-text alternative")) }
-        let visible = m.text.unicodeScalars.filter { !$0.properties.isWhitespace }.count
+        let visible = input.text.visible
         if hasHTML && m.htmlImages > 0 && visible < 200 {
             out.append(Signal("HTML_IMAGE_ONLY", "\(m.htmlImages) image(s) and \(visible) characters of text"))
         }
         if visible < 20 && m.attachments.isEmpty { out.append(Signal("NO_TEXT", "the message has almost no text")) }
         if m.hiddenElements > 0 { out.append(Signal("HTML_HIDDEN_TEXT", "\(m.hiddenElements) element(s) styled to be invisible")) }
         if m.forms > 0 || m.passwordInputs > 0 { out.append(Signal("HTML_FORM_IN_BODY", "the HTML body holds a form")) }
-        var invisible = 0
-        var mixedWord: String?
-        for word in m.text.prefix(64 * 1024).split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
-            var latin = false, lookAlike = false
-            for u in word.unicodeScalars {
-                switch u.value {
-                case 0x41...0x5A, 0x61...0x7A: latin = true
-                case 0x400...0x4FF, 0x370...0x3FF: lookAlike = true
-                case 0x200B...0x200D, 0x2060, 0xFEFF, 0xAD: invisible += 1
-                default: break
-                }
-            }
-            if latin && lookAlike && mixedWord == nil { mixedWord = String(word.prefix(30)) }
-        }
-        if let w = mixedWord { out.append(Signal("MIXED_SCRIPT_WORDS", "\"\(w)\" mixes Latin with Cyrillic or Greek letters")) }
+        let invisible = input.text.invisible
+        if let w = input.text.mixedWord.map({ String($0.prefix(30)) }) { out.append(Signal("MIXED_SCRIPT_WORDS", "\"\(w)\" mixes Latin with Cyrillic or Greek letters")) }
         if invisible >= 3 { out.append(Signal("INVISIBLE_CHARS", "\(invisible) invisible characters inside the text")) }
         if let cs = texts.compactMap(\.charset).first(where: farCharsets.contains) {
             out.append(Signal("CHARSET_UNEXPECTED", "text in charset \(cs)"))
         } else {
             // Far-away text declared as Latin-1 (or not at all) reads as runs of accented letters.
-            let sample = m.text.unicodeScalars.prefix(4000)
-            let high = sample.filter { $0.value >= 0xC0 && $0.value <= 0xFF }.count
-            if sample.count >= 200 && high * 5 >= sample.count { out.append(Signal("CHARSET_UNEXPECTED", "\(high) of \(sample.count) characters are 8-bit letters")) }
+            let (high, n) = (input.text.latin1Letters, input.text.sampled)
+            if n >= 200 && high * 5 >= n { out.append(Signal("CHARSET_UNEXPECTED", "\(high) of \(n) characters are 8-bit letters")) }
         }
-        let lower = m.text.prefix(32 * 1024).lowercased()
-        if let phrase = credentialPhrases.first(where: { lower.contains($0) }) {
+        if let phrase = input.text.firstPhrase(credentialSet) {
             out.append(Signal("CREDENTIAL_PROMPT", "the text says \"\(phrase)\""))
         }
     }

@@ -87,6 +87,13 @@ enum Domains {
         ("ebay", ["ebay.com"]), ("irs", ["irs.gov"]),
     ]
 
+    /// Each brand domain by its skeleton, made once.
+    static let brandSkeletons: [String: String] = {
+        var out: [String: String] = [:]
+        for d in brands.flatMap(\.domains).sorted() where out[skeleton(d)] == nil { out[skeleton(d)] = d }
+        return out
+    }()
+
     /// Display names that claim to be the recipient's own mail administrators.
     static let adminNames = ["webmail", "mailbox", "helpdesk", "help desk", "it support", "it department", "email admin",
                              "mail administrator", "system administrator", "postmaster", "account team", "security team"]

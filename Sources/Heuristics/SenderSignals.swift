@@ -34,8 +34,9 @@ struct SenderSignals: SignalDetector {
         }
         // A domain whose skeleton is one of ours or a brand's, but is not it.
         let skel = Domains.skeleton(registered)
-        let targets = ours.union(Domains.brands.flatMap(\.domains))
-        if !fromUs, let twin = targets.first(where: { $0 != registered && Domains.skeleton($0) == skel }) {
+        let twin = Domains.brandSkeletons[skel].flatMap { $0 == registered ? nil : $0 }
+            ?? ours.first { $0 != registered && Domains.skeleton($0) == skel }
+        if !fromUs, let twin {
             out.append(Signal("LOOKALIKE_DOMAIN", "\(domain) looks like \(twin)"))
         }
         if domain.split(separator: ".").contains(where: { $0.hasPrefix("xn--") }) {
@@ -56,15 +57,21 @@ struct SenderSignals: SignalDetector {
         return String(from[..<lt]).trimmed.trimmingCharacters(in: ["\""]).trimmed
     }
 
+    /// `word` in `text` with no letter either side, on UTF-8 bytes (Foundation's
+    /// range(of:) cost a few µs a call, and a display name is checked against every brand).
     static func containsWord(_ text: String, _ word: String) -> Bool {
-        guard !word.isEmpty else { return false }
-        var search = text.startIndex
-        while let r = text.range(of: word, range: search..<text.endIndex) {
-            let before = r.lowerBound == text.startIndex ? nil : text[text.index(before: r.lowerBound)]
-            let after = r.upperBound == text.endIndex ? nil : text[r.upperBound]
-            if !(before?.isLetter ?? false) && !(after?.isLetter ?? false) { return true }
-            search = r.upperBound
+        let hay = Array(text.utf8), needle = Array(word.utf8)
+        guard let first = needle.first, hay.count >= needle.count else { return false }
+        func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 97 && (b | 0x20) <= 122 || b >= 0x80 }
+        for i in 0...(hay.count - needle.count) where hay[i] == first {
+            var k = 1
+            while k < needle.count && hay[i + k] == needle[k] { k += 1 }
+            guard k == needle.count else { continue }
+            let before = i == 0 ? nil : hay[i - 1]
+            let after = i + needle.count == hay.count ? nil : hay[i + needle.count]
+            if !(before.map(isLetter) ?? false) && !(after.map(isLetter) ?? false) { return true }
         }
         return false
     }
+
 }

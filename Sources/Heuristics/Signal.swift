@@ -21,12 +21,15 @@ public struct HeuristicInput: Sendable {
     public var mime: MIMESummary
     public var receivedAt: Date
     public var localDomains: [String]
+    /// The decoded text counted once for every detector.
+    let text: TextStats
 
     public init(headers: HeaderBlock, mime: MIMESummary, receivedAt: Date, localDomains: [String]) {
         self.headers = headers
         self.mime = mime
         self.receivedAt = receivedAt
         self.localDomains = localDomains.map { $0.lowercased() }
+        text = TextStats(mime.text)
     }
 
     /// A header's first value, encoded words decoded.

@@ -40,14 +40,7 @@ struct StyleSignals: SignalDetector {
            let reply = AddressList.domains(in: input.value("Reply-To") ?? "").first.map(Domains.registered), reply != sender {
             out.append(Signal("REPLY_TO_OTHER_DOMAIN", "replies go to \(reply), not to \(sender)"))
         }
-        var words = 0, caps = 0, bangs = 0
-        for w in input.mime.text.prefix(32 * 1024).split(whereSeparator: { $0 == " " || $0 == "\n" }) {
-            if w.contains("!!") { bangs += 1 }
-            let letters = w.unicodeScalars.filter { ($0.value >= 65 && $0.value <= 90) || ($0.value >= 97 && $0.value <= 122) }
-            guard letters.count >= 3 else { continue }
-            words += 1
-            if letters.allSatisfy({ $0.value <= 90 }) { caps += 1 }
-        }
+        let (words, caps, bangs) = (input.text.words, input.text.capsWords, input.text.bangRuns)
         if bangs >= 3 || (words >= 30 && caps * 4 >= words) {
             out.append(Signal("BODY_SHOUTS", "\(caps) of \(words) words in capitals, \(bangs) runs of !!"))
         }

@@ -194,3 +194,14 @@ struct MessageSourceTests {
         #expect(parts[1].hasPrefix("Subject: two"))
     }
 }
+
+struct SortedUniqueTests {
+    @Test func radixSortMatchesTheStandardLibrary() {
+        var g = SystemRandomNumberGenerator()
+        for bits in [12, 16, 22, 26] {
+            let xs = (0..<5000).map { _ in UInt32.random(in: 0..<(1 << UInt32(bits)), using: &g) } + [0, 0, 7, 7]
+            #expect(MessageFeatures.sortedUnique(xs, bits: bits) == Array(Set(xs)).sorted())
+        }
+        #expect(MessageFeatures.sortedUnique([], bits: 22) == [])
+    }
+}

@@ -1,0 +1,107 @@
+/// What the body and style signals count in the decoded text, gathered in
+/// one pass over its UTF-8 bytes (walking Characters cost milliseconds a
+/// message): visible characters, words and capitalised words, runs of
+/// "!!", invisible characters, the first word mixing Latin with look-alike
+/// letters, 8-bit letters, and the text in lower-case ASCII for phrases.
+struct TextStats: Sendable {
+    var visible = 0
+    var words = 0
+    var capsWords = 0
+    var bangRuns = 0
+    var invisible = 0
+    var mixedWord: String?
+    /// Of the first 4,000 characters: how many, and how many are Latin-1 letters (U+00C0–U+00FF).
+    var sampled = 0
+    var latin1Letters = 0
+    /// The first 32 KB, ASCII letters lower-cased (other bytes as they are).
+    var lower: [UInt8] = []
+
+    init(_ text: String) {
+        let limit = 64 * 1024
+        var bytes = Array(text.utf8.prefix(limit))
+        lower = bytes.prefix(32 * 1024).map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        bytes.append(32)
+        var wordStart = 0
+        var letters = 0, upper = 0, latin = false, lookAlike = false, bang = false
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            var scalar: UInt32 = UInt32(b)
+            var len = 1
+            if b >= 0xC0 {
+                len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
+                scalar = UInt32(b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07))
+                for k in 1..<len where i + k < bytes.count { scalar = scalar << 6 | UInt32(bytes[i + k] & 0x3F) }
+            } else if b >= 0x80 {
+                i += 1
+                continue
+            }
+            if sampled < 4000 {
+                sampled += 1
+                if (0xC0...0xFF).contains(scalar) { latin1Letters += 1 }
+            }
+            let space = b == 32 || b == 10 || b == 13 || b == 9
+            if space {
+                if i > wordStart {
+                    if letters >= 3 {
+                        words += 1
+                        if upper == letters { capsWords += 1 }
+                    }
+                    if latin && lookAlike && mixedWord == nil {
+                        mixedWord = String(decoding: bytes[wordStart..<min(i, wordStart + 60)], as: UTF8.self)
+                    }
+                    if bang { bangRuns += 1 }
+                }
+                wordStart = i + 1
+                letters = 0; upper = 0; latin = false; lookAlike = false; bang = false
+            } else {
+                visible += 1
+                switch scalar {
+                case 65...90: letters += 1; upper += 1; latin = true
+                case 97...122: letters += 1; latin = true
+                case 33: if i > wordStart && bytes[i - 1] == 33 { bang = true }
+                case 0x400...0x4FF, 0x370...0x3FF: lookAlike = true
+                case 0x200B...0x200D, 0x2060, 0xFEFF, 0xAD: invisible += 1
+                default: break
+                }
+            }
+            i += len
+        }
+    }
+
+    /// The first phrase of `set` the text holds, in one pass.
+    func firstPhrase(_ set: PhraseSet) -> String? {
+        var best: Int?
+        lower.withUnsafeBufferPointer { hay in
+            guard hay.count >= 2 else { return }
+            for i in 0..<(hay.count - 1) {
+                let key = Int(hay[i]) << 8 | Int(hay[i + 1])
+                guard set.starts[key] else { continue }
+                for (n, c) in set.bytes.enumerated() where c[0] == hay[i] && c[1] == hay[i + 1] && i + c.count <= hay.count {
+                    var k = 2
+                    while k < c.count && hay[i + k] == c[k] { k += 1 }
+                    if k == c.count { best = min(best ?? n, n) }
+                }
+                if best == 0 { return }
+            }
+        }
+        return best.map { set.phrases[$0] }
+    }
+}
+
+/// Phrases to look for, made once: each position of the text is checked
+/// against a table of the phrases' first two bytes, and only on a hit are
+/// phrases compared (a loop per phrase cost 100 µs a message).
+struct PhraseSet: Sendable {
+    let phrases: [String]
+    let bytes: [[UInt8]]
+    let starts: [Bool]
+
+    init(_ phrases: [String]) {
+        self.phrases = phrases.filter { $0.utf8.count >= 2 }
+        bytes = self.phrases.map { Array($0.utf8) }
+        var t = [Bool](repeating: false, count: 65536)
+        for b in bytes { t[Int(b[0]) << 8 | Int(b[1])] = true }
+        starts = t
+    }
+}
