@@ -46,6 +46,9 @@ def signal_lines():
 
 
 MIN_SEEN = 8
+# No fitted signal flags a message on its own (the tag line is 5): two
+# pieces of evidence at least, so one signal's false positives never suffice.
+CAP = 4.5
 
 
 def current_scores(lines, entries):
@@ -99,12 +102,12 @@ def fit(rows, labels, names, ham_weight, l2=0.0002, tau=2.0, steps=3000, rate=0.
             d = cw[y] * (p - y) / tau
             for i in active:
                 g[i] += d
-        for i in range(len(s)):  # Adam, projected onto 0 <= s <= 10
+        for i in range(len(s)):  # Adam, projected onto 0 <= s <= CAP
             if names[i] in fixed:
                 continue
             m[i] = 0.9 * m[i] + 0.1 * g[i]; v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
             mh = m[i] / (1 - 0.9 ** t); vh = v[i] / (1 - 0.999 ** t)
-            s[i] = min(10.0, max(0.0, s[i] - rate * mh / (math.sqrt(vh) + 1e-8)))
+            s[i] = min(CAP, max(0.0, s[i] - rate * mh / (math.sqrt(vh) + 1e-8)))
     return s
 
 

@@ -68,6 +68,33 @@ enum Domains {
         "tinyurl.is", "short.io", "x.co", "0rz.tw", "u.to", "clck.ru",
     ]
 
+    /// Top-level domains the abuse trackers (Spamhaus, Interisle) rank as
+    /// most used for spam and phishing, cheap to register in bulk.
+    static let abusedTLDs: Set<String> = [
+        "shop", "top", "xyz", "click", "online", "site", "icu", "buzz", "live", "store", "cyou", "rest", "cfd", "sbs",
+        "lol", "quest", "monster", "bond", "autos", "boats", "homes", "beauty", "hair", "makeup", "skin", "mom", "cam",
+        "work", "life", "fun", "space", "website", "today", "win", "loan", "bid", "gq", "ml", "cf", "tk", "ga", "zip", "mov",
+    ]
+
+    /// Free hosting and app platforms where anyone gets a subdomain in a
+    /// minute: phishing pages and throwaway senders live there.
+    static let freeHosting: Set<String> = [
+        "firebaseapp.com", "web.app", "herokuapp.com", "github.io", "netlify.app", "vercel.app", "pages.dev", "workers.dev",
+        "r2.dev", "glitch.me", "repl.co", "000webhostapp.com", "weebly.com", "wixsite.com", "godaddysites.com", "blogspot.com",
+        "appspot.com", "azurewebsites.net", "web.core.windows.net", "ipfs.io", "dweb.link", "framer.app", "webflow.io",
+        "square.site", "mystrikingly.com", "carrd.co", "firebasestorage.googleapis.com", "onrender.com", "fly.dev",
+    ]
+
+    /// `host` is `suffix` or below it.
+    static func isUnder(_ host: String, _ suffixes: Set<String>) -> String? {
+        var h = Substring(host)
+        while true {
+            if suffixes.contains(String(h)) { return String(h) }
+            guard let dot = h.firstIndex(of: ".") else { return nil }
+            h = h[h.index(after: dot)...]
+        }
+    }
+
     /// Brands phishing imitates most, with the registered domains they send from.
     static let brands: [(name: String, domains: Set<String>)] = [
         ("paypal", ["paypal.com", "paypal.co.uk", "paypal.de"]), ("apple", ["apple.com", "icloud.com"]),

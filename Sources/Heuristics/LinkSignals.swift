@@ -5,7 +5,7 @@ import MailMessage
 /// runs code from the link itself.
 struct LinkSignals: SignalDetector {
     static let names = ["LINK_TEXT_HOST_MISMATCH", "LINK_TO_IP", "LINK_SHORTENER", "LINK_DATA_OR_SCRIPT", "LINK_PUNYCODE",
-                        "LINK_USERINFO", "MANY_LINKS"]
+                        "LINK_USERINFO", "MANY_LINKS", "LINK_TLD_ABUSED", "LINK_FREE_HOSTING"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         for link in input.mime.links {
@@ -24,6 +24,12 @@ struct LinkSignals: SignalDetector {
             guard let host = URLExtractor.host(url)?.lowercased() else { continue }
             if Domains.isIPLiteral(host) { out.append(Signal("LINK_TO_IP", "a link goes to the address \(host)")) }
             if Domains.shorteners.contains(host) { out.append(Signal("LINK_SHORTENER", "a link goes through the shortener \(host)")) }
+            if let tld = host.split(separator: ".").last, Domains.abusedTLDs.contains(String(tld)) {
+                out.append(Signal("LINK_TLD_ABUSED", "a link goes to \(host), under .\(tld)"))
+            }
+            if let platform = Domains.isUnder(host, Domains.freeHosting) {
+                out.append(Signal("LINK_FREE_HOSTING", "a link goes to \(host), free hosting on \(platform)"))
+            }
             if host.split(separator: ".").contains(where: { $0.hasPrefix("xn--") }) {
                 out.append(Signal("LINK_PUNYCODE", "a link goes to the punycode host \(host)"))
             }

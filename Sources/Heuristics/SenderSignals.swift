@@ -5,7 +5,8 @@ import MailMessage
 /// that looks like one of them, or asks for replies to a free-mail box.
 struct SenderSignals: SignalDetector {
     static let names = ["BRAND_IMPERSONATION", "LOOKALIKE_DOMAIN", "DISPLAY_NAME_OWN_DOMAIN", "ADMIN_IMPERSONATION",
-                        "FREEMAIL_REPLY_TO", "FROM_PUNYCODE", "FROM_NAME_HAS_OTHER_ADDRESS"]
+                        "FREEMAIL_REPLY_TO", "FROM_PUNYCODE", "FROM_NAME_HAS_OTHER_ADDRESS", "FROM_TLD_ABUSED", "FROM_FREE_HOSTING",
+                        "FROM_DOMAIN_ODD"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         guard let from = input.value("From") else { return }
@@ -39,7 +40,17 @@ struct SenderSignals: SignalDetector {
         if !fromUs, let twin {
             out.append(Signal("LOOKALIKE_DOMAIN", "\(domain) looks like \(twin)"))
         }
-        if domain.split(separator: ".").contains(where: { $0.hasPrefix("xn--") }) {
+        let labels = domain.split(separator: ".")
+        if let tld = labels.last, Domains.abusedTLDs.contains(String(tld)) {
+            out.append(Signal("FROM_TLD_ABUSED", "the From domain \(domain) is under .\(tld), a top-level domain much used for abuse"))
+        }
+        if let host = Domains.isUnder(domain, Domains.freeHosting) {
+            out.append(Signal("FROM_FREE_HOSTING", "the From domain \(domain) is a free hosting subdomain (\(host))"))
+        }
+        if labels.count >= 6 || labels.filter({ $0.count == 1 }).count >= 3 {
+            out.append(Signal("FROM_DOMAIN_ODD", "the From domain \(domain.prefix(60)) has \(labels.count) labels"))
+        }
+        if labels.contains(where: { $0.hasPrefix("xn--") }) {
             out.append(Signal("FROM_PUNYCODE", "the From domain \(domain) is punycode"))
         }
         if let replyTo = input.value("Reply-To"), let r = AddressList.addresses(in: replyTo).first?.lowercased(),

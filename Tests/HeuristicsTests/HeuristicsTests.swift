@@ -155,3 +155,19 @@ struct HeuristicsTests {
         #expect(w.finish().links.count == 1)
     }
 }
+
+struct DomainSignalTests {
+    func from(_ f: String, body: String = "hello\n") -> Set<String> {
+        Make.signals(Make.plain.replacingOccurrences(of: "From: Alice Smith <alice@partner.example>", with: "From: " + f), body)
+    }
+
+    @Test func abusedTopLevelDomainsFreeHostingAndOddDomains() {
+        #expect(from("Deals <d@offers.shop>").contains("FROM_TLD_ABUSED"))
+        #expect(!from("Shop <d@shop.example.com>").contains("FROM_TLD_ABUSED"), "the last label, not a word in the name")
+        #expect(from("Casino <no-reply@julia15-a29bb.firebaseapp.com>").contains("FROM_FREE_HOSTING"))
+        #expect(from("X <t@r.a.g.n.a.r.k56.ilayykom.example>").contains("FROM_DOMAIN_ODD"))
+        #expect(!from("X <t@mail.eu.corp.example>").contains("FROM_DOMAIN_ODD"))
+        let links = from("A <a@partner.example>", body: "see https://login-verify.pages.dev/x and https://promo.top/y\n")
+        #expect(links.isSuperset(of: ["LINK_FREE_HOSTING", "LINK_TLD_ABUSED"]))
+    }
+}
