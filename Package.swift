@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "Checks",
             dependencies: [
-                "Policy", "Threads", "CUnbound", "CMaxMindDB", "CClamAV",
+                "Policy", "MailMessage", "Threads", "CUnbound", "CMaxMindDB", "CClamAV",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

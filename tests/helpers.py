@@ -35,6 +35,17 @@ def wait_port(port, timeout=10.0):
     raise TimeoutError(f"nothing listening on {port}")
 
 
+def stop_process(proc, grace):
+    """SIGTERM, then SIGKILL when `proc` has not exited within `grace` seconds."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_for(predicate, timeout=10.0, what="condition"):
     """Polls `predicate` until it is truthy; `what` names it in the error,
     or is called then to describe the state it gave up on."""
@@ -228,13 +239,7 @@ class SmtpSink:
         return [f.read_bytes() for f in files]
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
     def cleanup(self):
         self.stop()
@@ -558,10 +563,4 @@ User root
             return False
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)

@@ -10,7 +10,7 @@ import subprocess
 import http.client
 import tempfile
 
-from helpers import free_port, wait_for
+from helpers import free_port, stop_process, wait_for
 
 
 def private_dir(prefix):
@@ -22,14 +22,8 @@ def private_dir(prefix):
 
 
 def stop_daemon(d):
-    """SIGTERM, then SIGKILL after 20 s; its private folder removed."""
-    if d.proc and d.proc.poll() is None:
-        d.proc.terminate()
-        try:
-            d.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
+    """Stopped (20 s to exit), its private folder removed."""
+    stop_process(d.proc, 20)
     shutil.rmtree(d.dir, ignore_errors=True)
 
 

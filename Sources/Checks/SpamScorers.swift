@@ -1,4 +1,5 @@
 import Foundation
+import MailMessage
 
 /// What an external scorer said of a message: its total, its own
 /// threshold, its action (rspamd) and each rule that scored.
@@ -57,7 +58,7 @@ public struct RspamdClient: Sendable {
         try s.write(Array(head.utf8.filter { $0 != 0 }))
         try s.write(message)
         let reply = try s.readToEnd()
-        guard let split = Self.find([13, 10, 13, 10], in: reply) else { throw BlockingSocket.Failure("rspamd sent no HTTP reply") }
+        guard let split = ByteSearch.firstIndex(of: [13, 10, 13, 10], in: reply) else { throw BlockingSocket.Failure("rspamd sent no HTTP reply") }
         let status = String(decoding: reply[..<split], as: UTF8.self).split(separator: " ").dropFirst().first.map(String.init) ?? ""
         guard status == "200" else { throw BlockingSocket.Failure("rspamd answered HTTP \(status.isEmpty ? "?" : status)") }
         let body = Data(reply[(split + 4)...])
@@ -71,11 +72,6 @@ public struct RspamdClient: Sendable {
         return ExternalVerdict(score: score, required: json["required_score"] as? Double, action: json["action"] as? String, symbols: symbols)
     }
 
-    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
-        guard hay.count >= needle.count else { return nil }
-        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
-        return nil
-    }
 }
 
 /// SpamAssassin's spamd: the SPAMC/1.5 protocol's REPORT command

@@ -79,7 +79,7 @@ public struct MessageFeatures: Sendable, Equatable {
             t.out.append(featureHash("no-from", ns: NS.flag))
         }
         if let mailer = value("x-mailer") ?? value("user-agent") { t.add(mailer, ns: NS.mailer, maxWords: 6) }
-        t.out.append(featureHash(value("content-type")?.split(separator: ";").first.map { String($0).trimmed } ?? "none", ns: NS.type))
+        t.out.append(featureHash(value("content-type")?.split(separator: ";").first.map { String($0).trimmingSpaces().lowercased() } ?? "none", ns: NS.type))
         for p in summary.parts.prefix(30) {
             if let cs = p.charset { t.out.append(featureHash("charset " + cs, ns: NS.type)) }
             t.out.append(featureHash("part " + p.contentType, ns: NS.type))
@@ -156,15 +156,6 @@ public struct MessageFeatures: Sendable, Equatable {
         if labels.count > 2 { t.out.append(featureHash(labels.suffix(2).joined(separator: "."), ns: ns)) }
         if let tld = labels.last { t.out.append(featureHash("tld " + tld, ns: ns)) }
         if labels.count == 4 && labels.allSatisfy({ Int($0) != nil }) { t.out.append(featureHash("ip-literal", ns: ns)) }
-    }
-}
-
-extension String {
-    var trimmed: String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
-        return String(s).lowercased()
     }
 }
 

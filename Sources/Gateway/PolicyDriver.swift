@@ -282,7 +282,6 @@ public struct PolicyDriver {
         facts.dkim = nil
         facts.classifier = nil
         facts.signals = [:]
-        facts.externalScores = [:]
         facts.scoreFailure = nil
         classified = nil
         facts.recipients = []

@@ -63,16 +63,7 @@ struct AttachmentSignals: SignalDetector {
         return false
     }
 
-    static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard let first = needle.first, hay.count >= needle.count else { return false }
-        var i = 0
-        let last = hay.count - needle.count
-        while i <= last {
-            if hay[i] == first && hay[i..<(i + needle.count)].elementsEqual(needle) { return true }
-            i += 1
-        }
-        return false
-    }
+    static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool { ByteSearch.firstIndex(of: needle, in: hay) != nil }
 
     static func utf16(_ s: String) -> [UInt8] { s.utf8.flatMap { [$0, 0] } }
 }

@@ -18,15 +18,16 @@ struct SenderSignals: SignalDetector {
         let fromUs = ours.contains(registered)
 
         if !display.isEmpty && !fromUs {
-            for brand in Domains.brands where containsWord(display, brand.name) && !brand.domains.contains(registered) {
+            let name = Array(display.utf8)  // checked against every brand and administrator title
+            for brand in Domains.brands where containsWord(name, brand.name) && !brand.domains.contains(registered) {
                 out.append(Signal("BRAND_IMPERSONATION", "the name \"\(display.prefix(60))\" says \(brand.name), the address is at \(domain)"))
                 break
             }
-            for d in ours where display.contains(d) || containsWord(display, String(d.split(separator: ".").first ?? "")) && d.count > 6 {
+            for d in ours where display.contains(d) || containsWord(name, String(d.split(separator: ".").first ?? "")) && d.count > 6 {
                 out.append(Signal("DISPLAY_NAME_OWN_DOMAIN", "the name \"\(display.prefix(60))\" names our \(d), the address is at \(domain)"))
                 break
             }
-            if let claim = Domains.adminNames.first(where: { containsWord(display, $0) }) {
+            if let claim = Domains.adminNames.first(where: { containsWord(name, $0) }) {
                 out.append(Signal("ADMIN_IMPERSONATION", "the name says \"\(claim)\" from outside, at \(domain)"))
             }
             if let other = AddressList.addresses(in: displayName(from)).first?.lowercased(), other.contains("@"), other != address {
@@ -68,10 +69,10 @@ struct SenderSignals: SignalDetector {
         return String(from[..<lt]).trimmed.trimmingCharacters(in: ["\""]).trimmed
     }
 
-    /// `word` in `text` with no letter either side, on UTF-8 bytes (Foundation's
+    /// `word` in `hay` (UTF-8) with no letter either side, compared as bytes (Foundation's
     /// range(of:) cost a few µs a call, and a display name is checked against every brand).
-    static func containsWord(_ text: String, _ word: String) -> Bool {
-        let hay = Array(text.utf8), needle = Array(word.utf8)
+    static func containsWord(_ hay: [UInt8], _ word: String) -> Bool {
+        let needle = Array(word.utf8)
         guard let first = needle.first, hay.count >= needle.count else { return false }
         func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 97 && (b | 0x20) <= 122 || b >= 0x80 }
         for i in 0...(hay.count - needle.count) where hay[i] == first {

@@ -127,8 +127,6 @@ public struct SessionFacts: Sendable {
     public var dmarc: DMARCCheck?
     /// The ARC chain; nil: not validated.
     public var arc: ARCCheck?
-    /// External scorers' totals by scorer ("rspamd" → "7.2 (add header)").
-    public var externalScores: [String: String] = [:]
     /// An external scorer failed (fail closed): a spam-score rule is unknown, so it tempfails.
     public var scoreFailure: String?
     /// What the heuristics found: signal name → evidence in words.

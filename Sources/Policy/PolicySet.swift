@@ -449,7 +449,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .arc(let results):
             return testARC(results, f, &ctx)
         case .signal(let names):
-            // In the policy's order of names, so the symbol is stable.
+            // The first in name order, so the symbol does not depend on how the set iterates.
             guard let hit = names.sorted().first(where: { f.signals[$0] != nil }) else { return .no }
             ctx.label = hit
             ctx.value = hit

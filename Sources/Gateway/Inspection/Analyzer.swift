@@ -95,8 +95,6 @@ public enum Fact: Sendable {
     case classifier(Double)
     /// What the heuristics found.
     case signals([Signal])
-    /// An external scorer's total (its symbols come as symbols).
-    case externalScore(scorer: String, score: Double, action: String?)
     /// An external scorer could not answer and the admin chose to fail closed: spam-score rules tempfail.
     case scorerFailure(String)
 }
@@ -110,6 +108,9 @@ public struct Symbol: Sendable, Equatable {
         self.name = name
         self.score = score
     }
+
+    /// A computed score (scaled by a probability or a weight) to the hundredth, as it is reported.
+    static func rounded(_ v: Double) -> Double { (v * 100).rounded() / 100 }
 }
 
 /// What analyzers report: facts, symbols, and warnings for the audit record.
@@ -219,8 +220,6 @@ extension SessionFacts {
             classifier = p
         case .signals(let found):
             for s in found where signals[s.name] == nil { signals[s.name] = s.evidence }
-        case .externalScore(let scorer, let score, let action):
-            externalScores[scorer] = action.map { "\(score) (\($0))" } ?? String(score)
         case .scorerFailure(let why):
             scoreFailure = why
         }

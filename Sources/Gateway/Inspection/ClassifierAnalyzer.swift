@@ -27,15 +27,13 @@ struct ClassifierAnalyzer: Analyzer {
     static func symbol(_ p: Double, _ k: ClassifierSettings) -> Symbol? {
         let edge = 0.5 + k.unsure
         if p >= edge {
-            return Symbol(name: "CLASSIFIER_SPAM", score: Self.round(k.spamScore * (p - edge) / (1 - edge)))
+            return Symbol(name: "CLASSIFIER_SPAM", score: Symbol.rounded(k.spamScore * (p - edge) / (1 - edge)))
         }
         if p <= 1 - edge {
-            return Symbol(name: "CLASSIFIER_HAM", score: Self.round(k.hamScore * ((1 - edge) - p) / (1 - edge)))
+            return Symbol(name: "CLASSIFIER_HAM", score: Symbol.rounded(k.hamScore * ((1 - edge) - p) / (1 - edge)))
         }
         return nil
     }
-
-    private static func round(_ v: Double) -> Double { (v * 100).rounded() / 100 }
 }
 
 extension PolicyDriver {

@@ -39,8 +39,8 @@ struct ExternalScorerAnalyzer: TextAnalyzer {
             let s = settings
             if tooLarge { return Findings(warnings: ["\(s.label): not asked, the message is larger than max_size (\(s.maxSize) bytes)"]) }
             let f = input.facts
-            let env = ScorerEnvelope(clientIP: f.clientIP, helo: f.helo, mailFrom: f.mailFrom.map { $0.description.trimmingCharacters(in: ["<", ">"]) } ?? "",
-                                     recipients: f.recipients.map { $0.description.trimmingCharacters(in: ["<", ">"]) }, hostname: f.clientName)
+            let env = ScorerEnvelope(clientIP: f.clientIP, helo: f.helo, mailFrom: f.mailFrom?.description ?? "",
+                                     recipients: f.recipients.map(\.description), hostname: f.clientName)
             do {
                 if let readError { throw readError }
                 let v: ExternalVerdict
@@ -62,16 +62,13 @@ struct ExternalScorerAnalyzer: TextAnalyzer {
             var out = Findings()
             var sum = 0.0
             for (name, score) in v.symbols.sorted(by: { $0.key < $1.key }) {
-                out.symbols.append(Symbol(name: "\(s.kind.rawValue):\(name)", score: round(score * s.weight)))
+                out.symbols.append(Symbol(name: "\(s.kind.rawValue):\(name)", score: Symbol.rounded(score * s.weight)))
                 sum += score
             }
             // What the scorer counts that no symbol shows (composites, its own adjustments).
             let rest = v.score - sum
-            if abs(rest) >= 0.01 { out.symbols.append(Symbol(name: "\(s.kind.rawValue):OTHER", score: round(rest * s.weight))) }
-            out.facts.append(.externalScore(scorer: s.kind.rawValue, score: v.score, action: v.action))
+            if abs(rest) >= 0.01 { out.symbols.append(Symbol(name: "\(s.kind.rawValue):OTHER", score: Symbol.rounded(rest * s.weight))) }
             return out
         }
-
-        static func round(_ v: Double) -> Double { (v * 100).rounded() / 100 }
     }
 }
