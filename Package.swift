@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         // DKIM's hashes and signatures (SHA-256, RSA, Ed25519).
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        // The review console: HTTP server and bcrypt password hashes.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         // Tests only: reads the OpenSPF conformance suites (YAML).
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
@@ -78,6 +81,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -87,10 +91,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The review console ([web]): audit search over an SQLite index, "why", quarantine, statistics, queue, API.
+        .target(
+            name: "Console",
+            dependencies: [
+                "Gateway", "Audit", "Relay", "Threads", "CSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "mxgate",
             dependencies: [
-                "Gateway", "Audit", "Relay", "Checks", "Classifier",
+                "Gateway", "Audit", "Relay", "Checks", "Classifier", "Console",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -53,6 +53,92 @@ path = "audit.log"
 EOF
 }
 
+# postfix_instance NAME PORT PROXY(0|1) [MAIN_CF_LINES]: a private Postfix in
+# $BASE/pf-NAME listening on $ADDR:PORT and relaying to $ADDR:$SINK_PORT, with
+# write_rules' tables; PROXY=1 makes it a before-queue proxy
+# (smtpd_proxy_filter to the sink), and MAIN_CF_LINES are appended to main.cf.
+postfix_instance() {
+  local d=$BASE/pf-$1 port=$2 proxy=$3 extra=${4:-}
+  mkdir -p "$d/etc" "$d/spool" "$d/data"
+  chown postfix "$d/data"
+  cat >"$d/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $d/spool
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf-$1.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery disabled
+relay_domains = dest.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [$ADDR]:$SINK_PORT
+biff = no
+append_dot_mydomain = no
+alias_maps =
+alias_database =
+message_size_limit = 26214400
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = check_client_access cidr:$BASE/client_access.cidr, permit_mynetworks, reject_unauth_destination
+header_checks = regexp:$BASE/header_checks
+maillog_file = $d/maillog
+maillog_file_prefixes = /var, /dev/stdout, $BASE
+$extra
+EOF
+  local proxy_opts=""
+  [[ $proxy == 1 ]] && proxy_opts="  -o smtpd_proxy_filter=$ADDR:$SINK_PORT"
+  cat >"$d/etc/master.cf" <<EOF
+$ADDR:$port inet n - n - - smtpd
+$proxy_opts
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+  postfix -c "$d/etc" check
+  postfix -c "$d/etc" start >/dev/null 2>&1
+}
+# pf_master NAME: the pid of that instance's master process.
+pf_master() { tr -dc 0-9 <"$BASE/pf-$1/spool/pid/master.pid"; }
+
+# busy_pct: the whole machine's busy percentage over one second.
+busy_pct() {
+  local u n s i w x y z t0 i0 t1 i1
+  read -r _ u n s i w x y z _ </proc/stat; t0=$((u+n+s+i+w+x+y+z)); i0=$((i+w))
+  sleep 1
+  read -r _ u n s i w x y z _ </proc/stat; t1=$((u+n+s+i+w+x+y+z)); i1=$((i+w))
+  echo $(( 100 * ((t1-t0) - (i1-i0)) / (t1-t0 > 0 ? t1-t0 : 1) ))
+}
+# wait_quiet: wait (at most $QUIET_WAIT s) for two quiet seconds in a row.
+wait_quiet() {
+  local end=$(( $(date +%s) + QUIET_WAIT )) ok=0
+  while (( $(date +%s) < end )); do
+    if (( $(busy_pct) <= 10 )); then ok=$((ok+1)); (( ok >= 2 )) && return 0; else ok=0; fi
+  done
+  return 0  # never quiet: run anyway (the host is shared)
+}
+
 # sink_count: messages the benchmark's smtp-sink has counted so far (its
 # -c output in $BASE/sink.count, whose last "mesg=N" is the total).
 sink_count() {
@@ -65,6 +151,14 @@ sink_count() {
 # which may hold spaces).
 proc_ticks() {
   awk '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," "); print f[12]+f[13]+f[14]+f[15] }' "/proc/$1/stat"
+}
+
+# session_ticks SID...: CPU ticks of every process in those sessions (a
+# Postfix master and its children, a daemon started with setsid), reaped
+# children included.
+session_ticks() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v sids=" $* " '{ l=$0; c=match(l, /\)[^)]*$/); split(substr(l,c+2),f," ");
+     if (index(sids, " " f[4] " ")) s+=f[12]+f[13]+f[14]+f[15] } END{print s+0}'
 }
 
 # median "N N N": the middle value (the lower middle of an even count).

@@ -22,12 +22,17 @@ APT_PACKAGES=(
   spamc
   spamd            # (Debian 12 ships spamd in its own package)
   rspamd           # an external scorer (tests) and a peer in bench/accuracy.sh
+  libsqlite3-dev   # the review console's audit index
+  chromium         # the review console's browser tests (headless, through Selenium)
+  chromium-driver
+  fonts-dejavu-core  # so the console's screenshots have text (chromium has no font of its own)
 )
 # dnslib: the tests' DNS server; mmdb-writer, netaddr: GeoIP fixtures;
 # maxminddb-geolite2: a real (2018) GeoLite2 database; maxminddb: to cross-check it.
 # dkimpy, pynacl: a real DKIM signer (rsa and ed25519) for the DKIM tests;
 # authres: what dkimpy's ARC sealer needs (an optional dependency of dkimpy).
-PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2 dkimpy pynacl authres)
+# selenium: drives chromium for the console's tests.
+PIP_PACKAGES=(pytest aiosmtpd dnslib mmdb-writer netaddr maxminddb maxminddb-geolite2 dkimpy pynacl authres selenium)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -88,5 +93,7 @@ check "smtp-sink" test -x /usr/sbin/smtp-sink
 check "clamd" /usr/sbin/clamd --version
 check "openssl" openssl version
 check "ss" ss -V
+check "chromium and its driver" chromedriver --version
+check "selenium" "$PY" -c "import selenium.webdriver"
 check "the Python test packages" "$PY" -c "import pytest, aiosmtpd, dnslib, mmdb_writer, netaddr, maxminddb, geolite2, dkim, nacl"
 echo "setup: ok" >&2

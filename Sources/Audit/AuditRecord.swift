@@ -19,6 +19,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         /// What the queue did with a message it holds: delivered, deferred,
         /// failed, expired, bounced, held, released, deleted (in `reason`).
         case delivery
+        /// What a review console user did: logins, failed logins, releases, deletions, queue actions.
+        case console
     }
 
     public var time: Date

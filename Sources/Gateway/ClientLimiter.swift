@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Synchronization
 
@@ -7,8 +8,10 @@ import Synchronization
 final class ClientLimiter: Sendable {
     private struct State {
         var connections: [String: Int] = [:]
-        /// Start times of recent transactions per client, oldest first.
-        var messages: [String: [Double]] = [:]
+        /// Start times of recent transactions per client, oldest first: at
+        /// most `limit` of them, trimmed and appended in place (copying the
+        /// list per message made a busy client cost in proportion to its rate).
+        var messages: [String: Deque<Double>] = [:]
         var lastSweep: Double = 0
     }
 
@@ -56,15 +59,16 @@ final class ClientLimiter: Sendable {
                 s.messages = s.messages.filter { ($0.value.last ?? 0) > now - window }
                 s.lastSweep = now
             }
-            var times = s.messages[ip, default: []]
-            times.removeAll { $0 <= now - window }
-            guard times.count < limit else {
-                s.messages[ip] = times
-                return false
+            let cutoff = now - window
+            func admit(_ times: inout Deque<Double>) -> Bool {
+                while let first = times.first, first <= cutoff { times.removeFirst() }
+                guard times.count < limit else { return false }
+                times.append(now)
+                return true
             }
-            times.append(now)
-            s.messages[ip] = times
-            return true
+            let admitted = admit(&s.messages[ip, default: []])
+            if s.messages[ip]?.isEmpty == true { s.messages[ip] = nil }
+            return admitted
         }
     }
 }

@@ -16,6 +16,8 @@ public final class GatewayServer: Sendable {
     private let running = TaskCounter()
     private let runtime: Mutex<Runtime>
     private let audit: AuditWriter
+    /// Where the review console writes its own records (logins, releases).
+    public var auditSink: any AuditSink { audit }
     private let logger: Logger
     private let configPath: String
     private let sessions = Mutex<[ObjectIdentifier: Channel]>([:])

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Audit
 import Checks
+import Console
 import Foundation
 import Gateway
 import Logging
@@ -32,7 +33,7 @@ struct MXGate: AsyncParsableCommand {
             Start with `mxgate check --config mxgate.toml`, then `mxgate serve --config mxgate.toml`. \
             Every decision is written to the audit log; review it with `mxgate log`.
             """,
-        subcommands: [Serve.self, Check.self, TestMessage.self, Learn.self, Lookup.self, Log.self, Quarantine.self, Queue.self]
+        subcommands: [Serve.self, Check.self, TestMessage.self, Learn.self, Lookup.self, Log.self, Quarantine.self, Queue.self, Web.self]
     )
 }
 
@@ -92,7 +93,23 @@ struct Serve: AsyncParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         let signals = SignalWatcher(server: server)
         signals.start()
+        var console: Task<Void, Never>?
+        if let web = config.web {
+            let c: ConsoleServer
+            do { c = try ConsoleServer(config: config, audit: server.auditSink, logger: logger) } catch {
+                printError("mxgate: [web]: \(error)")
+                throw ExitCode(1)
+            }
+            console = Task {
+                do {
+                    try await c.run { url in logger.info("review console on \(url)") }
+                } catch {
+                    logger.error("review console on \(web.listen) stopped: \(error)")
+                }
+            }
+        }
         try await server.run()
+        console?.cancel()
         _ = signals
     }
 }

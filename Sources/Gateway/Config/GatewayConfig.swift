@@ -168,6 +168,8 @@ public struct GatewayConfig: Sendable {
     public var classifier: ClassifierSettings?
     /// `[[scorers]]`: external spam scorers, asked in order at end of data.
     public var scorers: [ScorerSettings] = []
+    /// `[web]`: the review console, when `listen` is set.
+    public var web: WebSettings?
 
     // [geoip]
     public var geoipDatabase: String?
@@ -253,6 +255,7 @@ struct ConfigReader {
         "auth": ["authserv_id", "spf", "dkim", "dmarc", "arc", "trusted_arc_sealers"],
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
+        "web": ConfigReader.webKeys,
         "classifier": ConfigReader.classifierKeys,
         "scorers": ConfigReader.scorerKeys,
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
@@ -324,6 +327,8 @@ struct ConfigReader {
                 if let b = bool(&s, "headers") { c.rewriteHeaders = b }
             case "classifier":
                 readClassifier(&s, &c)
+            case "web":
+                readWeb(&s, &c)
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }
@@ -373,6 +378,14 @@ struct ConfigReader {
         c.policiesDirectory = c.resolve(c.policiesDirectory)
         c.queueDirectory = c.resolve(c.queueDirectory)
         c.quarantineDirectory = c.resolve(c.quarantineDirectory)
+        if var w = c.web {
+            w.users = c.resolve(w.users)
+            w.index = w.index.isEmpty ? c.auditPath + ".index" : c.resolve(w.index)
+            if w.tls && c.tlsCertificate == nil, let p = root.keyPositions["web"] {
+                error(p, "[web] tls = true needs the [tls] certificate and key")
+            }
+            c.web = w
+        }
         if case .maildir(let d) = c.downstream { c.downstream = .maildir(c.resolve(d)) }
         if c.domains.isEmpty {
             let pos = root.keyPositions["relay"] ?? TOMLPosition(line: 1, column: 1)
