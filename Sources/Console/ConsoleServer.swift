@@ -277,10 +277,18 @@ struct Guard: RouterMiddleware {
                 console.record(ctx, "cross-site \(request.method) \(path) refused", ok: false)
                 return ConsoleServer.html(HTML.page(title: "Refused", login: login, body: "<p class=\"error\">Cross-site request refused.</p>"), status: .forbidden)
             }
-            // The CSRF token comes in a header (scripts) or as the form's first field, checked by the handler.
+            // The CSRF token comes in a header (scripts) or as a form field.
             if let t = request.headers[HTTPField.Name("X-CSRF-Token")!] {
                 guard constantTimeEquals(t, login.csrf) else { return ConsoleServer.apiError("bad CSRF token", status: .forbidden) }
                 ctx.viaToken = true
+            } else {
+                var buffered = request
+                let form = Form.parse(try await buffered.collectBody(upTo: 1 << 20))
+                guard constantTimeEquals(form["csrf"] ?? "", login.csrf) else {
+                    console.record(ctx, "\(request.method) \(path) without the session's CSRF token refused", ok: false)
+                    return ConsoleServer.html(HTML.page(title: "Refused", login: login, body: "<p class=\"error\">The form is stale or not from this console: reload the page and try again.</p>"), status: .forbidden)
+                }
+                return try await next(buffered, ctx)
             }
         }
         return try await next(request, ctx)
