@@ -52,8 +52,7 @@ mkdir -p "$BASE"
 chmod 755 "$BASE"
 write_rules "$BASE"
 
-smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
-PIDS+=("$!")
+start_sink
 # instructions MODE N: total instructions of one mxgate run relaying N messages.
 instructions() {
   local mode=$1 n=$2 d=$BASE/mx-$1-$2

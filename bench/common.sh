@@ -139,6 +139,38 @@ wait_quiet() {
   return 0  # never quiet: run anyway (the host is shared)
 }
 
+# start_sink: the benchmark's smtp-sink on $ADDR:$SINK_PORT, counting into
+# $BASE/sink.count (read by sink_count); sets SINK_PID.
+start_sink() {
+  smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
+  SINK_PID=$!
+  PIDS+=("$SINK_PID")
+}
+
+# stop_postfixes: stops every private Postfix instance under $BASE (a
+# benchmark's cleanup_more).
+stop_postfixes() {
+  for d in "$BASE"/pf-*; do [[ -f $d/etc/main.cf ]] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true; done
+}
+
+# wait_sink BEFORE N WHAT [TIMEOUT]: waits until the sink has counted N
+# messages more than BEFORE; exits with a message naming WHAT past TIMEOUT
+# seconds (default $RUN_TIMEOUT, else 600).
+wait_sink() {
+  local before=$1 n=$2 what=$3 deadline=$(( $(date +%s) + ${4:-${RUN_TIMEOUT:-600}} ))
+  while (( $(sink_count) - before < n )); do
+    (( $(date +%s) < deadline )) || { echo "$what: timeout, sink got $(( $(sink_count) - before ))/$n" >&2; exit 1; }
+    sleep 0.02
+  done
+}
+
+# run_figures N T0_NS T1_NS TICKS: "RATE CPU", messages per second and CPU
+# microseconds per message of one timed run.
+run_figures() {
+  awk -v n="$1" -v a="$2" -v b="$3" -v t="$4" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "%.0f %.0f\n", n/((b-a)/1e9), t/hz*1e6/n}'
+}
+
 # sink_count: messages the benchmark's smtp-sink has counted so far (its
 # -c output in $BASE/sink.count, whose last "mesg=N" is the total).
 sink_count() {

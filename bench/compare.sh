@@ -42,14 +42,11 @@ PFQ_PORT=$((PORT0 + 1))
 PFP_PORT=$((PORT0 + 2))
 MXP_PORT=$((PORT0 + 3))
 MXQ_PORT=$((PORT0 + 4))
-CLK_TCK=$(getconf CLK_TCK)
 
 scripts/build-release.sh --product mxgate >/dev/null
 MXGATE=$ROOT/.build/release/mxgate
 
-cleanup_more() {
-  for d in "$BASE"/pf-*; do [[ -f $d/etc/main.cf ]] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true; done
-}
+cleanup_more() { stop_postfixes; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 cleanup
@@ -60,9 +57,7 @@ chmod 755 "$BASE"
 write_rules "$BASE"
 
 # ---------------------------------------------------------------- smtp-sink
-smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
-SINK_PID=$!
-PIDS+=("$SINK_PID")
+start_sink
 
 # ---------------------------------------------------------------- Postfix (relay and proxy)
 
@@ -125,15 +120,10 @@ for run in $(seq 1 "$RUNS"); do
       t0=$(date +%s%N)
       timeout "$RUN_TIMEOUT" smtp-source -s "$SESSIONS" -m "$msgs" -l "$size" -r 1 -f sender@source.test -t rcpt@dest.test \
         -M client.source.test "$ADDR:$(port_of "$t")" 2>"$BASE/src.err" || { echo "smtp-source failed on $t: $(tail -2 "$BASE/src.err")" >&2; exit 1; }
-      deadline=$(( $(date +%s) + RUN_TIMEOUT ))
-      while (( $(sink_count) - before < msgs )); do
-        (( $(date +%s) < deadline )) || { echo "$t: timeout, sink got $(( $(sink_count) - before ))/$msgs" >&2; exit 1; }
-        sleep 0.02
-      done
+      wait_sink "$before" "$msgs" "$t"
       t1=$(date +%s%N)
       g1=$(gw_ticks "$t")
-      rate=$(awk -v n="$msgs" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
-      cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$msgs" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
+      read -r rate cpu < <(run_figures "$msgs" "$t0" "$t1" $((g1 - g0)))
       echo "run=$run size=$size target=$t msgs=$msgs msgs_per_sec=$rate cpu_us_per_msg=$cpu"
       RATE[$t:$size]+="$rate "
       CPU[$t:$size]+="$cpu "

@@ -51,7 +51,6 @@ RS_MILTER=$((PORT0 + 5))
 RS_CONTROLLER=$((PORT0 + 6))
 RS_NORMAL=$((PORT0 + 7))
 CM_PORT=$((PORT0 + 8))
-CLK_TCK=$(getconf CLK_TCK)
 
 if ! command -v clamav-milter >/dev/null || ! command -v rspamd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clamav-milter clamav-daemon rspamd >/dev/null \
@@ -60,9 +59,7 @@ fi
 scripts/build-release.sh --product mxgate >/dev/null
 MXGATE=$ROOT/.build/release/mxgate
 
-cleanup_more() {
-  for d in "$BASE"/pf-*; do [[ -f $d/etc/main.cf ]] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true; done
-}
+cleanup_more() { stop_postfixes; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 cleanup
@@ -78,9 +75,7 @@ PIDS+=($!)
 for _ in $(seq 100); do grep -q '^port ' "$BASE/dns.out" && break; sleep 0.1; done
 DNS_PORT=$(awk '/^port /{print $2}' "$BASE/dns.out")
 [[ -n $DNS_PORT ]] || { echo "the DNS server did not start: $(cat "$BASE/dns.out")" >&2; exit 1; }
-smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
-SINK_PID=$!
-PIDS+=("$SINK_PID")
+start_sink
 
 # ---------------------------------------------------------------- clamd, clamav-milter, rspamd
 start_milters() {
@@ -264,15 +259,10 @@ for run in $(seq 1 "$RUNS"); do
     g0=$(gw_ticks "$t")
     t0=$(date +%s%N)
     send "$t" "$msgs"
-    deadline=$(( $(date +%s) + RUN_TIMEOUT ))
-    while (( $(sink_count) - before < msgs )); do
-      (( $(date +%s) < deadline )) || { echo "$t: timeout, sink got $(( $(sink_count) - before ))/$msgs" >&2; exit 1; }
-      sleep 0.02
-    done
+    wait_sink "$before" "$msgs" "$t"
     t1=$(date +%s%N)
     g1=$(gw_ticks "$t")
-    rate=$(awk -v n="$msgs" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
-    cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$msgs" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
+    read -r rate cpu < <(run_figures "$msgs" "$t0" "$t1" $((g1 - g0)))
     echo "run=$run target=$t msgs=$msgs msgs_per_sec=$rate cpu_us_per_msg=$cpu"
     RATE[$t]+="$rate "
     CPU[$t]+="$cpu "

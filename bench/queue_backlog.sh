@@ -32,7 +32,6 @@ ADDR=127.0.0.1
 SINK_PORT=$PORT0
 MX_PORT=$((PORT0 + 1))
 DOWN_PORT=$((PORT0 + 2))  # nothing listens here
-CLK_TCK=$(getconf CLK_TCK)
 if [[ -z ${MXGATE:-} ]]; then
   scripts/build-release.sh --product mxgate >/dev/null
   MXGATE=$ROOT/.build/release/mxgate
@@ -45,8 +44,7 @@ mkdir -p "$BASE"
 chmod 755 "$BASE"
 write_rules "$BASE"
 
-smtp-sink -u nobody -c -m 1024 "$ADDR:$SINK_PORT" 1024 >"$BASE/sink.count" 2>"$BASE/sink.err" &
-PIDS+=("$!")
+start_sink
 
 deferred() { grep -c '"reason":"deferred"' "$1/audit.log" 2>/dev/null || true; }
 
@@ -79,15 +77,10 @@ for run in $(seq 1 "$RUNS"); do
     t0=$(date +%s%N)
     smtp-source -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -r 1 -f sender@source.test -t rcpt@dest.test \
       -M client.source.test "$ADDR:$MX_PORT"
-    end=$(( $(date +%s) + 600 ))
-    while (( $(sink_count) - before < MSGS )); do
-      (( $(date +%s) < end )) || { echo "timeout: sink got $(( $(sink_count) - before ))/$MSGS" >&2; exit 1; }
-      sleep 0.02
-    done
+    wait_sink "$before" "$MSGS" "backlog $backlog" 600
     t1=$(date +%s%N)
     g1=$(proc_ticks "$pid")
-    rate=$(awk -v n="$MSGS" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/((b-a)/1e9)}')
-    cpu=$(awk -v t=$((g1-g0)) -v hz="$CLK_TCK" -v n="$MSGS" 'BEGIN{printf "%.0f", t/hz*1e6/n}')
+    read -r rate cpu < <(run_figures "$MSGS" "$t0" "$t1" $((g1 - g0)))
     queued=$(find "$d/queue" -path '*/active/*' -type f 2>/dev/null | wc -l)
     echo "run=$run backlog=$backlog spool_files=$queued msgs_per_sec=$rate cpu_us_per_msg=$cpu"
     RATE[$backlog]+="$rate "
