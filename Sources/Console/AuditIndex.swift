@@ -1,6 +1,7 @@
 import Audit
 import CSQLite
 import Foundation
+import Policy
 
 /// The console's search index over the audit log: one row per record with
 /// the fields people search by, and where the record's line is (the
@@ -16,6 +17,7 @@ public final class AuditIndex: @unchecked Sendable {
     private let lock = NSLock()
     private let insert: SQLiteDB.Statement
     private let insertRcpt: SQLiteDB.Statement
+    private let fileOffset: SQLiteDB.Statement
 
     public init(path: String, auditPath: String) throws {
         self.path = path
@@ -49,6 +51,7 @@ public final class AuditIndex: @unchecked Sendable {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insertRcpt = try db.prepare("INSERT INTO rcpts (record, address, domain) VALUES (?, ?, ?)")
+        fileOffset = try db.prepare("SELECT offset FROM files WHERE ino = ?")
     }
 
     // MARK: keeping up with the log
@@ -67,7 +70,7 @@ public final class AuditIndex: @unchecked Sendable {
             let ino = Int64(bitPattern: UInt64(st.st_ino))
             seen.append(ino)
             var offset = try lock.withLock { () in
-                try db.prepare("SELECT offset FROM files WHERE ino = ?").rows([.int(ino)]) { $0.int(0) }.first ?? 0
+                try fileOffset.rows([.int(ino)]) { $0.int(0) }.first ?? 0
             }
             if offset > Int64(st.st_size) {
                 // A new file with the inode of one deleted: start it over.
@@ -201,7 +204,7 @@ public final class AuditIndex: @unchecked Sendable {
         let size = max(1, min(q.pageSize, 500))
         let text = q.text.map { $0.lowercased() }.flatMap { $0.isEmpty ? nil : $0 }
         // Free text looks at the lines themselves, so it pages over what the other conditions leave.
-        let sql = "SELECT id, time, event, session, verdict, client_ip, mail_from, rcpt, message_id, rules, reply, score, virus, ino, offset, length FROM records \(whereSQL) ORDER BY time DESC, id DESC"
+        let sql = "SELECT \(IndexedRecord.columns) FROM records \(whereSQL) ORDER BY time DESC, id DESC"
         var out: [IndexedRecord] = []
         var more = false
         try lock.withLock { () in
@@ -241,7 +244,7 @@ public final class AuditIndex: @unchecked Sendable {
     /// One row by its index id.
     public func row(_ id: Int64) throws -> IndexedRecord? {
         try lock.withLock { () in
-            try db.prepare("SELECT id, time, event, session, verdict, client_ip, mail_from, rcpt, message_id, rules, reply, score, virus, ino, offset, length FROM records WHERE id = ?")
+            try db.prepare("SELECT \(IndexedRecord.columns) FROM records WHERE id = ?")
                 .rows([.int(id)], IndexedRecord.init).first
         }
     }
@@ -305,6 +308,9 @@ public struct IndexedRecord: Sendable {
     var offset: Int64
     var length: Int
 
+    /// What `init(_:)` reads, in its order.
+    static let columns = "id, time, event, session, verdict, client_ip, mail_from, rcpt, message_id, rules, reply, score, virus, ino, offset, length"
+
     init(_ r: SQLiteDB.Row) {
         id = r.int(0)
         time = Date(timeIntervalSince1970: r.double(1) ?? 0)
@@ -342,38 +348,19 @@ struct LineReader {
     }
 }
 
-/// IP addresses as 32 hex digits (IPv4 as ::ffff:a.b.c.d), so that a CIDR
-/// network is one range of an index in either family.
+/// IP addresses as 32 hex digits of Policy's 128-bit form (IPv4 as
+/// ::ffff:a.b.c.d), so that a CIDR network is one range of an index in
+/// either family.
 enum IPKey {
-    static func bytes(_ ip: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, ip, &v4) == 1 {
-            return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + withUnsafeBytes(of: &v4) { Array($0) }
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, ip, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
+    static func hex(_ v: UInt128) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 32 - s.count) + s
     }
 
-    static func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
-
-    static func key(_ ip: String) -> String? { bytes(ip).map(hex) }
+    static func key(_ ip: String) -> String? { IPAddress(ip).map { hex($0.value) } }
 
     /// The lowest and highest key of an address or network ("192.0.2.0/24", "2001:db8::/32").
     static func range(_ text: String) -> (lower: String, upper: String)? {
-        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
-        guard let first = parts.first, var lo = bytes(first) else { return nil }
-        let isV4 = !first.contains(":")
-        var prefix = 128
-        if parts.count == 2 {
-            guard let p = Int(parts[1]), p >= 0, p <= (isV4 ? 32 : 128) else { return nil }
-            prefix = isV4 ? p + 96 : p
-        }
-        var hi = lo
-        for bit in prefix..<128 {
-            lo[bit / 8] &= ~(0x80 >> UInt8(bit % 8))
-            hi[bit / 8] |= 0x80 >> UInt8(bit % 8)
-        }
-        return (hex(lo), hex(hi))
+        CIDR(text).map { (hex($0.network), hex($0.lastValue)) }
     }
 }

@@ -103,11 +103,13 @@ public struct UsersFile: Sendable {
     }
 
     static func sha256(_ s: String) -> String {
-        SHA256.hash(data: Array(s.utf8)).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: Array(s.utf8)))
     }
+
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
     static func randomHex(_ bytes: Int) -> String {
         var g = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        return hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
     }
 }

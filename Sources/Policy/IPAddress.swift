@@ -214,6 +214,9 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
 
     public func contains(_ ip: IPAddress) -> Bool { ip.value & CIDR.mask(length) == network }
 
+    /// The network's highest address, in the 128-bit space.
+    public var lastValue: UInt128 { network | ~CIDR.mask(length) }
+
     public var description: String {
         let a = isV4 ? IPAddress(v4: UInt32(truncatingIfNeeded: network)) : IPAddress(v6: network)
         return "\(a)/\(isV4 ? length - 96 : length)"
