@@ -96,7 +96,7 @@ let package = Package(
         .target(
             name: "Console",
             dependencies: [
-                "Gateway", "Audit", "Policy", "Relay", "Threads", "CSQLite",
+                "Gateway", "Audit", "Policy", "Relay", "Threads", "CSQLite", "MailMessage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

@@ -249,6 +249,24 @@ public final class AuditIndex: @unchecked Sendable {
         }
     }
 
+    /// The statistics of a time window, counted from the index's columns by
+    /// the same AuditStats that `mxgate log --stats` feeds from the log.
+    public func stats(since: Date, until: Date) throws -> AuditStats {
+        var stats = AuditStats(since: since, until: until)
+        let events = AuditStats.decisionEvents.sorted().map { "'\($0)'" }.joined(separator: ", ")
+        try lock.withLock { () throws in
+            _ = try db.prepare("""
+                SELECT time, event, verdict, rules, client_ip, mail_from, score FROM records
+                WHERE time >= ? AND time < ? AND event IN (\(events))
+                """).rows([.double(since.timeIntervalSince1970), .double(until.timeIntervalSince1970)]) { r in
+                stats.add(time: Date(timeIntervalSince1970: r.double(0) ?? 0), event: r.text(1) ?? "", verdict: r.text(2) ?? "",
+                          rules: (r.text(3) ?? "").split(separator: "\n").map(String.init), clientIP: r.text(4) ?? "",
+                          mailFrom: r.text(5), spamScore: r.double(6))
+            }
+        }
+        return stats
+    }
+
     public var count: Int {
         (try? lock.withLock { try db.prepare("SELECT count(*) FROM records").rows { Int($0.int(0)) }.first ?? 0 }) ?? 0
     }

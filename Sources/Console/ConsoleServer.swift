@@ -39,9 +39,14 @@ public final class ConsoleServer: Sendable {
     let sessions: SessionStore
     let limiter: LoginLimiter
     let logger: Logger
+    let quarantine: QuarantineAdmin
+    /// The spool's tools, when there is a spool (queue mode, or proxy mode's queue fallback).
+    let queue: QueueAdmin?
+    /// Applies a changed allow-list: the gateway's SIGHUP reload.
+    let reloadPolicy: @Sendable () -> Bool
     private let group: MultiThreadedEventLoopGroup
 
-    public init(config: GatewayConfig, audit: any AuditSink, logger: Logger) throws {
+    public init(config: GatewayConfig, audit: any AuditSink, logger: Logger, reloadPolicy: @escaping @Sendable () -> Bool = { false }) throws {
         guard let settings = config.web else { throw UsersFile.Failure(message: "[web] listen is not set") }
         self.config = config
         self.settings = settings
@@ -53,6 +58,9 @@ public final class ConsoleServer: Sendable {
         sessions = SessionStore(lifetime: settings.sessionLifetime)
         limiter = LoginLimiter(attempts: settings.loginAttempts, window: settings.loginWindow)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        queue = config.mode == .queue || config.fallback == .queue ? try QueueAdmin(config: config) : nil
+        quarantine = QuarantineAdmin(config: config, spool: config.mode == .queue ? queue?.spool : nil)
+        self.reloadPolicy = reloadPolicy
     }
 
     /// Serves until the task is cancelled; `onListening` gets the bound address.
@@ -109,6 +117,9 @@ public final class ConsoleServer: Sendable {
         }
         r.get("/api/search") { req, ctx in try self.searchAPI(req, ctx) }
         r.get("/api/why/:session") { req, ctx in try self.whyAPI(ctx.parameters.get("session") ?? "", ctx) }
+        quarantineRoutes(r)
+        queueRoutes(r)
+        statsRoutes(r)
     }
 
     // MARK: login

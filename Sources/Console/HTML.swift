@@ -92,5 +92,8 @@ enum HTML {
         dl.facts dt{color:#555}dl.facts dd{margin:0;overflow-wrap:anywhere}
         .login{max-width:340px;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e3e6ec;display:flex;flex-direction:column;gap:.7em}
         .pager{display:flex;gap:1em;margin:.5em 0}
+        svg.chart{width:100%;height:auto;background:#fff;border:1px solid #e3e6ec;font-family:"DejaVu Sans",sans-serif}
+        .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1em}
+        .actions{display:flex;gap:.6em;margin:.8em 0;flex-wrap:wrap}button.danger{color:#8a1c14}
         """
 }

@@ -1,6 +1,7 @@
 import Audit
 import Classifier
 import Foundation
+import MailMessage
 import NIOCore
 import NIOPosix
 import Relay
@@ -9,13 +10,18 @@ import SMTPProtocol
 /// `mxgate quarantine …`: what an admin does with held messages — list,
 /// look, release to the downstream, delete, expire. Every release and
 /// deletion is written to the audit log.
-public struct QuarantineAdmin {
+public struct QuarantineAdmin: Sendable {
     public let config: GatewayConfig
     public let store: QuarantineStore
 
-    public init(config: GatewayConfig) {
+    /// The spool a queue-mode release writes to; made on first use when not
+    /// given (a long-lived caller passes one: each Spool keeps a writer thread).
+    let spool: Spool?
+
+    public init(config: GatewayConfig, spool: Spool? = nil) {
         self.config = config
         self.store = QuarantineStore(directory: config.quarantineDirectory)
+        self.spool = spool
     }
 
     public struct Held: Sendable {
@@ -65,7 +71,7 @@ public struct QuarantineAdmin {
 
     /// Sends the held message to the downstream (or Maildir) as it would have
     /// gone, then removes it. On any failure the message stays.
-    public func release(_ id: String, audit: AuditSink) async throws -> String {
+    public func release(_ id: String, audit: AuditSink, reason: String = "released by admin") async throws -> String {
         let h = try find(id)
         guard let bytes = FileManager.default.contents(atPath: h.messagePath) else { throw AdminError.notFound(id) }
         let body = MessageBody(memoryThreshold: Int.max, tempDirectory: config.tempDirectory)
@@ -78,6 +84,8 @@ public struct QuarantineAdmin {
         let from: ReversePath = h.entry.mailFrom.isEmpty ? .null : .mailbox(try AddressParser.parseMailbox(h.entry.mailFrom))
         let result: String
         switch config.downstream {
+        case _ where config.mode == .queue:
+            result = try await enqueue(body: body, from: from, to: recipients, entry: h.entry)
         case .maildir(let dir):
             let name = try await MaildirDelivery(root: dir).deliver(header: ByteBuffer(), body: body, to: recipients, hostname: config.hostname)
             result = "maildir \(name)"
@@ -86,18 +94,79 @@ public struct QuarantineAdmin {
         }
         try? FileManager.default.removeItem(atPath: h.messagePath)
         try? FileManager.default.removeItem(atPath: h.metaPath)
-        audit.record(record(h, verdict: .accepted, reply: "released", relay: result, reason: "released by admin"))
+        audit.record(record(h, verdict: .accepted, reply: "released", relay: result, reason: reason))
         if let k = config.classifier, k.learnReleased {
-            // Held by mistake, so ham: learnt under the model's lock, beside a running gateway.
-            let f = MessageFeatures(message: [UInt8](bytes), dimensionBits: k.dimensionBits)
+            // Held by mistake, so ham.
             do {
-                _ = try ModelFile(path: k.model).update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: false, passes: 3) }
+                try Self.learn(bytes, spam: false, config: k)
                 return result + "; learnt as ham"
             } catch {
                 return result + "; not learnt as ham: \(error)"
             }
         }
         return result
+    }
+
+    /// Trains the classifier on a held message (the console's "learn as
+    /// spam/ham"); the message stays where it is.
+    public func learn(_ id: String, spam: Bool, by who: String = "admin", audit: AuditSink) throws -> String {
+        let h = try find(id)
+        guard let k = config.classifier else { throw AdminError.release("no [classifier] is configured") }
+        guard let bytes = FileManager.default.contents(atPath: h.messagePath) else { throw AdminError.notFound(id) }
+        try Self.learn(bytes, spam: spam, config: k)
+        audit.record(record(h, verdict: .quarantined, reply: "learnt as \(spam ? "spam" : "ham")", relay: nil,
+                            reason: "learnt as \(spam ? "spam" : "ham") by \(who)"))
+        return "\(id) learnt as \(spam ? "spam" : "ham")"
+    }
+
+    /// Learnt under the model file's lock, beside a running gateway.
+    static func learn(_ bytes: Data, spam: Bool, config k: ClassifierSettings) throws {
+        let f = MessageFeatures(message: [UInt8](bytes), dimensionBits: k.dimensionBits)
+        _ = try ModelFile(path: k.model).update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: spam, passes: 3) }
+    }
+
+    /// Adds the held message's sender to an allow-list (the shipped policy
+    /// matches `rules/allowed-senders.list` against the From address, when
+    /// DMARC passes), so the next one is not held; returns the address.
+    /// The list is rewritten whole (temp, fsync, rename): a reader never
+    /// sees half a line. The caller reloads the policy.
+    public func allowSender(_ id: String, list: String, by who: String, audit: AuditSink) throws -> String {
+        let h = try find(id)
+        let head = FileManager.default.contents(atPath: h.messagePath).map { HeaderBlock([UInt8]($0.prefix(64 * 1024))) }
+        let fromHeader = head?.fields.first { $0.name.lowercased() == "from" }.flatMap { AddressList.addresses(in: $0.value).first }
+        guard let address = (fromHeader ?? h.entry.mailFrom).lowercased().nonEmpty,
+              address.contains("@"), !address.contains(where: { $0.isWhitespace || $0 == "#" || $0.asciiValue.map { $0 < 32 } ?? false }) else {
+            throw AdminError.release("the message has no sender address to allow-list")
+        }
+        var text = FileManager.default.contents(atPath: list).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let present = text.split(whereSeparator: \.isNewline).contains {
+            $0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingCharacters(in: .whitespaces).lowercased() == address
+        }
+        if !present {
+            if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+            text += "\(address)    # added by \(who) from quarantine \(id), \(AuditRecord.formatTime(Date()))\n"
+            let tmp = list + ".tmp.\(getpid())"
+            unlink(tmp)
+            try DurableFile.write(Array(text.utf8), to: list, via: tmp)
+        }
+        audit.record(record(h, verdict: .quarantined, reply: "sender allow-listed", relay: nil,
+                            reason: "\(address) added to \(list) by \(who)"))
+        return address
+    }
+
+    /// Queue mode: the released message goes into the spool (fsync'd) and the
+    /// running gateway is told to deliver it; with none running it waits in
+    /// the spool for the next start, like any queued message.
+    private func enqueue(body: MessageBody, from: ReversePath, to: [Mailbox], entry: QuarantineEntry) async throws -> String {
+        let spool = try self.spool ?? Spool(directory: config.queueDirectory)
+        let id = Spool.newID()
+        let env = QueuedEnvelope(id: id, sender: from.description, recipients: to.map { QueuedRecipient(address: $0.description) },
+                                 size: body.count, messageID: entry.messageID, origin: "quarantine release [\(entry.clientIP)]")
+        try await spool.store(env, header: ByteBuffer(), body: body)
+        if let answer = QueueControlClient.send("adopt \(id)", queueDirectory: config.queueDirectory), answer.hasPrefix("ok ") {
+            return "queued \(id)"
+        }
+        return "queued \(id) (no gateway is running to deliver it: it goes at the next start)"
     }
 
     private func relay(body: MessageBody, from: ReversePath, to: [Mailbox], host: String, port: Int) async throws -> String {
@@ -138,4 +207,8 @@ public struct QuarantineAdmin {
         r.warnings = []
         return r
     }
+}
+
+extension String {
+    fileprivate var nonEmpty: String? { isEmpty ? nil : self }
 }

@@ -6,7 +6,7 @@ import Relay
 /// envelope files) and change it. Changes go through the running gateway's
 /// control socket, so the process delivering a message is the only writer
 /// of its envelope; with no gateway running they are made on disk directly.
-public struct QueueAdmin {
+public struct QueueAdmin: Sendable {
     public let config: GatewayConfig
     public let spool: Spool
 

@@ -144,6 +144,7 @@ final class QueueControl: Sendable {
         case ("hold", let id?): result = await manager.hold(id)
         case ("release", let id?): result = await manager.release(id)
         case ("delete", let id?): result = await manager.delete(id)
+        case ("adopt", let id?): result = await manager.adopt(id)
         default: result = .ok("unknown command")
         }
         let answer: String

@@ -317,6 +317,15 @@ public final class QueueManager: Sendable {
         return .ok("\(changed.count) message(s) scheduled for delivery now")
     }
 
+    /// Takes on a message another process stored in the spool (a quarantine
+    /// release by `mxgate quarantine release`), reading its envelope from disk.
+    public func adopt(_ id: String) async -> ControlResult {
+        guard Spool.validID(id), let env = spool.envelope(id) else { return .notFound }
+        guard state.withLock({ $0.entries[id] == nil }) else { return .ok("\(id) is already queued") }
+        enqueue(env)
+        return .ok("\(id) queued")
+    }
+
     public func hold(_ id: String) async -> ControlResult { await setHeld(id, true) }
     public func release(_ id: String) async -> ControlResult { await setHeld(id, false) }
 

@@ -15,11 +15,12 @@ struct Log: AsyncParsableCommand {
             mxgate log [--config <config>] [--since <since>] [--verdict <verdict>]
                        [--client-ip <client-ip>] [--from <from>] [--to <to>]
                        [--spf <result>] [--dkim <result>] [--dmarc <result>]
-                       [--arc <result>] [--detail] [--json] [--follow]
+                       [--arc <result>] [--detail] [--json] [--follow] [--stats]
             """,
         discussion: """
             Examples:
               mxgate log --since 1h --verdict rejected
+              mxgate log --stats --since 7d
               mxgate log --client-ip 192.0.2.7 --json
               mxgate log --to @example.com --follow
               mxgate log --spf fail --since 1d
@@ -67,6 +68,9 @@ struct Log: AsyncParsableCommand {
     @Flag(help: "Keep printing new records as they are written.")
     var follow = false
 
+    @Flag(help: "Print a summary instead of records: decisions by verdict per day and hour, top refusing rules, refused clients and sender domains, spam scores (default window 1d; the console's Statistics page counts the same).")
+    var stats = false
+
     func run() async throws {
         let config = try options.load()
         var filter = AuditFilter(clientIP: clientIP, from: from, to: to)
@@ -88,7 +92,17 @@ struct Log: AsyncParsableCommand {
             }
             filter.verdict = v
         }
+        let now = Date()
+        if stats && filter.since == nil { filter.since = now.addingTimeInterval(-86400) }
         let reader = AuditReader(path: config.auditPath)
+        if stats {
+            var summary = AuditStats(since: filter.since!, until: now)
+            for r in reader.records(matching: filter, onBadLine: { file, line in printError("\(file):\(line): not an audit record, skipped") }) {
+                summary.add(r)
+            }
+            print(summary.text(), terminator: "")
+            return
+        }
         let records = reader.records(matching: filter) { file, line in printError("\(file):\(line): not an audit record, skipped") }
         emit(records, header: true)
         guard follow else { return }

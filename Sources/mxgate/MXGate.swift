@@ -96,7 +96,7 @@ struct Serve: AsyncParsableCommand {
         var console: Task<Void, Never>?
         if let web = config.web {
             let c: ConsoleServer
-            do { c = try ConsoleServer(config: config, audit: server.auditSink, logger: logger) } catch {
+            do { c = try ConsoleServer(config: config, audit: server.auditSink, logger: logger, reloadPolicy: { server.reload() }) } catch {
                 printError("mxgate: [web]: \(error)")
                 throw ExitCode(1)
             }
@@ -365,10 +365,18 @@ struct Quarantine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Deliver a held message to the downstream and remove it.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "The quarantine ID.") var id: String
+        @Flag(help: "Also add its sender to the allow-list ([web] allow_list, default rules/allowed-senders.list); reload to apply.")
+        var allow = false
 
         func run() async throws {
             try await Quarantine.administer(options) { admin, audit in
-                "released \(id): \(try await admin.release(id, audit: audit))"
+                var out = ""
+                if allow {
+                    let list = admin.config.web?.allowList ?? admin.config.rulesDirectory + "/allowed-senders.list"
+                    let who = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "admin"
+                    out = "; \(try admin.allowSender(id, list: list, by: who, audit: audit)) added to \(list) (send SIGHUP to apply)"
+                }
+                return "released \(id): \(try await admin.release(id, audit: audit))" + out
             }
         }
     }

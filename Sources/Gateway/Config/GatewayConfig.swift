@@ -381,6 +381,7 @@ struct ConfigReader {
         if var w = c.web {
             w.users = c.resolve(w.users)
             w.index = w.index.isEmpty ? c.auditPath + ".index" : c.resolve(w.index)
+            w.allowList = w.allowList.isEmpty ? c.rulesDirectory + "/allowed-senders.list" : c.resolve(w.allowList)
             if w.tls && c.tlsCertificate == nil, let p = root.keyPositions["web"] {
                 error(p, "[web] tls = true needs the [tls] certificate and key")
             }

@@ -15,6 +15,9 @@ public struct WebSettings: Sendable, Equatable {
     /// Failed logins a client may make per `loginWindow` before it must wait.
     public var loginAttempts = 5
     public var loginWindow: Double = 300
+    /// The list "release and allow-list" appends the sender to; default the
+    /// shipped policy's `rules/allowed-senders.list`.
+    public var allowList = ""
 
     public init(listen: GatewayConfig.Listen, users: String, index: String) {
         self.listen = listen
@@ -24,7 +27,7 @@ public struct WebSettings: Sendable, Equatable {
 }
 
 extension ConfigReader {
-    static let webKeys: Set<String> = ["listen", "tls", "users", "index", "session_lifetime", "login_attempts", "login_window"]
+    static let webKeys: Set<String> = ["listen", "tls", "users", "index", "session_lifetime", "login_attempts", "login_window", "allow_list"]
 
     mutating func readWeb(_ s: inout Section, _ c: inout GatewayConfig) {
         guard let l = string(&s, "listen") else {
@@ -42,6 +45,7 @@ extension ConfigReader {
         if let d = duration(&s, "session_lifetime") { w.sessionLifetime = d }
         if let n = integer(&s, "login_attempts") { w.loginAttempts = n }
         if let d = duration(&s, "login_window") { w.loginWindow = d }
+        if let a = string(&s, "allow_list") { w.allowList = a }
         c.web = w
     }
 }
