@@ -103,7 +103,7 @@ public final class ConsoleServer: Sendable {
             Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=3600"],
                      body: .init(byteBuffer: ByteBuffer(string: HTML.stylesheet)))
         }
-        r.get("/login") { req, ctx in self.loginPage(error: nil, next: req.uri.queryParameters["next"].map(String.init)) }
+        r.get("/login") { req, ctx in self.loginPage(error: nil, next: Form.query(req)["next"]) }
         r.post("/login") { req, ctx in try await self.login(req, ctx) }
         r.post("/logout") { req, ctx in
             if let id = ctx.sessionID { self.sessions.end(id) }
@@ -222,6 +222,9 @@ enum Form {
         }
         return out
     }
+
+    /// A URL's query, decoded as browsers encode GET forms ("+" is a space).
+    static func query(_ req: Request) -> [String: String] { parse(req.uri.query ?? "") }
 
     static func cookie(_ header: String?, _ name: String) -> String? {
         guard let header else { return nil }

@@ -43,15 +43,15 @@ extension ConsoleServer {
     /// Held messages matching the query's `q` (any envelope field, rule or
     /// reason), `from` and `to`, newest first, and whether there are more.
     func heldMessages(_ req: Request) -> (held: [QuarantineAdmin.Held], page: Int, more: Bool) {
-        let p = req.uri.queryParameters
-        func v(_ k: String) -> String? { p[Substring(k)].map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.flatMap { $0.isEmpty ? nil : $0 } }
+        let p = Form.query(req)
+        func v(_ k: String) -> String? { p[k].map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.flatMap { $0.isEmpty ? nil : $0 } }
         let q = v("q"), from = v("from"), to = v("to")
         let matching = quarantine.list().reversed().filter { h in
             let e = h.entry
             if let from, !e.mailFrom.lowercased().contains(from) { return false }
             if let to, !e.rcptTo.contains(where: { $0.lowercased().contains(to) }) { return false }
             if let q {
-                let fields = [e.id, e.mailFrom, e.clientIP, e.helo ?? "", e.messageID ?? "", e.reason ?? ""] + e.rcptTo + e.rules
+                let fields = [e.id, e.mailFrom, e.clientIP, e.helo ?? "", e.messageID ?? "", e.reason ?? "", e.subject ?? ""] + e.rcptTo + e.rules
                 if !fields.contains(where: { $0.lowercased().contains(q) }) { return false }
             }
             return true
@@ -63,15 +63,15 @@ extension ConsoleServer {
     }
 
     func quarantineList(_ req: Request, _ ctx: ConsoleContext) -> Response {
-        let p = req.uri.queryParameters
-        func field(_ k: String) -> String { HTML.escape(p[Substring(k)].map(String.init) ?? "") }
+        let p = Form.query(req)
+        func field(_ k: String) -> String { HTML.escape(p[k] ?? "") }
         let (held, page, more) = heldMessages(req)
         let rows = held.map { h -> [String] in
             let e = h.entry
             return [
                 HTML.escape(HTML.time(AuditRecord.parseTime(e.time) ?? Date(timeIntervalSince1970: 0))),
                 HTML.escape(e.mailFrom.isEmpty ? "<>" : e.mailFrom), HTML.escape(e.rcptTo.joined(separator: ", ")),
-                HTML.escape(e.clientIP), e.spamScore.map { String(format: "%.2f", $0) } ?? "-",
+                Self.clip(e.subject ?? "", 200), HTML.escape(e.clientIP), e.spamScore.map { String(format: "%.2f", $0) } ?? "-",
                 e.rules.map(HTML.escape).joined(separator: "<br>"), HTML.escape(e.reason ?? ""),
                 "<a class=\"view\" href=\"/quarantine/\(HTML.component(e.id))\">view</a>",
             ]
@@ -79,14 +79,14 @@ extension ConsoleServer {
         var body = """
             <h1>Quarantine</h1>
             <form class="search" method="get" action="/quarantine">
-            <label>Text <input name="q" id="q" value="\(field("q"))" placeholder="rule, reason, address, ID"></label>
+            <label>Text <input name="q" id="q" value="\(field("q"))" placeholder="subject, rule, reason, address, ID"></label>
             <label>Sender <input name="from" value="\(field("from"))"></label>
             <label>Recipient <input name="to" value="\(field("to"))"></label>
             <label>&nbsp;<button type="submit" id="search">Search</button></label>
             </form>
             """
         body += rows.isEmpty ? "<p class=\"note\" id=\"no-results\">No held messages match.</p>"
-            : HTML.table(["Held (UTC)", "From", "To", "Client", "Score", "Rules", "Reason", ""], rows, id: "held")
+            : HTML.table(["Held (UTC)", "From", "To", "Subject", "Client", "Score", "Rules", "Reason", ""], rows, id: "held")
         body += "<div class=\"pager\">"
         if page > 0 { body += "<a href=\"/quarantine?page=\(page - 1)\">newer</a>" }
         if more { body += "<a id=\"older\" href=\"/quarantine?page=\(page + 1)\">older</a>" }
@@ -165,7 +165,7 @@ extension ConsoleServer {
     static func entryJSON(_ e: QuarantineEntry) -> [String: Any] {
         ["id": e.id, "time": e.time, "session": e.session, "client_ip": e.clientIP, "helo": e.helo ?? NSNull(),
          "mail_from": e.mailFrom, "rcpt_to": e.rcptTo, "message_id": e.messageID ?? NSNull(), "size": e.size,
-         "rules": e.rules, "reason": e.reason ?? NSNull(), "spam_score": e.spamScore ?? NSNull()]
+         "rules": e.rules, "reason": e.reason ?? NSNull(), "spam_score": e.spamScore ?? NSNull(), "subject": e.subject ?? NSNull()]
     }
 
     func quarantineListAPI(_ req: Request) -> Response {

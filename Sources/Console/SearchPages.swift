@@ -6,9 +6,9 @@ import Hummingbird
 extension ConsoleServer {
     /// The query from the URL; the time window defaults to the last hour.
     func query(_ req: Request) throws -> AuditQuery {
-        let p = req.uri.queryParameters
+        let p = Form.query(req)
         func v(_ k: String) -> String? {
-            guard let s = p[Substring(k)].map(String.init)?.trimmingCharacters(in: .whitespaces), !s.isEmpty else { return nil }
+            guard let s = p[k]?.trimmingCharacters(in: .whitespaces), !s.isEmpty else { return nil }
             return s
         }
         var q = AuditQuery()
@@ -59,8 +59,8 @@ extension ConsoleServer {
     }
 
     func searchPage(_ req: Request, _ ctx: ConsoleContext) throws -> Response {
-        let p = req.uri.queryParameters
-        func field(_ k: String) -> String { HTML.escape(p[Substring(k)].map(String.init) ?? "") }
+        let p = Form.query(req)
+        func field(_ k: String) -> String { HTML.escape(p[k] ?? "") }
         var results = ""
         var status = HTTPResponse.Status.ok
         do {
@@ -77,7 +77,7 @@ extension ConsoleServer {
             results = rows.isEmpty ? "<p class=\"note\" id=\"no-results\">No records match in this window.</p>"
                 : HTML.table(["Time (UTC)", "Verdict", "Client", "From", "To", "Rules", "Reply", ""], rows, id: "results")
             var pager = "<div class=\"pager\">"
-            var base = req.uri.queryParameters.filter { $0.key != "page" }.map { "\(HTML.component(String($0.key)))=\(HTML.component(String($0.value)))" }
+            var base = Form.query(req).filter { $0.key != "page" }.map { "\(HTML.component(String($0.key)))=\(HTML.component(String($0.value)))" }
             base.sort()
             let prefix = "/?" + base.joined(separator: "&") + (base.isEmpty ? "" : "&")
             if q.page > 0 { pager += "<a href=\"\(HTML.escape(prefix))page=\(q.page - 1)\">newer</a>" }
@@ -87,7 +87,7 @@ extension ConsoleServer {
             results = "<p class=\"error\">\(HTML.escape(e.message))</p>"
             status = .badRequest
         }
-        let verdict = p["verdict"].map(String.init) ?? ""
+        let verdict = p["verdict"] ?? ""
         let options = ([""] + AuditRecord.Verdict.allCases.map(\.rawValue)).map {
             "<option value=\"\($0)\"\($0 == verdict ? " selected" : "")>\($0.isEmpty ? "any" : $0)</option>"
         }.joined()

@@ -15,8 +15,8 @@ extension ConsoleServer {
 
     /// The window: `window` (default 1d), or `since`/`until`.
     func statsWindow(_ req: Request) throws -> (Date, Date) {
-        let p = req.uri.queryParameters
-        func v(_ k: String) -> String? { p[Substring(k)].map(String.init).flatMap { $0.isEmpty ? nil : $0 } }
+        let p = Form.query(req)
+        func v(_ k: String) -> String? { p[k].flatMap { $0.isEmpty ? nil : $0 } }
         let now = Date()
         var since = now.addingTimeInterval(-86400), until = now
         if let w = v("window") {
@@ -44,7 +44,7 @@ extension ConsoleServer {
     }
 
     func statsPage(_ req: Request, _ ctx: ConsoleContext) throws -> Response {
-        let window = req.uri.queryParameters["window"].map(String.init) ?? ""
+        let window = Form.query(req)["window"] ?? ""
         var body = """
             <h1>Statistics</h1>
             <form class="search" method="get" action="/stats">

@@ -145,6 +145,7 @@ public struct QuarantineAdmin: Sendable {
         if !present {
             if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
             text += "\(address)    # added by \(who) from quarantine \(id), \(AuditRecord.formatTime(Date()))\n"
+            try FileManager.default.createDirectory(atPath: (list as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             let tmp = list + ".tmp.\(getpid())"
             unlink(tmp)
             try DurableFile.write(Array(text.utf8), to: list, via: tmp)

@@ -17,6 +17,8 @@ public struct QuarantineEntry: Codable, Sendable {
     public var rules: [String]
     public var reason: String?
     public var spamScore: Double?
+    /// The decoded Subject, for the console's list and search (absent in entries older than it).
+    public var subject: String?
 
     public init(id: String, time: String, session: String, clientIP: String, helo: String?, mailFrom: String, rcptTo: [String],
                 messageID: String?, size: Int, rules: [String], reason: String?, spamScore: Double?) {
@@ -41,7 +43,7 @@ public struct QuarantineEntry: Codable, Sendable {
         case mailFrom = "mail_from"
         case rcptTo = "rcpt_to"
         case messageID = "message_id"
-        case size, rules, reason
+        case size, rules, reason, subject
         case spamScore = "spam_score"
     }
 }

@@ -1,5 +1,6 @@
 import Audit
 import Foundation
+import MailMessage
 import Relay
 import SMTPProtocol
 
@@ -24,10 +25,11 @@ struct QuarantineDelivery: Delivery {
 
         func deliver(_ m: OutgoingMessage) async -> DeliveryResult {
             let id = m.transactionID, f = m.facts
-            let entry = QuarantineEntry(id: id, time: AuditRecord.formatTime(Date()), session: f.sessionID, clientIP: f.clientIP,
+            var entry = QuarantineEntry(id: id, time: AuditRecord.formatTime(Date()), session: f.sessionID, clientIP: f.clientIP,
                                         helo: f.helo, mailFrom: f.mailFrom?.description ?? "",
                                         rcptTo: f.recipients.map(\.description), messageID: m.messageID, size: m.size,
                                         rules: m.rules, reason: m.reason, spamScore: m.spamScore)
+            entry.subject = f.headers.first { $0.name.lowercased() == "subject" }.map { String(EncodedWords.decode($0.value).prefix(1000)) }
             do {
                 var header = m.trace.render(id: id)
                 let offset = m.appendStrippedHeader(to: &header)
