@@ -69,6 +69,12 @@ def test_quarantine_pages(gateway_factory, mxgate_bin, sink):
     ids = {m["message_id"]: m["id"] for m in held(viewer)}
     hostile = ids["<h1@sender.test>"]
 
+    # The held message's "why" says which rule held it and why, as `mxgate test` does.
+    session = [m for m in held(viewer) if m["message_id"] == "<h2@sender.test>"][0]["session"]
+    wait_for(lambda: viewer.request(f"/why/{session}")[0] == 200, 10, "the held message's record in the index")
+    why = viewer.request(f"/why/{session}")[2]
+    assert "policies/test.policy:1" in why and "header Subject: hold me 2 matches /hold me/" in why
+
     # Viewers list and read, see no buttons, and every change is refused.
     status, _, body = viewer.request("/quarantine?q=hold+me+2")
     assert status == 200 and "held for review" in body

@@ -52,6 +52,9 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var classifier: Double?
     /// The heuristic signals found (scored or not), by name.
     public var signals: [String] = []
+    /// Why each rule in `rules` fired, in words (the explanation `mxgate
+    /// test` prints: "header Subject matches /hold me/"), by rule name.
+    public var because: [String: String] = [:]
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -88,7 +91,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth, classifier, signals
+        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -118,6 +121,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if let auth, !auth.isEmpty { try c.encode(auth, forKey: .auth) }
         try c.encodeIfPresent(classifier, forKey: .classifier)
         if !signals.isEmpty { try c.encode(signals, forKey: .signals) }
+        if !because.isEmpty { try c.encode(because, forKey: .because) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -148,6 +152,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         symbols = try c.decodeIfPresent([String: Double].self, forKey: .symbols) ?? [:]
         auth = try c.decodeIfPresent(AuditAuth.self, forKey: .auth)
         classifier = try c.decodeIfPresent(Double.self, forKey: .classifier)
+        because = try c.decodeIfPresent([String: String].self, forKey: .because) ?? [:]
         signals = try c.decodeIfPresent([String].self, forKey: .signals) ?? []
     }
 
@@ -196,6 +201,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public func jsonBytes() -> [UInt8] {
         var j = JSONLine()
         if let auth, !auth.isEmpty { j.add("auth", object: auth.json()) }
+        if !because.isEmpty { j.add("because", because) }
         if let classifier { j.add("classifier", classifier) }
         j.add("client_ip", clientIP)
         if let clientPort { j.add("client_port", clientPort) }
@@ -313,6 +319,18 @@ struct JSONLine {
             quoted(name)
             out.append(UInt8(ascii: ":"))
             raw(Self.number(v[name]!))
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    mutating func add(_ k: StaticString, _ v: [String: String]) {
+        key(k)
+        out.append(UInt8(ascii: "{"))
+        for (i, name) in v.keys.sorted().enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            quoted(name)
+            out.append(UInt8(ascii: ":"))
+            quoted(v[name]!)
         }
         out.append(UInt8(ascii: "}"))
     }

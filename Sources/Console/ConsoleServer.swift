@@ -245,7 +245,9 @@ struct SecurityHeaders: RouterMiddleware {
         r.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         r.headers[.xContentTypeOptions] = "nosniff"
         r.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
-        r.headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on
+        // the console's own form posts, and the origin check could not tell them from forgeries.
+        r.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         return r
     }
 }

@@ -154,7 +154,8 @@ extension ConsoleServer {
             body += "<section class=\"record\" id=\"record-\(n)\"><h2>\(HTML.escape(HTML.time(r.time))) · \(HTML.escape(r.event.rawValue)) · \(HTML.verdictBadge(r.verdict.rawValue))</h2>"
             body += "<dl class=\"facts\">" + Self.facts(r).map { "<dt>\(HTML.escape($0.0))</dt><dd>\($0.1)</dd>" }.joined() + "</dl>"
             if !r.rules.isEmpty {
-                body += "<h3>Rules that fired</h3>" + HTML.table(["Rule (file:line name)"], r.rules.map { [HTML.escape($0)] }, id: "rules-\(n)")
+                body += "<h3>Rules that fired</h3>" + HTML.table(["Rule (file:line name)", "Because"],
+                                                                  r.rules.map { [HTML.escape($0), HTML.escape(r.because[$0] ?? "")] }, id: "rules-\(n)")
             }
             if !r.symbols.isEmpty {
                 let rows = r.symbols.sorted { abs($0.value) > abs($1.value) }.map { [HTML.escape($0.key), HTML.escape(String(format: "%+.2f", $0.value))] }

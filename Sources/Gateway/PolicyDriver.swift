@@ -69,6 +69,13 @@ public struct PolicyDriver {
 
     var spamScore: Double? { scored ? facts.score : nil }
 
+    /// Why each rule fired this session, by name, for the audit records' `because`.
+    private(set) var explanations: [String: String] = [:]
+
+    func explanations(for rules: [String]) -> [String: String] {
+        explanations.isEmpty ? [:] : rules.reduce(into: [:]) { out, name in if let e = explanations[name] { out[name] = e } }
+    }
+
     /// Symbols for the audit record: name → score (summed if a name fired twice).
     var symbolScores: [String: Double] {
         symbols.reduce(into: [:]) { $0[$1.name, default: 0] += $1.score }
@@ -78,6 +85,7 @@ public struct PolicyDriver {
     private mutating func consult(_ stage: PolicyStage, _ f: SessionFacts) -> StageOutcome {
         let out = policy.evaluate(stage, f)
         for r in out.fired {
+            if !r.explanation.isEmpty { explanations[r.name] = r.explanation }
             onFire(stage, r)
             if keepFired { fired.append((stage, r)) }
         }

@@ -189,7 +189,7 @@ final class Session {
         var r = AuditRecordBuilder(self).base(.connection, verdict: .rejected, reply: reply)
         r.rules = ["pregreet"]
         r.reason = "the client sent commands before the \(wait.formatted())s greeting"
-        audit.record(r)
+        write(r)
         send(reply)
         await flush(wait: true)
         return true
@@ -283,7 +283,7 @@ final class Session {
         var r = AuditRecordBuilder(self).base(.command, verdict: verdict(for: reply), reply: reply)
         r.rules = rules
         if let from { r.mailFrom = from }
-        audit.record(r)
+        write(r)
         if closes {
             send(reply)
             closing = true
@@ -324,7 +324,7 @@ final class Session {
         r.rules = rules
         r.reason = reason
         r.relay = downstream ? runtime.delivery.label : nil
-        audit.record(r)
+        write(r)
         if reply.isPermanent, case .reply(let counted) = machine.error(reply) {
             send(counted)
         } else if reply.isPermanent {
@@ -438,7 +438,7 @@ final class Session {
         r.rules = driver.rules + extra
         r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.delivery.label : nil)
         r.reason = reason
-        audit.record(r)
+        write(r)
         send(reply)
         machine.transactionEnded()
         driver.endTransaction()
@@ -467,10 +467,17 @@ final class Session {
         var r = AuditRecordBuilder(self).base(event, verdict: verdict, reply: reply)
         r.rules = rules
         r.reason = reason
-        audit.record(r)
+        write(r)
     }
 
     /// Fills the fields every record shares from the session's current facts.
+    /// Every decision record goes out here, with why its rules fired.
+    func write(_ record: AuditRecord) {
+        var r = record
+        if !r.rules.isEmpty { r.because = driver.explanations(for: r.rules) }
+        audit.record(r)
+    }
+
     struct AuditRecordBuilder {
         let session: Session
         init(_ s: Session) { session = s }
