@@ -42,8 +42,8 @@ class Browser:
         return self.request("/login", {"user": user, "password": password, "next": "/"})
 
 
-def start_console(gateway_factory, mxgate_bin, **kwargs):
-    g = gateway_factory(config_extra='[web]\nlisten = "127.0.0.1:0"\nlogin_attempts = 3\nlogin_window = "1m"\n', **kwargs)
+def start_console(gateway_factory, mxgate_bin, config_extra="", **kwargs):
+    g = gateway_factory(config_extra='[web]\nlisten = "127.0.0.1:0"\nlogin_attempts = 3\nlogin_window = "1m"\n' + config_extra, **kwargs)
     g.wait_log("review console on http://")
     url = re.search(r"review console on (http://127\.0\.0\.1:\d+)/", g.log).group(1)
     for name, role in (("alice", "admin"), ("victor", "viewer")):

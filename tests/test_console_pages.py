@@ -208,3 +208,22 @@ def test_statistics_agree_with_log_stats(gateway_factory, mxgate_bin):
     assert status == 200 and body.count("<svg") >= 5 and 'id="chart-hourly"' in body
     assert "<script" not in body and "spam.test" in body
     assert b.request("/stats?window=forever")[0] == 400
+
+
+def test_search_by_country(gateway_factory, mxgate_bin, tmp_path):
+    from test_dns_geoip import write_country_db
+    write_country_db(tmp_path / "country.mmdb")
+    g, url = start_console(gateway_factory, mxgate_bin, config_extra=f'[geoip]\ndatabase = "{tmp_path}/country.mmdb"\n')
+    with smtplib.SMTP("127.0.0.1", g.port, timeout=10, source_address=("127.0.0.31", 0)) as s:
+        s.ehlo("client.test")
+        s.mail("x@sender.test")
+        assert s.rcpt("someone@nowhere.test")[0] == 554
+    b = logged_in(url, "victor")
+
+    def found(cc):
+        return json.loads(b.request(f"/api/search?country={cc}")[2])["records"]
+    wait_for(lambda: found("de"), 10, "the German client's record")
+    assert found("DE")[0]["client_ip"] == "127.0.0.31" and found("KP") == []
+    assert [r.get("country") for r in g.audit() if r["event"] == "recipient"] == ["DE"]
+    status, _, body = b.request(f"/why/{found('DE')[0]['session']}")
+    assert status == 200 and "<dt>country</dt><dd>DE</dd>" in body

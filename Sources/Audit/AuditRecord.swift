@@ -55,6 +55,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// Why each rule in `rules` fired, in words (the explanation `mxgate
     /// test` prints: "header Subject matches /hold me/"), by rule name.
     public var because: [String: String] = [:]
+    /// The client's country (ISO 3166 code) when a GeoIP database knew it.
+    public var country: String?
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -91,7 +93,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because
+        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because, country
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -122,6 +124,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         try c.encodeIfPresent(classifier, forKey: .classifier)
         if !signals.isEmpty { try c.encode(signals, forKey: .signals) }
         if !because.isEmpty { try c.encode(because, forKey: .because) }
+        try c.encodeIfPresent(country, forKey: .country)
     }
 
     public init(from decoder: Decoder) throws {
@@ -153,6 +156,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         auth = try c.decodeIfPresent(AuditAuth.self, forKey: .auth)
         classifier = try c.decodeIfPresent(Double.self, forKey: .classifier)
         because = try c.decodeIfPresent([String: String].self, forKey: .because) ?? [:]
+        country = try c.decodeIfPresent(String.self, forKey: .country)
         signals = try c.decodeIfPresent([String].self, forKey: .signals) ?? []
     }
 
@@ -205,6 +209,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if let classifier { j.add("classifier", classifier) }
         j.add("client_ip", clientIP)
         if let clientPort { j.add("client_port", clientPort) }
+        if let country { j.add("country", country) }
         j.add("event", event.rawValue)
         j.add("helo", helo)
         j.add("mail_from", mailFrom)

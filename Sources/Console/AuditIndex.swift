@@ -19,10 +19,17 @@ public final class AuditIndex: @unchecked Sendable {
     private let insertRcpt: SQLiteDB.Statement
     private let fileOffset: SQLiteDB.Statement
 
+    static let schemaVersion: Int64 = 2
+
     public init(path: String, auditPath: String) throws {
         self.path = path
         self.auditPath = auditPath
         db = try SQLiteDB(path: path)
+        // An index written by an older mxgate (other columns) is dropped and rebuilt from the log.
+        let version = try db.prepare("PRAGMA user_version").rows { $0.int(0) }.first ?? 0
+        if version != Self.schemaVersion {
+            try db.exec("DROP TABLE IF EXISTS rcpts; DROP TABLE IF EXISTS records; DROP TABLE IF EXISTS files; PRAGMA user_version = \(Self.schemaVersion);")
+        }
         try db.exec("""
             PRAGMA journal_mode = WAL;
             PRAGMA synchronous = NORMAL;
@@ -31,7 +38,7 @@ public final class AuditIndex: @unchecked Sendable {
                 id INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL, session TEXT NOT NULL,
                 verdict TEXT NOT NULL, client_ip TEXT NOT NULL, ip_key TEXT, mail_from TEXT, from_domain TEXT,
                 rcpt TEXT NOT NULL, message_id TEXT, rules TEXT NOT NULL, symbols TEXT NOT NULL, reply TEXT NOT NULL,
-                score REAL, spf TEXT, dkim TEXT, dmarc TEXT, virus TEXT,
+                score REAL, spf TEXT, dkim TEXT, dmarc TEXT, virus TEXT, country TEXT,
                 ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS rcpts (record INTEGER NOT NULL, address TEXT NOT NULL, domain TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS records_time ON records(time);
@@ -40,6 +47,7 @@ public final class AuditIndex: @unchecked Sendable {
             CREATE INDEX IF NOT EXISTS records_from ON records(mail_from, time);
             CREATE INDEX IF NOT EXISTS records_from_domain ON records(from_domain, time);
             CREATE INDEX IF NOT EXISTS records_msgid ON records(message_id);
+            CREATE INDEX IF NOT EXISTS records_country ON records(country, time);
             CREATE INDEX IF NOT EXISTS records_ino ON records(ino);
             CREATE INDEX IF NOT EXISTS rcpts_address ON rcpts(address);
             CREATE INDEX IF NOT EXISTS rcpts_domain ON rcpts(domain);
@@ -47,8 +55,8 @@ public final class AuditIndex: @unchecked Sendable {
             """)
         insert = try db.prepare("""
             INSERT INTO records (time, event, session, verdict, client_ip, ip_key, mail_from, from_domain, rcpt, message_id,
-                                 rules, symbols, reply, score, spf, dkim, dmarc, virus, ino, offset, length)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 rules, symbols, reply, score, spf, dkim, dmarc, virus, country, ino, offset, length)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insertRcpt = try db.prepare("INSERT INTO rcpts (record, address, domain) VALUES (?, ?, ?)")
         fileOffset = try db.prepare("SELECT offset FROM files WHERE ino = ?")
@@ -146,7 +154,7 @@ public final class AuditIndex: @unchecked Sendable {
             .text(r.rcptTo.joined(separator: ", ")), .optional(r.messageID), .text(r.rules.joined(separator: "\n")),
             .text(r.symbols.keys.sorted().joined(separator: "\n")), .text(r.reply), r.spamScore.map(SQLiteDB.Value.double) ?? .null,
             .optional(r.auth?.spf?.result), .optional(r.auth?.dkim.map { $0.isEmpty ? "none" : $0.map(\.result).joined(separator: ",") }),
-            .optional(r.auth?.dmarc?.result), .optional(r.virus), .int(ino), .int(offset), .int(Int64(length)),
+            .optional(r.auth?.dmarc?.result), .optional(r.virus), .optional(r.country?.uppercased()), .int(ino), .int(offset), .int(Int64(length)),
         ])
         let id = sqlite3_last_insert_rowid(db.handle)
         for a in r.rcptTo {
@@ -200,6 +208,7 @@ public final class AuditIndex: @unchecked Sendable {
             if let v = name?.lowercased(), !v.isEmpty { clauses.append("instr(\(column), ?) > 0"); values.append(.text(v)) }
         }
         if let session = q.session, !session.isEmpty { clauses.append("session = ?"); values.append(.text(session)) }
+        if let c = q.country?.uppercased(), !c.isEmpty { clauses.append("country = ?"); values.append(.text(c)) }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let size = max(1, min(q.pageSize, 500))
         let text = q.text.map { $0.lowercased() }.flatMap { $0.isEmpty ? nil : $0 }
@@ -214,14 +223,15 @@ public final class AuditIndex: @unchecked Sendable {
                 out = Array(rows.prefix(size))
                 return
             }
-            let stmt = try db.prepare(sql)
             var skip = q.page * size
             let lines = LineReader(auditPath: auditPath)
-            for row in try stmt.rows(values, IndexedRecord.init) {
-                guard let line = lines.line(row), line.lowercased().contains(text!) else { continue }
-                if skip > 0 { skip -= 1; continue }
-                if out.count == size { more = true; break }
+            try db.prepare(sql).each(values) { r in
+                let row = IndexedRecord(r)
+                guard let line = lines.line(row), line.lowercased().contains(text!) else { return true }
+                if skip > 0 { skip -= 1; return true }
+                if out.count == size { more = true; return false }
                 out.append(row)
+                return true
             }
         }
         return AuditPage(records: out, page: q.page, pageSize: size, more: more)
@@ -255,13 +265,14 @@ public final class AuditIndex: @unchecked Sendable {
         var stats = AuditStats(since: since, until: until)
         let events = AuditStats.decisionEvents.sorted().map { "'\($0)'" }.joined(separator: ", ")
         try lock.withLock { () throws in
-            _ = try db.prepare("""
+            try db.prepare("""
                 SELECT time, event, verdict, rules, client_ip, mail_from, score FROM records
                 WHERE time >= ? AND time < ? AND event IN (\(events))
-                """).rows([.double(since.timeIntervalSince1970), .double(until.timeIntervalSince1970)]) { r in
+                """).each([.double(since.timeIntervalSince1970), .double(until.timeIntervalSince1970)]) { r in
                 stats.add(time: Date(timeIntervalSince1970: r.double(0) ?? 0), event: r.text(1) ?? "", verdict: r.text(2) ?? "",
                           rules: (r.text(3) ?? "").split(separator: "\n").map(String.init), clientIP: r.text(4) ?? "",
                           mailFrom: r.text(5), spamScore: r.double(6))
+                return true
             }
         }
         return stats
@@ -289,6 +300,8 @@ public struct AuditQuery: Sendable {
     public var dmarc: String?
     public var text: String?
     public var session: String?
+    /// The client's ISO country code, when GeoIP knew it.
+    public var country: String?
     public var page = 0
     public var pageSize = 50
 

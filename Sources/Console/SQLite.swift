@@ -81,6 +81,18 @@ final class SQLiteDB {
             guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw Failure(message: db.lastError) }
         }
 
+        /// Visits rows while `row` returns true, without keeping them: a
+        /// scan that may stop early (free text) or only counts (statistics).
+        func each(_ values: [Value] = [], _ row: (Row) throws -> Bool) throws {
+            bind(values)
+            while true {
+                let rc = sqlite3_step(stmt)
+                if rc == SQLITE_DONE { return }
+                guard rc == SQLITE_ROW else { throw Failure(message: db.lastError) }
+                if try !row(Row(stmt: stmt)) { return }
+            }
+        }
+
         /// Every row, each read by `row` while it is current.
         func rows<T>(_ values: [Value] = [], _ row: (Row) -> T) throws -> [T] {
             bind(values)

@@ -40,6 +40,7 @@ extension ConsoleServer {
         q.dkim = v("dkim")
         q.dmarc = v("dmarc")
         q.text = v("q")
+        q.country = v("country")
         if let page = v("page").flatMap(Int.init), page >= 0, page < 100_000 { q.page = page }
         if let size = v("size").flatMap(Int.init), size > 0 { q.pageSize = min(size, 500) }
         return q
@@ -106,6 +107,7 @@ extension ConsoleServer {
             <label>SPF <input name="spf" value="\(field("spf"))" placeholder="pass, fail, …"></label>
             <label>DKIM <input name="dkim" value="\(field("dkim"))"></label>
             <label>DMARC <input name="dmarc" value="\(field("dmarc"))"></label>
+            <label>Country <input name="country" value="\(field("country"))" placeholder="DE, US, … (GeoIP)"></label>
             <label>Text <input name="q" id="q" value="\(field("q"))"></label>
             <label>&nbsp;<button type="submit" id="search">Search</button></label>
             </form>
@@ -180,6 +182,7 @@ extension ConsoleServer {
         if let s = r.spamScore { f.append(("spam score", String(format: "%.2f", s))) }
         if let c = r.classifier { f.append(("classifier", String(format: "spam probability %.3f", c))) }
         if let v = r.virus { f.append(("virus", HTML.escape(v))) }
+        if let c = r.country { f.append(("country", HTML.escape(c))) }
         for (k, v) in r.auth?.summary ?? [] { f.append((k, HTML.escape(v))) }
         if let relay = r.relay { f.append(("downstream / queue", HTML.escape(relay))) }
         if let reason = r.reason { f.append(("reason", HTML.escape(reason))) }

@@ -118,6 +118,7 @@ public struct DryRun {
             r.classifier = driver.facts.classifier
             r.signals = driver.facts.signals.keys.sorted()
             r.because = driver.explanations(for: rules)
+            r.country = driver.facts.country
             var report = Report(verdict: verdict, stage: stage, reply: reply, fired: driver.fired.map { (stage: $0.0.rawValue, rule: $0.1) },
                                 refusedRecipients: refused, spamScore: driver.spamScore, addedHeaders: driver.addedHeaders, record: r)
             report.authNotChecked = input.dnsZone == nil && AuthChecks(policy: policy, config: nil).any

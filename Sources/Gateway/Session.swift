@@ -489,6 +489,7 @@ final class Session {
             r.auth = f.auditAuth
             r.classifier = f.classifier
             r.signals = f.signals.keys.sorted()
+            r.country = f.country
             return r
         }
     }

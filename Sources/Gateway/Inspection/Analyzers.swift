@@ -9,7 +9,9 @@ extension Inspector {
     static func live(policy: PolicySet, config: GatewayConfig, checks: ClientChecks, scanner: VirusScanner?,
                      classifier: SharedClassifier? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
-        if policy.needsGeoIP { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
+        // With a country database configured, every record says the client's
+        // country (the console searches by it), whether a rule asks or not.
+        if policy.needsGeoIP || checks.geo != nil { analyzers.append(GeoIPAnalyzer(country: checks.geo, asn: checks.asnDatabase)) }
         if policy.needsDNS { analyzers.append(ReverseDNSAnalyzer(resolver: checks.resolver)) }
         analyzers += dnsLists(policy: policy, checks: checks, budget: config.dnsBudget)
         let auth = AuthChecks(policy: policy, config: config)
