@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-release.sh -q
+if [[ ! -s var/web-users ]]; then
+  echo "run: the review console is on http://127.0.0.1:8025/; add a login with" >&2
+  echo "     .build/release/mxgate web user add admin --role admin --config mxgate.toml" >&2
+fi
 exec .build/release/mxgate serve --config mxgate.toml "$@"
