@@ -152,3 +152,17 @@ def test_search_why_and_token(gateway_factory, mxgate_bin):
     status, _, body = api.request("/api/whoami", headers={"Authorization": f"Bearer {token}"})
     assert status == 200 and json.loads(body) == {"user": "victor", "role": "viewer"}
     assert api.request("/api/whoami", headers={"Authorization": "Bearer mxg_forged"})[0] == 401
+
+
+def test_deleted_user_loses_their_login(gateway_factory, mxgate_bin):
+    g, url = start_console(gateway_factory, mxgate_bin)
+    b = Browser(url)
+    assert b.login(user="victor")[0] == 303
+    assert json.loads(b.request("/api/whoami")[2]) == {"user": "victor", "role": "viewer"}
+    out = subprocess.run([mxgate_bin, "web", "user", "delete", "victor", "--config", str(g.config)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    # The users file is read on the next request: the cookie no longer opens anything.
+    assert b.request("/api/whoami")[0] == 401
+    status, headers, _ = b.request("/")
+    assert status == 303 and headers["Location"].startswith("/login")

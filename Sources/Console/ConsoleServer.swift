@@ -281,11 +281,19 @@ struct Guard: RouterMiddleware {
             ctx.viaToken = true
             return try await next(request, ctx)
         }
-        guard let id = Form.cookie(request.headers[.cookie], "mxgate_session"), let login = console.sessions.find(id) else {
+        guard let id = Form.cookie(request.headers[.cookie], "mxgate_session"), var login = console.sessions.find(id) else {
             if api { return ConsoleServer.apiError("log in first, or send Authorization: Bearer TOKEN", status: .unauthorized) }
             let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
             return ConsoleServer.redirect("/login?next=\(HTML.component(target))", clearCookie: false, secure: false)
         }
+        // The users file is the truth for who may do what: a deleted user's
+        // login ends, and a changed role applies, at the next request.
+        guard let current = (try? console.users.load())?.first(where: { $0.name == login.user }) else {
+            console.sessions.endAll(user: login.user)
+            if api { return ConsoleServer.apiError("log in first, or send Authorization: Bearer TOKEN", status: .unauthorized) }
+            return ConsoleServer.redirect("/login", clearCookie: true, secure: console.settings.tls)
+        }
+        login.role = current.role
         ctx.login = login
         ctx.sessionID = id
         if request.method != .get && request.method != .head {

@@ -82,6 +82,7 @@ enum HTML {
         form.search label{display:flex;flex-direction:column;font-size:.85em;color:#555}
         input,select,button{font:inherit;padding:.3em .45em}
         button{cursor:pointer}
+        .verdict,a.why{white-space:nowrap}
         .verdict{padding:.1em .45em;border-radius:3px;font-size:.85em;color:#fff;background:#6b7280}
         .verdict.accepted{background:#2f7d32}.verdict.rejected{background:#b3261e}.verdict.tempfailed{background:#b26a00}
         .verdict.quarantined{background:#6a3fb5}.verdict.discarded{background:#455a64}
