@@ -80,7 +80,8 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics", "State",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,6 +93,12 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // Shared state ([state]): greylist, limits, greet-wait memory, the classifier's model; embedded or Redis (hiredis).
+        .target(name: "State", dependencies: [
+            "CHiredis", "Classifier",
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
         // The review console ([web]): audit search over an SQLite index, "why", quarantine, statistics, queue, API.
         .target(
             name: "Console",

@@ -23,6 +23,8 @@ APT_PACKAGES=(
   spamd            # (Debian 12 ships spamd in its own package)
   rspamd           # an external scorer (tests) and a peer in bench/accuracy.sh
   libsqlite3-dev   # the review console's audit index
+  libhiredis-dev   # the Redis client behind [state] redis (shared greylist, limits, model)
+  redis-server     # the tests' Redis (started privately on loopback)
   chromium         # the review console's browser tests (headless, through Selenium)
   chromium-driver
   fonts-dejavu-core  # so the console's screenshots have text (chromium has no font of its own)
@@ -56,7 +58,7 @@ if ((${#missing[@]})); then
   fi
   # The packaged clamd and freshclam services are not used: mxgate talks to
   # the clamd you configure, and the tests start their own.
-  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim spamd spamassassin rspamd >/dev/null 2>&1 || true
+  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim spamd spamassassin rspamd redis-server >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -564,3 +564,42 @@ User root
 
     def stop(self):
         stop_process(self.proc, 10)
+
+
+class Redis:
+    """A private redis-server (Debian's) on a unix socket in the test's
+    directory: loopback-only by construction, and no port to choose."""
+
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.dir / "redis.sock"
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"unix:{self.socket}"
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+                                      "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.ping(), 10, "redis-server answering PING")
+
+    def cli(self, *args):
+        out = subprocess.run(["redis-cli", "-s", str(self.socket), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+
+    def ping(self):
+        return self.socket.exists() and self.cli("PING") == "PONG"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.socket.exists():
+            self.socket.unlink()

@@ -57,6 +57,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var because: [String: String] = [:]
     /// The client's country (ISO 3166 code) when a GeoIP database knew it.
     public var country: String?
+    /// What a `greylist` rule found: the triplet, the outcome and how long the sender waited.
+    public var greylist: AuditGreylist?
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -93,7 +95,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because, country
+        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because, country, greylist
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -125,6 +127,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if !signals.isEmpty { try c.encode(signals, forKey: .signals) }
         if !because.isEmpty { try c.encode(because, forKey: .because) }
         try c.encodeIfPresent(country, forKey: .country)
+        try c.encodeIfPresent(greylist, forKey: .greylist)
     }
 
     public init(from decoder: Decoder) throws {
@@ -157,6 +160,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         classifier = try c.decodeIfPresent(Double.self, forKey: .classifier)
         because = try c.decodeIfPresent([String: String].self, forKey: .because) ?? [:]
         country = try c.decodeIfPresent(String.self, forKey: .country)
+        greylist = try c.decodeIfPresent(AuditGreylist.self, forKey: .greylist)
         signals = try c.decodeIfPresent([String].self, forKey: .signals) ?? []
     }
 
@@ -211,6 +215,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if let clientPort { j.add("client_port", clientPort) }
         if let country { j.add("country", country) }
         j.add("event", event.rawValue)
+        if let greylist { j.add("greylist", object: greylist.json()) }
         j.add("helo", helo)
         j.add("mail_from", mailFrom)
         j.add("message_id", messageID)
@@ -341,4 +346,27 @@ struct JSONLine {
     }
 
     func finish() -> [UInt8] { out + [UInt8(ascii: "}")] }
+}
+
+/// A greylist decision in the audit record: `{"outcome": "new", "triplet":
+/// "192.0.2.0/24 / a@b / c@d", "waited": 312}` (seconds since the first attempt).
+public struct AuditGreylist: Codable, Sendable, Equatable {
+    public var outcome: String
+    public var triplet: String
+    public var waited: Int
+
+    public init(outcome: String, triplet: String, waited: Int) {
+        self.outcome = outcome
+        self.triplet = triplet
+        self.waited = waited
+    }
+
+    func json() -> [UInt8] {
+        var out: [UInt8] = Array("{\"outcome\":".utf8)
+        JSONText.appendQuoted(outcome, to: &out)
+        out += Array(",\"triplet\":".utf8)
+        JSONText.appendQuoted(triplet, to: &out)
+        out += Array(",\"waited\":\(waited)}".utf8)
+        return out
+    }
 }

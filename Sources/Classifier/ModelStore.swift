@@ -21,6 +21,10 @@ public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
     public var location: String
     public var message: String
     public var description: String { "classifier model \(location): \(message)" }
+    public init(location: String, message: String) {
+        self.location = location
+        self.message = message
+    }
 }
 
 /// One file, replaced whole: written to a temporary file beside it,
@@ -92,7 +96,7 @@ public struct ModelFile: ModelStore {
         if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
-    static func encode(_ m: LogisticModel) -> [UInt8] {
+    public static func encode(_ m: LogisticModel) -> [UInt8] {
         var out = magic
         out.reserveCapacity(64 + m.nonZero * 8 + m.learned.count * 21)
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
@@ -117,7 +121,7 @@ public struct ModelFile: ModelStore {
         return out
     }
 
-    static func decode(_ b: [UInt8], location: String) throws -> LogisticModel {
+    public static func decode(_ b: [UInt8], location: String) throws -> LogisticModel {
         func fail(_ why: String) -> ModelStoreError { ModelStoreError(location: location, message: why) }
         guard b.count >= 8 + 4 + 8 * 4 + 4, b.starts(with: magic) else {
             throw fail("not a mxgate classifier model (wrong header); move it away and learn again")

@@ -99,7 +99,7 @@ public struct DryRun {
                                           domains: domains)
         var logger = Logger(label: "mxgate.test")
         logger.logLevel = .critical  // a failed scan is in the report, as the rule it tempfails
-        var driver = PolicyDriver(policy: policy, gate: gate, limiter: nil, facts: facts)
+        var driver = PolicyDriver(policy: policy, gate: gate, facts: facts)
         driver.keepFired = true
         var refused: [(String, SMTPReply)] = []
         var accepted: [String] = []

@@ -29,8 +29,9 @@ public final class GatewayServer: Sendable {
     private let stressed = Mutex(false)
     private let sessionCounter = Atomic<Int>(0)
     private let sessionPrefix: String
-    let limiter = ClientLimiter()
     let metrics = GatewayMetrics()
+    /// Greylist, limits and greet-wait memory ([state]), for the life of the process.
+    let state: SharedState
     /// The spool and its delivery, for the life of the process (queue mode or proxy fallback).
     private let queue: QueueService?
 
@@ -45,7 +46,13 @@ public final class GatewayServer: Sendable {
         audit = try AuditWriter(options: .init(path: config.auditPath, maxBytes: config.auditMaxBytes, keep: config.auditKeep))
         queue = config.mode == .queue || config.fallback == .queue
             ? try Self.openQueue(config, group: group, audit: audit, logger: logger, metrics: metrics) : nil
-        let first = try Runtime(config: config, group: group, queue: queue)
+        do {
+            state = try SharedState(settings: config.state, greylist: config.greylist, file: config.resolve(config.state.file),
+                                    metrics: metrics, logger: logger)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[state] \(error)")])
+        }
+        let first = try Runtime(config: config, group: group, queue: queue, state: state)
         runtime = Mutex(first)
         for w in first.policy.warnings { logger.warning("\(w)") }
         sessionPrefix = upperHex(UInt64.random(in: 0..<0xFFFFF), width: 5)
@@ -107,6 +114,13 @@ public final class GatewayServer: Sendable {
         let queueTask = Task(executorPreference: loopExecutors.any) { await self.queue?.run() }
         let expiry = Task { await self.expireQuarantine() }
         defer { expiry.cancel() }
+        let snapshots = Task { [state] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(10))
+                state.persist()
+            }
+        }
+        defer { snapshots.cancel() }
         let watch = Task { await self.watchSignatures() }
         defer { watch.cancel() }
         for server in bound { try? await server.closeFuture.get() }
@@ -114,6 +128,7 @@ public final class GatewayServer: Sendable {
         queue?.stop()
         await queueTask.value
         await currentRuntime.shutdown()
+        state.persist()
         audit.close()
         logger.info("mxgate stopped")
     }
@@ -250,7 +265,7 @@ public final class GatewayServer: Sendable {
             return
         }
         let session = Session(channel: channel, input: accepted.input, runtime: runtime, audit: audit, logger: logger,
-                              sessionID: sessionID, limiter: limiter, metrics: metrics)
+                              sessionID: sessionID, state: state, metrics: metrics)
         await session.run()
         channel.close(promise: nil)  // nothing to wait for, and no future to make per session
     }
@@ -295,7 +310,7 @@ public final class GatewayServer: Sendable {
         let old = currentRuntime
         do {
             let config = try GatewayConfig.load(configPath)
-            let fresh = try Runtime(config: config, group: group, queue: queue)
+            let fresh = try Runtime(config: config, group: group, queue: queue, state: state)
             if (config.mode == .queue || config.fallback == .queue) && queue == nil {
                 logger.warning("reload: queue mode and fallback take effect after a restart")
             }

@@ -21,6 +21,7 @@ final class GatewayMetrics: Sendable {
     let queueDepth: Gauge
     let queueInFlight: Gauge
     private let deliveries: [String: Counter]
+    private let stateFailures: [String: Counter]
 
     static let latencyBuckets: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                                              .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -46,6 +47,8 @@ final class GatewayMetrics: Sendable {
         queueInFlight = registry.makeGauge(descriptor: Self.name("queue_deliveries", "in_flight", "Deliveries in progress"))
         deliveries = Self.counters(registry, Self.name("queue_deliveries", "total", "Queue delivery attempts by outcome (per group of recipients)"),
                                    label: "outcome", values: ["delivered", "deferred", "failed", "expired", "bounced"])
+        stateFailures = Self.counters(registry, Self.name("state_failures", "total", "Calls to the shared state ([state] redis) that failed, by use"),
+                                      label: "use", values: SharedState.Use.allCases.map(\.rawValue))
     }
 
     /// One counter per label value, all under one metric name.
@@ -56,6 +59,7 @@ final class GatewayMetrics: Sendable {
 
     func transaction(_ verdict: String) { transactions[verdict]?.increment() }
     func delivery(_ outcome: String) { deliveries[outcome]?.increment() }
+    func stateFailure(_ use: SharedState.Use) { stateFailures[use.rawValue]?.increment() }
 }
 
 /// GET /metrics over HTTP/1.1 on [metrics] listen; anything else is 404.

@@ -26,13 +26,10 @@ public struct PolicyDriver {
 
     let policy: PolicySet
     let gate: RelayGate
-    /// Per-client limits; nil in dry runs, which have one client and no clock.
-    let limiter: ClientLimiter?
     /// Called for every rule that fires, for the log.
     let onFire: (PolicyStage, FiredRule) -> Void
     public internal(set) var facts: SessionFacts
 
-    private var countedConnection = false
     private var sessionRules: [String] = []
     private var sessionWarnings: [String] = []
     private var sessionScore: Double = 0
@@ -45,6 +42,11 @@ public struct PolicyDriver {
     /// Every score that fired in this transaction, in order: the spam symbols.
     private(set) var symbols: [(name: String, score: Double)] = []
     private(set) var extraHeaders: [String] = []
+    /// What the last `greylist` rule of this transaction found (for the
+    /// audit record, and for the session to remember the attempt).
+    private(set) var greylist: GreylistCheck?
+    /// What a `greylist` rule of the stage just evaluated found (nil: none fired).
+    private(set) var greylistThisStage: GreylistCheck?
     private(set) var tagged = false
     /// What the classifier read of this message (for autolearn).
     private(set) var classified: MessageFeatures?
@@ -53,16 +55,12 @@ public struct PolicyDriver {
     private(set) var fired: [(PolicyStage, FiredRule)] = []
     var keepFired = false
 
-    /// A driver with no per-client limits (dry runs, benchmarks).
-    public init(policy: PolicySet, gate: RelayGate, facts: SessionFacts) {
-        self.init(policy: policy, gate: gate, limiter: nil, facts: facts)
-    }
-
-    init(policy: PolicySet, gate: RelayGate, limiter: ClientLimiter?, facts: SessionFacts,
-         onFire: @escaping (PolicyStage, FiredRule) -> Void = { _, _ in }) {
+    /// The per-client limits are counted by the caller (`SharedState`, live)
+    /// and passed in as `admitted`; dry runs and benchmarks have none.
+    public init(policy: PolicySet, gate: RelayGate, facts: SessionFacts,
+                onFire: @escaping (PolicyStage, FiredRule) -> Void = { _, _ in }) {
         self.policy = policy
         self.gate = gate
-        self.limiter = limiter
         self.facts = facts
         self.onFire = onFire
     }
@@ -118,14 +116,11 @@ public struct PolicyDriver {
 
     // MARK: stages
 
-    /// Connection limits, then `at connect` rules.
-    public mutating func connect(inspected: Findings = Findings()) -> Verdict {
-        if let limiter {
-            guard limiter.connect(facts.clientIP, limit: policy.limits.connectionsPerClient) else {
-                return .refuse(SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)"),
-                               rules: ["limit connections-per-client"], closes: true, reason: nil)
-            }
-            countedConnection = true
+    /// Connection limits (`admitted`: within `limit connections-per-client`), then `at connect` rules.
+    public mutating func connect(inspected: Findings = Findings(), admitted: Bool = true) -> Verdict {
+        guard admitted else {
+            return .refuse(SMTPReply(421, "4.7.0", "Error: too many connections from \(facts.clientIP)"),
+                           rules: ["limit connections-per-client"], closes: true, reason: nil)
         }
         absorb(inspected, at: .connect)
         let out = consult(.connect, facts)
@@ -148,8 +143,9 @@ public struct PolicyDriver {
     }
 
     /// Message rate, then `at mail` rules; on success a transaction starts.
-    public mutating func mail(_ path: ReversePath, _ params: MailParameters, inspected: Findings = Findings()) -> Verdict {
-        if let limiter, !limiter.message(facts.clientIP, limit: policy.limits.messagesPerClientPerMinute) {
+    public mutating func mail(_ path: ReversePath, _ params: MailParameters, inspected: Findings = Findings(),
+                              admitted: Bool = true) -> Verdict {
+        if !admitted {
             return .refuse(SMTPReply(421, "4.7.0", "Error: too much mail from \(facts.clientIP), try again later"),
                            rules: ["limit messages-per-client"], closes: true, reason: nil)
         }
@@ -194,6 +190,8 @@ public struct PolicyDriver {
         facts.section = section
         absorb(inspected, at: .rcpt)
         let out = consult(.rcpt, facts)
+        greylistThisStage = out.greylist
+        if let g = out.greylist { greylist = g }
         facts.recipient = nil
         if let r = Self.refusal(out) {
             facts.section = previousSection
@@ -220,6 +218,8 @@ public struct PolicyDriver {
         absorb(inspected, at: .endOfData)
         if policy.needsHeaders { facts.headers = headers.decodedFields }
         let out = consult(.data, facts)
+        greylistThisStage = out.greylist
+        if let g = out.greylist { greylist = g }
         absorb(out)
         switch out.decision {
         case .reject(let reply, _), .tempfail(let reply, _), .disconnect(let reply, _):
@@ -301,6 +301,8 @@ public struct PolicyDriver {
         symbols = sessionSymbols
         extraHeaders = []
         tagged = false
+        greylist = nil
+        facts.greylist = nil
     }
 
     /// A warning for the audit record that no rule raised (a DNS budget
@@ -316,8 +318,4 @@ public struct PolicyDriver {
         facts.helo = nil
     }
 
-    mutating func close() {
-        if let limiter, countedConnection { limiter.disconnect(facts.clientIP) }
-        countedConnection = false
-    }
 }

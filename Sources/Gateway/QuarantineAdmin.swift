@@ -98,7 +98,7 @@ public struct QuarantineAdmin: Sendable {
         if let k = config.classifier, k.learnReleased {
             // Held by mistake, so ham.
             do {
-                try Self.learn(bytes, spam: false, config: k)
+                try Self.learn(bytes, spam: false, config: k, store: config.classifierStore())
                 return result + "; learnt as ham"
             } catch {
                 return result + "; not learnt as ham: \(error)"
@@ -113,16 +113,16 @@ public struct QuarantineAdmin: Sendable {
         let h = try find(id)
         guard let k = config.classifier else { throw AdminError.release("no [classifier] is configured") }
         guard let bytes = FileManager.default.contents(atPath: h.messagePath) else { throw AdminError.notFound(id) }
-        try Self.learn(bytes, spam: spam, config: k)
+        try Self.learn(bytes, spam: spam, config: k, store: config.classifierStore())
         audit.record(record(h, verdict: .quarantined, reply: "learnt as \(spam ? "spam" : "ham")", relay: nil,
                             reason: "learnt as \(spam ? "spam" : "ham") by \(who)"))
         return "\(id) learnt as \(spam ? "spam" : "ham")"
     }
 
-    /// Learnt under the model file's lock, beside a running gateway.
-    static func learn(_ bytes: Data, spam: Bool, config k: ClassifierSettings) throws {
+    /// Learnt under the model's lock (the file's, or Redis's), beside a running gateway.
+    static func learn(_ bytes: Data, spam: Bool, config k: ClassifierSettings, store: any ModelStore) throws {
         let f = MessageFeatures(message: [UInt8](bytes), dimensionBits: k.dimensionBits)
-        _ = try ModelFile(path: k.model).update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: spam, passes: 3) }
+        _ = try store.update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: spam, passes: 3) }
     }
 
     /// Adds the held message's sender to an allow-list (the shipped policy

@@ -38,7 +38,7 @@ final class Runtime: Sendable {
     let queue: QueueService?
     /// The statistical classifier, when [classifier] names a model (one per process, kept across reloads).
     let classifier: SharedClassifier?
-    init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil) throws {
+    init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil, state: SharedState? = nil) throws {
         self.queue = queue
         // Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
         let rewriter: EnvelopeRewriter
@@ -57,7 +57,8 @@ final class Runtime: Sendable {
         self.scanner = try Runtime.makeScanner(config)
         self.classifier = try Runtime.openClassifier(config)
         classifier?.watch { why in Logger(label: "mxgate.classifier").error("classifier: \(why)") }
-        self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner, classifier: classifier)
+        self.inspector = Inspector.live(policy: policy, config: config, checks: checks, scanner: scanner, classifier: classifier,
+                                        state: state)
         self.limits = config.limits
         let spool = queue.map { QueueDelivery(queue: $0, rewriter: rewriter) }
         switch config.downstream {
@@ -142,7 +143,7 @@ final class Runtime: Sendable {
     static func openClassifier(_ config: GatewayConfig) throws -> SharedClassifier? {
         guard let k = config.classifier else { return nil }
         do {
-            return try SharedClassifier.open(ModelFile(path: k.model), dimensionBits: k.dimensionBits)
+            return try SharedClassifier.open(config.classifierStore(), dimensionBits: k.dimensionBits)
         } catch {
             throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[classifier] \(error)")])
         }

@@ -38,14 +38,16 @@ final class Session {
     /// Seconds of DNS list lookups left for this message ([dns] budget);
     /// the client's lookups at connect have a budget of their own.
     var dnsBudgetLeft: Double = .infinity
-    let limiter: ClientLimiter
+    let state: SharedState
+    /// Where this connection's slot under `limit connections-per-client` was taken.
+    var slot: SharedState.Slot = .none
     let metrics: GatewayMetrics
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
-         limiter: ClientLimiter, metrics: GatewayMetrics) {
+         state: SharedState, metrics: GatewayMetrics) {
         self.channel = channel
         self.metrics = metrics
-        self.limiter = limiter
+        self.state = state
         self.inputHandler = input
         self.runtime = runtime
         self.audit = audit
@@ -60,7 +62,7 @@ final class Session {
         let remote = channel.remoteAddress
         let facts = SessionFacts(sessionID: sessionID, clientIP: remote?.ipAddress ?? "unknown", clientPort: remote?.port ?? 0)
         let log2 = log
-        driver = PolicyDriver(policy: runtime.policy, gate: runtime.gate, limiter: limiter, facts: facts) { stage, rule in
+        driver = PolicyDriver(policy: runtime.policy, gate: runtime.gate, facts: facts) { stage, rule in
             log2.info("\(stage.rawValue): rule \(rule.name) \(rule.action) (\(rule.explanation))")
         }
     }
@@ -72,10 +74,12 @@ final class Session {
     func run() async {
         metrics.connections.increment()
         metrics.openConnections.increment()
-        defer {
-            driver.close()
-            metrics.openConnections.decrement()
-        }
+        await converse()
+        await state.disconnect(facts.clientIP, slot: slot)
+        metrics.openConnections.decrement()
+    }
+
+    private func converse() async {
         guard await greet() else { return }
         while !closing {
             // Answer every complete command already buffered (pipelining), then flush.
@@ -105,8 +109,11 @@ final class Session {
     @inline(never)  // keeps this frame out of the one an idle session waits in
     func greet() async -> Bool {
         dnsBudgetLeft = config.dnsBudget
-        let found = await inspect(.connect)
-        if case .refuse(let reply, let rules, _, _) = driver.connect(inspected: found) {
+        var found = await inspect(.connect)
+        let (admitted, slot, warning) = await state.connect(facts.clientIP, limit: runtime.policy.limits.connectionsPerClient)
+        self.slot = slot
+        if let warning { found.warnings.append(warning) }
+        if case .refuse(let reply, let rules, _, _) = driver.connect(inspected: found, admitted: admitted) {
             record(.connection, verdict: verdict(for: reply), reply: reply, rules: rules)
             send(reply)
             await flush(wait: true)
@@ -177,12 +184,12 @@ final class Session {
     @inline(never)  // keeps this frame out of the one an idle session waits in
     func refusedEarlyTalker() async -> Bool {
         let wait = runtime.limits.greetWait
-        guard wait > 0, !limiter.passedGreeting(facts.clientIP) else { return false }
+        guard wait > 0, await !state.passedGreeting(facts.clientIP) else { return false }
         try? await Task.sleep(for: .milliseconds(Int(wait * 1000)))
         let h = inputHandler
         let early = (try? await channel.eventLoop.submit { h.talkedEarly }.get()) ?? false
         guard early else {
-            limiter.greetingPassed(facts.clientIP)
+            await state.greetingPassed(facts.clientIP)
             return false
         }
         let reply = SMTPReply(554, "5.5.1", "Protocol error: talking before the greeting")
@@ -249,11 +256,13 @@ final class Session {
                 return
             }
             dnsBudgetLeft = config.dnsBudget
-            let found = await inspect(.mail) {
+            var found = await inspect(.mail) {
                 $0.facts.mailFrom = path
                 $0.facts.mailParameters = params
             }
-            if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params, inspected: found) {
+            let (admitted, warning) = await state.message(facts.clientIP, limit: runtime.policy.limits.messagesPerClientPerMinute)
+            if let warning { found.warnings.append(warning) }
+            if case .refuse(let reply, let rules, let closes, _) = driver.mail(path, params, inspected: found, admitted: admitted) {
                 refuseCommand(reply, rules: rules, closes: closes, from: path.description)
                 return
             }
@@ -299,7 +308,11 @@ final class Session {
         var box = given
         if box.domain.isEmpty, let d = runtime.gate.primaryDomain { box.domain = d }  // <Postmaster>
         let found = await inspect(.rcpt) { $0.facts.recipient = box }
-        if case .refuse(let reply, let rules, let closes, let reason) = driver.rcpt(box, original: given, inspected: found) {
+        let verdict = driver.rcpt(box, original: given, inspected: found)
+        if let g = driver.greylistThisStage, let w = await state.greylistRecord(g, facts, recipients: [box], bodyHash: nil) {
+            driver.note(w, session: false)
+        }
+        if case .refuse(let reply, let rules, let closes, let reason) = verdict {
             refuseRecipient(box, reply, rules: rules, reason: reason)
             if closes { closing = true }
             return
@@ -323,6 +336,7 @@ final class Session {
         r.rcptTo = [box.description]
         r.rules = rules
         r.reason = reason
+        r.warnings = driver.warnings
         r.relay = downstream ? runtime.delivery.label : nil
         write(r)
         if reply.isPermanent, case .reply(let counted) = machine.error(reply) {
@@ -365,6 +379,9 @@ final class Session {
             $0.liveText = body.observer as? LiveBodyHashes
         }
         let outcome = driver.data(size: decoder.size, headers: headers, inspected: found)
+        if let g = driver.greylistThisStage, let w = await state.greylistRecord(g, facts, recipients: facts.recipients, bodyHash: g.message) {
+            driver.note(w, session: false)
+        }
         if let k = config.classifier, k.autolearn, let c = runtime.classifier, let f = driver.classified,
            let spam = driver.autolearnClass(k, delivered: outcome == .deliver) {
             c.enqueue(f, spam: spam)
@@ -475,6 +492,9 @@ final class Session {
     func write(_ record: AuditRecord) {
         var r = record
         if !r.rules.isEmpty { r.because = driver.explanations(for: r.rules) }
+        if let g = driver.greylist, r.event == .recipient || r.event == .transaction {
+            r.greylist = AuditGreylist(outcome: g.outcome.rawValue, triplet: g.triplet, waited: Int(g.waited))
+        }
         audit.record(r)
     }
 

@@ -59,6 +59,8 @@ public struct StageOutcome: Sendable {
     public var headers: [String] = []
     /// The message is to be tagged as spam (X-Spam-* headers).
     public var tag = false
+    /// A `greylist` rule fired: what the greylist said (it refused unless `passes`).
+    public var greylist: GreylistCheck?
 
     public init() {}
 }
@@ -133,6 +135,8 @@ public struct SessionFacts: Sendable {
     public var signals: [String: String] = [:]
     /// The classifier's spam probability; nil: untrained or not asked.
     public var classifier: Double?
+    /// The greylist's answer for this attempt; nil: not looked up (`mxgate test`), which counts as new.
+    public var greylist: GreylistCheck?
 
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?

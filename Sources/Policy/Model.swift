@@ -27,6 +27,8 @@ public indirect enum RuleAction: Sendable, Equatable {
     /// Mark the message as spam with X-Spam-* headers (data only).
     case tag
     case score(Double)
+    /// Refuse with 451 until the sender retries after the greylist delay (rcpt and data).
+    case greylist(ReplyTemplate)
     /// Log what `action` would have done (or just that the rule matched) and do nothing.
     case warn(RuleAction?)
 
@@ -34,7 +36,8 @@ public indirect enum RuleAction: Sendable, Equatable {
     public var isDeciding: Bool {
         switch self {
         case .accept, .reject, .tempfail, .disconnect, .quarantine, .discard: return true
-        case .addHeader, .tag, .score, .warn: return false
+        // Decides only while the triplet has not passed: see `GreylistCheck`.
+        case .addHeader, .tag, .score, .warn, .greylist: return false
         }
     }
 
@@ -49,6 +52,7 @@ public indirect enum RuleAction: Sendable, Equatable {
         case .addHeader: return "add-header"
         case .tag: return "tag"
         case .score: return "score"
+        case .greylist: return "greylist"
         case .warn: return "warn"
         }
     }

@@ -42,14 +42,14 @@ struct TokenCursor {
     // MARK: actions
 
     static let actionWords: Set<String> = ["accept", "reject", "tempfail", "disconnect", "quarantine", "discard",
-                                           "add-header", "tag", "score", "warn"]
+                                           "add-header", "tag", "score", "warn", "greylist"]
 
     /// action = "accept" | "reject" [reply] | "tempfail" [reply] | "disconnect" [reply]
-    ///        | "quarantine" [reason] | "discard" | "add-header" header | "tag"
+    ///        | "quarantine" [reason] | "discard" | "greylist" [reply] | "add-header" header | "tag"
     ///        | "score" number | "warn" [action]
     mutating func action() throws(PolicyDiagnostic) -> RuleAction {
         let start = peek
-        let w = try word("an action (accept, reject, tempfail, disconnect, quarantine, discard, add-header, tag, score, warn)")
+        let w = try word("an action (accept, reject, tempfail, disconnect, quarantine, discard, greylist, add-header, tag, score, warn)")
         switch w {
         case "accept": return .accept
         case "reject": return .reject(try replyTemplate(default: "550 5.7.1 Rejected by policy ({rule})", classDigit: 5, at: start))
@@ -62,6 +62,7 @@ struct TokenCursor {
             if case .string(let s)? = peek?.kind { index += 1; return .quarantine(s) }
             return .quarantine(nil)
         case "discard": return .discard
+        case "greylist": return .greylist(try replyTemplate(default: "451 4.7.1 Greylisted, please try again later ({rule})", classDigit: 4, at: start))
         case "tag": return .tag
         case "add-header":
             guard case .string(let h)? = peek?.kind else { throw error("add-header needs \"Name: value\"") }
@@ -82,7 +83,7 @@ struct TokenCursor {
             if case .warn = inner { throw error("warn warn is not an action", at: start) }
             return .warn(inner)
         default:
-            throw error("unknown action '\(w)'; actions are accept, reject, tempfail, disconnect, quarantine, discard, add-header, tag, score, warn", at: start)
+            throw error("unknown action '\(w)'; actions are accept, reject, tempfail, disconnect, quarantine, discard, greylist, add-header, tag, score, warn", at: start)
         }
     }
 

@@ -189,6 +189,8 @@ public struct PolicyLoader {
         switch a {
         case .quarantine, .discard, .addHeader, .tag:
             guard stage == .data else { throw c.error("\(a.name) works on a message: use it at data", at: tok) }
+        case .greylist:
+            guard stage >= .rcpt else { throw c.error("greylist needs the recipient (the triplet): use it at rcpt or at data", at: tok) }
         case .warn(let inner?):
             try check(inner, stage: stage, c: c, at: tok)
         default:

@@ -28,6 +28,8 @@ public final class PolicySet: PolicyEngine, Sendable {
     public let needsHeaders: Bool
     /// The message is sent to the virus scanner only when a rule asks.
     public let needsVirusScan: Bool
+    /// The stages with a `greylist` rule: the session looks the triplet up before them.
+    public let greylistStages: Set<PolicyStage>
     /// The message is walked part by part only when a rule looks at attachments or body text.
     public let needsMIME: Bool
     /// Every DNS list the rules ask, so the session can look them up
@@ -54,6 +56,11 @@ public final class PolicySet: PolicyEngine, Sendable {
         needsHeuristics = all.contains { $0.condition.needsHeuristics }
         needsHeaders = all.contains { $0.condition.needsHeaders }
         needsVirusScan = all.contains { $0.condition.usesVirusScan }
+        greylistStages = Set(all.filter { r in
+            if case .greylist? = r.action { return true }
+            if case .warn(.greylist?)? = r.action { return true }
+            return false
+        }.map(\.stage))
         needsMIME = all.contains { $0.condition.needsMIME } || all.contains { $0.condition.dnsLists.contains { $0.target == .uri } }
         var lists: [DNSList] = []
         for r in all { for l in r.condition.dnsLists where !lists.contains(l) { lists.append(l) } }
@@ -117,7 +124,7 @@ public final class PolicySet: PolicyEngine, Sendable {
                 continue
             }
             let values = templateValues(facts, rule: name, why: why, value: ctx.value, score: ctx.score)
-            if apply(action, name: name, why: why, values: values, out: &out) { return true }
+            if apply(action, name: name, why: why, values: values, greylist: facts.greylist, out: &out) { return true }
             // Scoring tables: every further entry that matched counts too, in
             // file order, until one of them decides.
             guard rule.action == nil else { continue }
@@ -125,7 +132,7 @@ public final class PolicySet: PolicyEngine, Sendable {
                 guard let a = more.action else { continue }
                 let n = more.name.isEmpty ? rule.name : "\(rule.name) \(more.name)"
                 let v = templateValues(facts, rule: n, why: [more.why], value: ctx.value, score: facts.score + out.scoreDelta)
-                if apply(a, name: n, why: [more.why], values: v, out: &out) { return true }
+                if apply(a, name: n, why: [more.why], values: v, greylist: facts.greylist, out: &out) { return true }
             }
         }
         return false
@@ -138,7 +145,7 @@ public final class PolicySet: PolicyEngine, Sendable {
 
     /// Carries out one action; returns true when it decides the stage.
     private func apply(_ action: RuleAction, name: String, why: [String], values: [String: String],
-                       out: inout StageOutcome) -> Bool {
+                       greylist: GreylistCheck?, out: inout StageOutcome) -> Bool {
         let explanation = why.joined(separator: "; ")
         func fire(_ what: String, warn: Bool = false) {
             out.fired.append(FiredRule(name: name, action: what, explanation: explanation, warnOnly: warn))
@@ -186,11 +193,26 @@ public final class PolicySet: PolicyEngine, Sendable {
             out.scoreDelta += n
             out.symbols.append((name, n))
             return false
+        case .greylist(let t):
+            // Not looked up (a dry run): counts as a first attempt.
+            let check = greylist ?? GreylistCheck(outcome: .new, triplet: "", detail: "not looked up (no greylist state here): a first attempt")
+            out.greylist = check
+            let because = explanation.isEmpty ? check.detail : "\(explanation); \(check.detail)"
+            if check.passes {
+                out.fired.append(FiredRule(name: name, action: "greylist: passed (\(check.outcome.rawValue))", explanation: because, warnOnly: false))
+                return false
+            }
+            var v = values
+            v["retry"] = String(Int(check.retryIn.rounded(.up)))
+            let r = t.render(v)
+            out.fired.append(FiredRule(name: name, action: "greylist: \(r)", explanation: because, warnOnly: false))
+            out.decision = .tempfail(r, rule: name)
+            return true
         case .warn(let inner):
             var what = "warn"
             if let inner {
                 switch inner {
-                case .reject(let t), .tempfail(let t), .disconnect(let t): what = "warn: would \(inner.name): \(t.render(values))"
+                case .reject(let t), .tempfail(let t), .disconnect(let t), .greylist(let t): what = "warn: would \(inner.name): \(t.render(values))"
                 default: what = "warn: would \(inner.name)"
                 }
             }

@@ -55,7 +55,7 @@ struct Learn: ParsableCommand {
         // Interleave the classes in an order fixed by the messages themselves (their digests).
         items.sort { $0.0.digest < $1.0.digest }
         var learnt = 0, skipped = 0, relearnt = 0, forgotten = 0, unknown = 0
-        let store = ModelFile(path: k.model)
+        let store = config.classifierStore()
         let model: LogisticModel
         do {
             model = try store.update(dimensionBits: k.dimensionBits) { m in

@@ -170,6 +170,10 @@ public struct GatewayConfig: Sendable {
     public var scorers: [ScorerSettings] = []
     /// `[web]`: the review console, when `listen` is set.
     public var web: WebSettings?
+    /// `[state]`: where greylist, limits and greet-wait memory live (embedded unless `redis` is set).
+    public var state = StateSettings()
+    /// `[greylist]`: what the policy's `greylist` action waits for.
+    public var greylist = GreylistSettings()
 
     // [geoip]
     public var geoipDatabase: String?
@@ -256,6 +260,8 @@ struct ConfigReader {
         "geoip": ["database", "asn_database"],
         "metrics": ["listen"],
         "web": ConfigReader.webKeys,
+        "state": ConfigReader.stateKeys,
+        "greylist": ConfigReader.greylistKeys,
         "classifier": ConfigReader.classifierKeys,
         "scorers": ConfigReader.scorerKeys,
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
@@ -329,6 +335,10 @@ struct ConfigReader {
                 readClassifier(&s, &c)
             case "web":
                 readWeb(&s, &c)
+            case "state":
+                readState(&s, &c)
+            case "greylist":
+                readGreylist(&s, &c)
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }
@@ -460,6 +470,7 @@ struct ConfigReader {
         case .float(let v) where v >= least: return v
         case .string(let str):
             let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+            if str.hasSuffix("ms"), let v = Double(str.dropLast(2)), v / 1000 >= least { return v / 1000 }
             if let u = str.last, let m = units[u], let v = Double(str.dropLast()), v >= least { return v * m }
         default: break
         }

@@ -97,6 +97,8 @@ public enum Fact: Sendable {
     case signals([Signal])
     /// An external scorer could not answer and the admin chose to fail closed: spam-score rules tempfail.
     case scorerFailure(String)
+    /// What the greylist knows of this attempt (for `greylist` rules).
+    case greylist(GreylistCheck)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -222,6 +224,8 @@ extension SessionFacts {
             for s in found where signals[s.name] == nil { signals[s.name] = s.evidence }
         case .scorerFailure(let why):
             scoreFailure = why
+        case .greylist(let check):
+            greylist = check
         }
     }
 }

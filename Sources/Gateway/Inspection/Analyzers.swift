@@ -7,7 +7,7 @@ import Policy
 extension Inspector {
     /// The live gateway's: client lookups, DNS lists, content.
     static func live(policy: PolicySet, config: GatewayConfig, checks: ClientChecks, scanner: VirusScanner?,
-                     classifier: SharedClassifier? = nil) -> Inspector {
+                     classifier: SharedClassifier? = nil, state: SharedState? = nil) -> Inspector {
         var analyzers: [any Analyzer] = []
         // With a country database configured, every record says the client's
         // country (the console searches by it), whether a rule asks or not.
@@ -20,6 +20,11 @@ extension Inspector {
         if let classifier, let k = config.classifier { analyzers.append(ClassifierAnalyzer(classifier: classifier, settings: k)) }
         if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: config.domains)) }
         analyzers += config.scorers.map { ExternalScorerAnalyzer(settings: $0) }
+        // Last: `greylist` rules at data often look at the score the rest found.
+        if let state {
+            if policy.greylistStages.contains(.rcpt) { analyzers.append(GreylistRecipientAnalyzer(state: state)) }
+            if policy.greylistStages.contains(.data) { analyzers.append(GreylistMessageAnalyzer(state: state)) }
+        }
         return Inspector(analyzers)
     }
 
@@ -92,7 +97,8 @@ struct AuthChecks {
 
     init(policy: PolicySet, config: GatewayConfig?) {
         dmarc = policy.needsDMARC || config?.dmarcAlways == true
-        spf = policy.needsSPF || config?.spfAlways == true || dmarc
+        // Greylisting keys a sender whose SPF passes by its domain, not its address (pools).
+        spf = policy.needsSPF || config?.spfAlways == true || dmarc || !policy.greylistStages.isEmpty
         dkim = policy.needsDKIM || config?.dkimAlways == true || dmarc
         arc = policy.needsARC || config?.arcAlways == true || (dmarc && !(config?.trustedARCSealers.isEmpty ?? true))
     }

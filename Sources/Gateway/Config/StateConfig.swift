@@ -1,0 +1,93 @@
+import Classifier
+import Foundation
+import State
+
+/// `[state]`: the state several gateways share. Embedded (the node's own
+/// memory, persisted to `file`) unless `redis` names a server.
+public struct StateSettings: Sendable, Equatable {
+    public enum Fallback: String, Sendable { case local, accept }
+    /// The embedded backend's file (also the fallback's, when Redis is down).
+    public var file = "var/state"
+    public var redis: RedisStore.Endpoint?
+    public var timeout: Double = 0.25
+    /// After a failure, calls fail at once for this long, then try again.
+    public var retryInterval: Double = 1
+    public var prefix = "mxgate:"
+    /// Redis down or slow: greylisting and limits use the node's own state (`local`) or are skipped (`accept`).
+    public var greylistFallback: Fallback = .local
+    public var limitsFallback: Fallback = .local
+    /// Keep the classifier's model in Redis, so every gateway classifies with what any of them learnt.
+    public var shareClassifier = false
+    public init() {}
+}
+
+/// `[greylist]`: postgrey's defaults.
+public struct GreylistSettings: Sendable, Equatable {
+    public var delay: Double = 300
+    /// A first retry later than this counts as a new attempt.
+    public var retryWindow: Double = 2 * 86400
+    /// Passed triplets (and client counts) are forgotten after this long unused.
+    public var maxAge: Double = 35 * 86400
+    /// A client network that passed this many times is let through (0: never).
+    public var autoAllowClients = 5
+    public var ipv4Prefix = 24
+    public var ipv6Prefix = 64
+    public init() {}
+}
+
+extension ConfigReader {
+    static let stateKeys: Set<String> = [
+        "file", "redis", "password", "timeout", "retry_interval", "prefix",
+        "greylist_fallback", "limits_fallback", "share_classifier",
+    ]
+    static let greylistKeys: Set<String> = ["delay", "retry_window", "max_age", "auto_allow_clients", "ipv4_prefix", "ipv6_prefix"]
+
+    mutating func readState(_ s: inout Section, _ c: inout GatewayConfig) {
+        var st = StateSettings()
+        if let f = string(&s, "file") { st.file = f }
+        func endpoint(_ key: String) -> RedisStore.Endpoint? {
+            guard let url = string(&s, key) else { return nil }
+            do { return try RedisStore.Endpoint(url) } catch {
+                self.error(s.table[key]!.position, "[state] \(key): \((error as? StateError)?.message ?? "\(error)")")
+                return nil
+            }
+        }
+        st.redis = endpoint("redis")
+        if let p = string(&s, "password") {
+            st.redis?.password = p
+        }
+        if let d = duration(&s, "timeout") { st.timeout = d }
+        if let d = duration(&s, "retry_interval") { st.retryInterval = d }
+        if let p = string(&s, "prefix") { st.prefix = p }
+        if let v = choice(&s, "greylist_fallback", ["local", "accept"]) { st.greylistFallback = StateSettings.Fallback(rawValue: v)! }
+        if let v = choice(&s, "limits_fallback", ["local", "accept"]) { st.limitsFallback = StateSettings.Fallback(rawValue: v)! }
+        if let b = bool(&s, "share_classifier") { st.shareClassifier = b }
+        if st.shareClassifier && st.redis == nil, let p = s.table["share_classifier"]?.position { error(p, "[state] share_classifier needs redis") }
+        c.state = st
+    }
+
+    mutating func readGreylist(_ s: inout Section, _ c: inout GatewayConfig) {
+        var g = GreylistSettings()
+        if let d = duration(&s, "delay", zero: true) { g.delay = d }
+        if let d = duration(&s, "retry_window") { g.retryWindow = d }
+        if let d = duration(&s, "max_age") { g.maxAge = d }
+        if let n = integer(&s, "auto_allow_clients", min: 0) { g.autoAllowClients = n }
+        if let n = integer(&s, "ipv4_prefix", min: 8) { g.ipv4Prefix = min(n, 32) }
+        if let n = integer(&s, "ipv6_prefix", min: 16) { g.ipv6Prefix = min(n, 128) }
+        if g.retryWindow <= g.delay, let p = s.table["retry_window"]?.position ?? s.table["delay"]?.position {
+            error(p, "[greylist] retry_window must be longer than delay")
+        }
+        c.greylist = g
+    }
+}
+
+extension GatewayConfig {
+    /// Where the classifier's model is: Redis with `[state] share_classifier`, else `[classifier] model`.
+    public func classifierStore() -> any ModelStore {
+        if state.shareClassifier, let r = state.redis {
+            // Loading or writing a model of several megabytes takes longer than a greylist lookup.
+            return RedisModelStore(redis: RedisStore(r, timeout: max(state.timeout, 5), retryInterval: state.retryInterval, prefix: state.prefix))
+        }
+        return ModelFile(path: classifier?.model ?? "")
+    }
+}

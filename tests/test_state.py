@@ -1,0 +1,139 @@
+"""[state] and greylisting against a real redis-server (Debian's, on a unix
+socket the test owns): a sender greylisted at gateway A passes at gateway B
+after the delay; a message rate holds across two gateways; a classifier
+trained through A is used by B; Redis stopped mid-run and started again.
+And greylisting on the embedded backend, surviving a restart."""
+import smtplib
+import time
+
+import pytest
+
+from helpers import Redis, wait_for
+
+GREYLIST = "at rcpt match all greylist\n"
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path / "redis")
+    r.start()
+    yield r
+    r.stop()
+
+
+def state(redis, extra=""):
+    return f'[state]\nredis = "{redis.url}"\ntimeout = "200ms"\nretry_interval = "1s"\n{extra}\n'
+
+
+def attempt(gw, sender="news@lists.example.org", rcpt="alice@example.com", body="Subject: hi\r\n\r\nhello\r\n"):
+    """One delivery attempt: the RCPT reply code and text (and the message sent when it was accepted)."""
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail(sender)
+        code, text = s.rcpt(rcpt)
+        if code == 250:
+            s.data(body)
+        return code, text.decode()
+
+
+def test_greylisted_at_a_passes_at_b_after_the_delay(gateway_factory, redis):
+    cfg = state(redis) + '[greylist]\ndelay = "2s"\n'
+    a = gateway_factory(policy=GREYLIST, config_extra=cfg)
+    b = gateway_factory(policy=GREYLIST, config_extra=cfg)
+    code, text = attempt(a)
+    assert code == 451 and "4.7.1" in text and "Greylisted" in text
+    code, _ = attempt(b)  # too early, at the other MX too
+    assert code == 451
+    time.sleep(2.2)
+    code, _ = attempt(b, sender="news+1234@lists.example.org")  # the same sender, normalised (+ext, digits)
+    assert code == 250
+    wait_for(lambda: len(b.maildir_files("alice@example.com")) == 1, 5, "the message delivered by B")
+    recs = [r for r in a.audit(1) if r["event"] == "recipient"]
+    assert recs[0]["verdict"] == "tempfailed" and recs[0]["greylist"]["outcome"] == "new"
+    assert recs[0]["greylist"]["triplet"] == "127.0.0.0/24 / news@lists.example.org / alice@example.com"
+    passed = [r for r in b.audit(2) if r["event"] == "transaction"]
+    wait_for(lambda: any(r["event"] == "transaction" for r in b.audit()), 5, "B's transaction record")
+    passed = [r for r in b.audit() if r["event"] == "transaction"][0]
+    assert passed["greylist"]["outcome"] == "retried" and passed["greylist"]["waited"] >= 2
+    # Remembered as passed in Redis, with postgrey's 35 days of keeping.
+    key = "mxgate:gl:t:127.0.0.0/24 / news@lists.example.org / alice@example.com"
+    assert redis.cli("GET", key).startswith("P")
+    assert int(redis.cli("TTL", key)) > 34 * 86400
+    # Another recipient is another triplet.
+    assert attempt(a, rcpt="bob@example.com")[0] == 451
+
+
+def test_message_rate_holds_across_two_gateways(gateway_factory, redis):
+    policy = "limit messages-per-client 4/minute\n"
+    a = gateway_factory(policy=policy, config_extra=state(redis))
+    b = gateway_factory(policy=policy, config_extra=state(redis))
+    codes = []
+    for i in range(6):
+        gw = a if i % 2 == 0 else b
+        try:
+            with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as s:
+                s.ehlo("client.test")
+                codes.append(s.mail(f"s{i}@sender.example")[0])
+        except smtplib.SMTPServerDisconnected:
+            codes.append(421)
+    assert codes == [250, 250, 250, 250, 421, 421]
+
+
+def test_classifier_trained_through_a_is_used_by_b(gateway_factory, redis, tmp_path):
+    cfg = state(redis, 'share_classifier = true') + '[classifier]\nmodel = "var/unused.model"\nmin_learned = 5\n'
+    policy = "at data match spam-score >= 4 reject \"550 5.7.1 the classifier says spam\"\n"
+    a = gateway_factory(policy=policy, config_extra=cfg)
+    b = gateway_factory(policy=policy, config_extra=cfg)
+    spam, ham = tmp_path / "spam", tmp_path / "ham"
+    spam.mkdir()
+    ham.mkdir()
+    for i in range(12):
+        (spam / f"{i}.eml").write_text(f"From: win{i}@lottery.example\r\nSubject: claim your prize {i}\r\n\r\n"
+                                       f"You have won the lottery jackpot prize, send your bank details now {i}\r\n")
+        (ham / f"{i}.eml").write_text(f"From: colleague{i}@example.com\r\nSubject: minutes of meeting {i}\r\n\r\n"
+                                      f"Attached are the minutes of the planning meeting about the budget {i}\r\n")
+    out = a.cli("learn", "--spam", str(spam), "--ham", str(ham))
+    assert "24" in out.stdout or "learnt" in out.stdout
+    assert not (a.dir / "var" / "unused.model").exists()  # the model is in Redis, not the file
+    assert redis.cli("EXISTS", "mxgate:classifier:model") == "1"
+
+    def refused_by_b():
+        with smtplib.SMTP("127.0.0.1", b.port, timeout=10) as s:
+            s.ehlo("client.test")
+            s.mail("win99@lottery.example")
+            s.rcpt("alice@example.com")
+            code, _ = s.data("From: win99@lottery.example\r\nSubject: claim your prize now\r\n\r\n"
+                             "You have won the lottery jackpot prize, send your bank details now\r\n")
+            return code == 550
+    wait_for(refused_by_b, 15, lambda: "gateway B classifying with the model A learnt:\n" + b.log)
+
+
+def test_redis_stopped_mid_run_falls_back_and_recovers(gateway_factory, redis):
+    cfg = state(redis) + '[greylist]\ndelay = "1s"\n'
+    g = gateway_factory(policy=GREYLIST, config_extra=cfg)
+    assert attempt(g, sender="one@a.example")[0] == 451
+    redis.stop()
+    # Down: this node's own greylist answers, promptly, no tempfail storm for passed senders.
+    started = time.time()
+    code, _ = attempt(g, sender="two@b.example")
+    assert code == 451 and time.time() - started < 5
+    time.sleep(1.2)
+    assert attempt(g, sender="two@b.example")[0] == 250  # passed on this node's own state
+    wait_for(lambda: any("state:" in w and "greylist used this node's own state" in w
+                         for r in g.audit() for w in r.get("warnings", [])), 5, "the fallback's warning in the audit record")
+    # Back: Redis is used again without a restart.
+    redis.start()
+    wait_for(lambda: attempt(g, sender="three@c.example")[0] == 451 and
+             redis.cli("EXISTS", "mxgate:gl:t:127.0.0.0/24 / three@c.example / alice@example.com") == "1",
+             10, "the greylist written to Redis again")
+
+
+def test_embedded_greylist_survives_a_restart(gateway_factory):
+    g = gateway_factory(policy=GREYLIST, config_extra='[greylist]\ndelay = "1s"\n')
+    assert attempt(g)[0] == 451
+    g.stop()  # SIGTERM writes the state file
+    assert "news@lists.example.org" in (g.dir / "var" / "state").read_text()
+    time.sleep(1.1)
+    g.start()
+    assert attempt(g)[0] == 250
+    assert attempt(g, rcpt="bob@example.com")[0] == 451
