@@ -151,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay", "Threads", "Checks"],
+            dependencies: ["Gateway", "Policy", "Audit", "MailMessage", "Relay", "Threads", "Checks", "State", "SMTPProtocol"],
             exclude: ["Golden"]
         ),
     ],

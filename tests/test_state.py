@@ -137,3 +137,38 @@ def test_embedded_greylist_survives_a_restart(gateway_factory):
     g.start()
     assert attempt(g)[0] == 250
     assert attempt(g, rcpt="bob@example.com")[0] == 451
+
+
+def send_from(gw, source, body, sender="offers@bulk.example", rcpt="alice@example.com"):
+    """A whole transaction from a given loopback address: the end-of-data reply code."""
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=10, source_address=(source, 0)) as s:
+        s.ehlo("pool.bulk.example")
+        s.mail(sender)
+        assert s.rcpt(rcpt)[0] == 250
+        return s.data(body)[0]
+
+
+def test_greylisting_only_suspicious_mail_at_data(gateway_factory, redis):
+    policy = ("at data match header Subject ~ /cheap/ score +4\n"
+              "at data match spam-score >= 3 greylist\n")
+    g = gateway_factory(policy=policy, config_extra=state(redis) + '[greylist]\ndelay = "1s"\n')
+    clean = "Subject: minutes\r\n\r\nThe minutes of Tuesday.\r\n"
+    suspicious = "Subject: cheap watches\r\n\r\nBuy now, only today.\r\n"
+    assert send_from(g, "127.0.0.1", clean) == 250
+    assert send_from(g, "127.0.0.1", suspicious) == 451
+    time.sleep(1.1)
+    # The same message from another address of the sender's pool (another /24) passes: same body.
+    assert send_from(g, "127.9.8.7", suspicious) == 250
+    # ... and its triplet is remembered as passed there; another sender's is new.
+    assert send_from(g, "127.9.8.7", "Subject: cheap pens\r\n\r\nOther text.\r\n", sender="sales@other.example") == 451
+    wait_for(lambda: len([r for r in g.audit() if r["event"] == "transaction"]) >= 4, 5, "four transaction records")
+    outcomes = [r.get("greylist", {}).get("outcome") for r in g.audit() if r["event"] == "transaction"]
+    assert outcomes == [None, "new", "same-message", "new"]
+
+
+def test_greylist_needs_a_recipient(gateway_factory, mxgate_bin, tmp_path):
+    from helpers import Mxgate
+    g = Mxgate(mxgate_bin, tmp_path / "bad", policy="at mail match all greylist\n")
+    out = g.cli("check", check=False)
+    assert out.returncode != 0
+    assert "test.policy:1" in out.stderr + out.stdout and "greylist needs the recipient" in out.stderr + out.stdout

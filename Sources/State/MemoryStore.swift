@@ -51,6 +51,7 @@ public final class MemoryStore: StateStore {
         return state.withLock { s in keys.map { k in s.entries[k].flatMap { $0.expires > now ? $0.value : nil } } }
     }
 
+    @discardableResult
     public func set(_ key: String, _ value: String, ttl: Double, ifAbsent: Bool) throws -> Bool {
         let now = Date().timeIntervalSince1970
         return state.withLock { s in

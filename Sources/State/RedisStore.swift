@@ -270,6 +270,7 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         return items.map(\.text)
     }
 
+    @discardableResult
     public func set(_ key: String, _ value: String, ttl: Double, ifAbsent: Bool) throws -> Bool {
         var args = ["SET", prefix + key, value, "PX", String(max(1, Int(ttl * 1000)))]
         if ifAbsent { args.append("NX") }

@@ -81,7 +81,7 @@ struct Learn: ParsableCommand {
             print("learnt \(learnt) message(s), relearnt \(relearnt) as the other class, \(skipped) already learnt")
         }
         let ready = model.spamLearned >= k.minLearned && model.hamLearned >= k.minLearned
-        print("model \(k.model): \(model.spamLearned) spam, \(model.hamLearned) ham learnt, \(model.nonZero) features"
+        print("model \(store.location): \(model.spamLearned) spam, \(model.hamLearned) ham learnt, \(model.nonZero) features"
               + (ready ? "" : "; no verdicts until \(k.minLearned) of each (min_learned)"))
         if unreadable > 0 { throw ExitCode(1) }
     }
