@@ -172,3 +172,24 @@ def test_greylist_needs_a_recipient(gateway_factory, mxgate_bin, tmp_path):
     out = g.cli("check", check=False)
     assert out.returncode != 0
     assert "test.policy:1" in out.stderr + out.stdout and "greylist needs the recipient" in out.stderr + out.stdout
+
+
+def test_release_request_from_another_node(gateway_factory, redis):
+    hold = 'at data match header Subject ~ /hold me/ quarantine "held for review"\n'
+    a = gateway_factory(policy=hold, config_extra=state(redis, 'node = "mx-a"'))
+    b = gateway_factory(policy=hold, config_extra=state(redis, 'node = "mx-b"'))
+    with smtplib.SMTP("127.0.0.1", b.port, timeout=10) as s:
+        s.sendmail("sender@remote.example", ["alice@example.com"], "Subject: hold me\r\n\r\nheld at B\r\n")
+    held = b.cli("quarantine", "list", "--json").stdout.strip().splitlines()
+    assert len(held) == 1
+    qid = __import__("json").loads(held[0])["id"]
+    # Asked from A's shell, done by B (where the message is), audited by B.
+    out = a.cli("quarantine", "release", qid, "--node", "mx-b")
+    assert "asked mx-b" in out.stdout
+    wait_for(lambda: len(b.maildir_files("alice@example.com")) == 1, 10, "B releasing its held message")
+    wait_for(lambda: any(r["event"] == "quarantine" and "on request of" in (r.get("reason") or "") for r in b.audit()),
+             5, "B's audit record of the release")
+    assert b.cli("quarantine", "list").stdout.strip() == "the quarantine is empty"
+    # A bad ID is refused where it is asked, never sent.
+    bad = a.cli("quarantine", "release", "../etc", "--node", "mx-b", check=False)
+    assert bad.returncode == 1 and "not a quarantine ID" in bad.stderr

@@ -121,6 +121,8 @@ public final class GatewayServer: Sendable {
             }
         }
         defer { snapshots.cancel() }
+        let releases = Task { await self.serveReleaseRequests() }
+        defer { releases.cancel() }
         let watch = Task { await self.watchSignatures() }
         defer { watch.cancel() }
         for server in bound { try? await server.closeFuture.get() }
@@ -140,6 +142,25 @@ public final class GatewayServer: Sendable {
             let gone = QuarantineAdmin(config: config).expire(retention: config.quarantineRetention, audit: audit)
             if !gone.isEmpty { logger.info("quarantine: expired \(gone.count) message(s)") }
             try? await Task.sleep(for: .seconds(3600))
+        }
+    }
+
+    /// Releases what other gateways sharing `[state] redis` asked this one
+    /// to (`mxgate quarantine release ID --node NAME` on any of them).
+    private func serveReleaseRequests() async {
+        guard state.shared else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(2))
+            let config = currentRuntime.config
+            for (id, by) in await state.releaseRequests(node: config.stateNode) {
+                let admin = QuarantineAdmin(config: config, spool: config.mode == .queue ? queue?.spool : nil)
+                do {
+                    let result = try await admin.release(id, audit: audit, reason: "released on request of \(by)")
+                    logger.info("quarantine: \(id) released on request of \(by): \(result)")
+                } catch {
+                    logger.error("quarantine: release of \(id) asked by \(by) failed: \(error)")
+                }
+            }
         }
     }
 

@@ -56,8 +56,11 @@ public struct QuarantineAdmin: Sendable {
         }.sorted { $0.entry.time < $1.entry.time }
     }
 
+    /// A quarantine ID's syntax (checked before it is looked up, never used as a path).
+    public static func validID(_ id: String) -> Bool { !id.isEmpty && id.count <= 64 && id.allSatisfy { $0.isHexDigit || $0 == "-" } }
+
     public func find(_ id: String) throws(AdminError) -> Held {
-        guard !id.isEmpty, id.allSatisfy({ $0.isHexDigit || $0 == "-" }) else { throw .badID(id) }
+        guard Self.validID(id) else { throw .badID(id) }
         guard let h = list().first(where: { $0.entry.id == id }) else { throw .notFound(id) }
         return h
     }

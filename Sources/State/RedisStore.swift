@@ -261,6 +261,21 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         guard case .status("PONG") = try command(["PING"]) else { throw fail("unexpected answer to PING") }
     }
 
+    // MARK: lists (requests from one node to another)
+
+    /// Appends to a list that expires after `ttl` seconds unless added to again.
+    public func push(_ list: String, _ value: String, ttl: Double) throws {
+        _ = try command(["EVAL", "redis.call('RPUSH', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], ARGV[2]) return 1",
+                         "1", prefix + list, value, String(max(1, Int(ttl)))])
+    }
+
+    /// Takes every item of a list, oldest first, in one step (two nodes never take the same item).
+    public func takeAll(_ list: String) throws -> [String] {
+        let r = try command(["EVAL", "local v = redis.call('LRANGE', KEYS[1], 0, -1) redis.call('DEL', KEYS[1]) return v", "1", prefix + list])
+        guard case .array(let items) = r else { return [] }
+        return items.compactMap(\.text)
+    }
+
     // MARK: StateStore
 
     public func get(_ keys: [String]) throws -> [String?] {

@@ -367,8 +367,22 @@ struct Quarantine: AsyncParsableCommand {
         @Argument(help: "The quarantine ID.") var id: String
         @Flag(help: "Also add its sender to the allow-list ([web] allow_list, default rules/allowed-senders.list); reload to apply.")
         var allow = false
+        @Option(help: "Ask the gateway of this [state] node (sharing [state] redis) to release a message it holds.")
+        var node: String?
 
         func run() async throws {
+            if let node {
+                let config = try options.load()
+                let who = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "admin"
+                do {
+                    try config.requestRelease(id, node: node, by: "\(who) on \(config.stateNode)")
+                } catch {
+                    printError("mxgate quarantine release: \(error)")
+                    throw ExitCode(1)
+                }
+                print("asked \(node) to release \(id): it does within seconds and writes it to its audit log")
+                return
+            }
             try await Quarantine.administer(options) { admin, audit in
                 var out = ""
                 if allow {

@@ -18,6 +18,8 @@ public struct StateSettings: Sendable, Equatable {
     public var limitsFallback: Fallback = .local
     /// Keep the classifier's model in Redis, so every gateway classifies with what any of them learnt.
     public var shareClassifier = false
+    /// This gateway's name among those sharing the Redis (quarantine release requests are addressed by it); default `[server] hostname`.
+    public var node: String?
     public init() {}
 }
 
@@ -38,7 +40,7 @@ public struct GreylistSettings: Sendable, Equatable {
 extension ConfigReader {
     static let stateKeys: Set<String> = [
         "file", "redis", "password", "timeout", "retry_interval", "prefix",
-        "greylist_fallback", "limits_fallback", "share_classifier",
+        "greylist_fallback", "limits_fallback", "share_classifier", "node",
     ]
     static let greylistKeys: Set<String> = ["delay", "retry_window", "max_age", "auto_allow_clients", "ipv4_prefix", "ipv6_prefix"]
 
@@ -62,6 +64,13 @@ extension ConfigReader {
         if let v = choice(&s, "greylist_fallback", ["local", "accept"]) { st.greylistFallback = StateSettings.Fallback(rawValue: v)! }
         if let v = choice(&s, "limits_fallback", ["local", "accept"]) { st.limitsFallback = StateSettings.Fallback(rawValue: v)! }
         if let b = bool(&s, "share_classifier") { st.shareClassifier = b }
+        if let n = string(&s, "node") {
+            if n.isEmpty || n.contains(where: { $0.isWhitespace || $0 == ":" }), let p = s.table["node"]?.position {
+                error(p, "[state] node must be a name without spaces or colons")
+            } else {
+                st.node = n
+            }
+        }
         if st.shareClassifier && st.redis == nil, let p = s.table["share_classifier"]?.position { error(p, "[state] share_classifier needs redis") }
         c.state = st
     }
@@ -82,6 +91,17 @@ extension ConfigReader {
 }
 
 extension GatewayConfig {
+    /// This gateway's name among those sharing `[state] redis`.
+    public var stateNode: String { state.node ?? hostname }
+
+    /// Asks the gateway named `node` (sharing this configuration's Redis) to
+    /// release a message it holds; it does within seconds and audits it.
+    public func requestRelease(_ id: String, node: String, by who: String) throws {
+        guard let r = state.redis else { throw StateError(location: file, message: "[state] redis is not set: release on the node itself") }
+        guard QuarantineAdmin.validID(id) else { throw StateError(location: file, message: "\(id) is not a quarantine ID") }
+        try RedisStore(r, timeout: max(state.timeout, 2), prefix: state.prefix).push("release:" + node, "\(id)\t\(who)", ttl: 7 * 86400)
+    }
+
     /// Where the classifier's model is: Redis with `[state] share_classifier`, else `[classifier] model`.
     public func classifierStore() -> any ModelStore {
         if state.shareClassifier, let r = state.redis {

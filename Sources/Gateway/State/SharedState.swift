@@ -157,6 +157,16 @@ final class SharedState: Sendable {
         }
     }
 
+    /// Release requests other nodes addressed to this one ("ID\tby"), taken from Redis.
+    func releaseRequests(node: String) async -> [(id: String, by: String)] {
+        guard let redis = primary as? RedisStore else { return [] }
+        let items = (try? await call { try redis.takeAll("release:" + node) }) ?? []
+        return items.map { item in
+            let parts = item.split(separator: "\t", maxSplits: 1).map(String.init)
+            return (parts[0], parts.count > 1 ? parts[1] : "another node")
+        }
+    }
+
     /// Writes the node's own greylist to its file (periodically, and at shutdown).
     func persist() {
         do { try local.persist() } catch { logger.error("state: \(error)") }
