@@ -117,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "mxgate",
             dependencies: [
-                "Gateway", "Audit", "Relay", "Checks", "Classifier", "Console",
+                "Gateway", "Audit", "Relay", "Checks", "Classifier", "Console", "State",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

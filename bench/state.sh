@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # state.sh - the cost of shared state (issue 19): the shipped policies with
 # greylisting on (`at rcpt match all greylist`) and the per-client limits,
-# SPF, DKIM, DMARC, the heuristics and a trained classifier, in proxy mode to
+# SPF, DKIM, DMARC, the heuristics, a trained classifier and embedded ClamAV
+# (the one-signature EICAR database: no network for the real one), in proxy mode to
 # smtp-sink, once on the embedded backend and once on Redis (Debian's
 # redis-server on loopback TCP), side by side in one run. "cpu" is mxgate's
 # CPU per message; "cpu+redis" adds redis-server's, since an admin pays both.
@@ -86,6 +87,9 @@ dmarc = true
 servers = ["$ADDR:$DNS_PORT"]
 [classifier]
 model = "classifier.model"
+[clamav]
+mode = "embedded"
+database = "rules/clamav"
 [audit]
 path = "audit.log"
 [policy]

@@ -193,3 +193,15 @@ def test_release_request_from_another_node(gateway_factory, redis):
     # A bad ID is refused where it is asked, never sent.
     bad = a.cli("quarantine", "release", "../etc", "--node", "mx-b", check=False)
     assert bad.returncode == 1 and "not a quarantine ID" in bad.stderr
+
+
+def test_the_console_why_shows_the_greylist(gateway_factory, mxgate_bin):
+    from test_console import Browser, start_console
+    g, url = start_console(gateway_factory, mxgate_bin, policy=GREYLIST)
+    assert attempt(g, sender="first@new.example")[0] == 451
+    wait_for(lambda: any(r["event"] == "recipient" for r in g.audit()), 5, "the greylisted recipient's record")
+    session = [r for r in g.audit() if r["event"] == "recipient"][0]["session"]
+    b = Browser(url)
+    assert b.login(user="victor")[0] == 303
+    body = wait_for(lambda: (lambda r: r[2] if r[0] == 200 else None)(b.request(f"/why/{session}")), 10, "the why page")
+    assert "greylist" in body and "new after 0s: 127.0.0.0/24 / first@new.example / alice@example.com" in body

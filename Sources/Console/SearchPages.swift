@@ -183,6 +183,7 @@ extension ConsoleServer {
         if let c = r.classifier { f.append(("classifier", String(format: "spam probability %.3f", c))) }
         if let v = r.virus { f.append(("virus", HTML.escape(v))) }
         if let c = r.country { f.append(("country", HTML.escape(c))) }
+        if let g = r.greylist { f.append(("greylist", HTML.escape("\(g.outcome) after \(g.waited)s: \(g.triplet)"))) }
         for (k, v) in r.auth?.summary ?? [] { f.append((k, HTML.escape(v))) }
         if let relay = r.relay { f.append(("downstream / queue", HTML.escape(relay))) }
         if let reason = r.reason { f.append(("reason", HTML.escape(reason))) }

@@ -114,6 +114,9 @@ public final class RedisStore: StateStore, @unchecked Sendable {
     private var downUntil: Double = 0
     private var lastFailure: String?
     private let maxIdle = 8
+    /// SHA-1s of the scripts loaded (SCRIPT LOAD), so each call sends the
+    /// digest, not the script (EVALSHA): less to send and for Redis to hash.
+    private var scripts: [String: String] = [:]
 
     public init(_ endpoint: Endpoint, timeout: Double = 0.25, retryInterval: Double = 1, prefix: String = "mxgate:") {
         self.endpoint = endpoint
@@ -256,6 +259,29 @@ public final class RedisStore: StateStore, @unchecked Sendable {
 
     public func command(_ args: [String]) throws -> Reply { try command(args.map { Array($0.utf8) }) }
 
+    /// Runs a Lua script by its digest, loading it first (again after a
+    /// Redis restart, which forgets loaded scripts: NOSCRIPT).
+    public func eval(_ script: String, keys: [String], args: [String]) throws -> Reply {
+        lock.lock()
+        var sha = scripts[script]
+        lock.unlock()
+        for attempt in 0..<2 {
+            if sha == nil {
+                guard let loaded = try command(["SCRIPT", "LOAD", script]).text else { throw fail("SCRIPT LOAD gave no digest") }
+                lock.lock()
+                scripts[script] = loaded
+                lock.unlock()
+                sha = loaded
+            }
+            do {
+                return try command(["EVALSHA", sha!, String(keys.count)] + keys + args)
+            } catch let e as StateError where e.message.hasPrefix("NOSCRIPT") && attempt == 0 {
+                sha = nil
+            }
+        }
+        throw fail("the script could not be loaded")
+    }
+
     /// Answers PING: for `mxgate check` and start-up.
     public func ping() throws {
         guard case .status("PONG") = try command(["PING"]) else { throw fail("unexpected answer to PING") }
@@ -294,7 +320,7 @@ public final class RedisStore: StateStore, @unchecked Sendable {
 
     static let incrementScript = "local v = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1]) return v"
     public func increment(_ key: String, ttl: Double) throws -> Int {
-        guard case .integer(let n) = try command(["EVAL", Self.incrementScript, "1", prefix + key, String(max(1, Int(ttl * 1000)))]) else {
+        guard case .integer(let n) = try eval(Self.incrementScript, keys: [prefix + key], args: [String(max(1, Int(ttl * 1000)))]) else {
             throw fail("unexpected answer to INCR")
         }
         return n
@@ -317,7 +343,7 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         """
     public func admit(_ key: String, limit: Int, window: Double, now: Double) throws -> Bool {
         let member = "\(now)-\(UInt32.random(in: 0...UInt32.max))"
-        let r = try command(["EVAL", Self.admitScript, "1", prefix + key, String(now), String(window), String(limit), member])
+        let r = try eval(Self.admitScript, keys: [prefix + key], args: [String(now), String(window), String(limit), member])
         return r == .integer(1)
     }
 
@@ -328,7 +354,7 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         return 1
         """
     public func acquire(_ key: String, limit: Int, ttl: Double) throws -> Bool {
-        try command(["EVAL", Self.acquireScript, "1", prefix + key, String(limit), String(max(1, Int(ttl)))]) == .integer(1)
+        try eval(Self.acquireScript, keys: [prefix + key], args: [String(limit), String(max(1, Int(ttl)))]) == .integer(1)
     }
 
     static let releaseScript = """
@@ -337,6 +363,6 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         return 1
         """
     public func release(_ key: String) throws {
-        _ = try command(["EVAL", Self.releaseScript, "1", prefix + key])
+        _ = try eval(Self.releaseScript, keys: [prefix + key], args: [])
     }
 }

@@ -7,6 +7,7 @@ import Gateway
 import Logging
 import Policy
 import Relay
+import State
 
 /// The entry point blocks the main thread on a semaphore while the command
 /// runs as a task, instead of an async main: an async main parks the main
@@ -216,6 +217,12 @@ struct Check: ParsableCommand {
             print("  queue     \(config.queueDirectory)\(config.routes.isEmpty ? "" : ", \(config.routes.count) route(s)")")
         }
         print("  clamav    \(config.clamavMode.rawValue)\(config.clamavMode == .embedded ? " (\(config.clamavDatabase))" : "")")
+        if let r = config.state.redis {
+            let reachable = (try? RedisStore(r, timeout: max(config.state.timeout, 1)).ping()) != nil
+            print("  state     redis \(r) as node \(config.stateNode): \(reachable ? "reachable" : "NOT reachable now (greylisting and limits would use this node's own state)")")
+        } else {
+            print("  state     embedded (\(config.resolve(config.state.file)))")
+        }
         if let p = policy {
             let count = p.rules.count + p.sections.reduce(0) { $0 + $1.rules.count }
             print("  policy    \(count) rule(s), \(p.tables.count) table(s), \(p.sections.count) domain section(s)")

@@ -218,7 +218,7 @@ public struct GatewayConfig: Sendable {
     }
 
     /// Resolves a path from the file against the file's directory.
-    func resolve(_ p: String) -> String {
+    public func resolve(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
         var base = directory
         if base.isEmpty { base = "." }

@@ -14,11 +14,17 @@ import State
 struct Greylist: Sendable {
     let settings: GreylistSettings
 
-    /// "F<first seen>" pending, "P<first seen>" passed (unix seconds).
-    static func decode(_ v: String?) -> (passed: Bool, first: Double)? {
-        guard let v, let kind = v.first, let t = Double(v.dropFirst()) else { return nil }
-        return (kind == "P", t)
+    /// "F<first seen>" pending, "P<first seen>:<last renewed>" passed (unix seconds).
+    static func decode(_ v: String?) -> (passed: Bool, first: Double, renewed: Double)? {
+        guard let v, let kind = v.first else { return nil }
+        let parts = v.dropFirst().split(separator: ":")
+        guard let first = parts.first.flatMap({ Double($0) }) else { return nil }
+        return (kind == "P", first, parts.count > 1 ? Double(parts[1]) ?? first : first)
     }
+
+    /// A passed triplet's expiry is renewed at most once a day: a known
+    /// sender costs one read per message, not a read and a write.
+    static let renewEvery: Double = 86400
 
     /// The client part of the triplet: the SPF-authenticated sender domain, else the network.
     func client(_ facts: SessionFacts) -> String {
@@ -89,13 +95,17 @@ struct Greylist: Sendable {
         }
         var worst: GreylistCheck?
         var retried: GreylistCheck?
+        var stale = false
         for (i, t) in triplets.enumerated() {
             guard let seen = Self.decode(values[i]) else {
                 worst = GreylistCheck(outcome: .new, triplet: t, retryIn: settings.delay, detail: "\(t): a first attempt")
                 continue
             }
             let age = now - seen.first
-            if seen.passed { continue }
+            if seen.passed {
+                if now - seen.renewed > Self.renewEvery { stale = true }
+                continue
+            }
             if age < settings.delay {
                 if worst?.outcome != .new {
                     worst = GreylistCheck(outcome: .early, triplet: t, waited: age, retryIn: settings.delay - age,
@@ -109,7 +119,8 @@ struct Greylist: Sendable {
         }
         if let worst { return worst }
         if let retried { return retried }
-        return GreylistCheck(outcome: .known, triplet: shown, detail: "\(shown): passed before")
+        // `waited` 0 on a fresh one tells `record` there is nothing to write.
+        return GreylistCheck(outcome: .known, triplet: shown, waited: stale ? 1 : 0, detail: "\(shown): passed before")
     }
 
     /// After a `greylist` rule fired: remembers a first attempt, or a pass.
@@ -122,9 +133,11 @@ struct Greylist: Sendable {
             if let bodyHash { try store.set(Self.messageKey(bodyHash), "F\(Int(now))", ttl: settings.retryWindow, ifAbsent: true) }
         case .early, .unavailable:
             break
+        case .known where check.waited == 0:
+            break
         case .retried, .sameMessage, .known:
             let first = Int(now - check.waited)
-            for t in triplets { try store.set(Self.tripletKey(t), "P\(first)", ttl: settings.maxAge, ifAbsent: false) }
+            for t in triplets { try store.set(Self.tripletKey(t), "P\(first):\(Int(now))", ttl: settings.maxAge, ifAbsent: false) }
             if check.outcome != .known, settings.autoAllowClients > 0 {
                 _ = try store.increment(Self.clientKey(network(facts.clientIP)), ttl: settings.maxAge)
             }
