@@ -3,8 +3,10 @@ socket the test owns): a sender greylisted at gateway A passes at gateway B
 after the delay; a message rate holds across two gateways; a classifier
 trained through A is used by B; Redis stopped mid-run and started again.
 And greylisting on the embedded backend, surviving a restart."""
+import re
 import smtplib
 import time
+import urllib.request
 
 import pytest
 
@@ -109,8 +111,9 @@ def test_classifier_trained_through_a_is_used_by_b(gateway_factory, redis, tmp_p
 
 
 def test_redis_stopped_mid_run_falls_back_and_recovers(gateway_factory, redis):
-    cfg = state(redis) + '[greylist]\ndelay = "1s"\n'
+    cfg = state(redis) + '[greylist]\ndelay = "1s"\n[metrics]\nlisten = "127.0.0.1:0"\n'
     g = gateway_factory(policy=GREYLIST, config_extra=cfg)
+    metrics = "http://" + wait_for(lambda: re.search(r"metrics on http://([\d.]+:\d+)/metrics", g.log), 10, "the metrics address").group(1)
     assert attempt(g, sender="one@a.example")[0] == 451
     redis.stop()
     # Down: this node's own greylist answers, promptly, no tempfail storm for passed senders.
@@ -121,6 +124,9 @@ def test_redis_stopped_mid_run_falls_back_and_recovers(gateway_factory, redis):
     assert attempt(g, sender="two@b.example")[0] == 250  # passed on this node's own state
     wait_for(lambda: any("state:" in w and "greylist used this node's own state" in w
                          for r in g.audit() for w in r.get("warnings", [])), 5, "the fallback's warning in the audit record")
+    scraped = urllib.request.urlopen(metrics + "/metrics", timeout=5).read().decode()
+    failures = re.search(r'mxgate_state_failures_total\{use="greylist"\} (\d+)', scraped)
+    assert failures and int(failures.group(1)) >= 1, scraped
     # Back: Redis is used again without a restart.
     redis.start()
     wait_for(lambda: attempt(g, sender="three@c.example")[0] == 451 and
