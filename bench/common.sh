@@ -147,6 +147,16 @@ start_sink() {
   PIDS+=("$SINK_PID")
 }
 
+# start_dns ZONE_JSON: tests/dns_server.py answering the zone on loopback
+# (the port it chose in DNS_PORT), as in the integration tests.
+start_dns() {
+  python3 tests/dns_server.py "$1" >"$BASE/dns.out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q '^port ' "$BASE/dns.out" && break; sleep 0.1; done
+  DNS_PORT=$(awk '/^port /{print $2}' "$BASE/dns.out")
+  [[ -n $DNS_PORT ]] || { echo "the DNS server did not start: $(cat "$BASE/dns.out")" >&2; exit 1; }
+}
+
 # stop_postfixes: stops every private Postfix instance under $BASE (a
 # benchmark's cleanup_more).
 stop_postfixes() {

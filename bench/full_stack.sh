@@ -70,11 +70,7 @@ python3 bench/make_mail.py "$BASE/mail" >/dev/null
 MESSAGE=$BASE/mail/message.eml
 
 # ---------------------------------------------------------------- DNS and the sink
-python3 tests/dns_server.py "$BASE/mail/zone.json" >"$BASE/dns.out" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^port ' "$BASE/dns.out" && break; sleep 0.1; done
-DNS_PORT=$(awk '/^port /{print $2}' "$BASE/dns.out")
-[[ -n $DNS_PORT ]] || { echo "the DNS server did not start: $(cat "$BASE/dns.out")" >&2; exit 1; }
+start_dns "$BASE/mail/zone.json"
 start_sink
 
 # ---------------------------------------------------------------- clamd, clamav-milter, rspamd

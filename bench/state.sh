@@ -49,11 +49,7 @@ chmod 755 "$BASE"
 python3 bench/make_mail.py "$BASE/mail" >/dev/null
 MESSAGE=$BASE/mail/message.eml
 
-python3 tests/dns_server.py "$BASE/mail/zone.json" >"$BASE/dns.out" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^port ' "$BASE/dns.out" && break; sleep 0.1; done
-DNS_PORT=$(awk '/^port /{print $2}' "$BASE/dns.out")
-[[ -n $DNS_PORT ]] || { echo "the DNS server did not start: $(cat "$BASE/dns.out")" >&2; exit 1; }
+start_dns "$BASE/mail/zone.json"
 start_sink
 
 redis-server --bind "$ADDR" --port "$REDIS_PORT" --save "" --appendonly no --dir "$BASE" >"$BASE/redis.out" 2>&1 &
