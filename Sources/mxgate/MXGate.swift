@@ -369,7 +369,9 @@ struct Quarantine: AsyncParsableCommand {
     }
 
     struct Release: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Deliver a held message to the downstream and remove it.")
+        static let configuration = CommandConfiguration(
+            abstract: "Deliver a held message to the downstream and remove it.",
+            usage: "mxgate quarantine release <id> [--allow] [--node <node>] [-c <config>]")
         @OptionGroup var options: ConfigOption
         @Argument(help: "The quarantine ID.") var id: String
         @Flag(help: "Also add its sender to the allow-list ([web] allow_list, default rules/allowed-senders.list); reload to apply.")
