@@ -211,3 +211,27 @@ def test_the_console_why_shows_the_greylist(gateway_factory, mxgate_bin):
     assert b.login(user="victor")[0] == 303
     body = wait_for(lambda: (lambda r: r[2] if r[0] == 200 else None)(b.request(f"/why/{session}")), 10, "the why page")
     assert "greylist" in body and "new after 0s: 127.0.0.0/24 / first@new.example / alice@example.com" in body
+
+
+def test_a_pool_whose_spf_passes_is_one_sender(gateway_factory, dns_factory):
+    """A large sender retries from another address of its pool: when SPF
+    passes for both, the triplet is keyed by the SPF domain and the retry
+    passes; a sender without SPF from another network starts again."""
+    dns = dns_factory({"records": [["pool.example", "TXT", '"v=spf1 ip4:127.0.0.0/8 -all"']]})
+    g = gateway_factory(policy=GREYLIST, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n'
+                                                      '[greylist]\ndelay = "1s"\n')
+
+    def rcpt_from(source, sender):
+        with smtplib.SMTP("127.0.0.1", g.port, timeout=10, source_address=(source, 0)) as s:
+            s.ehlo("out.pool.example")
+            s.mail(sender)
+            return s.rcpt("alice@example.com")[0]
+    assert rcpt_from("127.0.0.1", "bounces@pool.example") == 451
+    assert rcpt_from("127.0.0.1", "someone@nospf.example") == 451
+    time.sleep(1.1)
+    assert rcpt_from("127.20.30.40", "bounces@pool.example") == 250   # another /24, same SPF domain
+    assert rcpt_from("127.20.30.40", "someone@nospf.example") == 451  # another /24, no SPF: a new triplet
+    wait_for(lambda: len([r for r in g.audit() if r["event"] == "recipient"]) >= 3, 5, "the recipient records")
+    triplets = [r["greylist"]["triplet"] for r in g.audit() if r["event"] == "recipient"]
+    assert triplets[0] == "spf:pool.example / bounces@pool.example / alice@example.com"
+    assert triplets[-1] == "127.20.30.0/24 / someone@nospf.example / alice@example.com"
