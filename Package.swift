@@ -98,6 +98,10 @@ let package = Package(
         .target(name: "State", dependencies: [
             "CHiredis", "Classifier",
             .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
         ]),
         // The review console ([web]): audit search over an SQLite index, "why", quarantine, statistics, queue, API.
         .target(

@@ -5,6 +5,7 @@ trained through A is used by B; Redis stopped mid-run and started again.
 And greylisting on the embedded backend, surviving a restart."""
 import re
 import smtplib
+import subprocess
 import time
 import urllib.request
 
@@ -235,3 +236,44 @@ def test_a_pool_whose_spf_passes_is_one_sender(gateway_factory, dns_factory):
     triplets = [r["greylist"]["triplet"] for r in g.audit() if r["event"] == "recipient"]
     assert triplets[0] == "spf:pool.example / bounces@pool.example / alice@example.com"
     assert triplets[-1] == "127.20.30.0/24 / someone@nospf.example / alice@example.com"
+
+
+def make_cert(d, name):
+    cert, key = d / f"{name}.pem", d / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_redis_over_tls(gateway_factory, tmp_path):
+    """rediss://: Debian's redis-server with TLS only, its certificate
+    checked against [state] tls_ca; a certificate nobody vouches for is
+    refused (and the node falls back to its own state, saying why)."""
+    from helpers import free_port
+    cert, key = make_cert(tmp_path, "redis")
+    stranger, _ = make_cert(tmp_path, "stranger")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
+                             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "--tls", "--cacert", str(cert), "-p", str(port), *args],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        wait_for(lambda: cli("PING") == "PONG", 10, "redis-server with TLS")
+        cfg = f'[state]\nredis = "rediss://127.0.0.1:{port}/0"\ntls_ca = "{cert}"\n'
+        g = gateway_factory(policy=GREYLIST, config_extra=cfg)
+        assert attempt(g, sender="tls@secure.example")[0] == 451
+        assert cli("EXISTS", "mxgate:gl:t:127.0.0.0/24 / tls@secure.example / alice@example.com") == "1"
+        assert not any("state:" in w for r in g.audit() for w in r.get("warnings", []))
+        bad = gateway_factory(policy=GREYLIST, config_extra=f'[state]\nredis = "rediss://127.0.0.1:{port}/0"\ntls_ca = "{stranger}"\n')
+        assert attempt(bad, sender="other@secure.example")[0] == 451  # this node's own greylist
+        wait_for(lambda: any("state:" in w and "certificate" in w.lower() for r in bad.audit() for w in r.get("warnings", [])),
+                 5, lambda: f"a certificate warning in {bad.audit()}")
+        assert cli("EXISTS", "mxgate:gl:t:127.0.0.0/24 / other@secure.example / alice@example.com") == "0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+import NIOSSL
 
 /// The shared backend: one Redis that every gateway of a domain's MX hosts
 /// talks to, through hiredis (Debian's libhiredis), blocking calls with a
@@ -17,12 +18,11 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         public var db = 0
         public var user: String?
         public var password: String?
+        /// `rediss://`: TLS (see `RedisTLS`).
+        public var tls = false
 
         public init(_ url: String) throws {
             func bad(_ why: String) -> StateError { StateError(location: url, message: why) }
-            if url.hasPrefix("rediss://") {
-                throw bad("TLS to Redis needs hiredis 1.0 or later (Debian 12 has 0.14): reach a TLS Redis through a local tunnel (stunnel, spiped) and name it here as redis://127.0.0.1:PORT")
-            }
             if url.hasPrefix("unix:") {
                 var rest = String(url.dropFirst(5))
                 if rest.hasPrefix("//") { rest.removeFirst(2) }
@@ -39,8 +39,9 @@ public final class RedisStore: StateStore, @unchecked Sendable {
                 socket = rest
                 return
             }
-            guard url.hasPrefix("redis://") else { throw bad("expected redis://host[:port][/db] or unix:/path/to/socket") }
-            var rest = Substring(url.dropFirst(8))
+            tls = url.hasPrefix("rediss://")
+            guard url.hasPrefix("redis://") || tls else { throw bad("expected redis://host[:port][/db], rediss:// (TLS) or unix:/path/to/socket") }
+            var rest = Substring(url.dropFirst(tls ? 9 : 8))
             if let at = rest.lastIndex(of: "@") {
                 let cred = rest[..<at]
                 rest = rest[rest.index(after: at)...]
@@ -81,7 +82,7 @@ public final class RedisStore: StateStore, @unchecked Sendable {
 
         /// The address without the password, for logs and audit records.
         public var description: String {
-            socket.map { "unix:\($0)?db=\(db)" } ?? "redis://\(host.contains(":") ? "[\(host)]" : host):\(port)/\(db)"
+            socket.map { "unix:\($0)?db=\(db)" } ?? "redis\(tls ? "s" : "")://\(host.contains(":") ? "[\(host)]" : host):\(port)/\(db)"
         }
     }
 
@@ -118,8 +119,14 @@ public final class RedisStore: StateStore, @unchecked Sendable {
     /// digest, not the script (EVALSHA): less to send and for Redis to hash.
     private var scripts: [String: String] = [:]
 
-    public init(_ endpoint: Endpoint, timeout: Double = 0.25, retryInterval: Double = 1, prefix: String = "mxgate:") {
+    let tls: RedisTLS
+    /// Made once: loading the CA file per connection would cost a read and a parse each time.
+    private var tlsContext: NIOSSLContext?
+
+    public init(_ endpoint: Endpoint, timeout: Double = 0.25, retryInterval: Double = 1, prefix: String = "mxgate:",
+                tls: RedisTLS = RedisTLS()) {
         self.endpoint = endpoint
+        self.tls = tls
         self.timeout = timeout
         self.retryInterval = retryInterval
         self.prefix = prefix
@@ -157,6 +164,22 @@ public final class RedisStore: StateStore, @unchecked Sendable {
         }
         lock.unlock()
         let t = Self.tv(timeout)
+        if endpoint.tls {
+            do {
+                lock.lock()
+                let made = tlsContext
+                lock.unlock()
+                let context = try made ?? tls.context()
+                lock.lock()
+                tlsContext = context
+                lock.unlock()
+                let c = try tls.connect(host: endpoint.host, port: endpoint.port, timeout: timeout, context: context)
+                return try prepare(c, t)
+            } catch {
+                markDown("\((error as? StateError)?.message ?? "\(error)")")
+                throw error
+            }
+        }
         guard let c = endpoint.socket.map({ redisConnectUnixWithTimeout($0, t) }) ?? redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), t) else {
             markDown("cannot allocate a connection")
             throw fail("cannot allocate a connection")
@@ -167,6 +190,11 @@ public final class RedisStore: StateStore, @unchecked Sendable {
             markDown("cannot connect: \(why)")
             throw fail("cannot connect: \(why)")
         }
+        return try prepare(c, t)
+    }
+
+    /// A new connection's timeout, AUTH and SELECT.
+    private func prepare(_ c: UnsafeMutablePointer<redisContext>, _ t: timeval) throws -> UnsafeMutablePointer<redisContext> {
         redisSetTimeout(c, t)
         do {
             if let password = endpoint.password {

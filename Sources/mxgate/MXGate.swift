@@ -217,8 +217,8 @@ struct Check: ParsableCommand {
             print("  queue     \(config.queueDirectory)\(config.routes.isEmpty ? "" : ", \(config.routes.count) route(s)")")
         }
         print("  clamav    \(config.clamavMode.rawValue)\(config.clamavMode == .embedded ? " (\(config.clamavDatabase))" : "")")
-        if let r = config.state.redis {
-            let reachable = (try? RedisStore(r, timeout: max(config.state.timeout, 1)).ping()) != nil
+        if let r = config.state.redis, let store = config.state.redisStore(minTimeout: 1) {
+            let reachable = (try? store.ping()) != nil
             print("  state     redis \(r) as node \(config.stateNode): \(reachable ? "reachable" : "NOT reachable now (greylisting and limits would use this node's own state)")")
         } else {
             print("  state     embedded (\(config.resolve(config.state.file)))")

@@ -135,6 +135,7 @@ struct GreylistTests {
         ("redis://:s3cret@10.0.0.5", "redis://10.0.0.5:6379/0", "s3cret"),
         ("redis://user:p%40ss@[::1]:7000/1", "redis://[::1]:7000/1", "p@ss"),
         ("unix:/run/redis/redis.sock?db=3", "unix:/run/redis/redis.sock?db=3", nil),
+        ("rediss://:pw@redis.example:6390/1", "rediss://redis.example:6390/1", "pw"),
     ])
     func redisAddresses(url: String, shown: String, password: String?) throws {
         let e = try RedisStore.Endpoint(url)
@@ -142,7 +143,7 @@ struct GreylistTests {
         #expect(e.password == password)
     }
 
-    @Test(arguments: ["rediss://127.0.0.1", "http://127.0.0.1", "redis://host:99999", "redis://h/x", "unix:relative.sock"])
+    @Test(arguments: ["redis:/127.0.0.1", "http://127.0.0.1", "redis://host:99999", "redis://h/x", "unix:relative.sock"])
     func badRedisAddressesSayWhy(url: String) {
         #expect(throws: StateError.self) { try RedisStore.Endpoint(url) }
     }

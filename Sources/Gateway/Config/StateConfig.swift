@@ -18,6 +18,10 @@ public struct StateSettings: Sendable, Equatable {
     public var limitsFallback: Fallback = .local
     /// Keep the classifier's model in Redis, so every gateway classifies with what any of them learnt.
     public var shareClassifier = false
+    /// `rediss://`: the CA file that signs the server's certificate, and a client certificate and key if it asks for one.
+    public var tlsCA: String?
+    public var tlsCertificate: String?
+    public var tlsKey: String?
     /// This gateway's name among those sharing the Redis (quarantine release requests are addressed by it); default `[server] hostname`.
     public var node: String?
     public init() {}
@@ -40,7 +44,7 @@ public struct GreylistSettings: Sendable, Equatable {
 extension ConfigReader {
     static let stateKeys: Set<String> = [
         "file", "redis", "password", "timeout", "retry_interval", "prefix",
-        "greylist_fallback", "limits_fallback", "share_classifier", "node",
+        "greylist_fallback", "limits_fallback", "share_classifier", "node", "tls_ca", "tls_certificate", "tls_key",
     ]
     static let greylistKeys: Set<String> = ["delay", "retry_window", "max_age", "auto_allow_clients", "ipv4_prefix", "ipv6_prefix"]
 
@@ -64,6 +68,12 @@ extension ConfigReader {
         if let v = choice(&s, "greylist_fallback", ["local", "accept"]) { st.greylistFallback = StateSettings.Fallback(rawValue: v)! }
         if let v = choice(&s, "limits_fallback", ["local", "accept"]) { st.limitsFallback = StateSettings.Fallback(rawValue: v)! }
         if let b = bool(&s, "share_classifier") { st.shareClassifier = b }
+        st.tlsCA = string(&s, "tls_ca").map(c.resolve)
+        st.tlsCertificate = string(&s, "tls_certificate").map(c.resolve)
+        st.tlsKey = string(&s, "tls_key").map(c.resolve)
+        if (st.tlsCertificate == nil) != (st.tlsKey == nil), let p = s.table["tls_certificate"]?.position ?? s.table["tls_key"]?.position {
+            error(p, "[state] tls_certificate and tls_key go together")
+        }
         if let n = string(&s, "node") {
             if n.isEmpty || n.contains(where: { $0.isWhitespace || $0 == ":" }), let p = s.table["node"]?.position {
                 error(p, "[state] node must be a name without spaces or colons")
@@ -90,6 +100,16 @@ extension ConfigReader {
     }
 }
 
+extension StateSettings {
+    /// A client for `redis` with these settings (nil: embedded); `timeout` at least `minTimeout`.
+    public func redisStore(minTimeout: Double = 0) -> RedisStore? {
+        redis.map {
+            RedisStore($0, timeout: max(timeout, minTimeout), retryInterval: retryInterval, prefix: prefix,
+                       tls: RedisTLS(caFile: tlsCA, certificate: tlsCertificate, key: tlsKey))
+        }
+    }
+}
+
 extension GatewayConfig {
     /// This gateway's name among those sharing `[state] redis`.
     public var stateNode: String { state.node ?? hostname }
@@ -97,17 +117,15 @@ extension GatewayConfig {
     /// Asks the gateway named `node` (sharing this configuration's Redis) to
     /// release a message it holds; it does within seconds and audits it.
     public func requestRelease(_ id: String, node: String, by who: String) throws {
-        guard let r = state.redis else { throw StateError(location: file, message: "[state] redis is not set: release on the node itself") }
+        guard let r = state.redisStore(minTimeout: 2) else { throw StateError(location: file, message: "[state] redis is not set: release on the node itself") }
         guard QuarantineAdmin.validID(id) else { throw StateError(location: file, message: "\(id) is not a quarantine ID") }
-        try RedisStore(r, timeout: max(state.timeout, 2), prefix: state.prefix).push("release:" + node, "\(id)\t\(who)", ttl: 7 * 86400)
+        try r.push("release:" + node, "\(id)\t\(who)", ttl: 7 * 86400)
     }
 
     /// Where the classifier's model is: Redis with `[state] share_classifier`, else `[classifier] model`.
     public func classifierStore() -> any ModelStore {
-        if state.shareClassifier, let r = state.redis {
-            // Loading or writing a model of several megabytes takes longer than a greylist lookup.
-            return RedisModelStore(redis: RedisStore(r, timeout: max(state.timeout, 5), retryInterval: state.retryInterval, prefix: state.prefix))
-        }
+        // Loading or writing a model of several megabytes takes longer than a greylist lookup.
+        if state.shareClassifier, let r = state.redisStore(minTimeout: 5) { return RedisModelStore(redis: r) }
         return ModelFile(path: classifier?.model ?? "")
     }
 }

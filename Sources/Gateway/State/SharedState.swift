@@ -33,11 +33,7 @@ final class SharedState: Sendable {
         self.metrics = metrics
         self.logger = logger
         local = try MemoryStore(path: file)
-        if let r = settings.redis {
-            primary = RedisStore(r, timeout: settings.timeout, retryInterval: settings.retryInterval, prefix: settings.prefix)
-        } else {
-            primary = local
-        }
+        primary = settings.redisStore() ?? local
     }
 
     /// A blocking store call, off the event loops and the cooperative pool when it is a network call.
