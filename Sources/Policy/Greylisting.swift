@@ -31,6 +31,8 @@ public struct GreylistCheck: Sendable, Equatable {
     public var detail: String
     /// At data: the body's hash the check was made with (what a retry of the same message matches).
     public var message: String?
+    /// Made on the node's own state because the shared store failed: what it decided is remembered there too.
+    public var fromLocalState = false
 
     public init(outcome: Outcome, triplet: String, waited: Double = 0, retryIn: Double = 0, detail: String = "") {
         self.outcome = outcome

@@ -64,6 +64,7 @@ final class SharedState: Sendable {
             if settings.greylistFallback == .local, let c = try? g.check(facts, recipients: recipients, bodyHash: bodyHash, store: local, now: now) {
                 var check = c
                 check.detail += " (this node's own greylist: \(primary.location) is unavailable)"
+                check.fromLocalState = true
                 return (check, warning)
             }
             return (GreylistCheck(outcome: .unavailable, triplet: recipients.first.map { g.triplet(facts, $0) } ?? "",
@@ -75,10 +76,9 @@ final class SharedState: Sendable {
     func greylistRecord(_ check: GreylistCheck, _ facts: SessionFacts, recipients: [Mailbox], bodyHash: String?) async -> String? {
         let now = Date().timeIntervalSince1970
         let g = greylist
-        let fellBack = check.detail.hasSuffix("is unavailable)")
-        let store: any StateStore = fellBack ? local : primary
+        let store: any StateStore = check.fromLocalState ? local : primary
         do {
-            if fellBack {
+            if check.fromLocalState {
                 try g.record(check, facts, recipients: recipients, bodyHash: bodyHash, store: local, now: now)
             } else {
                 try await call { try g.record(check, facts, recipients: recipients, bodyHash: bodyHash, store: store, now: now) }
