@@ -31,6 +31,8 @@ let package = Package(
             name: "SMTPProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
+        // The milter protocol (version 6), I/O-free: packets, commands, responses, negotiation.
+        .target(name: "MilterProtocol"),
         // RFC 5322 message handling: header parsing, trace headers.
         .target(name: "MailMessage"),
         // Verdicts and the per-stage decision seam (relay gate first).
@@ -132,7 +134,7 @@ let package = Package(
         // libFuzzer targets (scripts/fuzz.sh); a plain build replays corpora.
         .executableTarget(
             name: "mxgate-fuzz",
-            dependencies: ["SMTPProtocol", "MailMessage", "Policy", "Auth", "Heuristics", "Classifier",
+            dependencies: ["SMTPProtocol", "MailMessage", "Policy", "Auth", "Heuristics", "Classifier", "MilterProtocol",
                            .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: fuzzing ? [.define("FUZZING"), .unsafeFlags(["-parse-as-library"])] : []
         ),
@@ -146,6 +148,7 @@ let package = Package(
             dependencies: ["SMTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "ClassifierTests", dependencies: ["Classifier", "MailMessage"]),
+        .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
         .testTarget(name: "HeuristicsTests", dependencies: ["Heuristics", "MailMessage"]),
         .testTarget(
             name: "AuthTests",

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
-TARGETS=${1:-"command session mime policy address auth"}
+TARGETS=${1:-"command session mime policy address auth milter"}
 SECONDS_EACH=${2:-${FUZZ_SECONDS:-60}}
 MXGATE_FUZZ=1 swift build --scratch-path .build/fuzz --sanitize=fuzzer --sanitize=address --product mxgate-fuzz 2>&1 \
   | grep -vE "ld.gold: warning: Cannot export local symbol" | tail -3

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TARGETS = ["command", "session", "mime", "policy", "address", "auth"]
+TARGETS = ["command", "session", "mime", "policy", "address", "auth", "milter"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

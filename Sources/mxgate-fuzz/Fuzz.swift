@@ -11,18 +11,21 @@
 // driven by a byte stream, DATA and BDAT framing included), mime (header
 // parser and MIME walker), policy (the policy-language loader), address
 // (the address parsers), auth (DKIM-Signature, ARC and From fields, DMARC
-// records: what a sender writes for authentication to read).
+// records: what a sender writes for authentication to read), milter (the
+// milter packet decoder and the command and response parsers: what an MTA
+// or a milter sends).
 import Auth
 import Classifier
 import Foundation
 import Heuristics
 import MailMessage
+import MilterProtocol
 import NIOCore
 import Policy
 import SMTPProtocol
 
 enum FuzzTarget: String, CaseIterable {
-    case command, session, mime, policy, address, auth
+    case command, session, mime, policy, address, auth, milter
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -32,6 +35,7 @@ enum FuzzTarget: String, CaseIterable {
         case .policy: Self.policy(bytes)
         case .address: Self.address(bytes)
         case .auth: Self.auth(bytes)
+        case .milter: Self.milter(bytes)
         }
     }
 
@@ -171,6 +175,24 @@ enum FuzzTarget: String, CaseIterable {
             _ = DMARCRecord.parse(field.value)
             _ = AddressList.domains(in: field.value)
             _ = ARCChain.results(Array("\(field.name):\(field.value)".utf8)[...])
+        }
+    }
+
+    /// The stream as a sequence of packets, each parsed both as a command
+    /// and as a response, and what parsed encoded again and parsed back the same.
+    static func milter(_ bytes: [UInt8]) {
+        var d = MilterFrameDecoder()
+        d.feed(bytes)
+        while let packet = try? d.next() {
+            if let c = try? MilterCommand.parse(code: packet.code, data: packet.data) {
+                let again = c.encoded()
+                var d2 = MilterFrameDecoder()
+                d2.feed(again)
+                if let p2 = try? d2.next(), let c2 = try? MilterCommand.parse(code: p2.code, data: p2.data) {
+                    _ = "\(c2)"
+                }
+            }
+            _ = try? MilterResponse.parse(code: packet.code, data: packet.data)
         }
     }
 
