@@ -109,7 +109,7 @@ let package = Package(
         .target(
             name: "Console",
             dependencies: [
-                "Gateway", "Audit", "Policy", "Relay", "Threads", "CSQLite", "MailMessage",
+                "Gateway", "Audit", "Policy", "Relay", "Threads", "CSQLite", "MailMessage", "SMTPProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

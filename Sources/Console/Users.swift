@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SMTPProtocol
 import HummingbirdBcrypt
 
 /// Who may use the console: viewers search and read; admins also release,
@@ -106,7 +107,7 @@ public struct UsersFile: Sendable {
         hex(SHA256.hash(data: Array(s.utf8)))
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { lowerHex(bytes) }
 
     static func randomHex(_ bytes: Int) -> String {
         var g = SystemRandomNumberGenerator()

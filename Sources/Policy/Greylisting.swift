@@ -33,6 +33,9 @@ public struct GreylistCheck: Sendable, Equatable {
     public var message: String?
     /// Made on the node's own state because the shared store failed: what it decided is remembered there too.
     public var fromLocalState = false
+    /// A passed triplet whose expiry is due for renewal: its first-seen
+    /// time, to write back with today's (nil: nothing to write).
+    public var renewal: Double?
 
     public init(outcome: Outcome, triplet: String, waited: Double = 0, retryIn: Double = 0, detail: String = "") {
         self.outcome = outcome

@@ -12,3 +12,14 @@ public func upperHex(_ value: UInt64, width: Int) -> String {
         return width
     }
 }
+
+/// Lower-case hex of bytes (digests, tokens), two digits each.
+public func lowerHex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -61,6 +61,21 @@ struct GreylistTests {
         #expect(try g.check(Self.facts(ip: "198.51.100.1"), recipients: rcpt, bodyHash: nil, store: store, now: t0 + 400).outcome == .new)
     }
 
+    @Test func aPassedTripletIsRenewedOnceADayKeepingItsFirstSeen() throws {
+        let g = Greylist(settings: GreylistSettings())
+        let store = try MemoryStore(path: nil)
+        let f = Self.facts()
+        let rcpt = [Self.box("alice@example.com")]
+        let now = Date().timeIntervalSince1970
+        let key = Greylist.tripletKey(g.triplet(f, rcpt[0]))
+        try store.set(key, "P\(Int(now) - 3 * 86400):\(Int(now) - 2 * 86400)", ttl: 86400, ifAbsent: false)
+        let due = try g.check(f, recipients: rcpt, bodyHash: nil, store: store, now: now)
+        #expect(due.outcome == .known && due.renewal == Double(Int(now) - 3 * 86400))
+        try g.record(due, f, recipients: rcpt, bodyHash: nil, store: store, now: now)
+        #expect(try store.get([key]) == ["P\(Int(now) - 3 * 86400):\(Int(now))"])
+        #expect(try g.check(f, recipients: rcpt, bodyHash: nil, store: store, now: now + 60).renewal == nil)  // renewed: nothing to write
+    }
+
     @Test func aRetryPastTheWindowStartsAgain() throws {
         let g = Greylist(settings: GreylistSettings())
         let store = try MemoryStore(path: nil)

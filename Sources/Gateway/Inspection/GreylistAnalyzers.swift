@@ -1,5 +1,6 @@
 import Crypto
 import Policy
+import SMTPProtocol
 
 /// Looks the recipient's triplet up before `at rcpt` rules that greylist
 /// (the store may be Redis: the lookup is the wait, never the rule).
@@ -60,7 +61,7 @@ struct GreylistMessageAnalyzer: TextAnalyzer {
         private var digest = ""
 
         func finish(readError: Error?) -> Findings {
-            digest = hash.finalize().map { byte in String(byte, radix: 16).leftPadded(2) }.joined()
+            digest = lowerHex(hash.finalize())
             return Findings()
         }
 
@@ -71,8 +72,4 @@ struct GreylistMessageAnalyzer: TextAnalyzer {
             return Findings(facts: [.greylist(c)], warnings: warning.map { [$0] } ?? [])
         }
     }
-}
-
-extension String {
-    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -45,8 +45,7 @@ struct Greylist: Sendable {
         var local = m.localPart.lowercased()
         for batv in ["prvs=", "msprvs1=", "btv1=="] where local.hasPrefix(batv) {
             let rest = local.dropFirst(batv.count)
-            let sep: Character = "="
-            if let i = rest.lastIndex(of: sep) { local = String(rest[rest.index(after: i)...]) }
+            if let i = rest.lastIndex(of: "=") { local = String(rest[rest.index(after: i)...]) }
         }
         if let plus = local.firstIndex(of: "+"), plus != local.startIndex { local = String(local[..<plus]) }
         var out = ""
@@ -95,7 +94,7 @@ struct Greylist: Sendable {
         }
         var worst: GreylistCheck?
         var retried: GreylistCheck?
-        var stale = false
+        var renewal: Double?
         for (i, t) in triplets.enumerated() {
             guard let seen = Self.decode(values[i]) else {
                 worst = GreylistCheck(outcome: .new, triplet: t, retryIn: settings.delay, detail: "\(t): a first attempt")
@@ -103,7 +102,7 @@ struct Greylist: Sendable {
             }
             let age = now - seen.first
             if seen.passed {
-                if now - seen.renewed > Self.renewEvery { stale = true }
+                if now - seen.renewed > Self.renewEvery { renewal = min(renewal ?? seen.first, seen.first) }
                 continue
             }
             if age < settings.delay {
@@ -119,8 +118,9 @@ struct Greylist: Sendable {
         }
         if let worst { return worst }
         if let retried { return retried }
-        // `waited` 0 on a fresh one tells `record` there is nothing to write.
-        return GreylistCheck(outcome: .known, triplet: shown, waited: stale ? 1 : 0, detail: "\(shown): passed before")
+        var known = GreylistCheck(outcome: .known, triplet: shown, detail: "\(shown): passed before")
+        known.renewal = renewal
+        return known
     }
 
     /// After a `greylist` rule fired: remembers a first attempt, or a pass.
@@ -133,12 +133,13 @@ struct Greylist: Sendable {
             if let bodyHash { try store.set(Self.messageKey(bodyHash), "F\(Int(now))", ttl: settings.retryWindow, ifAbsent: true) }
         case .early, .unavailable:
             break
-        case .known where check.waited == 0:
-            break
-        case .retried, .sameMessage, .known:
+        case .known:
+            guard let first = check.renewal else { break }
+            for t in triplets { try store.set(Self.tripletKey(t), "P\(Int(first)):\(Int(now))", ttl: settings.maxAge, ifAbsent: false) }
+        case .retried, .sameMessage:
             let first = Int(now - check.waited)
             for t in triplets { try store.set(Self.tripletKey(t), "P\(first):\(Int(now))", ttl: settings.maxAge, ifAbsent: false) }
-            if check.outcome != .known, settings.autoAllowClients > 0 {
+            if settings.autoAllowClients > 0 {
                 _ = try store.increment(Self.clientKey(network(facts.clientIP)), ttl: settings.maxAge)
             }
         case .client:

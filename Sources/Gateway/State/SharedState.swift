@@ -36,10 +36,11 @@ final class SharedState: Sendable {
         primary = settings.redisStore() ?? local
     }
 
-    /// A blocking store call, off the event loops and the cooperative pool when it is a network call.
-    private func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        guard shared else { return try body() }
-        return try await NIOThreadPool.singleton.runIfActive { try body() }
+    /// A blocking store call, off the event loops and the cooperative pool
+    /// when it is a network call (the node's own store answers from memory, here).
+    private func call<T: Sendable>(_ store: any StateStore, _ body: @escaping @Sendable (any StateStore) throws -> T) async throws -> T {
+        guard store !== local else { return try body(store) }
+        return try await NIOThreadPool.singleton.runIfActive { try body(store) }
     }
 
     private func failed(_ use: Use, _ error: Error, fallback: StateSettings.Fallback) -> String {
@@ -56,9 +57,8 @@ final class SharedState: Sendable {
     func greylistCheck(_ facts: SessionFacts, recipients: [Mailbox], bodyHash: String?) async -> (GreylistCheck, String?) {
         let now = Date().timeIntervalSince1970
         let g = greylist
-        let store = primary
         do {
-            return (try await call { try g.check(facts, recipients: recipients, bodyHash: bodyHash, store: store, now: now) }, nil)
+            return (try await call(primary) { try g.check(facts, recipients: recipients, bodyHash: bodyHash, store: $0, now: now) }, nil)
         } catch {
             let warning = failed(.greylist, error, fallback: settings.greylistFallback)
             if settings.greylistFallback == .local, let c = try? g.check(facts, recipients: recipients, bodyHash: bodyHash, store: local, now: now) {
@@ -76,12 +76,9 @@ final class SharedState: Sendable {
     func greylistRecord(_ check: GreylistCheck, _ facts: SessionFacts, recipients: [Mailbox], bodyHash: String?) async -> String? {
         let now = Date().timeIntervalSince1970
         let g = greylist
-        let store: any StateStore = check.fromLocalState ? local : primary
         do {
-            if check.fromLocalState {
-                try g.record(check, facts, recipients: recipients, bodyHash: bodyHash, store: local, now: now)
-            } else {
-                try await call { try g.record(check, facts, recipients: recipients, bodyHash: bodyHash, store: store, now: now) }
+            try await call(check.fromLocalState ? local : primary) {
+                try g.record(check, facts, recipients: recipients, bodyHash: bodyHash, store: $0, now: now)
             }
             return nil
         } catch {
@@ -97,9 +94,8 @@ final class SharedState: Sendable {
     func connect(_ ip: String, limit: Int?) async -> (admitted: Bool, slot: Slot, warning: String?) {
         guard let limit else { return (true, .none, nil) }
         guard shared else { return (limiter.connect(ip, limit: limit), .local, nil) }
-        let store = primary
         do {
-            let ok = try await call { try store.acquire("conn:" + ip, limit: limit, ttl: 3600) }
+            let ok = try await call(primary) { try $0.acquire("conn:" + ip, limit: limit, ttl: 3600) }
             return (ok, ok ? .shared : .none, nil)
         } catch {
             let w = failed(.limits, error, fallback: settings.limitsFallback)
@@ -114,19 +110,17 @@ final class SharedState: Sendable {
         case .none: return
         case .local: limiter.disconnect(ip)
         case .shared:
-            let store = primary
             // A release that fails leaves the slot to expire (an hour): counted high, never low.
-            do { try await call { try store.release("conn:" + ip) } } catch { _ = failed(.limits, error, fallback: settings.limitsFallback) }
+            do { try await call(primary) { try $0.release("conn:" + ip) } } catch { _ = failed(.limits, error, fallback: settings.limitsFallback) }
         }
     }
 
     func message(_ ip: String, limit: Int?) async -> (admitted: Bool, warning: String?) {
         guard let limit else { return (true, nil) }
         guard shared else { return (limiter.message(ip, limit: limit), nil) }
-        let store = primary
         let now = Date().timeIntervalSince1970
         do {
-            return (try await call { try store.admit("rate:" + ip, limit: limit, window: 60, now: now) }, nil)
+            return (try await call(primary) { try $0.admit("rate:" + ip, limit: limit, window: 60, now: now) }, nil)
         } catch {
             let w = failed(.limits, error, fallback: settings.limitsFallback)
             return (settings.limitsFallback == .accept || limiter.message(ip, limit: limit), w)
@@ -137,8 +131,7 @@ final class SharedState: Sendable {
 
     func passedGreeting(_ ip: String) async -> Bool {
         guard shared else { return limiter.passedGreeting(ip) }
-        let store = primary
-        do { return try await call { try store.get(["greet:" + ip]) }.first! != nil } catch {
+        do { return try await call(primary) { try $0.get(["greet:" + ip]) }.first! != nil } catch {
             _ = failed(.greeting, error, fallback: .local)
             return limiter.passedGreeting(ip)
         }
@@ -147,8 +140,7 @@ final class SharedState: Sendable {
     func greetingPassed(_ ip: String) async {
         limiter.greetingPassed(ip)
         guard shared else { return }
-        let store = primary
-        do { _ = try await call { try store.set("greet:" + ip, "1", ttl: 86400, ifAbsent: false) } } catch {
+        do { _ = try await call(primary) { try $0.set("greet:" + ip, "1", ttl: 86400, ifAbsent: false) } } catch {
             _ = failed(.greeting, error, fallback: .local)
         }
     }
@@ -156,7 +148,7 @@ final class SharedState: Sendable {
     /// Release requests other nodes addressed to this one ("ID\tby"), taken from Redis.
     func releaseRequests(node: String) async -> [(id: String, by: String)] {
         guard let redis = primary as? RedisStore else { return [] }
-        let items = (try? await call { try redis.takeAll("release:" + node) }) ?? []
+        let items = (try? await call(redis) { _ in try redis.takeAll("release:" + node) }) ?? []
         return items.map { item in
             let parts = item.split(separator: "\t", maxSplits: 1).map(String.init)
             return (parts[0], parts.count > 1 ? parts[1] : "another node")
