@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics", "State",
+                "SMTPProtocol", "MailMessage", "Policy", "Relay", "Audit", "Checks", "Auth", "Threads", "Classifier", "Heuristics", "State", "MilterProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -18,6 +18,8 @@ APT_PACKAGES=(
   libclamav-dev    # libclamav for in-process scanning
   opendkim         # a second real DKIM signer (the milter, run privately by the tests)
   opendkim-tools   # opendkim-genkey and opendkim-testkey
+  miltertest       # Lua scripts that drive mxgate's milter stage by stage
+  clamav-milter    # a real milter mxgate calls (EICAR refused)
   spamassassin     # spamd: an external scorer (tests) and a peer in bench/accuracy.sh
   spamc
   spamd            # (Debian 12 ships spamd in its own package)
@@ -58,7 +60,7 @@ if ((${#missing[@]})); then
   fi
   # The packaged clamd and freshclam services are not used: mxgate talks to
   # the clamd you configure, and the tests start their own.
-  $SUDO systemctl stop clamav-daemon clamav-freshclam opendkim spamd spamassassin rspamd redis-server >/dev/null 2>&1 || true
+  $SUDO systemctl stop clamav-daemon clamav-freshclam clamav-milter opendkim spamd spamassassin rspamd redis-server >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}
@@ -89,6 +91,8 @@ check() {
 check "swaks with STARTTLS" perl -MNet::SSLeay -MIO::Socket::SSL -e1
 check "dkimpy's ARC sealer" $PY -c "import dkim, authres, nacl.signing"
 check "OpenDKIM" /usr/sbin/opendkim -V
+check "miltertest" test -x /usr/bin/miltertest
+check "clamav-milter" /usr/sbin/clamav-milter --version
 check "swaks" swaks --version
 check "Postfix" /usr/sbin/postconf -d mail_version
 check "smtp-sink" test -x /usr/sbin/smtp-sink

@@ -146,6 +146,14 @@ path = "audit.log"
     def log(self):
         return "\n".join(self.log_lines)
 
+    @property
+    def milter_port(self):
+        """The port of `[milter] listen = "inet:127.0.0.1:0"`, from the log."""
+        def found():
+            m = re.search(r"milter listening on inet:127\.0\.0\.1:(\d+)", self.log)
+            return int(m.group(1)) if m else None
+        return wait_for(found, 10, lambda: f"the milter listener in the log:\n{self.log}")
+
     def wait_log(self, text, timeout=10.0):
         """Waits until `text` is in the log: the line is written before the
         SMTP reply that a test waits for, but the thread that collects stderr

@@ -59,6 +59,8 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var country: String?
     /// What a `greylist` rule found: the triplet, the outcome and how long the sender waited.
     public var greylist: AuditGreylist?
+    /// Set when the session came through the milter protocol: the MTA that asked, and its queue id.
+    public var milter: AuditMilter?
 
     public init(time: Date = Date(), event: Event, session: String, clientIP: String, clientPort: Int? = nil,
                 helo: String? = nil, tls: Bool = false, mailFrom: String? = nil, rcptTo: [String] = [],
@@ -95,7 +97,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case size, verdict, reply, rules
         case spamScore = "spam_score"
-        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because, country, greylist
+        case virus, relay, reason, warnings, symbols, auth, classifier, signals, because, country, greylist, milter
     }
 
     // Every contract field is written even when empty (as null), so a reader
@@ -128,6 +130,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         if !because.isEmpty { try c.encode(because, forKey: .because) }
         try c.encodeIfPresent(country, forKey: .country)
         try c.encodeIfPresent(greylist, forKey: .greylist)
+        try c.encodeIfPresent(milter, forKey: .milter)
     }
 
     public init(from decoder: Decoder) throws {
@@ -161,6 +164,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         because = try c.decodeIfPresent([String: String].self, forKey: .because) ?? [:]
         country = try c.decodeIfPresent(String.self, forKey: .country)
         greylist = try c.decodeIfPresent(AuditGreylist.self, forKey: .greylist)
+        milter = try c.decodeIfPresent(AuditMilter.self, forKey: .milter)
         signals = try c.decodeIfPresent([String].self, forKey: .signals) ?? []
     }
 
@@ -219,6 +223,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
         j.add("helo", helo)
         j.add("mail_from", mailFrom)
         j.add("message_id", messageID)
+        if let milter { j.add("milter", object: milter.json()) }
         j.add("rcpt_to", rcptTo)
         if let reason { j.add("reason", reason) }
         j.add("relay", relay)
@@ -367,6 +372,35 @@ public struct AuditGreylist: Codable, Sendable, Equatable {
         out += Array(",\"triplet\":".utf8)
         JSONText.appendQuoted(triplet, to: &out)
         out += Array(",\"waited\":\(waited)}".utf8)
+        return out
+    }
+}
+
+/// Where a milter session came from: `{"mta": "mx1.example.org", "queue_id":
+/// "4XyZ1c2Kq0z"}` (the MTA's `j` and `i` macros), so a record can be
+/// matched with the MTA's own log line.
+public struct AuditMilter: Codable, Sendable, Equatable {
+    public var mta: String
+    public var queueID: String?
+
+    public init(mta: String, queueID: String?) {
+        self.mta = mta
+        self.queueID = queueID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case mta
+        case queueID = "queue_id"
+    }
+
+    func json() -> [UInt8] {
+        var out: [UInt8] = Array("{\"mta\":".utf8)
+        JSONText.appendQuoted(mta, to: &out)
+        if let queueID {
+            out += Array(",\"queue_id\":".utf8)
+            JSONText.appendQuoted(queueID, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
         return out
     }
 }

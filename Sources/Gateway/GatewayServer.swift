@@ -94,6 +94,19 @@ public final class GatewayServer: Sendable {
                 }
             }
         }
+        var milterServer: MilterServer?
+        var milterTask: Task<Void, Never>?
+        if let m = config.milter {
+            let ms = try await MilterServer.bind(m, group: group, logger: logger)
+            logger.info("milter listening on \(ms.address)")
+            milterServer = ms
+            milterTask = Task { [self] in
+                await ms.serve { [self] in
+                    MilterConnection(runtime: currentRuntime, audit: audit, state: state, metrics: metrics, logger: logger,
+                                     newSessionID: { [self] in nextSessionID() })
+                }
+            }
+        }
         warnIfRoot(config)
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.delivery.label), domains \(config.relayDomainsDescription)")
 
@@ -126,6 +139,8 @@ public final class GatewayServer: Sendable {
         let watch = Task { await self.watchSignatures() }
         defer { watch.cancel() }
         for server in bound { try? await server.closeFuture.get() }
+        milterServer?.stop()
+        await milterTask?.value
         await running.allFinished()
         queue?.stop()
         await queueTask.value
@@ -260,13 +275,18 @@ public final class GatewayServer: Sendable {
     // The @inline(never) functions below keep their locals out of the async
     // frames an idle session waits in: with 10,000 idle connections every
     // byte of those frames counts ten thousand times.
+    /// A session id unique in this process's log: its prefix, then a counter.
+    func nextSessionID() -> String {
+        let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        return sessionPrefix + upperHex(UInt64(n & 0xFFFFFF), width: 6)
+    }
+
     @inline(never)
     private func serve(_ accepted: Accepted) async {
         let runtime = currentRuntime
         let channel = accepted.channel
         let id = ObjectIdentifier(channel)
-        let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let sessionID = sessionPrefix + upperHex(UInt64(n & 0xFFFFFF), width: 6)
+        let sessionID = nextSessionID()
         let tooMany = sessions.withLock { s -> Bool in
             if s.count >= runtime.config.maxConnections { return true }
             s[id] = channel

@@ -2,6 +2,7 @@ import Checks
 import Classifier
 import Foundation
 import Logging
+import MailMessage
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -174,5 +175,23 @@ final class Runtime: Sendable {
         (checks.resolver as? DNSResolver)?.close()
         if case .clamd(let c)? = scanner { c.close() }
         await delivery.shutdown()
+    }
+}
+
+extension Runtime {
+    /// How far into the text the end of data looks for the end of the header section.
+    var headerSectionLimit: Int { max(64 * 1024, limits.headerSize + 4) }
+
+    /// [limits] header_size and max_received, on a whole message (SMTP or milter).
+    func headerLimitRefusal(_ headers: HeaderBlock, headerBytes: Int, bodySize: Int) -> SMTPReply? {
+        let limit = limits.headerSize
+        if !headers.complete && bodySize > limit && headerBytes > limit {
+            return SMTPReply(552, "5.3.4", "Message header section larger than \(limit) bytes")
+        }
+        let hops = headers.count("Received")
+        if hops > limits.maxReceived {
+            return SMTPReply(554, "5.4.6", "Too many hops (\(hops) Received headers): is there a mail loop?")
+        }
+        return nil
     }
 }

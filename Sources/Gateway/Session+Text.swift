@@ -29,7 +29,7 @@ extension Session {
     }
 
     /// How far into the text the end of data looks for the end of the header section.
-    var headerSectionLimit: Int { max(64 * 1024, runtime.limits.headerSize + 4) }
+    var headerSectionLimit: Int { runtime.headerSectionLimit }
 
     @inline(never)  // keeps this frame out of the one an idle session waits in
     func data() async {
@@ -141,14 +141,6 @@ extension Session {
     /// more Received lines than a message ever collects unless it loops
     /// (RFC 5321 §6.3; Postfix's hopcount_limit).
     func headerLimitRefusal(_ headers: HeaderBlock, headerBytes: Int, bodySize: Int) -> SMTPReply? {
-        let limit = runtime.limits.headerSize
-        if !headers.complete && bodySize > limit && headerBytes > limit {
-            return SMTPReply(552, "5.3.4", "Message header section larger than \(limit) bytes")
-        }
-        let hops = headers.count("Received")
-        if hops > runtime.limits.maxReceived {
-            return SMTPReply(554, "5.4.6", "Too many hops (\(hops) Received headers): is there a mail loop?")
-        }
-        return nil
+        runtime.headerLimitRefusal(headers, headerBytes: headerBytes, bodySize: bodySize)
     }
 }

@@ -446,13 +446,7 @@ final class Session {
         let v = verdictOverride ?? verdict(for: reply)
         metrics.transaction(v.rawValue)
         var r = AuditRecordBuilder(self).base(.transaction, verdict: v, reply: reply)
-        r.warnings = driver.warnings
-        r.spamScore = driver.spamScore
-        r.symbols = driver.symbolScores
-        r.virus = driver.facts.virus
-        r.size = size
-        r.messageID = messageID
-        r.rules = driver.rules + extra
+        driver.fillTransaction(&r, size: size, messageID: messageID, extraRules: extra)
         r.relay = relay ?? (reason != nil && extra.isEmpty ? runtime.delivery.label : nil)
         r.reason = reason
         write(r)
@@ -476,9 +470,7 @@ final class Session {
 
     // MARK: audit
 
-    func verdict(for reply: SMTPReply) -> AuditRecord.Verdict {
-        reply.code < 400 ? .accepted : reply.code < 500 ? .tempfailed : .rejected
-    }
+    func verdict(for reply: SMTPReply) -> AuditRecord.Verdict { AuditRecord.verdict(for: reply) }
 
     func record(_ event: AuditRecord.Event, verdict: AuditRecord.Verdict, reply: SMTPReply, rules: [String] = [], reason: String? = nil) {
         var r = AuditRecordBuilder(self).base(event, verdict: verdict, reply: reply)

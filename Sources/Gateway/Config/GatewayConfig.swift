@@ -174,6 +174,10 @@ public struct GatewayConfig: Sendable {
     public var state = StateSettings()
     /// `[greylist]`: what the policy's `greylist` action waits for.
     public var greylist = GreylistSettings()
+    /// `[milter]`: serve the milter protocol to an MTA, when `listen` is set.
+    public var milter: MilterServerSettings?
+    /// `[[milters]]`: milters mxgate asks, in order, at each stage.
+    public var milters: [MilterClientSettings] = []
 
     // [geoip]
     public var geoipDatabase: String?
@@ -264,6 +268,8 @@ struct ConfigReader {
         "greylist": ConfigReader.greylistKeys,
         "classifier": ConfigReader.classifierKeys,
         "scorers": ConfigReader.scorerKeys,
+        "milter": ConfigReader.milterServerKeys,
+        "milters": ConfigReader.milterClientKeys,
         "clamav": ["mode", "socket", "address", "timeout", "on_error", "database", "pool_size", "watch_interval"],
     ]
 
@@ -277,6 +283,10 @@ struct ConfigReader {
             }
             if key == "scorers" {
                 readScorers(node, &c)
+                continue
+            }
+            if key == "milters" {
+                readMilterClients(node, &c)
                 continue
             }
             guard case .table(let t) = node.value else {
@@ -339,6 +349,8 @@ struct ConfigReader {
                 readState(&s, &c)
             case "greylist":
                 readGreylist(&s, &c)
+            case "milter":
+                readMilterServer(&s, &c)
             case "quarantine":
                 if let p = string(&s, "directory") { c.quarantineDirectory = p }
                 if let d = duration(&s, "retention") { c.quarantineRetention = d }

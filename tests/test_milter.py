@@ -1,0 +1,128 @@
+"""mxgate as a milter behind a real Postfix (`smtpd_milters`): Postfix is
+the MX and delivers; mxgate's policy, scanning and audit decide."""
+import smtplib
+import time
+
+import pytest
+
+from helpers import free_port, wait_for
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+POLICY = (
+    'at connect match client 127.0.0.2 reject "554 5.7.1 Your network is blocked here"\n'
+    'at data match body ~ /GTUBE-STANDARD-ANTI-UBE/ reject "550 5.7.1 Spam refused (GTUBE)"\n'
+)
+MILTER = '[milter]\nlisten = "inet:127.0.0.1:0"\n'
+
+
+def msg(mid, body="Hello from behind Postfix.\r\n"):
+    return (f"From: Alice <a@sender.test>\r\nTo: bob@example.com\r\nSubject: milter {mid}\r\n"
+            f"Message-ID: <{mid}@sender.test>\r\n"
+            "Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=forged.test\r\n"
+            f"\r\n{body}").encode()
+
+
+def send(port, mid, body=None, source=None):
+    """Sends through Postfix; returns Postfix's reply to the message (or to the refused step)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0) if source else None) as s:
+            s.ehlo("client.sender.test")
+            s.sendmail("a@sender.test", ["bob@example.com"], msg(mid, body) if body else msg(mid))
+            return 250, ""
+    except smtplib.SMTPResponseException as e:
+        return e.smtp_code, e.smtp_error.decode()
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = list(e.recipients.values())[0]
+        return code, text.decode()
+
+
+def behind_postfix(gateway_factory, postfix_factory, sink, policy=POLICY, extra="", default_action="tempfail"):
+    gw = gateway_factory(policy=policy, config_extra=MILTER + extra)
+    pf = postfix_factory("mx", relayhost=sink.port, relay_domains="example.com", tls_level="none",
+                         extra_main=f"smtpd_milters = inet:127.0.0.1:{gw.milter_port}\n"
+                                    f"milter_default_action = {default_action}\n")
+    return gw, pf
+
+
+def records(gw, event="transaction", count=1):
+    wait_for(lambda: len([r for r in gw.audit() if r["event"] == event]) >= count, 10, f"{count} {event} record(s)")
+    return [r for r in gw.audit() if r["event"] == event]
+
+
+def test_clean_message_is_delivered_by_postfix_with_our_results(gateway_factory, postfix_factory, sink):
+    gw, pf = behind_postfix(gateway_factory, postfix_factory, sink)
+    assert send(pf.port, "clean-1") == (250, "")
+    dump = sink.dumps(1, timeout=30)[0]
+    header = dump.split(b"\r\n\r\n", 1)[0]
+    # Ours is the only one claiming our authserv-id: the forged one is gone.
+    assert header.count(b"Authentication-Results: mx.test.example") == 1
+    assert b"smtp.mailfrom=forged.test" not in header
+    assert b"Message-ID: <clean-1@sender.test>" in header and b"by pf.test.example (Postfix)" in header
+    rec = records(gw)[-1]
+    assert rec["verdict"] == "accepted" and rec["rcpt_to"] == ["bob@example.com"]
+    assert rec["mail_from"] == "a@sender.test" and rec["helo"] == "client.sender.test"
+    assert rec["milter"]["mta"] == "pf.test.example" and rec["relay"] == "mta pf.test.example"
+    # The queue id in the record is the one Postfix logs for the message.
+    wait_for(lambda: "status=sent" in pf.maillog(), 30, "Postfix to relay the message")
+    assert rec["milter"]["queue_id"] and f"{rec['milter']['queue_id']}: " in pf.maillog()
+
+
+def test_gtube_is_refused_by_postfix_with_our_reply(gateway_factory, postfix_factory, sink):
+    gw, pf = behind_postfix(gateway_factory, postfix_factory, sink)
+    code, text = send(pf.port, "gtube-1", body=f"Buy now {GTUBE}\r\n")
+    assert code == 550 and "5.7.1 Spam refused (GTUBE)" in text
+    rec = records(gw)[-1]
+    assert rec["verdict"] == "rejected" and rec["reply"].startswith("550 5.7.1 Spam refused")
+    assert rec["milter"]["mta"] == "pf.test.example"
+    assert "milter-reject: END-OF-MESSAGE" in pf.maillog()
+    time.sleep(0.5)
+    assert not [p for p in sink.dir.iterdir() if p.is_file()]
+
+
+def test_eicar_is_refused_by_postfix(gateway_factory, postfix_factory, sink, clamd):
+    policy = 'at data match virus reject "554 5.7.1 Virus found: {virus}"\n'
+    gw, pf = behind_postfix(gateway_factory, postfix_factory, sink, policy=policy,
+                            extra=f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\n')
+    code, text = send(pf.port, "eicar-1", body=EICAR + "\r\n")
+    assert code == 554 and "Virus found: MxGate" in text
+    rec = records(gw)[-1]
+    assert rec["verdict"] == "rejected" and rec["virus"].startswith("MxGate")
+
+
+def test_blocked_client_is_refused_at_connect(gateway_factory, postfix_factory, sink):
+    gw, pf = behind_postfix(gateway_factory, postfix_factory, sink)
+    code, _ = send(pf.port, "blocked-1", source="127.0.0.2")
+    # Postfix greets a client refused at connect with its own text, and logs ours.
+    assert code == 554
+    wait_for(lambda: "milter-reject: CONNECT from unknown[127.0.0.2]: 554 5.7.1 Your network is blocked here"
+             in pf.maillog(), 10, "Postfix to log mxgate's reply")
+    rec = records(gw, "connection")[-1]
+    assert rec["client_ip"] == "127.0.0.2" and rec["verdict"] == "rejected"
+    assert rec["milter"]["mta"] == "pf.test.example"
+    # The next client is judged on its own.
+    assert send(pf.port, "after-blocked")[0] == 250
+
+
+@pytest.mark.parametrize("action,expected", [("tempfail", 451), ("accept", 250)])
+def test_dead_milter_follows_postfix_default_action(gateway_factory, postfix_factory, sink, action, expected):
+    gw, pf = behind_postfix(gateway_factory, postfix_factory, sink, default_action=action)
+    assert send(pf.port, "alive-1") == (250, "")
+    gw.stop()
+    code, _ = send(pf.port, "dead-1")
+    assert code == expected
+    if expected == 250:
+        dumps = sink.dumps(2, timeout=30)
+        # Judged by no one: Postfix passed it on without our header.
+        dead = [d for d in dumps if b"<dead-1@sender.test>" in d][0]
+        assert b"Authentication-Results: mx.test.example;" not in dead.split(b"\r\n\r\n", 1)[0].replace(
+            b"mx.test.example; spf=pass smtp.mailfrom=forged.test", b"")
+    assert [r["message_id"] for r in gw.audit() if r["event"] == "transaction"] == ["<alive-1@sender.test>"]
+
+
+def test_milter_needs_a_listen_address(gateway_factory, mxgate_bin, tmp_path):
+    gw = gateway_factory()
+    gw.config.write_text(gw.config.read_text() + '[milter]\nlisten = "tcp:8891"\n')
+    out = gw.cli("check", check=False)
+    assert out.returncode != 0 and "[milter] listen must be inet:HOST:PORT or unix:PATH" in out.stdout + out.stderr
+    assert free_port()  # the listener was never bound
