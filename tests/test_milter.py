@@ -1,6 +1,9 @@
 """mxgate as a milter behind a real Postfix (`smtpd_milters`): Postfix is
 the MX and delivers; mxgate's policy, scanning and audit decide."""
+import pathlib
 import smtplib
+import socket
+import subprocess
 import time
 
 import pytest
@@ -13,6 +16,7 @@ POLICY = (
     'at connect match client 127.0.0.2 reject "554 5.7.1 Your network is blocked here"\n'
     'at data match body ~ /GTUBE-STANDARD-ANTI-UBE/ reject "550 5.7.1 Spam refused (GTUBE)"\n'
 )
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 MILTER = '[milter]\nlisten = "inet:127.0.0.1:0"\n'
 
 
@@ -126,3 +130,57 @@ def test_milter_needs_a_listen_address(gateway_factory, mxgate_bin, tmp_path):
     out = gw.cli("check", check=False)
     assert out.returncode != 0 and "[milter] listen must be inet:HOST:PORT or unix:PATH" in out.stdout + out.stderr
     assert free_port()  # the listener was never bound
+
+
+# Debian's miltertest (OpenDKIM's) plays the MTA: Lua scripts in tests/milter/.
+SCRIPTS = ROOT / "tests" / "milter"
+
+
+def miltertest(gw, script):
+    out = subprocess.run(["miltertest", "-s", str(SCRIPTS / script), "-D", f"port={gw.milter_port}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"{script} failed:\n{out.stdout}\n{out.stderr}\nmxgate:\n{gw.log[-3000:]}"
+    return out.stdout
+
+
+def test_miltertest_every_stage(gateway_factory):
+    gw = gateway_factory(policy=POLICY, config_extra=MILTER)
+    assert "every stage: ok" in miltertest(gw, "every_stage.lua")
+    recs = records(gw, count=2)
+    refused = [r for r in gw.audit() if r["event"] == "recipient"]
+    assert refused[-1]["rcpt_to"] == ["x@elsewhere.test"] and refused[-1]["rules"] == ["relay-gate"]
+    assert refused[-1]["milter"] == {"mta": "mta.test.example", "queue_id": "QID1"}
+    clean, spam = recs[-2], recs[-1]
+    assert clean["verdict"] == "accepted" and clean["message_id"] == "<stage-1@sender.test>"
+    assert clean["milter"] == {"mta": "mta.test.example", "queue_id": "QID1"} and clean["client_ip"] == "192.0.2.10"
+    # The aborted message left no record; the next one is judged alone.
+    assert spam["verdict"] == "rejected" and spam["mail_from"] == "d@sender.test" and spam["milter"]["queue_id"] == "QID3"
+    assert spam["session"] == clean["session"]
+
+
+def test_miltertest_fewer_steps(gateway_factory):
+    gw = gateway_factory(policy=POLICY, config_extra=MILTER)
+    assert "fewer steps: ok" in miltertest(gw, "fewer_steps.lua")
+    rec = records(gw)[-1]
+    assert rec["verdict"] == "accepted" and rec["helo"] and rec["client_ip"] == "192.0.2.11"
+
+
+def test_miltertest_body_over_64k(gateway_factory, clamd):
+    policy = 'at data match virus reject "554 5.7.1 Virus found: {virus}"\n'
+    gw = gateway_factory(policy=policy, config_extra=MILTER + f'[clamav]\nmode = "clamd"\nsocket = "{clamd.socket}"\n')
+    assert "big body: ok" in miltertest(gw, "big_body.lua")
+    clean, spam = records(gw, count=2)[-2:]
+    assert clean["verdict"] == "accepted" and clean["size"] > 5 * 59200 + 20000
+    assert spam["verdict"] == "rejected" and spam["virus"].startswith("MxGate") and spam["size"] > clean["size"]
+
+
+def test_milter_protocol_garbage_ends_the_connection_not_the_gateway(gateway_factory):
+    gw = gateway_factory(policy=POLICY, config_extra=MILTER)
+    with socket.create_connection(("127.0.0.1", gw.milter_port), timeout=10) as s:
+        s.sendall(b"\x00\x00\x00\x05Xjunk")  # an unknown command before any negotiation
+        assert s.recv(100) == b""  # closed
+    with socket.create_connection(("127.0.0.1", gw.milter_port), timeout=10) as s:
+        s.sendall(b"\x7f\xff\xff\xffO")  # a 2 GB packet announced
+        assert s.recv(100) == b""
+    gw.wait_log("milter connection from")
+    assert "every stage: ok" in miltertest(gw, "every_stage.lua")
