@@ -611,3 +611,20 @@ class Redis:
                 self.proc.wait()
         if self.socket.exists():
             self.socket.unlink()
+
+
+def smtp_send(port, sender, recipients, msg, helo=None, source=None, timeout=60):
+    """Sends one message with smtplib; the server's answer as (code, text),
+    (250, "") when it was accepted: the refused step's reply otherwise."""
+    import smtplib
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=timeout, source_address=(source, 0) if source else None) as s:
+            if helo:
+                s.ehlo(helo)
+            s.sendmail(sender, recipients, msg)
+        return 250, ""
+    except smtplib.SMTPResponseException as e:
+        return e.smtp_code, e.smtp_error.decode()
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = list(e.recipients.values())[0]
+        return code, text.decode()

@@ -1,14 +1,13 @@
 """mxgate as a milter behind a real Postfix (`smtpd_milters`): Postfix is
 the MX and delivers; mxgate's policy, scanning and audit decide."""
 import pathlib
-import smtplib
 import socket
 import subprocess
 import time
 
 import pytest
 
-from helpers import free_port, wait_for
+from helpers import free_port, smtp_send, wait_for
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -29,16 +28,8 @@ def msg(mid, body="Hello from behind Postfix.\r\n"):
 
 def send(port, mid, body=None, source=None):
     """Sends through Postfix; returns Postfix's reply to the message (or to the refused step)."""
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0) if source else None) as s:
-            s.ehlo("client.sender.test")
-            s.sendmail("a@sender.test", ["bob@example.com"], msg(mid, body) if body else msg(mid))
-            return 250, ""
-    except smtplib.SMTPResponseException as e:
-        return e.smtp_code, e.smtp_error.decode()
-    except smtplib.SMTPRecipientsRefused as e:
-        code, text = list(e.recipients.values())[0]
-        return code, text.decode()
+    return smtp_send(port, "a@sender.test", ["bob@example.com"], msg(mid, body) if body else msg(mid),
+                     helo="client.sender.test", source=source, timeout=30)
 
 
 def behind_postfix(gateway_factory, postfix_factory, sink, policy=POLICY, extra="", default_action="tempfail"):

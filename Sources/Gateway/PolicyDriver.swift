@@ -50,6 +50,8 @@ public struct PolicyDriver {
     private(set) var tagged = false
     /// What the classifier read of this message (for autolearn).
     private(set) var classified: MessageFeatures?
+    /// Header changes the milters asked for, applied to the message relayed.
+    private(set) var headerEdits: [MilterHeaderEdit] = []
     /// Every rule that fired in the session, with its explanation; kept only
     /// for dry runs (`keepFired`), where it is the report.
     private(set) var fired: [(PolicyStage, FiredRule)] = []
@@ -116,6 +118,15 @@ public struct PolicyDriver {
 
     // MARK: stages
 
+    /// A milter refused this stage (reject or tempfail): that is the answer,
+    /// and the rule named in the audit record is the milter. A discard or a
+    /// quarantine before the text waits for the end of the message.
+    private mutating func milterRefusal(closes: Bool) -> Verdict? {
+        guard let m = facts.milterVerdict, let reply = m.reply else { return nil }
+        facts.milterVerdict = nil
+        return .refuse(reply, rules: ["milter \(m.milter)"], closes: closes, reason: m.reason)
+    }
+
     /// Connection limits (`admitted`: within `limit connections-per-client`), then `at connect` rules.
     public mutating func connect(inspected: Findings = Findings(), admitted: Bool = true) -> Verdict {
         guard admitted else {
@@ -123,6 +134,7 @@ public struct PolicyDriver {
                            rules: ["limit connections-per-client"], closes: true, reason: nil)
         }
         absorb(inspected, at: .connect)
+        if let r = milterRefusal(closes: true) { return r }
         let out = consult(.connect, facts)
         if let r = Self.refusal(out) { return r }
         absorbSession(out)
@@ -133,6 +145,10 @@ public struct PolicyDriver {
         let previous = facts.helo
         facts.helo = name
         absorb(inspected, at: .helo)
+        if let r = milterRefusal(closes: false) {
+            facts.helo = previous
+            return r
+        }
         let out = consult(.helo, facts)
         if let r = Self.refusal(out) {
             facts.helo = previous
@@ -153,8 +169,9 @@ public struct PolicyDriver {
         facts.mailFrom = path
         facts.mailParameters = params
         absorb(inspected, at: .mail)
-        let out = consult(.mail, facts)
-        if let r = Self.refusal(out) {
+        let milter = milterRefusal(closes: false)
+        let out = milter == nil ? consult(.mail, facts) : StageOutcome()
+        if let r = milter ?? Self.refusal(out) {
             facts.mailFrom = nil
             facts.mailParameters = nil
             return r
@@ -189,6 +206,12 @@ public struct PolicyDriver {
         facts.recipient = box
         facts.section = section
         absorb(inspected, at: .rcpt)
+        if let r = milterRefusal(closes: false) {
+            greylistThisStage = nil
+            facts.recipient = nil
+            facts.section = previousSection
+            return r
+        }
         let out = consult(.rcpt, facts)
         greylistThisStage = out.greylist
         if let g = out.greylist { greylist = g }
@@ -217,6 +240,16 @@ public struct PolicyDriver {
         facts.messageSize = size
         absorb(inspected, at: .endOfData)
         if policy.needsHeaders { facts.headers = headers.decodedFields }
+        if let m = facts.milterVerdict {
+            // A milter's answer is the message's, before any rule.
+            facts.milterVerdict = nil
+            let rule = "milter \(m.milter)"
+            switch m.verdict {
+            case "discard": return .discard(rule: rule)
+            case "quarantine": return .quarantine(rule: rule, reason: m.reason ?? rule)
+            default: if let reply = m.reply { return .refuse(reply, rules: [rule], closes: false) }
+            }
+        }
         let out = consult(.data, facts)
         greylistThisStage = out.greylist
         if let g = out.greylist { greylist = g }
@@ -240,6 +273,7 @@ public struct PolicyDriver {
         guard !findings.facts.isEmpty || !findings.warnings.isEmpty || !findings.symbols.isEmpty || findings.classified != nil else { return }
         for f in findings.facts { facts.apply(f) }
         if let c = findings.classified { classified = c }
+        headerEdits += findings.headerEdits
         let session = stage == .connect || stage == .helo
         for w in findings.warnings { note(w, session: session) }
         guard !findings.symbols.isEmpty else { return }
@@ -292,6 +326,8 @@ public struct PolicyDriver {
         facts.signals = [:]
         facts.scoreFailure = nil
         classified = nil
+        headerEdits = []
+        facts.milterVerdict = nil
         facts.recipients = []
         facts.section = nil
         facts.score = sessionScore

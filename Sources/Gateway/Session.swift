@@ -42,6 +42,8 @@ final class Session {
     /// Where this connection's slot under `limit connections-per-client` was taken.
     var slot: SharedState.Slot = .none
     let metrics: GatewayMetrics
+    /// The `[[milters]]` this session asks at each stage (nil: none configured).
+    let milters: MilterChain?
 
     init(channel: Channel, input: SessionInputHandler, runtime: Runtime, audit: AuditSink, logger: Logger, sessionID: String,
          state: SharedState, metrics: GatewayMetrics) {
@@ -50,6 +52,7 @@ final class Session {
         self.state = state
         self.inputHandler = input
         self.runtime = runtime
+        milters = MilterChain(runtime.config.milters, group: channel.eventLoop, hostname: runtime.config.hostname, logger: logger)
         self.audit = audit
         var log = logger
         log[metadataKey: "session"] = "\(sessionID)"
@@ -75,6 +78,7 @@ final class Session {
         metrics.connections.increment()
         metrics.openConnections.increment()
         await converse()
+        milters?.close()
         await state.disconnect(facts.clientIP, slot: slot)
         metrics.openConnections.decrement()
     }
@@ -409,29 +413,16 @@ final class Session {
         }
     }
 
-    func outgoing(_ body: MessageBody, headerBytes: [UInt8], size: Int, messageID: String?, id: String,
-                  reason: String?) -> OutgoingMessage {
-        let env = machine.envelope ?? Envelope(mailFrom: .null, mailParameters: MailParameters())
-        let trace = TraceHeader(helo: facts.helo, clientIP: facts.clientIP, hostname: config.hostname,
-                                smtpUTF8: env.mailParameters.smtpUTF8, extended: machine.extended, tls: machine.tlsActive,
-                                recipients: env.recipients,
-                                added: [AuthenticationResults.header(authservID: config.effectiveAuthservID, facts: facts)]
-                                    + driver.addedHeaders)
-        let stripped = AuthenticationResults.strippingForged(headerBytes, authservID: config.effectiveAuthservID)
-        return OutgoingMessage(body: body, size: size, messageID: messageID, envelope: env, transactionID: id, trace: trace,
-                               strippedHeader: stripped, facts: facts, rules: driver.rules, spamScore: driver.spamScore,
-                               reason: reason)
-    }
-
     /// Runs the analyzers of `stage` on the session's facts so far (with
     /// what the stage brings, set by `prepare`) within what is left of the
     /// DNS budget. A stage with no analyzer costs nothing.
     func inspect(_ stage: InspectionStage, _ prepare: (inout InspectionInput) -> Void = { _ in }) async -> Findings {
         let inspector = runtime.inspector
-        guard inspector.has(stage) else { return Findings() }
+        guard inspector.has(stage) || milters != nil else { return Findings() }
         var input = InspectionInput(facts: facts, dnsBudget: dnsBudgetLeft, logger: logger, metrics: metrics)
         prepare(&input)
-        let found = await inspector.inspect(stage, input)
+        var found = inspector.has(stage) ? await inspector.inspect(stage, input) : Findings()
+        if let milters { found.merge(await milters.ask(stage, input)) }
         dnsBudgetLeft -= found.dnsSeconds
         return found
     }
@@ -463,6 +454,7 @@ final class Session {
     func abortTransaction(reason: String? = nil) async {
         body = nil
         chunkDecoder = nil
+        milters?.endMessage()
         guard let t = transaction else { return }
         transaction = nil
         await t.abort()

@@ -8,6 +8,12 @@ public struct MilterNegotiation: Sendable, Equatable {
     public var actions: Milter.Actions
     public var steps: Milter.Steps
 
+    public init(version: UInt32, actions: Milter.Actions, steps: Milter.Steps) {
+        self.version = version
+        self.actions = actions
+        self.steps = steps
+    }
+
     /// The agreement, or an error that ends the connection.
     public static func agree(offeredVersion: UInt32, offeredActions: Milter.Actions, offeredSteps: Milter.Steps,
                              wantedActions: Milter.Actions, wantedSteps: Milter.Steps) throws(MilterProtocolError) -> MilterNegotiation {

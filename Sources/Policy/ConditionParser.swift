@@ -51,7 +51,7 @@ struct ConditionParser {
                            "country", "asn", "size", "declared-size", "rcpt-count", "spam-score", "header", "tls", "virus",
                            "attachment-name", "attachment-type", "attachment-mismatch", "body", "uri",
                            "dnsbl", "sender-dnsbl", "uribl", "spf", "spf-helo", "dkim", "dkim-domain",
-                           "dmarc", "dmarc-policy", "dmarc-disposition", "arc", "from", "from-domain", "signal"]
+                           "dmarc", "dmarc-policy", "dmarc-disposition", "arc", "from", "from-domain", "signal", "milter"]
 
     /// RESULT[, RESULT…] for spf and dkim, each one of `all`.
     mutating func resultNames(_ all: Set<String>, _ what: String) throws(PolicyDiagnostic) -> Set<String> {
@@ -113,6 +113,18 @@ struct ConditionParser {
                 names.insert(v)
             } while cursor.isOp(",")
             return .signal(names)
+        case "milter":
+            let name = try cursor.word("the name of a [[milters]] entry, such as clamav")
+            var verdicts: Set<String> = []
+            repeat {
+                let t = cursor.peek
+                let v = try cursor.word("a milter answer such as reject").lowercased()
+                guard MilterVerdict.names.contains(v) else {
+                    throw cursor.error("'\(v)' is not a milter answer; one of \(MilterVerdict.names.sorted().joined(separator: ", "))", at: t)
+                }
+                verdicts.insert(v)
+            } while cursor.isOp(",")
+            return .milter(name, verdicts)
         case "from":
             return .from(try matcher(for: w, kind: .address))
         case "from-domain":

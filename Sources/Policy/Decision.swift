@@ -137,6 +137,10 @@ public struct SessionFacts: Sendable {
     public var classifier: Double?
     /// The greylist's answer for this attempt; nil: not looked up (`mxgate test`), which counts as new.
     public var greylist: GreylistCheck?
+    /// What each `[[milters]]` entry answered last, by name.
+    public var milters: [String: String] = [:]
+    /// The milter answer that decides this stage or message (a refusal, discard or quarantine), until the driver takes it.
+    public var milterVerdict: MilterVerdict?
 
     // GeoIP (filled when the policy uses country or asn).
     public var country: String?

@@ -211,11 +211,13 @@ public indirect enum Condition: Sendable {
     case fromDomain(Matcher)
     /// A heuristic found one of these signals (phishing links, look-alike senders, header anomalies, risky attachments).
     case signal(Set<String>)
+    /// A milter mxgate asked answered one of these (MilterVerdict.names).
+    case milter(String, Set<String>)
 
     /// The earliest stage at which the condition's facts are known.
     public var earliestStage: PolicyStage {
         switch self {
-        case .always, .clientIP, .clientName, .ptr, .fcrdns, .country, .asn, .tls: return .connect
+        case .always, .clientIP, .clientName, .ptr, .fcrdns, .country, .asn, .tls, .milter: return .connect
         case .helo, .heloCheck: return .helo
         case .sender, .nullSender, .declaredSize, .spf: return .mail
         case .rcpt, .rcptCount: return .rcpt

@@ -458,6 +458,8 @@ public final class PolicySet: PolicyEngine, Sendable {
             return .no
         case .spf(let results, let helo):
             return testSPF(results, helo: helo, f, &ctx)
+        case .milter(let name, let verdicts):
+            return testMilter(name, verdicts, f, &ctx)
         case .dkim(let results):
             return testDKIM(results, f, &ctx)
         case .dkimDomain(let m):
@@ -648,6 +650,7 @@ public final class PolicySet: PolicyEngine, Sendable {
         case .header(let h, _): return "header \(h) ~ …"
         case .headerTable: return "header <table>"
         case .tls: return "tls"
+        case .milter(let n, let v): return "milter \(n) \(v.sorted().joined(separator: ", "))"
         case .virus: return "virus"
         case .attachmentName: return "attachment-name …"
         case .attachmentType: return "attachment-type …"

@@ -99,6 +99,8 @@ public enum Fact: Sendable {
     case scorerFailure(String)
     /// What the greylist knows of this attempt (for `greylist` rules).
     case greylist(GreylistCheck)
+    /// What a milter mxgate asked answered ([[milters]]).
+    case milter(MilterVerdict)
 }
 
 /// A scored observation ("symbol", as rspamd calls them); the policy's score
@@ -124,6 +126,8 @@ public struct Findings: Sendable {
     public var dnsSeconds: Double = 0
     /// The message as the classifier saw it, for autolearn once the verdict is known.
     var classified: MessageFeatures?
+    /// Header changes milters asked for at end of message, in order: applied to the message relayed.
+    var headerEdits: [MilterHeaderEdit] = []
 
     public init(facts: [Fact] = [], symbols: [Symbol] = [], warnings: [String] = []) {
         self.facts = facts
@@ -136,6 +140,7 @@ public struct Findings: Sendable {
         symbols += other.symbols
         warnings += other.warnings
         classified = other.classified ?? classified
+        headerEdits += other.headerEdits
         dnsSeconds = max(dnsSeconds, other.dnsSeconds)  // analyzers of one stage run side by side
     }
 }
@@ -226,6 +231,9 @@ extension SessionFacts {
             scoreFailure = why
         case .greylist(let check):
             greylist = check
+        case .milter(let v):
+            milters[v.milter] = v.verdict
+            if v.decides && milterVerdict == nil { milterVerdict = v }
         }
     }
 }
