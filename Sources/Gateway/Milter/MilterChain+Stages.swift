@@ -175,7 +175,7 @@ extension MilterChain {
 
     /// "550 5.7.1 text", one line or several ("550-5.7.1 a\r\n550 5.7.1 b").
     static func reply(_ text: String) -> SMTPReply? {
-        let lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\r" || $0 == "\n" }).map(String.init)
+        let lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).map(String.init)
         guard let first = lines.first, first.count >= 3, let code = Int(first.prefix(3)), (400..<600).contains(code) else { return nil }
         var enhanced: String?
         let texts = lines.map { line -> String in
