@@ -175,3 +175,14 @@ def test_milter_protocol_garbage_ends_the_connection_not_the_gateway(gateway_fac
         assert s.recv(100) == b""
     gw.wait_log("milter connection from")
     assert "every stage: ok" in miltertest(gw, "every_stage.lua")
+
+
+def test_check_shows_milters_and_refuses_unknown_names(gateway_factory):
+    extra = MILTER + '[[milters]]\nname = "opendkim"\nsocket = "inet:8891@127.0.0.1"\nstages = ["data"]\n'
+    gw = gateway_factory(policy='at data match milter opendkim failed tag\n', config_extra=extra)
+    out = gw.cli("check")
+    assert "milter    serving on inet:127.0.0.1:0" in out.stdout
+    assert "milters   opendkim (inet:127.0.0.1:8891): data, default_action tempfail" in out.stdout
+    gw.write_policy('at data match milter opendkm failed tag\n')
+    out = gw.cli("check", check=False)
+    assert out.returncode == 1 and "milter opendkm: no [[milters]] entry has that name (known: opendkim)" in out.stdout

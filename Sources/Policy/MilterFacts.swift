@@ -35,3 +35,18 @@ extension PolicySet {
         return .yes
     }
 }
+
+extension PolicySet {
+    /// Every milter a rule asks about (`milter NAME`), by rule: `mxgate
+    /// check` refuses names no `[[milters]]` entry has (they never match).
+    public var milterConditions: [(rule: String, milter: String)] {
+        (rules + sections.flatMap(\.rules)).flatMap { rule -> [(rule: String, milter: String)] in
+            var names: [String] = []
+            _ = rule.condition.contains { c in
+                if case .milter(let n, _) = c { names.append(n) }
+                return false
+            }
+            return names.map { (rule.name, $0) }
+        }
+    }
+}

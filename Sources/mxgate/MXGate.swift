@@ -199,6 +199,11 @@ struct Check: ParsableCommand {
             print(problem)
             failed = true
         }
+        let milterNames = Set(config.milters.map(\.name))
+        for (rule, name) in policy?.milterConditions ?? [] where !milterNames.contains(name) {
+            print("\(rule): milter \(name): no [[milters]] entry has that name (known: \(milterNames.sorted().joined(separator: ", ")))")
+            failed = true
+        }
         if config.tlsCertificate != nil {
             do { _ = try GatewayServer.checkTLS(config) } catch {
                 print("\(error)")
@@ -222,6 +227,11 @@ struct Check: ParsableCommand {
             print("  state     redis \(r) as node \(config.stateNode): \(reachable ? "reachable" : "NOT reachable now (greylisting and limits would use this node's own state)")")
         } else {
             print("  state     embedded (\(config.resolve(config.state.file)))")
+        }
+        if let m = config.milter { print("  milter    serving on \(m.listen)") }
+        for m in config.milters {
+            let stages = m.stages.count == InspectionStage.allCases.count ? "every stage" : m.stages.sorted().map(\.rawValue).joined(separator: ", ")
+            print("  milters   \(m.label): \(stages), default_action \(m.failOpen ? "accept" : "tempfail")")
         }
         if let p = policy {
             let count = p.rules.count + p.sections.reduce(0) { $0 + $1.rules.count }
