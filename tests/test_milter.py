@@ -186,3 +186,21 @@ def test_check_shows_milters_and_refuses_unknown_names(gateway_factory):
     gw.write_policy('at data match milter opendkm failed tag\n')
     out = gw.cli("check", check=False)
     assert out.returncode == 1 and "milter opendkm: no [[milters]] entry has that name (known: opendkim)" in out.stdout
+
+
+def test_rewriting_changes_the_envelope_postfix_delivers(gateway_factory, postfix_factory, sink):
+    """[rewrite] tables, as a milter: the recipient and sender changes are asked of Postfix."""
+    tables = {"recipient_canonical": "info@example.com  sales@example.com\n",
+              "sender_canonical": "a@sender.test  alice@outbound.example\n"}
+    gw = gateway_factory(policy=POLICY, tables=tables,
+                         config_extra=MILTER + '[rewrite]\nsender = "rules/sender_canonical"\n'
+                                               'recipient = "rules/recipient_canonical"\n')
+    pf = postfix_factory("rw", relayhost=sink.port, relay_domains="example.com", tls_level="none",
+                         extra_main=f"smtpd_milters = inet:127.0.0.1:{gw.milter_port}\nmilter_default_action = tempfail\n")
+    assert smtp_send(pf.port, "a@sender.test", ["info@example.com", "bob@example.com"], msg("rw-1"), helo="c.test") == (250, "")
+    dump = sink.dumps(1, timeout=30)[0]
+    assert b"X-Mail-Args: <alice@outbound.example>" in dump
+    rcpts = sorted(line.split()[1] for line in dump.split(b"\n") if line.startswith(b"X-Rcpt-Args:"))
+    assert rcpts == [b"<bob@example.com>", b"<sales@example.com>"]
+    # The audit record keeps what the client sent.
+    assert sorted(records(gw)[-1]["rcpt_to"]) == ["bob@example.com", "info@example.com"]

@@ -39,9 +39,10 @@ final class Runtime: Sendable {
     let queue: QueueService?
     /// The statistical classifier, when [classifier] names a model (one per process, kept across reloads).
     let classifier: SharedClassifier?
+    /// Envelope rewriting ([rewrite]), applied to what is relayed, after the policy (as a milter: asked of the MTA).
+    let rewriter: EnvelopeRewriter
     init(config: GatewayConfig, group: EventLoopGroup, queue: QueueService? = nil, state: SharedState? = nil) throws {
         self.queue = queue
-        // Envelope rewriting ([rewrite]), applied to what is relayed, after the policy.
         let rewriter: EnvelopeRewriter
         do {
             rewriter = EnvelopeRewriter(sender: try config.senderRewrite.map { try RewriteTable(path: $0) },
@@ -50,6 +51,7 @@ final class Runtime: Sendable {
         } catch {
             throw ConfigErrors(errors: [ConfigError(file: config.file, line: 0, column: 0, message: "[rewrite] \(error)")])
         }
+        self.rewriter = rewriter
         self.config = config
         self.gate = RelayGate(domains: config.domains)
         self.policy = try Runtime.loadPolicy(config)

@@ -134,6 +134,7 @@ extension MilterConnection {
             // From the last: removing one does not move the index of those before it.
             for i in forgedResults.reversed() { out.append(.changeHeader(index: i, name: "Authentication-Results", value: "")) }
         }
+        out += rewrites(n)
         guard n.actions.contains(.addHeaders) else { return out }
         let fields = [AuthenticationResults.header(authservID: runtime.config.effectiveAuthservID, facts: driver.facts)]
             + driver.addedHeaders
@@ -142,6 +143,24 @@ extension MilterConnection {
             var value = String(f[f.index(after: colon)...]).replacingOccurrences(of: "\r\n", with: "\n")
             if !leading, value.hasPrefix(" ") { value.removeFirst() }
             out.append(.insertHeader(index: UInt32(i), name: String(f[..<colon]), value: value))
+        }
+        return out
+    }
+
+    /// `[rewrite]` sender and recipient tables, as the MTA's changes: a
+    /// rewritten recipient is removed and its new address added.
+    func rewrites(_ n: MilterNegotiation) -> [MilterResponse] {
+        guard let driver else { return [] }
+        var out: [MilterResponse] = []
+        if n.actions.contains(.addRecipients) && n.actions.contains(.deleteRecipients) {
+            for box in driver.facts.recipients {
+                let to = runtime.rewriter.recipient(box)
+                if to != box { out += [.deleteRecipient("<\(box)>"), .addRecipient("<\(to)>")] }
+            }
+        }
+        if n.actions.contains(.changeFrom), let from = driver.facts.mailFrom {
+            let to = runtime.rewriter.sender(from)
+            if to != from { out.append(.changeFrom("<\(to)>", nil)) }
         }
         return out
     }

@@ -58,8 +58,9 @@ final class MilterConnection {
         // chunks need no answer (the decision is at the end), nor do
         // unknown commands. Header values keep their leading space, so the
         // header section is rebuilt as sent (DKIM hashes it).
+        // Recipients and the sender change when [rewrite] rewrites them.
         protocolState = MilterSession(
-            wantedActions: [.addHeaders, .changeHeaders, .quarantine],
+            wantedActions: [.addHeaders, .changeHeaders, .quarantine, .addRecipients, .deleteRecipients, .changeFrom],
             wantedSteps: [.noUnknown, .noReplyHeader, .noReplyEndOfHeaders, .noReplyBody, .noReplyData, .headerLeadingSpace])
     }
 
