@@ -101,7 +101,7 @@ public final class GatewayServer: Sendable {
             logger.info("milter listening on \(ms.address)")
             milterServer = ms
             milterTask = Task { [self] in
-                await ms.serve { [self] in
+                await ms.serve(executors: loopExecutors) { [self] in
                     MilterConnection(runtime: currentRuntime, audit: audit, state: state, metrics: metrics, logger: logger,
                                      newSessionID: { [self] in nextSessionID() })
                 }

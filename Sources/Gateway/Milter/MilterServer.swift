@@ -3,6 +3,7 @@ import Logging
 import MilterProtocol
 import NIOCore
 import NIOPosix
+import Relay
 import Synchronization
 
 /// `[milter] listen`: accepts MTA connections and runs each as a
@@ -50,13 +51,15 @@ final class MilterServer: Sendable {
         }
     }
 
-    /// Serves until `stop()`; `connection` makes the handler of one MTA connection.
-    func serve(_ connection: @escaping @Sendable () -> MilterConnection) async {
+    /// Serves until `stop()`; `connection` makes the handler of one MTA
+    /// connection. Each runs on its connection's event loop (as SMTP
+    /// sessions do): no thread hop between a packet and its answer.
+    func serve(executors: LoopExecutors, _ connection: @escaping @Sendable () -> MilterConnection) async {
         do {
             try await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await child in inbound {
-                        group.addTask { await self.run(child, connection()) }
+                        group.addTask(executorPreference: executors[child.channel.eventLoop]) { await self.run(child, connection()) }
                     }
                 }
             }
