@@ -70,7 +70,12 @@ final class MilterConnection {
     /// or modifications and a response at the end of a message.
     func handle(_ command: MilterCommand) async throws(MilterProtocolError) -> [MilterResponse] {
         let (step, reply) = try protocolState.receive(command)
-        if let reply { return [reply] }
+        if let reply {
+            if let n = protocolState.negotiation {
+                logger.debug("milter negotiated: version \(n.version), actions 0x\(String(n.actions.rawValue, radix: 16)), steps 0x\(String(n.steps.rawValue, radix: 16))")
+            }
+            return [reply]
+        }
         guard let step else { return [] }
         if let j = step.macros["j"] { mta = j }
         if let i = step.macros["i"], !i.isEmpty { queueID = i }
