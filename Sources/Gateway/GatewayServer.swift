@@ -95,17 +95,14 @@ public final class GatewayServer: Sendable {
             }
         }
         var milterServer: MilterServer?
-        var milterTask: Task<Void, Never>?
         if let m = config.milter {
-            let ms = try await MilterServer.bind(m, group: group, logger: logger)
-            logger.info("milter listening on \(ms.address)")
-            milterServer = ms
-            milterTask = Task { [self] in
-                await ms.serve(executors: loopExecutors) { [self] in
-                    MilterConnection(runtime: currentRuntime, audit: audit, state: state, metrics: metrics, logger: logger,
-                                     newSessionID: { [self] in nextSessionID() })
-                }
+            let ms = MilterServer(m, executors: loopExecutors, logger: logger) { [self] in
+                MilterConnection(runtime: currentRuntime, audit: audit, state: state, metrics: metrics, logger: logger,
+                                 newSessionID: { [self] in nextSessionID() })
             }
+            let address = try await ms.bind(group: group)
+            logger.info("milter listening on \(address)")
+            milterServer = ms
         }
         warnIfRoot(config)
         logger.info("mxgate ready: \(config.hostname), relay \(config.mode.rawValue) to \(currentRuntime.delivery.label), domains \(config.relayDomainsDescription)")
@@ -140,7 +137,7 @@ public final class GatewayServer: Sendable {
         defer { watch.cancel() }
         for server in bound { try? await server.closeFuture.get() }
         milterServer?.stop()
-        await milterTask?.value
+        await milterServer?.closed()
         await running.allFinished()
         queue?.stop()
         await queueTask.value
