@@ -14,6 +14,7 @@ EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 POLICY = (
     'at connect match client 127.0.0.2 reject "554 5.7.1 Your network is blocked here"\n'
     'at data match body ~ /GTUBE-STANDARD-ANTI-UBE/ reject "550 5.7.1 Spam refused (GTUBE)"\n'
+    'at data match header Subject ~ /hold me/ quarantine "held for review"\n'
 )
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MILTER = '[milter]\nlisten = "inet:127.0.0.1:0"\n'
@@ -137,11 +138,12 @@ def miltertest(gw, script):
 def test_miltertest_every_stage(gateway_factory):
     gw = gateway_factory(policy=POLICY, config_extra=MILTER)
     assert "every stage: ok" in miltertest(gw, "every_stage.lua")
-    recs = records(gw, count=2)
+    recs = records(gw, count=3)
     refused = [r for r in gw.audit() if r["event"] == "recipient"]
     assert refused[-1]["rcpt_to"] == ["x@elsewhere.test"] and refused[-1]["rules"] == ["relay-gate"]
     assert refused[-1]["milter"] == {"mta": "mta.test.example", "queue_id": "QID1"}
-    clean, spam = recs[-2], recs[-1]
+    clean, spam, held = recs[-3:]
+    assert held["verdict"] == "quarantined" and held["relay"] == "mta mta.test.example"
     assert clean["verdict"] == "accepted" and clean["message_id"] == "<stage-1@sender.test>"
     assert clean["milter"] == {"mta": "mta.test.example", "queue_id": "QID1"} and clean["client_ip"] == "192.0.2.10"
     # The aborted message left no record; the next one is judged alone.
@@ -152,7 +154,9 @@ def test_miltertest_every_stage(gateway_factory):
 def test_miltertest_fewer_steps(gateway_factory):
     gw = gateway_factory(policy=POLICY, config_extra=MILTER)
     assert "fewer steps: ok" in miltertest(gw, "fewer_steps.lua")
-    rec = records(gw)[-1]
+    rec, held = records(gw, count=2)[-2:]
+    # Offered no quarantine, the MTA is told to try later rather than deliver what the policy held back.
+    assert held["verdict"] == "tempfailed" and held["reason"] == "the MTA does not offer to quarantine"
     assert rec["verdict"] == "accepted" and rec["helo"] and rec["client_ip"] == "192.0.2.11"
 
 

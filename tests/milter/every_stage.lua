@@ -61,5 +61,17 @@ assert(mt.getreply(conn) == SMFIR_REPLYCODE, "GTUBE is refused")
 assert(mt.eom_check(conn, MT_SMTPREPLY, "550", "5.7.1", "Spam refused (GTUBE)"), "with the policy's reply")
 assert(not mt.eom_check(conn, MT_HDRINSERT), "a refused message gets no headers")
 
+-- Message 4: the policy quarantines it; the MTA is asked to hold it.
+assert(mt.mailfrom(conn, "<e@sender.test>") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "mail 4")
+assert(mt.rcptto(conn, "<bob@example.com>") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "rcpt 4")
+assert(mt.header(conn, "Subject", "please hold me") == nil)
+assert(mt.eoh(conn) == nil)
+assert(mt.bodystring(conn, "Held.\r\n") == nil)
+assert(mt.eom(conn) == nil)
+assert(mt.getreply(conn) == SMFIR_ACCEPT, "a held message is accepted by the MTA")
+assert(mt.eom_check(conn, MT_QUARANTINE, "held for review"), "into its hold queue, with the rule's reason")
+
 assert(mt.disconnect(conn) == nil)
 mt.echo("every stage: ok")

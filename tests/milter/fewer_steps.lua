@@ -30,5 +30,17 @@ assert(mt.eom_check(conn, MT_HDRINSERT, "Authentication-Results"), "ours is inse
 assert(not mt.eom_check(conn, MT_HDRDELETE), "nothing is removed without the right to change headers")
 local ar = mt.getheader(conn, "Authentication-Results", 0)
 assert(ar and string.sub(ar, 1, 1) == " ", "with leading space negotiated, our value brings its own: " .. tostring(ar))
+
+-- Not offered the quarantine: a message the policy holds is kept at the client (451), not delivered.
+assert(mt.mailfrom(conn, "<a@sender.test>") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "mail 2")
+assert(mt.rcptto(conn, "<bob@example.com>") == nil)
+assert(mt.getreply(conn) == SMFIR_CONTINUE, "rcpt 2")
+assert(mt.header(conn, "Subject", " hold me") == nil)
+assert(mt.eoh(conn) == nil)
+assert(mt.bodystring(conn, "Held.\r\n") == nil)
+assert(mt.eom(conn) == nil)
+assert(mt.getreply(conn) == SMFIR_REPLYCODE, "tempfailed")
+assert(mt.eom_check(conn, MT_SMTPREPLY, "451", "4.7.1", "Message held for review, try again later"))
 assert(mt.disconnect(conn) == nil)
 mt.echo("fewer steps: ok")

@@ -113,6 +113,12 @@ extension MilterConnection {
             finish(SMTPReply(250, "2.0.0", "Ok: discarded"), size: size, messageID: messageID, verdict: .discarded)
             return [.discard]
         case .quarantine(let rule, let reason):
+            guard protocolState.negotiation?.actions.contains(.quarantine) == true else {
+                // An MTA that cannot hold mail: keep it at the client rather than deliver what the policy held back.
+                let reply = SMTPReply(451, "4.7.1", "Message held for review, try again later")
+                finish(reply, size: size, messageID: messageID, reason: "the MTA does not offer to quarantine")
+                return [Self.reply(reply)]
+            }
             // The MTA holds it (Postfix: the hold queue; `postsuper -H` releases it).
             finish(SMTPReply(250, "2.0.0", "Ok: held by \(mta)"), size: size, messageID: messageID, reason: reason,
                    verdict: .quarantined)
