@@ -41,6 +41,8 @@ public struct MessageFeatures: Sendable, Equatable {
 
     public init(headers: HeaderBlock, summary: MIMESummary, dimensionBits: Int) {
         var t = Tokenizer()
+        // About one feature per three bytes of text (a word and a pair per word): no regrowing.
+        t.out.reserveCapacity(min(summary.text.utf8.count, Self.textLimit) / 3 + 256)
         // Only the fields read are decoded (RFC 2047), not the whole section.
         func value(_ name: String) -> String? { headers.first(name).map(EncodedWords.decode) }
 
@@ -110,9 +112,13 @@ public struct MessageFeatures: Sendable, Equatable {
         var a: UInt64 = 0xCBF2_9CE4_8422_2325
         var b: UInt64 = 0x8422_2325_CBF2_9CE4
         for byte in subject.utf8 { a = (a ^ UInt64(byte)) &* 0x100_0000_01B3 }
-        for byte in summary.text.utf8 {
-            a = (a ^ UInt64(byte)) &* 0x100_0000_01B3
-            b = (b &+ UInt64(byte)) &* 0x9E37_79B9_7F4A_7C15
+        // Over the contiguous bytes (the UTF-8 view's iterator cost as much again); the same values.
+        var whole = summary.text
+        whole.withUTF8 { bytes in
+            for byte in bytes {
+                a = (a ^ UInt64(byte)) &* 0x100_0000_01B3
+                b = (b &+ UInt64(byte)) &* 0x9E37_79B9_7F4A_7C15
+            }
         }
         digest = Digest(a: mix(a), b: mix(b ^ UInt64(summary.text.utf8.count)))
     }
