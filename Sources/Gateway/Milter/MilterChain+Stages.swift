@@ -164,7 +164,7 @@ extension MilterChain {
         case .discard: return MilterVerdict(milter: name, verdict: "discard", reason: "milter \(name) discarded it")
         case .reject: return MilterVerdict(milter: name, verdict: "reject", reply: SMTPReply(550, "5.7.1", "Command rejected"))
         case .tempfail:
-            return MilterVerdict(milter: name, verdict: "tempfail", reply: SMTPReply(451, "4.7.1", "Service unavailable - try again later"))
+            return MilterVerdict(milter: name, verdict: "tempfail", reply: Self.unavailable)
         case .replyCode(let text):
             guard let reply = Self.reply(text) else { throw MilterLinkError("a reply that is not a 4xx or 5xx SMTP reply: \(text)") }
             return MilterVerdict(milter: name, verdict: reply.code < 500 ? "tempfail" : "reject", reply: reply)
@@ -195,27 +195,14 @@ extension MilterChain {
     /// value after the colon (its leading space kept only when agreed),
     /// folds with LF alone, as Postfix sends them.
     static func fields(_ section: ArraySlice<UInt8>, leadingSpace: Bool) -> [(String, String)] {
-        var out: [(String, String)] = []
-        var current: [UInt8] = []
-        func flush() {
-            guard let colon = current.firstIndex(of: UInt8(ascii: ":")) else { return }
-            var value = Array(current[(colon + 1)...])
+        MilterHeaderEdit.split(section).compactMap { field in
+            guard let colon = field.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+            var value = Array(field[(colon + 1)...])
             while let last = value.last, last == 10 || last == 13 { value.removeLast() }
             if !leadingSpace, let first = value.first, first == 32 || first == 9 { value.removeFirst() }
-            let name = String(decoding: current[..<colon], as: UTF8.self).trimmingCharacters(in: .whitespaces)
-            out.append((name, String(decoding: value.filter { $0 != 13 }, as: UTF8.self)))
+            let name = String(decoding: field[..<colon], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            return (name, String(decoding: value.filter { $0 != 13 }, as: UTF8.self))
         }
-        var lineStart = true
-        for b in section {
-            if lineStart && b != 32 && b != 9 && !current.isEmpty {
-                flush()
-                current = []
-            }
-            current.append(b)
-            lineStart = b == 10
-        }
-        flush()
-        return out
     }
 
     static func describe(_ r: MilterResponse) -> String {

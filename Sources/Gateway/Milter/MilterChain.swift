@@ -57,13 +57,16 @@ final class MilterChain: @unchecked Sendable {
     /// The message ended: milters told of it but not of its end hear
     /// SMFIC_ABORT (a RSET, or a refusal elsewhere); all wait for the next MAIL.
     func endMessage() {
-        for i in peers.indices {
-            if let s = peers[i].sent, s >= .mail {
-                peers[i].link?.send(.abort)
-                peers[i].sent = .helo
-            }
-            peers[i].doneForMessage = false
+        for i in peers.indices { abortMessage(i) }
+    }
+
+    /// A milter told of a message but not of its end hears SMFIC_ABORT and waits for the next MAIL.
+    private func abortMessage(_ i: Int) {
+        if let s = peers[i].sent, s >= .mail {
+            peers[i].link?.send(.abort)
+            peers[i].sent = .helo
         }
+        peers[i].doneForMessage = false
     }
 
     /// The session is over.
@@ -86,14 +89,8 @@ final class MilterChain: @unchecked Sendable {
             found.facts.append(.milter(Self.failed(s, why)))
             return true
         }
-        if stage == .mail {
-            // A new message: one refused at MAIL, or never ended, is aborted first.
-            if let sent = peers[i].sent, sent >= .mail {
-                peers[i].link?.send(.abort)
-                peers[i].sent = .helo
-            }
-            peers[i].doneForMessage = false
-        }
+        // A new message: one refused at MAIL, or never ended, is aborted first.
+        if stage == .mail { abortMessage(i) }
         if peers[i].doneForSession || peers[i].doneForMessage { return false }
         if peers[i].link == nil {
             guard s.stages.contains(stage) else { return false }
@@ -161,9 +158,11 @@ final class MilterChain: @unchecked Sendable {
     }
 
     static func failed(_ s: MilterClientSettings, _ why: String) -> MilterVerdict {
-        MilterVerdict(milter: s.name, verdict: "tempfail", reply: SMTPReply(451, "4.7.1", "Service unavailable - try again later"),
-                      reason: "milter \(s.name) failed: \(why)")
+        MilterVerdict(milter: s.name, verdict: "tempfail", reply: unavailable, reason: "milter \(s.name) failed: \(why)")
     }
+
+    /// Postfix's reply for a milter's tempfail, and for a milter that failed with default_action tempfail.
+    static let unavailable = SMTPReply(451, "4.7.1", "Service unavailable - try again later")
 
     /// What mxgate does with a milter's changes: headers (added, inserted, changed) and quarantine.
     static let offeredActions: Milter.Actions = [.addHeaders, .changeHeaders, .quarantine]

@@ -38,12 +38,7 @@ extension MilterConnection {
         var field = Array(name.utf8)
         field.append(UInt8(ascii: ":"))
         if !leading { field.append(32) }
-        var prev: UInt8 = 0
-        for b in value.utf8 {
-            if b == 10 && prev != 13 { field.append(13) }
-            field.append(b)
-            prev = b
-        }
+        field += DryRun.crlf(Array(value.utf8))
         if name.caseInsensitiveCompare("Authentication-Results") == .orderedSame {
             resultsSeen += 1
             if AuthenticationResults.isOurs(field[...], runtime.config.effectiveAuthservID.lowercased()) {

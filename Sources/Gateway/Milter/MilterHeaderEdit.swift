@@ -46,7 +46,7 @@ struct MilterHeaderEdit: Sendable, Equatable {
     }
 
     /// Fields with their folds, each ending in its line end.
-    private static func split(_ section: ArraySlice<UInt8>) -> [[UInt8]] {
+    static func split(_ section: ArraySlice<UInt8>) -> [[UInt8]] {
         var out: [[UInt8]] = []
         var current: [UInt8] = []
         var lineStart = true
@@ -73,12 +73,6 @@ struct MilterHeaderEdit: Sendable, Equatable {
     static func render(_ name: String, _ value: String) -> [UInt8] {
         var out = Array(name.utf8) + [UInt8(ascii: ":")]
         if !(value.hasPrefix(" ") || value.hasPrefix("\t")) { out.append(32) }
-        var prev: UInt8 = 0
-        for b in value.utf8 where b != 0 {
-            if b == 10 && prev != 13 { out.append(13) }
-            out.append(b)
-            prev = b
-        }
-        return out + [13, 10]
+        return out + DryRun.crlf(value.utf8.filter { $0 != 0 }) + [13, 10]
     }
 }
