@@ -58,26 +58,6 @@ MESSAGE=$BASE/mail/message.eml
 start_dns "$BASE/mail/zone.json"
 start_sink
 
-start_rspamd() {
-  local r=$BASE/rspamd
-  mkdir -p "$r/etc/override.d" "$r/etc/local.d" "$r/db" "$r/run" "$r/log"
-  printf 'bind_socket = "%s:%s";\nmilter = yes;\ntimeout = 120s;\ncount = 2;\nupstream "local" {\n  default = yes;\n  self_scan = yes;\n}\n' \
-    "$ADDR" "$RS_MILTER" >"$r/etc/override.d/worker-proxy.inc"
-  printf 'bind_socket = "%s:%s";\n' "$ADDR" "$RS_CONTROLLER" >"$r/etc/override.d/worker-controller.inc"
-  printf 'bind_socket = "%s:%s";\ncount = 1;\n' "$ADDR" "$RS_NORMAL" >"$r/etc/override.d/worker-normal.inc"
-  # local_addrs empty: rspamd skips SPF and DKIM for its local networks, and the client is on loopback.
-  printf 'dns {\n  nameserver = ["%s:%s"];\n  timeout = 1s;\n}\nlocal_addrs = [];\n' "$ADDR" "$DNS_PORT" >"$r/etc/local.d/options.inc"
-  chown -R _rspamd:_rspamd "$r/db" "$r/run" "$r/log"
-  setsid rspamd -f -u _rspamd -g _rspamd -c /etc/rspamd/rspamd.conf --var LOCAL_CONFDIR="$r/etc" --var DBDIR="$r/db" \
-    --var RUNDIR="$r/run" --var LOGDIR="$r/log" >"$r/rspamd.out" 2>&1 &
-  echo $! >"$r/pid"; PIDS+=("$(cat "$r/pid")")
-  for _ in $(seq 600); do
-    python3 -c "import urllib.request,sys;sys.exit(0 if urllib.request.urlopen('http://$ADDR:$RS_NORMAL/ping',timeout=1).read().startswith(b'pong') else 1)" 2>/dev/null && break
-    kill -0 "$(cat "$r/pid")" 2>/dev/null || { tail "$r/rspamd.out" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-
 start_mxgate() {
   local d=$BASE/mx
   mkdir -p "$d"
