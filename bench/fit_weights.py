@@ -49,6 +49,9 @@ MIN_SEEN = 8
 # No fitted signal flags a message on its own (the tag line is 5): two
 # pieces of evidence at least, so one signal's false positives never suffice.
 CAP = 4.5
+# Signals that always come together count as one for the cap: HTML_ONLY_NO_MAILER
+# is never without HTML_ONLY.
+GROUPS = [("HTML_ONLY", "HTML_ONLY_NO_MAILER")]
 
 
 def current_scores(lines, entries):
@@ -108,6 +111,12 @@ def fit(rows, labels, names, ham_weight, l2=0.0002, tau=2.0, steps=3000, rate=0.
             m[i] = 0.9 * m[i] + 0.1 * g[i]; v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
             mh = m[i] / (1 - 0.9 ** t); vh = v[i] / (1 - 0.999 ** t)
             s[i] = min(CAP, max(0.0, s[i] - rate * mh / (math.sqrt(vh) + 1e-8)))
+        for group in GROUPS:
+            members = [idx[n] for n in group if n in idx]
+            total = sum(s[i] for i in members)
+            if total > CAP:
+                for i in members:
+                    s[i] *= CAP / total
     return s
 
 

@@ -22,6 +22,12 @@ struct BodySignals: SignalDetector {
         "login to your account", "log in to your account", "sign in to your account", "keep your account", "pending messages",
         "unable to deliver your", "delivery failed for your package", "shipment is on hold", "you have received a document",
         "shared a document with you", "view document", "review the document",
+        // the same in the languages phishing most often arrives in besides English
+        "verifique sua conta", "confirme seus dados", "atualize seus dados", "sua conta foi", "sua conta será",
+        "regularize", "pendência", "acesse sua conta", "verifique su cuenta", "confirme sus datos", "actualice sus datos",
+        "su cuenta ha sido", "su cuenta será", "vérifiez votre compte", "confirmer votre identité", "votre compte a été",
+        "votre compte sera", "mettre à jour vos", "ihr konto wurde", "ihr konto wird", "bestätigen sie ihre",
+        "aktualisieren sie ihre", "verifieer uw", "uw account is", "uw rekening", "il tuo account è", "verifica il tuo account",
     ]
 
     static let credentialSet = PhraseSet(credentialPhrases)

@@ -6,7 +6,7 @@ import MailMessage
 struct SenderSignals: SignalDetector {
     static let names = ["BRAND_IMPERSONATION", "LOOKALIKE_DOMAIN", "DISPLAY_NAME_OWN_DOMAIN", "ADMIN_IMPERSONATION",
                         "FREEMAIL_REPLY_TO", "FROM_PUNYCODE", "FROM_NAME_HAS_OTHER_ADDRESS", "FROM_TLD_ABUSED", "FROM_FREE_HOSTING",
-                        "FROM_DOMAIN_ODD"]
+                        "FROM_DOMAIN_ODD", "FROM_DOMAIN_INVALID"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         guard let from = input.value("From") else { return }
@@ -42,6 +42,10 @@ struct SenderSignals: SignalDetector {
             out.append(Signal("LOOKALIKE_DOMAIN", "\(domain) looks like \(twin)"))
         }
         let labels = domain.split(separator: ".")
+        // No mail system on the Internet can answer for "detran" or "bank_secure.com": the address is made up.
+        if !domain.hasPrefix("["), labels.count < 2 || domain.utf8.contains(where: { !($0 >= 97 && $0 <= 122 || $0 >= 48 && $0 <= 57 || $0 == 45 || $0 == 46 || $0 >= 0x80) }) {
+            out.append(Signal("FROM_DOMAIN_INVALID", "the From domain \"\(domain.prefix(60))\" is not a domain name"))
+        }
         if let tld = labels.last, Domains.abusedTLDs.contains(String(tld)) {
             out.append(Signal("FROM_TLD_ABUSED", "the From domain \(domain) is under .\(tld), a top-level domain much used for abuse"))
         }

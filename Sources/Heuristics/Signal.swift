@@ -46,6 +46,7 @@ protocol SignalDetector: Sendable {
 public enum Heuristics {
     static let detectors: [any SignalDetector.Type] = [
         LinkSignals.self, SenderSignals.self, HeaderSignals.self, BodySignals.self, AttachmentSignals.self, StyleSignals.self,
+        MarketingSignals.self,
     ]
 
     /// Every signal name a policy may use.

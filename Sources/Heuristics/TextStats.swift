@@ -13,13 +13,21 @@ struct TextStats: Sendable {
     /// Of the first 4,000 characters: how many, and how many are Latin-1 letters (U+00C0–U+00FF).
     var sampled = 0
     var latin1Letters = 0
-    /// The first 32 KB, ASCII letters lower-cased (other bytes as they are).
+    /// The first 32 KB, ASCII letters lower-cased, every run of white space one
+    /// space (a phrase broken across lines still reads as one), other bytes as they are.
     var lower: [UInt8] = []
 
     init(_ text: String) {
         let limit = 64 * 1024
         var bytes = Array(text.utf8.prefix(limit))
-        lower = bytes.prefix(32 * 1024).map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        lower.reserveCapacity(min(bytes.count, 32 * 1024))
+        for b in bytes.prefix(32 * 1024) {
+            if b == 32 || b == 10 || b == 13 || b == 9 {
+                if lower.last != 32 { lower.append(32) }
+            } else {
+                lower.append(b >= 65 && b <= 90 ? b | 0x20 : b)
+            }
+        }
         bytes.append(32)
         var wordStart = 0
         var letters = 0, upper = 0, latin = false, lookAlike = false, bang = false
@@ -71,7 +79,12 @@ struct TextStats: Sendable {
 
     /// The first phrase of `set` the text holds, in one pass.
     func firstPhrase(_ set: PhraseSet) -> String? {
-        var best: Int?
+        matches(set).min().map { set.phrases[$0] }
+    }
+
+    /// The indices of the phrases of `set` the text holds, each once, in one pass.
+    func matches(_ set: PhraseSet) -> Set<Int> {
+        var found = Set<Int>()
         lower.withUnsafeBufferPointer { hay in
             guard hay.count >= 2 else { return }
             for i in 0..<(hay.count - 1) {
@@ -80,12 +93,11 @@ struct TextStats: Sendable {
                 for (n, c) in set.bytes.enumerated() where c[0] == hay[i] && c[1] == hay[i + 1] && i + c.count <= hay.count {
                     var k = 2
                     while k < c.count && hay[i + k] == c[k] { k += 1 }
-                    if k == c.count { best = min(best ?? n, n) }
+                    if k == c.count { found.insert(n) }
                 }
-                if best == 0 { return }
             }
         }
-        return best.map { set.phrases[$0] }
+        return found
     }
 }
 

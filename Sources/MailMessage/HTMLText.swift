@@ -13,6 +13,8 @@ struct HTMLText {
     var hiddenElements = 0
     var forms = 0
     var passwordInputs = 0
+    /// <font> tags that shout: size 4 and up (or +2 and up), or red.
+    var loudFonts = 0
     private var inTag = false
     private var tag: [UInt8] = []
     /// The open <a>: its href and the text shown so far.
@@ -124,12 +126,24 @@ struct HTMLText {
         case "img": images += 1
         case "form": forms += 1
         case "input": if ByteSearch.firstIndex(of: Self.password, in: lowered) != nil { passwordInputs += 1 }
+        case "font": if Self.isLoud(lowered) { loudFonts += 1 }
         default: break
         }
         // Only a tag with a style can hide itself.
         guard ByteSearch.firstIndex(of: Self.colon, in: lowered) != nil else { return }
         let squeezed = lowered.filter { $0 != 32 && $0 != 9 }
         if Self.hiding.contains(where: { ByteSearch.firstIndex(of: $0, in: squeezed) != nil }) { hiddenElements += 1 }
+    }
+
+    /// Advertising's big and red type (SpamAssassin's HTML_FONT_SIZE_LARGE and
+    /// FONT_COLOR_RED); a mail program writing a signature seldom does either.
+    static func isLoud(_ lowered: [UInt8]) -> Bool {
+        if let size = attribute("size", in: lowered, original: lowered)?.utf8, let last = size.last {
+            let plus = size.first == 43
+            if size.count <= 2 && last >= 48 && last <= 57 && (plus ? last >= 50 : last >= 52) { return true }
+        }
+        guard let color = attribute("color", in: lowered, original: lowered) else { return false }
+        return color == "red" || color == "#ff0000" || color == "ff0000" || color == "#f00"
     }
 
     private static let password = Array("password".utf8)

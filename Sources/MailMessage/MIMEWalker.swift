@@ -54,6 +54,8 @@ public struct MIMESummary: Sendable {
     public var hiddenElements = 0
     public var forms = 0
     public var passwordInputs = 0
+    /// `<font>` tags in large type or red.
+    public var loudFonts = 0
     /// Problems found on the way (missing boundaries, bad encodings…): the
     /// message is still walked to the end and every part is still reported.
     public var problems: [String] = []
@@ -327,6 +329,7 @@ extension MIMEWalker {
         summary.hiddenElements += h.hiddenElements
         summary.forms += h.forms
         summary.passwordInputs += h.passwordInputs
+        summary.loudFonts += h.loudFonts
     }
 }
 

@@ -108,7 +108,7 @@ struct ConditionParser {
                 let t = cursor.peek
                 let v = try cursor.word("a signal name such as LINK_TEXT_HOST_MISMATCH").uppercased()
                 guard Heuristics.names.contains(v) else {
-                    throw cursor.error("'\(v)' is not a signal; docs/policy.md lists them (\(Heuristics.names.sorted().prefix(6).joined(separator: ", ")), …)", at: t)
+                    throw cursor.error("'\(v)' is not a signal\(Self.nearSignals(v)); docs/policy.md lists them all", at: t)
                 }
                 names.insert(v)
             } while cursor.isOp(",")
@@ -282,5 +282,23 @@ struct ConditionParser {
         } catch {
             throw cursor.error("bad regular expression: \(error.message)", at: tok)
         }
+    }
+}
+
+extension ConditionParser {
+    /// The signals sharing the most words with a misspelt one (LINK_MISMATCH:
+    /// LINK_TEXT_HOST_MISMATCH first), or the first few when none does: with
+    /// seventy names, an alphabetical excerpt rarely holds the one meant.
+    static func nearSignals(_ name: String) -> String {
+        let words = Set(name.split(separator: "_"))
+        var scored: [(name: String, shared: Int)] = []
+        for n in Heuristics.names {
+            let shared = Set(n.split(separator: "_")).intersection(words).count
+            if shared > 0 { scored.append((n, shared)) }
+        }
+        scored.sort { $0.shared != $1.shared ? $0.shared > $1.shared : $0.name < $1.name }
+        let near = scored.prefix(3).map(\.name)
+        return near.isEmpty ? " (such as \(Heuristics.names.sorted().prefix(4).joined(separator: ", ")))"
+            : " (did you mean \(near.joined(separator: ", "))?)"
     }
 }
