@@ -71,7 +71,8 @@ struct MarketingSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         var found = input.text.matches(phraseSet)
         let subject = input.value("Subject") ?? ""
-        found.formUnion(TextStats(subject).matches(phraseSet))
+        let subjectText = TextStats(subject)
+        found.formUnion(subjectText.matches(phraseSet))
         let shown = found.sorted().prefix(4).map { "\"\(phrases[$0])\"" }.joined(separator: ", ")
         // One level fires, the highest reached: each is scored on its own, and none adds to another.
         if let level = [8, 4, 2].first(where: { found.count >= $0 }) {
@@ -86,7 +87,7 @@ struct MarketingSignals: SignalDetector {
         if style.words >= 40 && style.you * 100 >= style.words * 5 {
             out.append(Signal("BODY_ADDRESSES_READER", "\(style.you) of \(style.words) words are you or your"))
         }
-        let subjectWords = Pitch(TextStats(subject).lower)
+        let subjectWords = Pitch(subjectText.lower)
         if subjectWords.you > 0 { out.append(Signal("SUBJECT_ADDRESSES_READER", "the subject speaks to the reader (\(subject.prefix(40)))")) }
         if percent(subject) { out.append(Signal("SUBJECT_PERCENT", "the subject gives a percentage (\(subject.prefix(40)))")) }
         let texts = input.mime.parts.filter { !$0.isAttachment && $0.filename == nil }

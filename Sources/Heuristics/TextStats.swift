@@ -20,12 +20,15 @@ struct TextStats: Sendable {
     init(_ text: String) {
         let limit = 64 * 1024
         var bytes = Array(text.utf8.prefix(limit))
-        lower.reserveCapacity(min(bytes.count, 32 * 1024))
-        for b in bytes.prefix(32 * 1024) {
-            if b == 32 || b == 10 || b == 13 || b == 9 {
-                if lower.last != 32 { lower.append(32) }
-            } else {
-                lower.append(b >= 65 && b <= 90 ? b | 0x20 : b)
+        let head = bytes.prefix(32 * 1024)
+        lower = [UInt8](unsafeUninitializedCapacity: head.count) { out, n in
+            var space = false
+            for b in head {
+                let isSpace = b == 32 || b == 10 || b == 13 || b == 9
+                if isSpace && space { continue }
+                space = isSpace
+                out[n] = isSpace ? 32 : b >= 65 && b <= 90 ? b | 0x20 : b
+                n += 1
             }
         }
         bytes.append(32)
@@ -89,8 +92,11 @@ struct TextStats: Sendable {
             guard hay.count >= 2 else { return }
             for i in 0..<(hay.count - 1) {
                 let key = Int(hay[i]) << 8 | Int(hay[i + 1])
-                guard set.starts[key] else { continue }
-                for (n, c) in set.bytes.enumerated() where c[0] == hay[i] && c[1] == hay[i + 1] && i + c.count <= hay.count {
+                let (from, to) = (Int(set.bucketStart[key]), Int(set.bucketStart[key + 1]))
+                guard from < to else { continue }
+                for n in set.order[from..<to] {
+                    let c = set.bytes[n]
+                    guard i + c.count <= hay.count else { continue }
                     var k = 2
                     while k < c.count && hay[i + k] == c[k] { k += 1 }
                     if k == c.count { found.insert(n) }
@@ -101,19 +107,27 @@ struct TextStats: Sendable {
     }
 }
 
-/// Phrases to look for, made once: each position of the text is checked
-/// against a table of the phrases' first two bytes, and only on a hit are
-/// phrases compared (a loop per phrase cost 100 µs a message).
+/// Phrases to look for, made once: the phrases grouped by their first two
+/// bytes (bucketStart[key] ..< bucketStart[key + 1] in `order`), so each
+/// position of the text costs one table read, and only the phrases that
+/// start with its two bytes are compared (every phrase at every hit cost
+/// 0.7 ms a message once there were 250 of them).
 struct PhraseSet: Sendable {
     let phrases: [String]
     let bytes: [[UInt8]]
-    let starts: [Bool]
+    let order: [Int]
+    let bucketStart: [Int32]
 
     init(_ phrases: [String]) {
-        self.phrases = phrases.filter { $0.utf8.count >= 2 }
-        bytes = self.phrases.map { Array($0.utf8) }
-        var t = [Bool](repeating: false, count: 65536)
-        for b in bytes { t[Int(b[0]) << 8 | Int(b[1])] = true }
-        starts = t
+        let kept = phrases.filter { $0.utf8.count >= 2 }
+        let all = kept.map { Array($0.utf8) }
+        let key = { (b: [UInt8]) -> Int in Int(b[0]) << 8 | Int(b[1]) }
+        self.phrases = kept
+        bytes = all
+        order = all.indices.sorted { (key(all[$0]), $0) < (key(all[$1]), $1) }
+        var start = [Int32](repeating: 0, count: 65537)
+        for b in all { start[key(b) + 1] += 1 }
+        for k in 1...65536 { start[k] += start[k - 1] }
+        bucketStart = start
     }
 }
