@@ -64,6 +64,11 @@ struct MarketingSignals: SignalDetector {
         "blood sugar", "diabetes", "hearing aid", "keto", "cbd", "gummies", "weird trick", "doctors hate", "usdt",
         "crypto wallet", "withdrawal", "welcome bonus", "free shipping", "your reward", "claim now", "you've won",
         "winner", "prize", "survey reward", "loyalty program", "points expire",
+        // the same pitches in the languages bulk mail most often arrives in besides English
+        "gratis", "kostenlos", "gewonnen", "gutschein", "jetzt sichern", "auszahlung", "angebot", "rabatt",
+        "grátis", "clique aqui", "promoção", "desconto", "parabéns", "prêmio", "resgate", "liberado",
+        "haga clic", "descuento", "felicidades", "premio", "sorpresa", "gratuit", "cliquez ici", "félicitations",
+        "gagné", "offre spéciale", "klik hier", "gefeliciteerd", "aanbieding", "clicca qui", "offerta", "congratulazioni",
     ]
 
     static let phraseSet = PhraseSet(phrases)

@@ -1,12 +1,12 @@
 import MailMessage
 
 /// How the message addresses and shouts at the reader: styled Unicode
-/// letters (𝐩𝐡𝐨𝐭𝐨𝐬, ᴘᴀʏᴍᴇɴᴛ) and emoji in the subject or sender name,
+/// letters (𝐩𝐡𝐨𝐭𝐨𝐬, ᴘᴀʏᴍᴇɴᴛ) in the subject or sender name, emoji in either,
 /// letters spaced out to dodge filters (C.a.l.l.e.d), a tracking number at
 /// the end of the subject, the recipient's own address in the subject or
 /// the links, mail "from" the recipient, capitals and exclamation marks.
 struct StyleSignals: SignalDetector {
-    static let names = ["UNICODE_STYLED_TEXT", "EMOJI_IN_SUBJECT", "SUBJECT_SPACED_LETTERS", "SUBJECT_TRAILING_ID",
+    static let names = ["UNICODE_STYLED_TEXT", "EMOJI_IN_SUBJECT", "EMOJI_IN_SENDER_NAME", "SUBJECT_SPACED_LETTERS", "SUBJECT_TRAILING_ID",
                         "SUBJECT_NAMES_RECIPIENT", "LINK_HAS_RECIPIENT", "FROM_EQUALS_TO", "BODY_SHOUTS", "REPLY_TO_OTHER_DOMAIN"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
@@ -16,8 +16,9 @@ struct StyleSignals: SignalDetector {
         if let s = (subject + " " + display).unicodeScalars.first(where: isStyled) {
             out.append(Signal("UNICODE_STYLED_TEXT", "styled letters such as \(s) in the subject or sender name"))
         }
-        if subject.unicodeScalars.contains(where: { (0x1F300...0x1FAFF).contains($0.value) || (0x2600...0x27BF).contains($0.value) }) {
-            out.append(Signal("EMOJI_IN_SUBJECT", "emoji in the subject"))
+        if subject.unicodeScalars.contains(where: isEmoji) { out.append(Signal("EMOJI_IN_SUBJECT", "emoji in the subject")) }
+        if display.unicodeScalars.contains(where: isEmoji) {
+            out.append(Signal("EMOJI_IN_SENDER_NAME", "emoji in the sender's name (\(display.prefix(40)))"))
         }
         if spacedLetters(subject) { out.append(Signal("SUBJECT_SPACED_LETTERS", "letters spaced out in the subject (\(subject.prefix(40)))")) }
         if trailingID(subject) { out.append(Signal("SUBJECT_TRAILING_ID", "the subject ends in a tracking number")) }
@@ -45,6 +46,8 @@ struct StyleSignals: SignalDetector {
             out.append(Signal("BODY_SHOUTS", "\(caps) of \(words) words in capitals, \(bangs) runs of !!"))
         }
     }
+
+    static func isEmoji(_ s: Unicode.Scalar) -> Bool { (0x1F300...0x1FAFF).contains(s.value) || (0x2600...0x27BF).contains(s.value) }
 
     /// Mathematical alphanumerics, small capitals and the like: letters drawn to look like others.
     static func isStyled(_ s: Unicode.Scalar) -> Bool {

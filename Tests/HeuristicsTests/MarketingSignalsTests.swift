@@ -80,3 +80,16 @@ struct MarketingSignalsTests {
         #expect(subject("Konto", "Bitte bestätigen Sie Ihre Angaben.\n").contains("CREDENTIAL_PROMPT"))
     }
 }
+
+struct SenderStyleTests {
+    @Test func emojiInTheSenderName() {
+        func from(_ f: String) -> Set<String> { Make.signals(Make.plain.replacingOccurrences(of: "From: Alice Smith <alice@partner.example>", with: "From: " + f)) }
+        #expect(from("🎰 Lucky Casino <no-reply@casino.example>").contains("EMOJI_IN_SENDER_NAME"))
+        #expect(!from("Zoë Müller <zoe@partner.example>").contains("EMOJI_IN_SENDER_NAME"), "accented letters are not emoji")
+    }
+
+    @Test func pitchesInOtherLanguagesCount() {
+        let s = Make.signals(Make.plain, "Jetzt sichern: Ihr Gutschein ist kostenlos!\n")
+        #expect(s.contains("SPAM_PHRASES_2"))
+    }
+}
