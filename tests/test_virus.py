@@ -243,6 +243,35 @@ def test_embedded_engine_follows_signature_updates(gateway_factory, tmp_path):
     assert len(gw.maildir_files("v@example.com")) == 1
 
 
+def test_embedded_engine_unpacks_in_a_private_folder_in_memory(gateway_factory, tmp_path, monkeypatch):
+    """libclamav writes every part it unpacks into a folder per scan: the
+    gateway gives it a private folder on /dev/shm (mode 0700, its own), a
+    scan leaves nothing in it, and the folder goes when the gateway stops."""
+    import glob
+    import os
+    import stat
+    monkeypatch.delenv("TMPDIR", raising=False)
+    db = tmp_path / "sigs"
+    db.mkdir()
+    (db / "eicar.ndb").write_text("MxGate.Test.EICAR:0:*:" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex() + "\n")
+    before = set(glob.glob("/dev/shm/mxgate-clamav.*"))
+    gw = gateway_factory(policy=POLICY, config_extra=f'[clamav]\nmode = "embedded"\ndatabase = "{db}"\n')
+    ours = set(glob.glob("/dev/shm/mxgate-clamav.*")) - before
+    assert len(ours) == 1, ours
+    (folder,) = ours
+    st = os.stat(folder)
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=60) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("a@sender.test", ["v@example.com"], CASES["zip"])
+        assert e.value.smtp_code == 554
+        s.sendmail("a@sender.test", ["v@example.com"], mime(["Content-Type: text/plain\r\n\r\nhello", attachment("notes.zip", zipped("notes.txt", b"harmless"))]))
+    assert len(gw.maildir_files("v@example.com")) == 1
+    assert os.listdir(folder) == []
+    assert gw.stop() == 0
+    assert not os.path.exists(folder)
+
+
 @pytest.mark.parametrize("mode", ["clamd", "embedded"])
 def test_scan_and_mime_rules_share_one_read_of_a_spilled_message(gateway_factory, clamd, mode):
     """clamd (or libclamav) and the MIME walk both judge one message, ~2 MB so
