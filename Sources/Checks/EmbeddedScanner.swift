@@ -53,13 +53,10 @@ public final class EmbeddedScanner: @unchecked Sendable {
         guard ProcessInfo.processInfo.environment["TMPDIR"] == nil, access("/dev/shm", W_OK | X_OK) == 0 else { return nil }
         var template = Array("/dev/shm/mxgate-clamav.XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { return nil }
-        let path = String(cString: made)
-        scratchPath.withLock { $0 = path }
-        atexit { EmbeddedScanner.scratchPath.withLock { p in if let p { _ = rmdir(p) } } }
-        return path
+        // By exit time `scratch` holds the folder; libclamav has removed each scan's files.
+        atexit { if let p = EmbeddedScanner.scratch { _ = rmdir(p) } }
+        return String(cString: made)
     }()
-
-    private static let scratchPath = Mutex<String?>(nil)
 
     /// All parsers on (mail, archives, documents), as clamscan scans by default.
     private static func options() -> cl_scan_options {

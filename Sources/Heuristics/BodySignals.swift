@@ -5,7 +5,7 @@ import MailMessage
 /// or invisible characters, a broken MIME structure, and the phrases that
 /// ask for a password or a payment.
 struct BodySignals: SignalDetector {
-    static let names = ["MIME_MALFORMED", "HTML_ONLY", "HTML_IMAGE_ONLY", "HTML_HIDDEN_TEXT", "MIXED_SCRIPT_WORDS",
+    static let names = ["MIME_MALFORMED", "HTML_ONLY", "HTML_ONLY_NO_MAILER", "HTML_IMAGE_ONLY", "HTML_HIDDEN_TEXT", "MIXED_SCRIPT_WORDS",
                         "INVISIBLE_CHARS", "CHARSET_UNEXPECTED", "CREDENTIAL_PROMPT", "HTML_FORM_IN_BODY", "NO_TEXT"]
 
     /// Charsets of scripts an English-language organisation rarely reads
@@ -38,7 +38,13 @@ struct BodySignals: SignalDetector {
         let texts = m.parts.filter { !$0.isAttachment && $0.filename == nil }
         let hasHTML = texts.contains { $0.contentType == "text/html" }
         let hasPlain = texts.contains { $0.contentType == "text/plain" && $0.size > 0 }
-        if hasHTML && !hasPlain { out.append(Signal("HTML_ONLY", "HTML with no plain-text alternative")) }
+        if hasHTML && !hasPlain {
+            out.append(Signal("HTML_ONLY", "HTML with no plain-text alternative"))
+            // Mail programs name themselves; bare HTML from none was written by a script.
+            if input.headers.first("X-Mailer") == nil && input.headers.first("User-Agent") == nil {
+                out.append(Signal("HTML_ONLY_NO_MAILER", "HTML with no plain-text alternative, and no mail program named"))
+            }
+        }
         let visible = input.text.visible
         if hasHTML && m.htmlImages > 0 && visible < 200 {
             out.append(Signal("HTML_IMAGE_ONLY", "\(m.htmlImages) image(s) and \(visible) characters of text"))

@@ -7,11 +7,11 @@ import MailMessage
 /// 3, 4 to 7, 8 and more: each level its own fitted score), as SpamAssassin's
 /// hundreds of small body rules add up. Also the type advertising shouts in
 /// (big and red fonts), words spelled out letter by letter to get past
-/// filters ("V 1 A G R A"), prices, a text that keeps saying "you", a
-/// subject that speaks to the reader or gives a percentage, and bare HTML that no mail program wrote.
+/// filters ("V 1 A G R A"), prices, a text that keeps saying "you", and a
+/// subject that speaks to the reader or gives a percentage.
 struct MarketingSignals: SignalDetector {
     static let names = ["SPAM_PHRASES_2", "SPAM_PHRASES_4", "SPAM_PHRASES_8", "HTML_LOUD_FONTS", "BODY_SPACED_LETTERS", "BODY_PRICES",
-                        "BODY_ADDRESSES_READER", "SUBJECT_ADDRESSES_READER", "SUBJECT_PERCENT", "HTML_ONLY_NO_MAILER"]
+                        "BODY_ADDRESSES_READER", "SUBJECT_ADDRESSES_READER", "SUBJECT_PERCENT"]
 
     /// The trade's phrases, lower case with single spaces, by theme. Chosen
     /// from what bulk mail has said for twenty years, not from one corpus:
@@ -95,11 +95,6 @@ struct MarketingSignals: SignalDetector {
         let subjectWords = Pitch(subjectText.lower)
         if subjectWords.you > 0 { out.append(Signal("SUBJECT_ADDRESSES_READER", "the subject speaks to the reader (\(subject.prefix(40)))")) }
         if percent(subject) { out.append(Signal("SUBJECT_PERCENT", "the subject gives a percentage (\(subject.prefix(40)))")) }
-        let texts = input.mime.parts.filter { !$0.isAttachment && $0.filename == nil }
-        if texts.contains(where: { $0.contentType == "text/html" }) && !texts.contains(where: { $0.contentType == "text/plain" && $0.size > 0 })
-            && input.headers.first("X-Mailer") == nil && input.headers.first("User-Agent") == nil {
-            out.append(Signal("HTML_ONLY_NO_MAILER", "HTML with no plain-text alternative, and no mail program named"))
-        }
     }
 
     /// "50% off", "up to 70 %".
