@@ -9,11 +9,11 @@ an action from "add header" up (rspamd). 1-ROCA is computed from each
 engine's score. Writes a table on stdout and the ROC curves as a PNG.
 
 Usage: accuracy.py CORPUS_DIR --mxgate BIN [--spamd HOST:PORT] [--rspamd HOST:PORT]
-                   [--png FILE] [--json FILE] [--limit N] [--passes N]
+                   [--png FILE] [--json FILE] [--limit N] [--passes N] [--salt S]
 """
 import argparse, concurrent.futures as cf, hashlib, http.client, json, os, socket, subprocess, sys, tempfile
 
-def split(corpus, limit):
+def split(corpus, limit, salt="mxgate-accuracy:"):
     train, test = [], []
     with open(os.path.join(corpus, "LABELS.tsv")) as f:
         next(f)
@@ -22,7 +22,7 @@ def split(corpus, limit):
             full = os.path.join(corpus, path)
             if not os.path.isfile(full):
                 continue
-            (train if hashlib.sha256(b"mxgate-accuracy:" + path.encode()).digest()[0] % 2 == 0 else test).append((full, label))
+            (train if hashlib.sha256(salt.encode() + path.encode()).digest()[0] % 2 == 0 else test).append((full, label))
     if limit:
         train, test = train[::max(1, len(train) // limit)], test[::max(1, len(test) // limit)]
     return train, test
@@ -137,9 +137,10 @@ def main():
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--salt", default="mxgate-accuracy:", help="another split, to see how much a figure owes to this one")
     ap.add_argument("--dump", help="write each test message's label, scores and path (JSON lines)")
     a = ap.parse_args()
-    train, test = split(a.corpus, a.limit)
+    train, test = split(a.corpus, a.limit, a.salt)
     labels = [l for _, l in test]
     rows, curves = [], {}
     with tempfile.TemporaryDirectory() as d:

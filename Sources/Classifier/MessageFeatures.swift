@@ -5,7 +5,7 @@ import MailMessage
 ///
 /// Features (Goodman and Yih's "simple features": presence, not counts):
 /// words and word pairs of the decoded text (HTML reduced to text) and of
-/// the subject; the names of the header fields present; the From display
+/// the subject, and the subject's runs of four characters; the names of the header fields present; the From display
 /// name and domain, Reply-To's domain; the mailer; the content type and
 /// charsets; every link's host, its last two labels and its path words;
 /// attachment extensions and declared and sniffed types; the number of
@@ -36,7 +36,7 @@ public struct MessageFeatures: Sendable, Equatable {
         static let headerName: UInt64 = 0x5000, fromName: UInt64 = 0x6000, fromDomain: UInt64 = 0x7000
         static let replyTo: UInt64 = 0x8000, mailer: UInt64 = 0x9000, type: UInt64 = 0xA000, host: UInt64 = 0xB000
         static let urlPath: UInt64 = 0xC000, attachment: UInt64 = 0xD000, received: UInt64 = 0xE000, flag: UInt64 = 0xF000
-        static let headerValue: UInt64 = 0x10000
+        static let headerValue: UInt64 = 0x10000, subjectGram: UInt64 = 0x11000
     }
 
     public init(headers: HeaderBlock, summary: MIMESummary, dimensionBits: Int) {
@@ -48,6 +48,7 @@ public struct MessageFeatures: Sendable, Equatable {
 
         let subject = value("subject") ?? ""
         t.add(subject, ns: NS.subject, pairs: NS.subjectPair, maxWords: 60)
+        t.addGrams(subject, ns: NS.subjectGram)
         if subject.isEmpty { t.out.append(featureHash("no-subject", ns: NS.flag)) }
         var text = summary.text
         if text.utf8.count > Self.textLimit { text = String(decoding: text.utf8.prefix(Self.textLimit), as: UTF8.self) }

@@ -94,6 +94,30 @@ struct Tokenizer {
         emit(&word, &self)
     }
 
+    /// Adds every run of four characters of `text` (case folded, look-alikes
+    /// read as Latin, anything not a letter, a digit, "$" or "!" as one
+    /// space): what a word split cannot see, "v1agra" and "viagra" sharing
+    /// "agra", "FREE!!!" and "free!" sharing "ree!". For short texts (the
+    /// subject): measured on the corpus it helped there and not on bodies.
+    mutating func addGrams(_ text: String, ns: UInt64, maxScalars: Int = 200) {
+        var chars: [UInt32] = [32]
+        chars.reserveCapacity(min(text.unicodeScalars.count, maxScalars) + 2)
+        for u in text.unicodeScalars.prefix(maxScalars) {
+            var v = u.value
+            if v >= 65 && v <= 90 { v |= 0x20 } else if (0xC0...0xDE).contains(v) && v != 0xD7 { v += 0x20 }
+            if let latin = Self.lookAlike(v) { v = UInt32(latin) }
+            let kept = (v >= 97 && v <= 122) || (v >= 48 && v <= 57) || v == 36 || v == 33 || (v >= 0x80 && Self.isLetter(v))
+            if kept { chars.append(v) } else if chars.last != 32 { chars.append(32) }
+        }
+        if chars.last != 32 { chars.append(32) }
+        guard chars.count >= 4 else { return }
+        for i in 0...(chars.count - 4) {
+            var h: UInt64 = 0xCBF2_9CE4_8422_2325
+            for k in i..<(i + 4) { h = (h ^ UInt64(chars[k])) &* 0x100_0000_01B3 }
+            out.append(mix(h ^ ns))
+        }
+    }
+
     static func isWordByte(_ b: UInt8) -> Bool {
         (b >= 97 && b <= 122) || (b >= 65 && b <= 90) || (b >= 48 && b <= 57)
     }

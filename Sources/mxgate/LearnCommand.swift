@@ -32,7 +32,7 @@ struct Learn: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Messages to learn as spam.") var spam: [String] = []
     @Option(parsing: .upToNextOption, help: "Messages to learn as ham (not spam).") var ham: [String] = []
     @Flag(help: "Take back what learning these messages did.") var forget = false
-    @Option(help: "Steps per message while it is still misjudged (1 to 5).") var passes: Int = 3
+    @Option(help: "Rounds over the messages; a message still misjudged moves the weights again (1 to 5).") var passes: Int = 3
 
     func validate() throws {
         if spam.isEmpty && ham.isEmpty { throw ValidationError("give --spam PATH... or --ham PATH... (or both)") }
@@ -64,11 +64,16 @@ struct Learn: ParsableCommand {
                         if m.forget(f) { forgotten += 1 } else { unknown += 1 }
                         continue
                     }
-                    switch m.learn(f, spam: isSpam, passes: passes) {
+                    switch m.learn(f, spam: isSpam) {
                     case .learned: learnt += 1
                     case .alreadyLearned: skipped += 1
                     case .relearned: relearnt += 1
                     }
+                }
+                // Later rounds over the whole batch, not more steps per message: one message's
+                // repeated steps overfit it before the rest have been seen.
+                if !forget {
+                    for _ in 1..<passes { for (f, isSpam, _) in items { m.reinforce(f, spam: isSpam) } }
                 }
             }
         } catch {

@@ -121,6 +121,34 @@ struct LogisticModelTests {
         #expect(!again, "a message not learnt cannot be forgotten")
     }
 
+    @Test func laterRoundsMoveOnlyMisjudgedMessagesAndForgetTakesThemBackToo() {
+        var m = trained(20)
+        let before = m.weights
+        // A spam, then a ham much like it: the ham's step drags the spam back inside the margin, so a later round moves it again.
+        let f = Mail.features(spam: true, 700, extra: "newsletter you asked for")
+        let g = Mail.features(spam: true, 700, extra: "newsletter you asked for really")
+        m.learn(f, spam: true)
+        m.learn(g, spam: false)
+        let misjudged = m.logOdds(f)
+        #expect(misjudged < LogisticModel.margin)
+        let moved = m.reinforce(f, spam: true)
+        #expect(moved)
+        #expect(m.logOdds(f) > misjudged)
+        let wrongClass = m.reinforce(f, spam: false)
+        #expect(!wrongClass, "a round never moves a message toward the class it was not learnt as")
+        let forgotF = m.forget(f), forgotG = m.forget(g)
+        #expect(forgotF && forgotG)
+        #expect(zip(m.weights, before).allSatisfy { abs($0 - $1) < 1e-4 }, "forget takes back the later rounds' steps too")
+    }
+
+    @Test func aHamStepIsLargerThanASpamStep() {
+        var spam = LogisticModel(dimensionBits: 16), ham = LogisticModel(dimensionBits: 16)
+        let f = Mail.features(spam: true, 3)
+        spam.learn(f, spam: true)
+        ham.learn(f, spam: false)
+        #expect(abs(ham.logOdds(f)) > abs(spam.logOdds(f)) * 2, "false positives cost more: ham is learnt harder")
+    }
+
     @Test func learningTwiceIsNoOpAndTheOtherClassRelearns() {
         var m = LogisticModel(dimensionBits: 16)
         let f = Mail.features(spam: true, 1)

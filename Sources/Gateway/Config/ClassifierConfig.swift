@@ -10,9 +10,9 @@ public struct ClassifierSettings: Sendable, Equatable {
     public var minLearned = 50
     /// The symbol's score at probability 1 (CLASSIFIER_SPAM) and 0 (CLASSIFIER_HAM), scaled in between.
     public var spamScore = 8.0
-    public var hamScore = -3.0
+    public var hamScore = -6.0
     /// Probabilities within this distance of 0.5 give no symbol: the classifier is unsure.
-    public var unsure = 0.1
+    public var unsure = 0.05
     /// Learn by itself from mail whose score (without the classifier's own)
     /// is at least `autolearnSpam` (spam) or at most `autolearnHam` and delivered (ham).
     public var autolearn = false
