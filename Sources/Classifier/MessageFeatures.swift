@@ -1,7 +1,7 @@
 import MailMessage
 
 /// A message as the classifier sees it: the indices of the hashed features
-/// it has (each once, sorted), and a digest that names it for `--forget`.
+/// it has (each once), and a digest that names it for `--forget`.
 ///
 /// Features (Goodman and Yih's "simple features": presence, not counts):
 /// words and word pairs of the decoded text (HTML reduced to text) and of
@@ -108,7 +108,7 @@ public struct MessageFeatures: Sendable, Equatable {
         if t.mixedScript { t.out.append(featureHash("mixed-script", ns: NS.flag)) }
 
         let mask = UInt64((1 << dimensionBits) - 1)
-        indices = Self.sortedUnique(t.out.map { UInt32(truncatingIfNeeded: $0 & mask) }, bits: dimensionBits)
+        indices = Self.unique(t.out.map { UInt32(truncatingIfNeeded: $0 & mask) })
 
         var a: UInt64 = 0xCBF2_9CE4_8422_2325
         var b: UInt64 = 0x8422_2325_CBF2_9CE4
@@ -124,28 +124,34 @@ public struct MessageFeatures: Sendable, Equatable {
         digest = Digest(a: mix(a), b: mix(b ^ UInt64(summary.text.utf8.count)))
     }
 
-    /// Sorted without repeats, by a two-pass radix sort on the index bits
-    /// (the standard library's stable sort was a sixth of a classification).
-    static func sortedUnique(_ input: [UInt32], bits: Int) -> [UInt32] {
+    /// Without repeats, in the order first seen, through an open-addressing
+    /// table twice the input's size (a radix sort, which also ordered them,
+    /// was a quarter of a classification; the order is not needed: the sum
+    /// over a message's weights is the same in any order to within rounding).
+    static func unique(_ input: [UInt32]) -> [UInt32] {
         guard input.count > 1 else { return input }
-        let low = (bits + 1) / 2
-        let lowMask = UInt32((1 << low) - 1)
-        var a = input, b = [UInt32](repeating: 0, count: input.count)
-        for pass in 0..<2 {
-            let shift = UInt32(pass * low)
-            var counts = [Int](repeating: 0, count: (1 << low) + 1)
-            for v in a { counts[Int((v >> shift) & lowMask) + 1] += 1 }
-            for k in 1..<counts.count { counts[k] += counts[k - 1] }
-            for v in a {
-                let key = Int((v >> shift) & lowMask)
-                b[counts[key]] = v
-                counts[key] += 1
-            }
-            swap(&a, &b)
-        }
+        var size = 64
+        while size < input.count * 2 { size <<= 1 }
+        let mask = size - 1
+        let empty = UInt32.max  // no index reaches it: the space is at most 2^26
+        var table = [UInt32](repeating: empty, count: size)
         var out: [UInt32] = []
-        out.reserveCapacity(a.count)
-        for v in a where out.last != v { out.append(v) }
+        out.reserveCapacity(input.count)
+        table.withUnsafeMutableBufferPointer { t in
+            for v in input {
+                var slot = Int(truncatingIfNeeded: (UInt64(v) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+                while true {
+                    let here = t[slot]
+                    if here == v { break }
+                    if here == empty {
+                        t[slot] = v
+                        out.append(v)
+                        break
+                    }
+                    slot = (slot + 1) & mask
+                }
+            }
+        }
         return out
     }
 

@@ -223,13 +223,18 @@ struct MessageSourceTests {
     }
 }
 
-struct SortedUniqueTests {
-    @Test func radixSortMatchesTheStandardLibrary() {
+struct UniqueTests {
+    @Test func eachIndexOnceInTheOrderFirstSeen() {
         var g = SystemRandomNumberGenerator()
         for bits in [12, 16, 22, 26] {
-            let xs = (0..<5000).map { _ in UInt32.random(in: 0..<(1 << UInt32(bits)), using: &g) } + [0, 0, 7, 7]
-            #expect(MessageFeatures.sortedUnique(xs, bits: bits) == Array(Set(xs)).sorted())
+            let top: UInt32 = (1 << UInt32(bits)) - 1
+            let xs: [UInt32] = [0, 0, 7, 7] + (0..<5000).map { _ in UInt32.random(in: 0...top, using: &g) } + [top]
+            let u = MessageFeatures.unique(xs)
+            #expect(u.count == Set(xs).count && Set(u) == Set(xs))
+            var seen = Set<UInt32>()
+            #expect(u == xs.filter { seen.insert($0).inserted })
         }
-        #expect(MessageFeatures.sortedUnique([], bits: 22) == [])
+        #expect(MessageFeatures.unique([]) == [])
+        #expect(MessageFeatures.unique([5]) == [5])
     }
 }
