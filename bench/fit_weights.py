@@ -11,6 +11,8 @@ It fits on the training half of accuracy.py's split, so bench/accuracy.sh
 measures the shipped scores on messages they were not fitted on.
 
 Usage: fit_weights.py CORPUS_DIR --mxgate BIN [--write] [--ham-weight W]
+
+--write rewrites the scores in place, and docs/policy.md's table of signals.
 """
 import argparse, json, math, os, re, subprocess, sys, tempfile
 
@@ -176,6 +178,26 @@ def main():
         for path, text in files.items():
             open(path, "w").write("\n".join(text))
             print(f"wrote {path}")
+        write_doc_table()
+
+
+DOC = os.path.join(ROOT, "docs", "policy.md")
+SIGNAL = re.compile(r"^at data match signal\s+(\S+)\s+score\s+\+?([0-9.]+)\s*#\s*(.*)$")
+
+
+def write_doc_table():
+    """docs/policy.md's table of signals, from heuristics.policy's lines and their comments."""
+    rows = [SIGNAL.match(l) for l in open(POLICY).read().split("\n")]
+    table = ["| signal | what it sees | shipped score |", "|---|---|---|"]
+    table += [f"| `{m.group(1)}` | {m.group(3).strip()} | {m.group(2)} |" for m in rows if m]
+    doc = open(DOC).read().split("\n")
+    start = doc.index(table[0])
+    end = start
+    while end < len(doc) and doc[end].startswith("|"):
+        end += 1
+    doc[start:end] = table
+    open(DOC, "w").write("\n".join(doc))
+    print(f"wrote {DOC}")
 
 
 if __name__ == "__main__":

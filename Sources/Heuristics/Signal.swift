@@ -46,7 +46,7 @@ protocol SignalDetector: Sendable {
 public enum Heuristics {
     static let detectors: [any SignalDetector.Type] = [
         LinkSignals.self, SenderSignals.self, HeaderSignals.self, BodySignals.self, AttachmentSignals.self, StyleSignals.self,
-        MarketingSignals.self,
+        MarketingSignals.self, LureSignals.self,
     ]
 
     /// Every signal name a policy may use.

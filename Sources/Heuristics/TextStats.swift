@@ -96,6 +96,13 @@ struct TextStats: Sendable {
     /// The indices of the phrases of `set` the text holds, each once, in one pass.
     func matches(_ set: PhraseSet) -> Set<Int> {
         var found = Set<Int>()
+        forEachMatch(set) { n, _ in found.insert(n) }
+        return found
+    }
+
+    /// Every occurrence of a phrase of `set` in `lower`, in one pass: the
+    /// phrase's index and where in `lower` it ends.
+    func forEachMatch(_ set: PhraseSet, _ body: (_ phrase: Int, _ end: Int) -> Void) {
         // Raw buffers throughout: an array slice per position of the text was a retain and a release each.
         lower.withUnsafeBufferPointer { hay in
             guard hay.count >= 2 else { return }
@@ -111,14 +118,13 @@ struct TextStats: Sendable {
                                 guard i + count <= hay.count else { continue }
                                 var k = 2
                                 while k < count && hay[i + k] == flat[offset + k] { k += 1 }
-                                if k == count { found.insert(n) }
+                                if k == count { body(n, i + count) }
                             }
                         }
                     }
                 }
             } }
         }
-        return found
     }
 }
 

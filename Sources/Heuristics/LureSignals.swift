@@ -1,0 +1,86 @@
+/// Money held out to the reader: a balance, bonus, prize or payout with an
+/// amount beside it ("Ihr Guthaben von 6400,00 € steht zur Abholung
+/// bereit", "claim your 500 USDT bonus"). The lure of payout phishing and
+/// prize spam in every language; a bill or a receipt names an amount the
+/// reader owes or paid, not one waiting for them, and rarely with these
+/// words. Measured on the corpus: 27 spam and phishing messages to 2 ham.
+struct LureSignals: SignalDetector {
+    static let names = ["BALANCE_CLAIM"]
+
+    /// Words for money waiting for the reader (lower case; en, de, pt, es, fr, it, nl).
+    static let lureWords = [
+        "balance", "bonus", "payout", "reward", "prize", "winnings", "jackpot", "guthaben", "gewinn", "auszahlung",
+        "saldo", "prêmio", "premio", "solde", "beloning", "tegoed", "vincita",
+    ]
+    static let lureSet = PhraseSet(lureWords)
+
+    /// How far after the word the amount may come (bytes, within one sentence).
+    static let window = 40
+
+    static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
+        let text = input.text.lower
+        var found: (word: Int, end: Int)?
+        input.text.forEachMatch(lureSet) { n, end in
+            // A whole word: "prime" in "primer" or "balance" in "imbalance" is not a lure.
+            guard found == nil, wordEdge(text, end), wordEdge(text, end - lureWords[n].utf8.count - 1) else { return }
+            if amountFollows(text, from: end) { found = (n, end) }
+        }
+        if let f = found {
+            let start = f.end - lureWords[f.word].utf8.count
+            let shown = String(decoding: text[start..<min(text.count, f.end + window)], as: UTF8.self)
+            out.append(Signal("BALANCE_CLAIM", "money waiting for the reader (\(shown))"))
+        }
+    }
+
+    /// The byte at `i` is not a letter (or `i` is outside the text).
+    static func wordEdge(_ t: [UInt8], _ i: Int) -> Bool {
+        guard i >= 0 && i < t.count else { return true }
+        let b = t[i]
+        return !((b >= 97 && b <= 122) || b >= 0x80)
+    }
+
+    /// A currency amount within `window` bytes, before the sentence ends:
+    /// a digit next to €, $ or £ (a space between allowed), or followed by
+    /// a currency's code or name.
+    static func amountFollows(_ t: [UInt8], from start: Int) -> Bool {
+        let end = min(t.count, start + window)
+        var i = start
+        while i < end {
+            let b = t[i]
+            if b == 33 || b == 63 || (b == 46 && i + 1 < t.count && t[i + 1] == 32) { return false }  // ! ? ". "
+            if isCurrencySign(t, i) {
+                if digitNear(t, i - 1, step: -1) || digitNear(t, i + signLength(t, i), step: 1) { return true }
+            } else if b >= 48 && b <= 57 {
+                var j = i
+                while j < t.count && ((t[j] >= 48 && t[j] <= 57) || t[j] == 46 || t[j] == 44) { j += 1 }
+                if j < t.count && t[j] == 32 { j += 1 }
+                for code in currencyCodes where j + code.count <= t.count && t[j..<(j + code.count)].elementsEqual(code) {
+                    let after = j + code.count
+                    if after >= t.count || !((t[after] >= 97 && t[after] <= 122)) { return true }
+                }
+                i = max(j, i + 1)
+                continue
+            }
+            i += 1
+        }
+        return false
+    }
+
+    static let currencyCodes: [[UInt8]] = ["eur", "euro", "euros", "usd", "usdt", "btc", "eth", "dollars", "gbp", "chf", "reais"].map { Array($0.utf8) }
+
+    /// "$" and "£" (C2 A3) and "€" (E2 82 AC).
+    static func isCurrencySign(_ t: [UInt8], _ i: Int) -> Bool {
+        if t[i] == 36 { return true }
+        if t[i] == 0xC2 && i + 1 < t.count && t[i + 1] == 0xA3 { return true }
+        return t[i] == 0xE2 && i + 2 < t.count && t[i + 1] == 0x82 && t[i + 2] == 0xAC
+    }
+
+    static func signLength(_ t: [UInt8], _ i: Int) -> Int { t[i] == 36 ? 1 : t[i] == 0xC2 ? 2 : 3 }
+
+    /// A digit at `i`, or one space further in the direction of `step`.
+    static func digitNear(_ t: [UInt8], _ i: Int, step: Int) -> Bool {
+        func digit(_ k: Int) -> Bool { k >= 0 && k < t.count && t[k] >= 48 && t[k] <= 57 }
+        if digit(i) { return true }
+        return i >= 0 && i < t.count && t[i] == 32 && digit(i + step)
+    }
+}

@@ -1,0 +1,26 @@
+import Testing
+
+@testable import Heuristics
+
+/// Money held out to the reader, in several languages and currencies, and
+/// not the amounts ordinary mail names: an invoice, an imbalance, a word
+/// that only begins like a lure word, an amount in another sentence.
+struct LureSignalsTests {
+    func body(_ text: String) -> Set<String> { Make.signals(Make.plain, text) }
+
+    @Test func balanceBonusOrPrizeWithAnAmount() {
+        #expect(body("Hi, Zahlungsbestätigung. Ihr Guthaben von 6400,00 € steht zur Abholung bereit.\n").contains("BALANCE_CLAIM"))
+        #expect(body("Sign up today and claim your bonus of 500 USDT in your account.\n").contains("BALANCE_CLAIM"))
+        #expect(body("Your prize: $ 1,000,000 is waiting, reply with your bank details.\n").contains("BALANCE_CLAIM"))
+        #expect(body("Seu saldo de R$ 2.500,00 foi liberado.\n").contains("BALANCE_CLAIM"))
+        #expect(body("Your winnings of £250 have been credited.\n").contains("BALANCE_CLAIM"))
+    }
+
+    @Test func ordinaryAmountsAreNoLure() {
+        #expect(!body("The invoice for March is $120.50, due on the 30th.\n").contains("BALANCE_CLAIM"), "no lure word")
+        #expect(!body("The imbalance of 3 EUR came from rounding.\n").contains("BALANCE_CLAIM"), "a whole word only")
+        #expect(!body("Our balance sheet looks good. The budget is $5000.\n").contains("BALANCE_CLAIM"), "another sentence")
+        #expect(!body("The bonus round starts at 10 and ends when the others have left the building.\n").contains("BALANCE_CLAIM"), "no currency")
+        #expect(!body("Check the balance of the wheels; we used 3 weights of 20 grams.\n").contains("BALANCE_CLAIM"))
+    }
+}
