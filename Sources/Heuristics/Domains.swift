@@ -20,7 +20,7 @@ enum Domains {
     }
 
     static func isIPLiteral(_ host: String) -> Bool {
-        let h = host.trimmingCharacters(in: ["[", "]"])
+        let h = host.trimming { $0 == "[" || $0 == "]" }
         if h.contains(":") && h.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { return true }
         let parts = h.split(separator: ".", omittingEmptySubsequences: false)
         // Decimal dotted quads, and the hex or single-number forms browsers also accept.

@@ -70,7 +70,7 @@ struct SenderSignals: SignalDetector {
     /// The display name of a From value ("Name <addr>"), quotes removed.
     static func displayName(_ from: String) -> String {
         guard let lt = from.firstIndex(of: "<") else { return "" }
-        return String(from[..<lt]).trimmed.trimmingCharacters(in: ["\""]).trimmed
+        return from[..<lt].trimmed.trimming { $0 == "\"" }.trimmed
     }
 
     /// `word` in `hay` (UTF-8) with no letter either side, compared as bytes (Foundation's

@@ -81,10 +81,10 @@ struct StyleSignals: SignalDetector {
         guard let lastSpace = s.range(of: "   ", options: .backwards) else {
             let parts = s.split(separator: " ")
             guard parts.count >= 3, let last = parts.last else { return false }
-            let t = last.trimmingCharacters(in: ["[", "]", "(", ")", "#", "-"])
+            let t = last.trimming(["[", "]", "(", ")", "#", "-"])
             return t.count >= 5 && t.allSatisfy(\.isNumber) && !(1900...2100).contains(Int(t) ?? 0)
         }
-        let tail = s[lastSpace.upperBound...].trimmingCharacters(in: .whitespaces)
+        let tail = s[lastSpace.upperBound...].trimming { $0 == " " || $0 == "\t" || $0.properties.generalCategory == .spaceSeparator }
         return !tail.isEmpty && tail.count <= 12 && !tail.contains(" ")
     }
 }
