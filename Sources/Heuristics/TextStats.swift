@@ -103,28 +103,7 @@ struct TextStats: Sendable {
     /// Every occurrence of a phrase of `set` in `lower`, in one pass: the
     /// phrase's index and where in `lower` it ends.
     func forEachMatch(_ set: PhraseSet, _ body: (_ phrase: Int, _ end: Int) -> Void) {
-        // Raw buffers throughout: an array slice per position of the text was a retain and a release each.
-        lower.withUnsafeBufferPointer { hay in
-            guard hay.count >= 2 else { return }
-            set.present.withUnsafeBufferPointer { present in set.bucketStart.withUnsafeBufferPointer { start in
-                set.entries.withUnsafeBufferPointer { entries in
-                    set.flat.withUnsafeBufferPointer { flat in
-                        for i in 0..<(hay.count - 1) {
-                            let key = Int(hay[i]) << 8 | Int(hay[i + 1])
-                            guard present[key >> 6] & (1 << UInt64(key & 63)) != 0 else { continue }
-                            let (from, to) = (Int(start[key]), Int(start[key + 1]))
-                            for e in from..<to {
-                                let (n, offset, count) = entries[e]
-                                guard i + count <= hay.count else { continue }
-                                var k = 2
-                                while k < count && hay[i + k] == flat[offset + k] { k += 1 }
-                                if k == count { body(n, i + count) }
-                            }
-                        }
-                    }
-                }
-            } }
-        }
+        set.forEachMatch(in: lower, body)
     }
 }
 
@@ -133,8 +112,8 @@ struct TextStats: Sendable {
 /// position of the text costs one table read, and only the phrases that
 /// start with its two bytes are compared (every phrase at every hit cost
 /// 0.7 ms a message once there were 250 of them).
-struct PhraseSet: Sendable {
-    let phrases: [String]
+public struct PhraseSet: Sendable {
+    public let phrases: [String]
     /// Every phrase's bytes, one after another.
     let flat: [UInt8]
     /// In bucket order: the phrase's index, where its bytes start in `flat`, and how many.
@@ -144,7 +123,8 @@ struct PhraseSet: Sendable {
     /// first-level cache, where the 256 KB of bucketStart do not.
     let present: [UInt64]
 
-    init(_ phrases: [String]) {
+    /// Phrases shorter than two bytes are left out (`phrases` holds those kept).
+    public init(_ phrases: [String]) {
         let kept = phrases.filter { $0.utf8.count >= 2 }
         let all = kept.map { Array($0.utf8) }
         let key = { (b: [UInt8]) -> Int in Int(b[0]) << 8 | Int(b[1]) }
@@ -164,5 +144,42 @@ struct PhraseSet: Sendable {
         present = bits
         for k in 1...65536 { start[k] += start[k - 1] }
         bucketStart = start
+    }
+}
+
+extension PhraseSet {
+    /// The indices of the phrases `hay` holds, each once, in one pass.
+    public func matches(in hay: [UInt8]) -> Set<Int> {
+        var found = Set<Int>()
+        forEachMatch(in: hay) { n, _ in found.insert(n) }
+        return found
+    }
+
+    /// Every occurrence of a phrase in `hay`, in one pass: the phrase's
+    /// index and where in `hay` it ends.
+    public func forEachMatch(in hay: [UInt8], _ body: (_ phrase: Int, _ end: Int) -> Void) {
+        // Raw buffers throughout: an array slice per position of the text was a retain and a release each.
+        hay.withUnsafeBufferPointer { hay in
+            guard hay.count >= 2 else { return }
+            present.withUnsafeBufferPointer { present in
+                bucketStart.withUnsafeBufferPointer { start in
+                    entries.withUnsafeBufferPointer { entries in
+                        flat.withUnsafeBufferPointer { flat in
+                            for i in 0..<(hay.count - 1) {
+                                let key = Int(hay[i]) << 8 | Int(hay[i + 1])
+                                guard present[key >> 6] & (1 << UInt64(key & 63)) != 0 else { continue }
+                                for e in Int(start[key])..<Int(start[key + 1]) {
+                                    let (n, offset, count) = entries[e]
+                                    guard i + count <= hay.count else { continue }
+                                    var k = 2
+                                    while k < count && hay[i + k] == flat[offset + k] { k += 1 }
+                                    if k == count { body(n, i + count) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

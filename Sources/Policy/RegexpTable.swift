@@ -1,3 +1,4 @@
+import Heuristics
 import MailMessage
 
 /// `regexp:` — Postfix header_checks style: one rule per line,
@@ -35,6 +36,13 @@ public final class RegexpTable: Sendable {
     /// `^Content-(Type|Disposition):`), which every header line meets: one
     /// regexec per group instead of one per entry. Nil: not screened.
     private let unanchoredScreens: [Screen]?
+    /// For whole texts: the literals some entries cannot match without
+    /// (RegexLiterals), searched in one pass; per entry, the indices of its
+    /// literals in `literals`, nil for an entry that always runs (then
+    /// through `textScreens`, which hold only those).
+    private let literals: PhraseSet?
+    private let entryLiterals: [[Int]?]
+    private let textRest: [Int]
 
     /// A combined pattern for a run of entries with the same case rule.
     struct Screen: Sendable {
@@ -99,7 +107,22 @@ public final class RegexpTable: Sendable {
             if let groups = RegexpTable.screens(for: idxs, out) { sc[name] = groups }
         }
         screens = sc
-        textScreens = RegexpTable.screens(for: Array(out.indices), out) ?? []
+        var all: [String] = []
+        var per: [[Int]?] = []
+        var restText: [Int] = []
+        for (n, e) in out.enumerated() {
+            if let req = RegexLiterals.required(e.regex.pattern) {
+                per.append(Array(all.count..<(all.count + req.count)))
+                all += req
+            } else {
+                per.append(nil)
+                restText.append(n)
+            }
+        }
+        literals = all.isEmpty ? nil : PhraseSet(all)
+        entryLiterals = per
+        textRest = restText
+        textScreens = RegexpTable.screens(for: restText, out) ?? []
         unanchoredScreens = RegexpTable.screens(for: rest, out)
     }
 
@@ -173,11 +196,22 @@ public final class RegexpTable: Sendable {
 
     /// Every entry matching `text`, in file order.
     public func allMatches(_ text: String) -> [Entry] {
-        guard !textScreens.isEmpty else { return entries.filter { $0.regex.matches(text) } }
         var found: [Int] = []
-        for g in textScreens where g.regex.matches(text) {
-            found += g.entries.filter { entries[$0].regex.matches(text) }
+        if let literals {
+            var t = text
+            let lower = t.withUTF8 { bytes in bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
+            let present = literals.matches(in: lower)
+            for (n, lits) in entryLiterals.enumerated() {
+                if let lits, lits.contains(where: present.contains), entries[n].regex.matches(text) { found.append(n) }
+            }
         }
-        return found.map { entries[$0] }
+        if textScreens.isEmpty {
+            found += textRest.filter { entries[$0].regex.matches(text) }
+        } else {
+            for g in textScreens where g.regex.matches(text) {
+                found += g.entries.filter { entries[$0].regex.matches(text) }
+            }
+        }
+        return found.sorted().map { entries[$0] }
     }
 }

@@ -1,0 +1,151 @@
+/// The literal text a POSIX extended regular expression cannot match
+/// without: one of a few strings, lower-cased. A body rule whose strings
+/// are all absent from the message is not run at all: one pass of a phrase
+/// search over the body rules out most of them, where glibc's regexec over
+/// each (even one alternation per 64 rules) was a fourteenth of a gateway's
+/// CPU with every check on. Conservative: anything not understood yields
+/// nil, and the rule always runs.
+enum RegexLiterals {
+    /// Strings shorter than this are not worth a search (and match everywhere).
+    static let minLength = 3
+
+    /// One of these occurs (case aside) in every text `pattern` matches; nil when none is known.
+    static func required(_ pattern: String) -> [String]? {
+        let chars = Array(pattern)
+        guard let set = alternatives(chars[...]), !set.isEmpty, set.allSatisfy({ $0.count >= minLength }) else { return nil }
+        // The text is searched with ASCII folded only: a non-ASCII letter's other case would be missed.
+        guard set.allSatisfy({ $0.unicodeScalars.allSatisfy(\.isASCII) }) else { return nil }
+        return set.map { $0.lowercased() }
+    }
+
+    /// The pattern split at its top-level `|`: each alternative must give a
+    /// set, and the union is required.
+    private static func alternatives(_ p: ArraySlice<Character>) -> [String]? {
+        var parts: [ArraySlice<Character>] = []
+        var depth = 0, start = p.startIndex, i = p.startIndex
+        while i < p.endIndex {
+            switch p[i] {
+            case "\\": i += 1
+            case "[": i = bracketEnd(p, i)
+            case "(": depth += 1
+            case ")": depth -= 1
+            case "|" where depth == 0:
+                parts.append(p[start..<i])
+                start = i + 1
+            default: break
+            }
+            i += 1
+        }
+        parts.append(p[start..<p.endIndex])
+        var out: [String] = []
+        for part in parts {
+            guard let s = sequence(part) else { return nil }
+            out += s
+        }
+        return out
+    }
+
+    /// The best required factor of a sequence: a run of literal characters,
+    /// or a group that must occur, whichever has the longest shortest string.
+    private static func sequence(_ p: ArraySlice<Character>) -> [String]? {
+        var best: [String]?
+        func offer(_ f: [String]) {
+            guard !f.isEmpty, let shortest = f.map(\.count).min(), shortest >= minLength else { return }
+            if best == nil || shortest > best!.map(\.count).min()! { best = f }
+        }
+        var run = ""
+        func endRun() { offer([run]); run = "" }
+        var i = p.startIndex
+        while i < p.endIndex {
+            let c = p[i]
+            switch c {
+            case "(":
+                let close = groupEnd(p, i)
+                guard close < p.endIndex else { return best }  // unbalanced: regcomp would have refused it
+                endRun()
+                if !optional(p, close + 1), let inner = alternatives(p[(i + 1)..<close]) { offer(inner) }
+                i = close + 1
+                continue
+            case "[":
+                endRun()
+                i = bracketEnd(p, i) + 1
+                continue
+            case ".", "^", "$", ")", "|", "*", "+", "?", "{":
+                endRun()
+                if c == "{" { while i < p.endIndex && p[i] != "}" { i += 1 } }
+                i += 1
+                continue
+            default:
+                var literal = c
+                var width = 1
+                if c == "\\" {
+                    guard i + 1 < p.endIndex else { return best }
+                    let e = p[i + 1]
+                    // \< \> \b \w \d and the like are not characters of the text.
+                    if e.isLetter || e.isNumber || e == "<" || e == ">" {
+                        endRun()
+                        i += 2
+                        continue
+                    }
+                    literal = e
+                    width = 2
+                }
+                let next = i + width
+                if optional(p, next) {
+                    endRun()  // this character may be absent
+                } else if next < p.endIndex && p[next] == "+" {
+                    run.append(literal)
+                    endRun()  // present, but how many times is open
+                } else {
+                    run.append(literal)
+                }
+                i = next
+            }
+        }
+        endRun()
+        return best
+    }
+
+    /// A quantifier at `i` that allows zero: ?, * or {0,…}.
+    private static func optional(_ p: ArraySlice<Character>, _ i: Int) -> Bool {
+        guard i < p.endIndex else { return false }
+        if p[i] == "?" || p[i] == "*" { return true }
+        return p[i] == "{" && i + 1 < p.endIndex && p[i + 1] == "0"
+    }
+
+    /// The index of the `)` closing the group opened at `open` (endIndex if none).
+    private static func groupEnd(_ p: ArraySlice<Character>, _ open: Int) -> Int {
+        var depth = 0, i = open
+        while i < p.endIndex {
+            switch p[i] {
+            case "\\": i += 1
+            case "[": i = bracketEnd(p, i)
+            case "(": depth += 1
+            case ")":
+                depth -= 1
+                if depth == 0 { return i }
+            default: break
+            }
+            i += 1
+        }
+        return p.endIndex
+    }
+
+    /// The index of the `]` closing the bracket expression at `open`
+    /// (a `]` first, or after `^`, is a member, as POSIX says).
+    private static func bracketEnd(_ p: ArraySlice<Character>, _ open: Int) -> Int {
+        var i = open + 1
+        if i < p.endIndex && p[i] == "^" { i += 1 }
+        if i < p.endIndex && p[i] == "]" { i += 1 }
+        while i < p.endIndex && p[i] != "]" {
+            if p[i] == "[" && i + 1 < p.endIndex && (p[i + 1] == ":" || p[i + 1] == "=" || p[i + 1] == ".") {
+                let kind = p[i + 1]
+                i += 2
+                while i + 1 < p.endIndex && !(p[i] == kind && p[i + 1] == "]") { i += 1 }
+                i += 1
+            }
+            i += 1
+        }
+        return min(i, p.endIndex - 1)
+    }
+}

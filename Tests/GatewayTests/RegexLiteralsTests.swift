@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+
+@testable import Policy
+
+/// The body rules' literal prefilter: the strings found must be ones no
+/// match can do without, and a table with the prefilter must find exactly
+/// what running every regular expression finds.
+struct RegexLiteralsTests {
+    @Test func requiredStringsOfCommonShapes() {
+        #expect(RegexLiterals.required("next of kin") == ["next of kin"])
+        #expect(RegexLiterals.required("(you have|you've) won .{0,40}(lottery|prize)") == ["you have", "you've"])
+        #expect(RegexLiterals.required("\\<risk[- ]free\\>") == ["risk"], "the first of equally long strings")
+        #expect(RegexLiterals.required("100% (free|guaranteed)") == ["100% "])
+        #expect(RegexLiterals.required("(online casino|free spins|no deposit bonus)") == ["online casino", "free spins", "no deposit bonus"])
+        #expect(RegexLiterals.required("Dear FRIEND") == ["dear friend"], "lower-cased: the text is searched folded")
+        #expect(RegexLiterals.required("abc|de") == nil, "an alternative without a long enough string: always run")
+        #expect(RegexLiterals.required("(abc)?xy") == nil, "an optional group is not required")
+        #expect(RegexLiterals.required("colou?r chart") == ["r chart"], "a character that may be absent splits the run")
+        #expect(RegexLiterals.required("[0-9]+ ?(million|billion)") == ["million", "billion"])
+        #expect(RegexLiterals.required("caf\u{E9} gratuit") == ["gratuit"] || RegexLiterals.required("caf\u{E9} gratuit") == nil)
+        #expect(RegexLiterals.required("\u{C9}T\u{C9} offert") == nil, "non-ASCII in the string: its other case is not folded")
+        #expect(RegexLiterals.required("a\\.b\\.c") == ["a.b.c"])
+        #expect(RegexLiterals.required("x{0,3}yz") == nil)
+    }
+
+    @Test func prefilteredTableFindsWhatEveryRegexFinds() throws {
+        let here = URL(fileURLWithPath: #filePath)
+        let rules = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("rules/spam-body.rules")
+        let text = try String(contentsOf: rules, encoding: .utf8)
+        var diagnostics: [PolicyDiagnostic] = []
+        let table = RegexpTable(path: rules.path, displayPath: "spam-body.rules", text: text, diagnostics: &diagnostics)
+        #expect(diagnostics.isEmpty)
+        #expect(table.entries.count > 10)
+        let samples = [
+            "Dear Friend, I am the NEXT OF KIN of the late barrister. The TRANSFER of the funds needs a processing fee.",
+            "You have won the LOTTERY jackpot! Claim your prize now. 100% FREE, risk-free, act now!",
+            "Minutes of Tuesday: the build is green, the release is on Friday.",
+            "Lose 20 lbs in a month. Buy viagra, cialis. Online casino: free spins and no deposit bonus!",
+            "Your account has been suspended. Verify your password here.",
+            "",
+        ]
+        for s in samples {
+            let naive = table.entries.filter { $0.regex.matches(s) }.map(\.name)
+            #expect(table.allMatches(s).map(\.name) == naive, "\(s.prefix(30))")
+        }
+        #expect(!table.allMatches(samples[0]).isEmpty && table.allMatches(samples[2]).isEmpty)
+    }
+}
