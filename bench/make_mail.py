@@ -19,6 +19,8 @@ import sys
 
 import dkim
 
+if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+    sys.exit(__doc__)
 d = sys.argv[1]
 os.makedirs(f"{d}/train/spam", exist_ok=True)
 os.makedirs(f"{d}/train/ham", exist_ok=True)

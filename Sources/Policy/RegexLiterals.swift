@@ -106,11 +106,11 @@ enum RegexLiterals {
         return best
     }
 
-    /// A quantifier at `i` that allows zero: ?, * or {0,…}.
+    /// A quantifier at `i` that allows zero: ?, *, {0,…} or {,…}.
     private static func optional(_ p: ArraySlice<Character>, _ i: Int) -> Bool {
         guard i < p.endIndex else { return false }
         if p[i] == "?" || p[i] == "*" { return true }
-        return p[i] == "{" && i + 1 < p.endIndex && p[i + 1] == "0"
+        return p[i] == "{" && i + 1 < p.endIndex && (p[i + 1] == "0" || p[i + 1] == ",")  // glibc reads {,n} as {0,n}
     }
 
     /// The index of the `)` closing the group opened at `open` (endIndex if none).

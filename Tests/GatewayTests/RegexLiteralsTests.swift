@@ -22,6 +22,8 @@ struct RegexLiteralsTests {
         #expect(RegexLiterals.required("\u{C9}T\u{C9} offert") == nil, "non-ASCII in the string: its other case is not folded")
         #expect(RegexLiterals.required("a\\.b\\.c") == ["a.b.c"])
         #expect(RegexLiterals.required("x{0,3}yz") == nil)
+        #expect(RegexLiterals.required("abcxyz{,2}de") == ["abcxy"], "{,n} allows none: the z may be absent")
+        #expect(RegexLiterals.required("abcd{2,}ef") == ["abcd"])
     }
 
     @Test func prefilteredTableFindsWhatEveryRegexFinds() throws {
