@@ -81,11 +81,7 @@ public struct LogisticModel: Sendable {
         if spam { spamLearned += 1 } else { hamLearned += 1 }
         var entry = Entry(spam: spam, step: 0)
         for _ in 0..<max(1, passes) {
-            let z = logOdds(f)
-            let y: Double = spam ? 1 : 0
-            if (spam && z >= Self.margin) || (!spam && z <= -Self.margin) { break }
-            let p = 1 / (1 + Self.exp(-z))
-            let step = Float(Self.rate * (y - p) * (spam ? 1 : Self.hamWeight))
+            guard let step = nearStep(f, spam: spam) else { break }
             apply(f, step: step)
             entry.step += step
         }
@@ -101,14 +97,20 @@ public struct LogisticModel: Sendable {
     @discardableResult
     public mutating func reinforce(_ f: MessageFeatures, spam: Bool) -> Bool {
         guard var entry = learned[f.digest], entry.spam == spam else { return false }
-        let z = logOdds(f)
-        if (spam && z >= Self.margin) || (!spam && z <= -Self.margin) { return true }
-        let p = 1 / (1 + Self.exp(-z))
-        let step = Float(Self.rate * ((spam ? 1 : 0) - p) * (spam ? 1 : Self.hamWeight))
+        guard let step = nearStep(f, spam: spam) else { return true }
         apply(f, step: step)
         entry.step += step
         learned[f.digest] = entry
         return true
+    }
+
+    /// The step learning `f` as `spam` takes now, nil when its log-odds are
+    /// already past the margin on that side (train on near errors only).
+    private func nearStep(_ f: MessageFeatures, spam: Bool) -> Float? {
+        let z = logOdds(f)
+        if (spam && z >= Self.margin) || (!spam && z <= -Self.margin) { return nil }
+        let p = 1 / (1 + Self.exp(-z))
+        return Float(Self.rate * ((spam ? 1 : 0) - p) * (spam ? 1 : Self.hamWeight))
     }
 
     /// Takes back what learning this message did. False when it was never learnt.

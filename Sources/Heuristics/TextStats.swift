@@ -94,11 +94,7 @@ struct TextStats: Sendable {
     }
 
     /// The indices of the phrases of `set` the text holds, each once, in one pass.
-    func matches(_ set: PhraseSet) -> Set<Int> {
-        var found = Set<Int>()
-        forEachMatch(set) { n, _ in found.insert(n) }
-        return found
-    }
+    func matches(_ set: PhraseSet) -> Set<Int> { set.matches(in: lower) }
 
     /// Every occurrence of a phrase of `set` in `lower`, in one pass: the
     /// phrase's index and where in `lower` it ends.
