@@ -4,13 +4,14 @@ way SpamAssassin's rescoring does: the shipped policy's other scores stay as
 they are, the tag threshold stays at 5, and each signal gets the
 non-negative score that best separates spam and phishing from ham, by a
 logistic loss on (score - 5) with ham weighted more (a false positive costs
-more than a miss) and a small L2 penalty (a signal seen on a few messages
-does not get a large score).
+more than a miss), phishing weighted as a class of its own (a corpus holds
+far fewer phishing messages than spam), and a small L2 penalty (a signal
+seen on a few messages does not get a large score).
 
 It fits on the training half of accuracy.py's split, so bench/accuracy.sh
 measures the shipped scores on messages they were not fitted on.
 
-Usage: fit_weights.py CORPUS_DIR --mxgate BIN [--write] [--ham-weight W]
+Usage: fit_weights.py CORPUS_DIR --mxgate BIN [--write] [--ham-weight W] [--phish-weight W]
 
 --write rewrites the scores in place, and docs/policy.md's table of signals.
 """
@@ -89,22 +90,28 @@ def collect(bin_, msgs, entries=()):
         return rows
 
 
-def fit(rows, labels, names, ham_weight, l2=0.0002, tau=2.0, steps=3000, rate=0.05, fixed=None):
-    """`fixed`: name -> score kept as written (too rare in the corpus to fit)."""
+def fit(rows, labels, names, ham_weight, phish_weight=0.0, l2=0.0002, tau=2.0, steps=3000, rate=0.05, fixed=None):
+    """`fixed`: name -> score kept as written (too rare in the corpus to fit).
+    The classes weigh in total: spam 1, ham `ham_weight`, and phishing
+    `phish_weight` on its own (0: phishing is counted as more spam). A corpus
+    holds a few phishing messages to many spam, so without its own weight the
+    signals only phishing shows (a shortener, a credential prompt) fit to
+    nothing against the ham they cost."""
     fixed = fixed or {}
     idx = {n: i for i, n in enumerate(names)}
+    kind = (lambda l: "ham" if l == "ham" else "phish" if l == "phish" and phish_weight > 0 else "spam")
     data = [([idx[s] for s in sig if s in idx and s not in fixed], other + sum(fixed.get(s, 0) for s in sig),
-             1.0 if l != "ham" else 0.0) for (sig, other, _), l in zip(rows, labels)]
+             1.0 if l != "ham" else 0.0, kind(l)) for (sig, other, _), l in zip(rows, labels)]
     s = [fixed.get(n, 1.0) for n in names]
     m = [0.0] * len(names); v = [0.0] * len(names)
-    n_spam = sum(1 for _, _, y in data if y); n_ham = len(data) - n_spam
-    cw = {1.0: 1.0 / n_spam, 0.0: ham_weight / n_ham}
+    count = {k: max(1, sum(1 for *_, c in data if c == k)) for k in ("spam", "phish", "ham")}
+    cw = {"spam": 1.0 / count["spam"], "phish": phish_weight / count["phish"], "ham": ham_weight / count["ham"]}
     for t in range(1, steps + 1):
         g = [2 * l2 * x for x in s]
-        for active, other, y in data:
+        for active, other, y, c in data:
             z = (other + sum(s[i] for i in active) - 5.0) / tau
             p = 1 / (1 + math.exp(-max(-40, min(40, z))))
-            d = cw[y] * (p - y) / tau
+            d = cw[c] * (p - y) / tau
             for i in active:
                 g[i] += d
         for i in range(len(s)):  # Adam, projected onto 0 <= s <= CAP
@@ -137,7 +144,8 @@ def main():
     ap.add_argument("corpus")
     ap.add_argument("--mxgate", required=True)
     ap.add_argument("--write", action="store_true", help="rewrite the scores in policies/heuristics.policy")
-    ap.add_argument("--ham-weight", type=float, default=20.0)
+    ap.add_argument("--ham-weight", type=float, default=25.0)
+    ap.add_argument("--phish-weight", type=float, default=0.75, help="phishing's weight in total beside spam's 1 (0: counted as spam)")
     ap.add_argument("--dump", help="keep what was collected (pickle), to refit without rerunning mxgate")
     a = ap.parse_args()
     train, _ = accuracy.split(a.corpus, 0)
@@ -155,7 +163,7 @@ def main():
     # scores for rules its mass-checks rarely see): zero evidence is not evidence of zero.
     current = current_scores(lines, entries)
     fixed = {n: current[n] for n in names if seen[n] < MIN_SEEN}
-    s = fit(rows, labels, names, a.ham_weight, fixed=fixed)
+    s = fit(rows, labels, names, a.ham_weight, a.phish_weight, fixed=fixed)
     r = rates(rows, labels, names, s)
     print(f"fitted on {len(train)} messages: spam {r['spam']:.1f} %, phishing {r['phish']:.1f} %, ham {r['ham']:.2f} % flagged")
     for n, w in sorted(zip(names, s), key=lambda x: -x[1]):

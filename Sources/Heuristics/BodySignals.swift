@@ -54,7 +54,13 @@ struct BodySignals: SignalDetector {
         if m.forms > 0 || m.passwordInputs > 0 { out.append(Signal("HTML_FORM_IN_BODY", "the HTML body holds a form")) }
         let invisible = input.text.invisible
         if let w = input.text.mixedWord.map({ String($0.prefix(30)) }) { out.append(Signal("MIXED_SCRIPT_WORDS", "\"\(w)\" mixes Latin with Cyrillic or Greek letters")) }
-        if invisible >= 3 { out.append(Signal("INVISIBLE_CHARS", "\(invisible) invisible characters inside the text")) }
+        // The subject and the sender's name are read before the text, and disguised the same way.
+        let shownFirst = TextStats.invisibleCount(input.value("Subject") ?? "") + TextStats.invisibleCount(input.value("From") ?? "")
+        if invisible >= 3 {
+            out.append(Signal("INVISIBLE_CHARS", "\(invisible) invisible characters inside the text"))
+        } else if shownFirst >= 2 {
+            out.append(Signal("INVISIBLE_CHARS", "\(shownFirst) invisible characters inside the subject or the sender's name"))
+        }
         if let cs = texts.compactMap(\.charset).first(where: farCharsets.contains) {
             out.append(Signal("CHARSET_UNEXPECTED", "text in charset \(cs)"))
         } else {

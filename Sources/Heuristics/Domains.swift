@@ -111,7 +111,8 @@ enum Domains {
         ("hsbc", ["hsbc.com", "hsbc.co.uk"]), ("santander", ["santander.com", "santander.co.uk"]), ("itau", ["itau.com.br"]),
         ("bradesco", ["bradesco.com.br"]), ("caixa", ["caixa.gov.br"]), ("banco do brasil", ["bb.com.br"]), ("nubank", ["nubank.com.br"]),
         ("mercado libre", ["mercadolibre.com"]), ("mercado pago", ["mercadopago.com"]), ("steam", ["steampowered.com", "steamcommunity.com"]),
-        ("ebay", ["ebay.com"]), ("irs", ["irs.gov"]),
+        ("ebay", ["ebay.com"]), ("irs", ["irs.gov"]), ("trust wallet", ["trustwallet.com"]), ("kucoin", ["kucoin.com"]),
+        ("pagseguro", ["pagseguro.com.br", "pagbank.com.br", "uol.com.br"]), ("ledger live", ["ledger.com"]),
     ]
 
     /// Each brand domain by its skeleton, made once.

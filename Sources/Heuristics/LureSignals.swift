@@ -5,7 +5,21 @@
 /// reader owes or paid, not one waiting for them, and rarely with these
 /// words. Measured on the corpus: 27 spam and phishing messages to 2 ham.
 struct LureSignals: SignalDetector {
-    static let names = ["BALANCE_CLAIM"]
+    static let names = ["BALANCE_CLAIM", "CRYPTO_LURE"]
+
+    /// A coin, a token or a wallet maker's name, and what phishing wants done
+    /// with it (a wallet to connect, a phrase to re-enter, a withdrawal or an
+    /// airdrop to claim): wallet drainers and fake exchange notices. Not the
+    /// bare word crypto, which is also cryptography.
+    static let coinWords = [
+        "bitcoin", "bitcoins", "btc", "usdt", "ethereum", "metamask", "trust wallet", "trustwallet", "coinbase", "binance",
+        "kucoin", "blockchain", "cryptocurrency", "cryptocurrencies", "crypto wallet", "tether", "ledger live", "phantom wallet",
+    ]
+    static let coinSet = PhraseSet(coinWords)
+    static let actionWords = [
+        "wallet", "seed phrase", "recovery phrase", "secret phrase", "withdraw", "withdrawal", "airdrop", "claim", "deposit",
+    ]
+    static let actionSet = PhraseSet(actionWords)
 
     /// Words for money waiting for the reader (lower case; en, de, pt, es, fr, it, nl).
     static let lureWords = [
@@ -25,11 +39,27 @@ struct LureSignals: SignalDetector {
             guard found == nil, wordEdge(text, end), wordEdge(text, end - lureWords[n].utf8.count - 1) else { return }
             if amountFollows(text, from: end) { found = (n, end) }
         }
+        if let coin = firstWord(coinSet, coinWords, in: input.text, subject: input.subject),
+           let act = firstWord(actionSet, actionWords, in: input.text, subject: input.subject) {
+            out.append(Signal("CRYPTO_LURE", "\(coin) and \(act): a wallet or a coin to act on"))
+        }
         if let f = found {
             let start = f.end - lureWords[f.word].utf8.count
             let shown = String(decoding: text[start..<min(text.count, f.end + window)], as: UTF8.self)
             out.append(Signal("BALANCE_CLAIM", "money waiting for the reader (\(shown))"))
         }
+    }
+
+    /// The first whole word or phrase of `set` in `text` (or the subject).
+    static func firstWord(_ set: PhraseSet, _ words: [String], in text: TextStats, subject: TextStats) -> String? {
+        var found: String?
+        for t in [subject, text] where found == nil {
+            t.forEachMatch(set) { n, end in
+                guard found == nil, wordEdge(t.lower, end), wordEdge(t.lower, end - words[n].utf8.count - 1) else { return }
+                found = words[n]
+            }
+        }
+        return found
     }
 
     /// The byte at `i` is not a letter (or `i` is outside the text).

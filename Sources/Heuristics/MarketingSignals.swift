@@ -76,7 +76,7 @@ struct MarketingSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         var found = input.text.matches(phraseSet)
         let subject = input.value("Subject") ?? ""
-        let subjectText = TextStats(subject)
+        let subjectText = input.subject
         found.formUnion(subjectText.matches(phraseSet))
         let shown = found.sorted().prefix(4).map { "\"\(phrases[$0])\"" }.joined(separator: ", ")
         // One level fires, the highest reached: each is scored on its own, and none adds to another.

@@ -6,20 +6,30 @@ import MailMessage
 struct SenderSignals: SignalDetector {
     static let names = ["BRAND_IMPERSONATION", "LOOKALIKE_DOMAIN", "DISPLAY_NAME_OWN_DOMAIN", "ADMIN_IMPERSONATION",
                         "FREEMAIL_REPLY_TO", "FROM_PUNYCODE", "FROM_NAME_HAS_OTHER_ADDRESS", "FROM_TLD_ABUSED", "FROM_FREE_HOSTING",
-                        "FROM_DOMAIN_ODD", "FROM_DOMAIN_INVALID"]
+                        "FROM_DOMAIN_ODD", "FROM_DOMAIN_INVALID", "FROM_NO_ADDRESS"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         guard let from = input.value("From") else { return }
-        guard let address = AddressList.addresses(in: from).first?.lowercased(), let at = address.lastIndex(of: "@") else { return }
+        let all = AddressList.addresses(in: from)
+        if !(all.first?.contains("@") ?? false) {
+            // A name and no mailbox, or a comma outside quotes that splits the name from
+            // its address ("Ihr Gewinner Team, jehd <service@…>", shown as the name alone):
+            // RFC 5322 asks for one mailbox, and every mail program quotes such a name.
+            out.append(Signal("FROM_NO_ADDRESS", "the From field \"\(from.prefix(60))\" starts with a name that has no address"))
+        }
+        guard let address = all.first(where: { $0.contains("@") })?.lowercased(), let at = address.lastIndex(of: "@") else { return }
         let domain = String(address[address.index(after: at)...])
         let registered = Domains.registered(domain)
-        let display = displayName(from).lowercased()
+        // Invisible characters out first: "Tr\u{E0139}ust Wallet" is read as Trust Wallet.
+        let display = String(String.UnicodeScalarView(displayName(from).lowercased().unicodeScalars.filter { !TextStats.isInvisible($0.value) }))
         let ours = Set(input.localDomains.map(Domains.registered))
         let fromUs = ours.contains(registered)
 
         if !display.isEmpty && !fromUs {
             let name = Array(display.utf8)  // checked against every brand and administrator title
-            for brand in Domains.brands where containsWord(name, brand.name) && !brand.domains.contains(registered) {
+            // "Masami Hiramatsu (Google)" names an employer, not a sender: a brand in parentheses does not count.
+            let claimed = Array(withoutParentheses(display).utf8)
+            for brand in Domains.brands where containsWord(claimed, brand.name) && !brand.domains.contains(registered) {
                 out.append(Signal("BRAND_IMPERSONATION", "the name \"\(display.prefix(60))\" says \(brand.name), the address is at \(domain)"))
                 break
             }
@@ -71,6 +81,16 @@ struct SenderSignals: SignalDetector {
     static func displayName(_ from: String) -> String {
         guard let lt = from.firstIndex(of: "<") else { return "" }
         return from[..<lt].trimmed.trimming { $0 == "\"" }.trimmed
+    }
+
+    /// `s` with every parenthesised part left out.
+    static func withoutParentheses(_ s: String) -> String {
+        guard s.contains("(") else { return s }
+        var depth = 0
+        return String(s.unicodeScalars.filter { c in
+            if c == "(" { depth += 1 } else if c == ")" { depth = max(0, depth - 1); return false }
+            return depth == 0
+        }.map(Character.init))
     }
 
     /// `word` in `hay` (UTF-8) with no letter either side, compared as bytes (Foundation's

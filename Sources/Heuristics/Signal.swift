@@ -23,6 +23,8 @@ public struct HeuristicInput: Sendable {
     public var localDomains: [String]
     /// The decoded text counted once for every detector.
     let text: TextStats
+    /// The decoded Subject, counted likewise.
+    let subject: TextStats
 
     public init(headers: HeaderBlock, mime: MIMESummary, receivedAt: Date, localDomains: [String]) {
         self.headers = headers
@@ -30,6 +32,7 @@ public struct HeuristicInput: Sendable {
         self.receivedAt = receivedAt
         self.localDomains = localDomains.map { $0.lowercased() }
         text = TextStats(mime.text)
+        subject = TextStats(headers.first("Subject").map(EncodedWords.decode) ?? "")
     }
 
     /// A header's first value, encoded words decoded.
@@ -46,7 +49,7 @@ protocol SignalDetector: Sendable {
 public enum Heuristics {
     static let detectors: [any SignalDetector.Type] = [
         LinkSignals.self, SenderSignals.self, HeaderSignals.self, BodySignals.self, AttachmentSignals.self, StyleSignals.self,
-        MarketingSignals.self, LureSignals.self,
+        MarketingSignals.self, LureSignals.self, BulkSignals.self, EncodingSignals.self,
     ]
 
     /// Every signal name a policy may use.

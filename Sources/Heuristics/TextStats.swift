@@ -24,13 +24,23 @@ struct TextStats: Sendable {
         var bytes = source.withUTF8 { Array(UnsafeBufferPointer(rebasing: $0.prefix(limit))) }
         let head = bytes.prefix(32 * 1024)
         lower = [UInt8](unsafeUninitializedCapacity: head.count) { out, n in
-            var space = false
-            for b in head {
-                let isSpace = b == 32 || b == 10 || b == 13 || b == 9
-                if isSpace && space { continue }
-                space = isSpace
-                out[n] = isSpace ? 32 : b >= 65 && b <= 90 ? b | 0x20 : b
-                n += 1
+            head.withUnsafeBufferPointer { head in
+                var space = false
+                var i = 0
+                while i < head.count {
+                    let b = head[i]
+                    // Invisible characters left out: "wa\u{E0139}llet" reads as wallet to every phrase.
+                    if b >= 0xC2, let skip = TextStats.invisibleLength(head, i) {
+                        i += skip
+                        continue
+                    }
+                    i += 1
+                    let isSpace = b == 32 || b == 10 || b == 13 || b == 9
+                    if isSpace && space { continue }
+                    space = isSpace
+                    out[n] = isSpace ? 32 : b >= 65 && b <= 90 ? b | 0x20 : b
+                    n += 1
+                }
             }
         }
         bytes.append(32)
@@ -80,12 +90,43 @@ struct TextStats: Sendable {
                 case 97...122: letters += 1; latin = true
                 case 33: if i > wordStart && bytes[i - 1] == 33 { bang = true }
                 case 0x400...0x4FF, 0x370...0x3FF: lookAlike = true
-                case 0x200B...0x200D, 0x2060, 0xFEFF, 0xAD: invisible += 1
+                case _ where TextStats.isInvisible(scalar): invisible += 1
                 default: break
                 }
             }
             i += len
         }
+    }
+
+    /// Characters that show nothing and split a word for a filter while the
+    /// reader sees it whole: zero-width spaces and joiners, the soft hyphen,
+    /// word joiner and invisible operators, the Hangul fillers, and the tag
+    /// and variation-selector blocks (phishing since 2024 writes "wa\u{E0139}llet"
+    /// with U+E0100–U+E01EF, which no font draws). U+FE0F, which turns a
+    /// character into an emoji, is ordinary text and not counted.
+    static func isInvisible(_ s: UInt32) -> Bool {
+        switch s {
+        case 0xAD, 0x34F, 0x115F, 0x1160, 0x180E, 0x200B...0x200D, 0x2060...0x2064, 0x3164, 0xFE00...0xFE0D, 0xFEFF, 0xFFA0,
+             0xE0000...0xE007F, 0xE0100...0xE01EF:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The length of the UTF-8 sequence at `i` when it encodes an invisible character.
+    static func invisibleLength(_ t: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int? {
+        let b = t[i]
+        let len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
+        guard i + len <= t.count else { return nil }
+        var scalar = UInt32(b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07))
+        for k in 1..<len { scalar = scalar << 6 | UInt32(t[i + k] & 0x3F) }
+        return isInvisible(scalar) ? len : nil
+    }
+
+    /// How many invisible characters `s` holds (a subject or a display name).
+    static func invisibleCount(_ s: String) -> Int {
+        s.unicodeScalars.reduce(0) { $0 + (isInvisible($1.value) ? 1 : 0) }
     }
 
     /// The first phrase of `set` the text holds, in one pass.

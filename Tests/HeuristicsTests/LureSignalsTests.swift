@@ -24,3 +24,22 @@ struct LureSignalsTests {
         #expect(!body("Check the balance of the wheels; we used 3 weights of 20 grams.\n").contains("BALANCE_CLAIM"))
     }
 }
+
+/// Wallet drainers and fake exchange notices: a coin or a wallet maker and
+/// something to do with it, and not a text that only mentions one of them.
+struct CryptoLureTests {
+    func body(_ text: String) -> Set<String> { Make.signals(Make.plain, text) }
+
+    @Test func aWalletToConnectOrAPhraseToReenter() {
+        #expect(body("Your MetaMask wallet must be verified before Friday.\n").contains("CRYPTO_LURE"))
+        #expect(body("Claim your USDT airdrop now.\n").contains("CRYPTO_LURE"))
+        #expect(body("Enter your 12-word recovery phrase to keep your Trust Wallet active.\n").contains("CRYPTO_LURE"))
+    }
+
+    @Test func aMentionIsNoLure() {
+        #expect(!body("The crypto subsystem gained a new cipher; the deposit of the patch is in -next.\n").contains("CRYPTO_LURE"), "crypto alone is cryptography")
+        #expect(!body("The talk compared blockchain designs with ordinary databases.\n").contains("CRYPTO_LURE"))
+        #expect(!body("I left my wallet at the office, could you claim the table?\n").contains("CRYPTO_LURE"))
+        #expect(!body("We discussed BTCs and walletless designs.\n").contains("CRYPTO_LURE"), "whole words only")
+    }
+}

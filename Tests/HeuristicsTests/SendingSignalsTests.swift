@@ -1,0 +1,75 @@
+import Testing
+
+@testable import Heuristics
+
+/// How a message was put together and sent: a From with no address, a way
+/// out printed in the text but not in the header, MIME without
+/// MIME-Version, plain ASCII hidden in base64, and characters no font draws
+/// inside words. Each fires on what spamware writes and stays quiet on what
+/// mail programs and list managers write.
+struct SendingSignalsTests {
+    func from(_ f: String) -> Set<String> {
+        Make.signals(Make.plain.replacingOccurrences(of: "From: Alice Smith <alice@partner.example>", with: "From: " + f))
+    }
+
+    func with(_ extra: String, _ body: String = "hello there, the notes are attached.\n", type: String = "text/plain") -> Set<String> {
+        Make.signals(Make.plain + extra, body, type: type)
+    }
+
+    @Test func fromWithNoAddress() {
+        #expect(from("\"Maria Clennett\"").contains("FROM_NO_ADDRESS"))
+        // The comma outside quotes splits "Ihr Gewinner Team" from its address; the address still counts for the rest.
+        let split = from("Ihr Gewinner Team, jehd <service@paypa1.com>")
+        #expect(split.contains("FROM_NO_ADDRESS"))
+        #expect(split.contains("LOOKALIKE_DOMAIN"), "the address after the comma is still judged")
+        #expect(!from("\"Smith, Alice\" <alice@partner.example>").contains("FROM_NO_ADDRESS"), "a quoted comma is part of the name")
+        #expect(!from("alice@partner.example").contains("FROM_NO_ADDRESS"))
+    }
+
+    @Test func unsubscribeInTheTextOnly() {
+        let text = "Great offers every week.\nTo unsubscribe, reply with REMOVE in the subject.\n"
+        #expect(with("", text).contains("UNSUBSCRIBE_NO_LIST_HEADER"))
+        #expect(!with("List-Unsubscribe: <mailto:leave@lists.partner.example>\n", text).contains("UNSUBSCRIBE_NO_LIST_HEADER"))
+        #expect(!with("List-Id: <news.partner.example>\n", text).contains("UNSUBSCRIBE_NO_LIST_HEADER"))
+        #expect(!with("", "Klicken Sie hier, um sich abzumelden? Nein.\n").contains("UNSUBSCRIBE_NO_LIST_HEADER"), "abmelden as a whole phrase only")
+        #expect(with("", "Um den Newsletter abzubestellen oder sich abmelden: hier.\n").contains("UNSUBSCRIBE_NO_LIST_HEADER"))
+    }
+
+    @Test func precedenceBulkWithoutAList() {
+        #expect(with("Precedence: bulk\n").contains("PRECEDENCE_BULK_NO_LIST"))
+        #expect(!with("Precedence: bulk\nList-Id: <dev.lists.partner.example>\n").contains("PRECEDENCE_BULK_NO_LIST"))
+        #expect(!with("Precedence: list\n").contains("PRECEDENCE_BULK_NO_LIST"))
+    }
+
+    @Test func mimeWithoutMimeVersion() {
+        #expect(with("", "<p>Hello</p>\n", type: "text/html").contains("MIME_NO_VERSION"))
+        #expect(!with("MIME-Version: 1.0\n", "<p>Hello</p>\n", type: "text/html").contains("MIME_NO_VERSION"))
+        #expect(!with("").contains("MIME_NO_VERSION"), "plain text is what a message without MIME is")
+    }
+
+    @Test func plainASCIIInBase64() {
+        // "Account notice" and "PayPal Service" need no encoding.
+        #expect(Make.signals(Make.plain.replacingOccurrences(of: "Subject: Notes from Tuesday", with: "Subject: =?UTF-8?B?QWNjb3VudCBub3RpY2U=?="))
+            .contains("HEADER_EXCESS_BASE64"))
+        #expect(from("=?utf-8?b?UGF5UGFsIFNlcnZpY2U?= <service@partner.example>").contains("HEADER_EXCESS_BASE64"), "padding left off")
+        // "Grüße" does.
+        #expect(!Make.signals(Make.plain.replacingOccurrences(of: "Subject: Notes from Tuesday", with: "Subject: =?UTF-8?B?R3LDvMOfZQ==?="))
+            .contains("HEADER_EXCESS_BASE64"))
+        #expect(!from("=?UTF-8?Q?Alice_Smith?= <alice@partner.example>").contains("HEADER_EXCESS_BASE64"), "quoted-printable is another matter")
+    }
+
+    @Test func tagAndVariationSelectorCharactersInsideWords() {
+        let vs = "\u{E0139}\u{E0139}"
+        #expect(with("", "Your wa\(vs)llet p\(vs)hrase has been updated.\n").contains("INVISIBLE_CHARS"))
+        let subject = Make.signals(Make.plain.replacingOccurrences(of: "Subject: Notes from Tuesday", with: "Subject: Se\(vs)cu\(vs)rity update"))
+        #expect(subject.contains("INVISIBLE_CHARS"))
+        #expect(!with("", "Thumbs up \u{1F44D}\u{FE0F} and a heart \u{2764}\u{FE0F}\n").contains("INVISIBLE_CHARS"), "emoji presentation is ordinary text")
+        // The brand is read with the invisible characters taken out.
+        #expect(from("Tr\(vs)ust Wa\(vs)llet <so@viajes.example>").contains("BRAND_IMPERSONATION"))
+    }
+
+    @Test func brandInParenthesesIsAnEmployer() {
+        #expect(!from("Masami Hiramatsu (Google) <mhiramat@kernel.org>").contains("BRAND_IMPERSONATION"))
+        #expect(from("Google Drive <share@drive-files.example>").contains("BRAND_IMPERSONATION"))
+    }
+}
