@@ -12,7 +12,8 @@ struct BulkSignals: SignalDetector {
     static let unsubscribePhrases = [
         "unsubscribe", "opt out", "opt-out", "to be removed", "remove yourself", "removed from our", "abmelden", "abbestellen",
         "désabonner", "désinscri", "darse de baja", "darte de baja", "cancelar suscripción", "cancelar inscrição",
-        "descadastr", "uitschrijven", "afmelden", "disiscriviti", "cancellati",
+        "descadastr", "uitschrijven", "afmelden", "disiscriviti", "cancellati", "no longer receive", "stop receiving",
+        "remove me from", "be removed from", "ne plus recevoir", "no longer wish to receive",
     ]
     static let unsubscribeSet = PhraseSet(unsubscribePhrases)
 

@@ -7,7 +7,7 @@ import MailMessage
 /// the links, mail "from" the recipient, capitals and exclamation marks.
 struct StyleSignals: SignalDetector {
     static let names = ["UNICODE_STYLED_TEXT", "EMOJI_IN_SUBJECT", "EMOJI_IN_SENDER_NAME", "SUBJECT_SPACED_LETTERS", "SUBJECT_TRAILING_ID",
-                        "SUBJECT_NAMES_RECIPIENT", "LINK_HAS_RECIPIENT", "FROM_EQUALS_TO", "BODY_SHOUTS", "REPLY_TO_OTHER_DOMAIN"]
+                        "SUBJECT_NAMES_RECIPIENT", "LINK_HAS_RECIPIENT", "FROM_EQUALS_TO", "BODY_SHOUTS", "REPLY_TO_OTHER_DOMAIN", "BODY_CAPS_RUN", "GREETING_NAMES_ADDRESS"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let subject = input.value("Subject") ?? ""
@@ -33,6 +33,9 @@ struct StyleSignals: SignalDetector {
             if input.mime.urls.contains(where: { let u = $0.lowercased(); return u.contains(rcpt) || u.contains(encoded) }) {
                 out.append(Signal("LINK_HAS_RECIPIENT", "a link carries the recipient's address"))
             }
+            if let greeted = greeting(input.mime.text), greeted == local {
+                out.append(Signal("GREETING_NAMES_ADDRESS", "the text greets the address, not a person (\"\(greeted)\")"))
+            }
             if let sender = AddressList.addresses(in: from).first?.lowercased(), sender == rcpt {
                 out.append(Signal("FROM_EQUALS_TO", "the message claims to come from its recipient"))
             }
@@ -45,6 +48,20 @@ struct StyleSignals: SignalDetector {
         if bangs >= 3 || (words >= 30 && caps * 4 >= words) {
             out.append(Signal("BODY_SHOUTS", "\(caps) of \(words) words in capitals, \(bangs) runs of !!"))
         }
+        // A sentence shouted whole; a row of acronyms is rarely eight long.
+        if input.text.capsRun >= 8 { out.append(Signal("BODY_CAPS_RUN", "\(input.text.capsRun) words in capitals in a row")) }
+    }
+
+    /// The word a text opens by greeting ("Dear jm ," gives "jm"), when it is
+    /// written in lower case as an address is: a mail merge fills in the local
+    /// part of each address of its list; a person writes a name ("Dear John,").
+    static func greeting(_ text: String) -> String? {
+        let words = text.prefix(200).split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }).prefix(3)
+        guard words.count >= 2, ["dear", "hi", "hello", "hey"].contains(words[words.startIndex].lowercased()) else { return nil }
+        var name = words[words.startIndex + 1]
+        if name.hasSuffix(",") || name.hasSuffix("!") { name = name.dropLast() }
+        guard name.count >= 2, name == name.lowercased(), name.contains(where: \.isLetter) else { return nil }
+        return String(name)
     }
 
     static func isEmoji(_ s: Unicode.Scalar) -> Bool { (0x1F300...0x1FAFF).contains(s.value) || (0x2600...0x27BF).contains(s.value) }

@@ -7,6 +7,8 @@ struct TextStats: Sendable {
     var visible = 0
     var words = 0
     var capsWords = 0
+    /// The longest run of consecutive words in capitals ("DEEP DOWN YOU KNOW THAT MILLIONAIRES…").
+    var capsRun = 0
     var bangRuns = 0
     var invisible = 0
     var mixedWord: String?
@@ -52,6 +54,7 @@ struct TextStats: Sendable {
     private mutating func count(_ bytes: UnsafeBufferPointer<UInt8>) {
         var wordStart = 0
         var letters = 0, upper = 0, latin = false, lookAlike = false, bang = false
+        var run = 0
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
@@ -75,6 +78,12 @@ struct TextStats: Sendable {
                     if letters >= 3 {
                         words += 1
                         if upper == letters { capsWords += 1 }
+                    }
+                    if letters >= 2 && upper == letters {
+                        run += 1
+                        capsRun = max(capsRun, run)
+                    } else {
+                        run = 0
                     }
                     if latin && lookAlike && mixedWord == nil {
                         mixedWord = String(decoding: bytes[wordStart..<min(i, wordStart + 60)], as: UTF8.self)

@@ -73,3 +73,23 @@ struct SendingSignalsTests {
         #expect(from("Google Drive <share@drive-files.example>").contains("BRAND_IMPERSONATION"))
     }
 }
+
+/// Two marks of a pitch sent to a list of addresses: a sentence shouted
+/// whole, and a greeting that names the address instead of a person.
+struct ShoutAndMergeTests {
+    func to(_ address: String, _ body: String) -> Set<String> {
+        Make.signals(Make.plain.replacingOccurrences(of: "To: bob@example.com", with: "To: " + address), body)
+    }
+
+    @Test func aSentenceInCapitals() {
+        #expect(Make.signals(Make.plain, "Read this. DEEP DOWN YOU KNOW THAT MILLIONAIRES ARE MADE BY GETTING IN EARLY. Call.\n").contains("BODY_CAPS_RUN"))
+        #expect(!Make.signals(Make.plain, "The NFS and SMB code in the VFS of RHEL and SLES differs.\n").contains("BODY_CAPS_RUN"), "acronyms among words")
+    }
+
+    @Test func aGreetingThatIsTheAddress() {
+        #expect(to("jm@example.com", "Dear jm ,\nWe have a special offer for you.\n").contains("GREETING_NAMES_ADDRESS"))
+        #expect(to("lsb36@example.com", "Hi lsb36, here is the deal.\n").contains("GREETING_NAMES_ADDRESS"))
+        #expect(!to("john@example.com", "Dear John,\nthe minutes are attached.\n").contains("GREETING_NAMES_ADDRESS"), "a person writes a name")
+        #expect(!to("jm@example.com", "Dear all,\nthe minutes are attached.\n").contains("GREETING_NAMES_ADDRESS"))
+    }
+}
