@@ -1,8 +1,10 @@
 """A small authoritative DNS server for the tests (dnslib), on loopback UDP
 and TCP at a port the kernel picks. Zone data comes as JSON:
   {"records": [["1.0.0.127.in-addr.arpa", "PTR", "host.test.example"], ...],
-   "servfail": ["name", ...], "silent": ["name", ...]}
-Names not listed get NXDOMAIN. Prints "port N" once listening."""
+   "servfail": ["name", ...], "silent": ["name", ...], "log": "PATH"}
+Names not listed get NXDOMAIN. With "log", each question is appended to
+PATH as "NAME TYPE" (what reached the server, not what a cache answered).
+Prints "port N" once listening."""
 import json
 import socket
 import sys
@@ -17,11 +19,16 @@ class ZoneResolver(BaseResolver):
         self.records = [(n.lower().rstrip("."), t, v) for n, t, v in zone.get("records", [])]
         self.servfail = {n.lower().rstrip(".") for n in zone.get("servfail", [])}
         self.silent = {n.lower().rstrip(".") for n in zone.get("silent", [])}
+        self.log = zone.get("log")
+        self.lock = threading.Lock()
 
     def resolve(self, request, handler):
         reply = request.reply()
         qname = str(request.q.qname).lower().rstrip(".")
         qtype = QTYPE[request.q.qtype]
+        if self.log:
+            with self.lock, open(self.log, "a") as f:
+                f.write(f"{qname} {qtype}\n")
         if qname in self.silent:
             return None
         if qname in self.servfail:

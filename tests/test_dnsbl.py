@@ -123,3 +123,21 @@ at mail match sender-dnsbl dbl.test.example reject "550 5.7.1 Sender domain is l
     assert rec["verdict"] == "accepted" and rec["spam_score"] == -1
     rec = run("203.0.113.8", "a@spam-sender.example")
     assert rec["verdict"] == "rejected" and rec["reply"].startswith("550 5.7.1 Sender domain is listed")
+
+
+def test_repeated_lookups_reach_the_server_once_and_decide_alike(gateway_factory, dns_factory, tmp_path):
+    """Within the answer's TTL (60 s here) a repeated question is answered
+    from cache (the gateway's own answer cache, and libunbound's behind it)
+    and decides as the first answer did: listed scores 3 every time, not
+    listed scores nothing every time."""
+    log = tmp_path / "queries.log"
+    dns = dns_factory({**ZONE, "log": str(log)})
+    gw = gateway_factory(policy=POLICY, config_extra=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n')
+    for _ in range(3):
+        for source in ("127.0.0.41", "127.0.0.45"):
+            with smtplib.SMTP("127.0.0.1", gw.port, timeout=30, source_address=(source, 0)) as s:
+                s.sendmail("a@sender.test", ["bob@example.com"], b"Subject: x\r\n\r\nhello\r\n")
+    recs = [r for r in gw.audit(6) if r["event"] == "transaction"]
+    assert [(r["client_ip"], r.get("spam_score") or 0) for r in recs] == [("127.0.0.41", 3), ("127.0.0.45", 0)] * 3, recs
+    asked = [l for l in log.read_text().split("\n") if l]
+    assert asked.count("41.0.0.127.bl.test.example A") == 1, asked

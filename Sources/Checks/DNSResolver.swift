@@ -42,6 +42,8 @@ public final class DNSResolver: @unchecked Sendable {
     /// Wakes the pump thread to stop, so it can sleep in poll(2) with no
     /// timeout instead of waking ten times a second to look at `stopped`.
     private let stopPipe: (read: Int32, write: Int32)
+    /// Definite answers, for their TTL: asked again, they are answered without leaving the caller's thread.
+    let answers = DNSAnswerCache()
 
     /// `servers` as "IP" or "IP@PORT" forms are built from "IP:PORT"; empty
     /// means the system's resolv.conf.
@@ -107,6 +109,19 @@ public final class DNSResolver: @unchecked Sendable {
     final class Waiter: @unchecked Sendable {
         let state = Mutex<(done: Bool, continuation: CheckedContinuation<Result<[[UInt8]], DNSError>, Never>?)>((false, nil))
         var asyncID: Int32 = 0
+        let key: DNSAnswerCache.Key
+        let cache: DNSAnswerCache
+
+        init(key: DNSAnswerCache.Key, cache: DNSAnswerCache) {
+            self.key = key
+            self.cache = cache
+        }
+
+        /// libunbound's answer, kept for its TTL and handed to the query.
+        func answered(_ result: Result<[[UInt8]], DNSError>, ttl: Int32) {
+            cache.keep(result, for: key, ttl: ttl)
+            finish(result)
+        }
 
         func finish(_ result: Result<[[UInt8]], DNSError>) {
             let c = state.withLock { s -> CheckedContinuation<Result<[[UInt8]], DNSError>, Never>? in
@@ -123,8 +138,10 @@ public final class DNSResolver: @unchecked Sendable {
     /// for `name`, waiting at most the resolver's timeout, or `timeout` if
     /// that is shorter (what is left of a message's DNS budget).
     public func query(_ name: String, type: Int32, timeout: Double? = nil) async -> Result<[[UInt8]], DNSError> {
+        let key = DNSAnswerCache.Key(name: name.lowercased(), type: type)
+        if let kept = answers.answer(key) { return kept }
         let wait = min(timeout ?? self.timeout, self.timeout)
-        let waiter = Waiter()
+        let waiter = Waiter(key: key, cache: answers)
         let box = Unmanaged.passRetained(waiter)
         let callback: ub_callback_type = { mydata, err, result in
             let w = Unmanaged<Waiter>.fromOpaque(mydata!).takeRetainedValue()
@@ -134,16 +151,16 @@ public final class DNSResolver: @unchecked Sendable {
                 return
             }
             guard let r = result?.pointee else { w.finish(.failure(.resolver("no result"))); return }
-            if r.nxdomain != 0 { w.finish(.failure(.nxdomain)); return }
+            if r.nxdomain != 0 { w.answered(.failure(.nxdomain), ttl: r.ttl); return }
             if r.rcode != 0 { w.finish(.failure(.serverFailure("rcode \(r.rcode)"))); return }
-            guard r.havedata != 0, let data = r.data, let len = r.len else { w.finish(.failure(.noData)); return }
+            guard r.havedata != 0, let data = r.data, let len = r.len else { w.answered(.failure(.noData), ttl: r.ttl); return }
             var out: [[UInt8]] = []
             var i = 0
             while let p = data[i] {
                 out.append(Array(UnsafeRawBufferPointer(start: p, count: Int(len[i]))))
                 i += 1
             }
-            w.finish(.success(out))
+            w.answered(.success(out), ttl: r.ttl)
         }
         return await withCheckedContinuation { (c: CheckedContinuation<Result<[[UInt8]], DNSError>, Never>) in
             waiter.state.withLock { $0.continuation = c }
