@@ -10,7 +10,7 @@ struct SenderSignals: SignalDetector {
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         guard let from = input.value("From") else { return }
-        let all = AddressList.addresses(in: from)
+        let all = input.fromAddresses
         if !(all.first?.contains("@") ?? false) {
             // A name and no mailbox, or a comma outside quotes that splits the name from
             // its address ("Ihr Gewinner Team, jehd <service@…>", shown as the name alone):
@@ -68,7 +68,7 @@ struct SenderSignals: SignalDetector {
         if labels.contains(where: { $0.hasPrefix("xn--") }) {
             out.append(Signal("FROM_PUNYCODE", "the From domain \(domain) is punycode"))
         }
-        if let replyTo = input.value("Reply-To"), let r = AddressList.addresses(in: replyTo).first?.lowercased(),
+        if let r = input.replyToAddresses.first?.lowercased(),
            let rat = r.lastIndex(of: "@") {
             let rd = Domains.registered(String(r[r.index(after: rat)...]))
             if rd != registered && Domains.freemail.contains(rd) {

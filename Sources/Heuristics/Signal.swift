@@ -25,6 +25,9 @@ public struct HeuristicInput: Sendable {
     let text: TextStats
     /// The decoded Subject, counted likewise.
     let subject: TextStats
+    /// The addresses of From and Reply-To, parsed once for every detector that asks.
+    let fromAddresses: [String]
+    let replyToAddresses: [String]
 
     public init(headers: HeaderBlock, mime: MIMESummary, receivedAt: Date, localDomains: [String]) {
         self.headers = headers
@@ -33,6 +36,16 @@ public struct HeuristicInput: Sendable {
         self.localDomains = localDomains.map { $0.lowercased() }
         text = TextStats(mime.text)
         subject = TextStats(headers.first("Subject").map(EncodedWords.decode) ?? "")
+        fromAddresses = AddressList.addresses(in: headers.first("From").map(EncodedWords.decode) ?? "")
+        replyToAddresses = AddressList.addresses(in: headers.first("Reply-To").map(EncodedWords.decode) ?? "")
+    }
+
+    /// The domain of an address, lower case, without a trailing dot (as AddressList.domains gives it).
+    static func domain(_ address: String) -> String? {
+        guard let at = address.lastIndex(of: "@") else { return nil }
+        var d = address[address.index(after: at)...].lowercased()
+        while d.hasSuffix(".") { d.removeLast() }
+        return d.isEmpty ? nil : d
     }
 
     /// A header's first value, encoded words decoded.

@@ -29,19 +29,19 @@ struct StyleSignals: SignalDetector {
             if local.count >= 4 && subject.lowercased().contains(local) {
                 out.append(Signal("SUBJECT_NAMES_RECIPIENT", "the subject names the recipient (\(local))"))
             }
-            let encoded = rcpt.replacingOccurrences(of: "@", with: "%40")
+            let encoded = local + "%40" + rcpt[rcpt.index(after: at)...]
             if input.mime.urls.contains(where: { let u = $0.lowercased(); return u.contains(rcpt) || u.contains(encoded) }) {
                 out.append(Signal("LINK_HAS_RECIPIENT", "a link carries the recipient's address"))
             }
             if let greeted = greeting(input.mime.text), greeted == local {
                 out.append(Signal("GREETING_NAMES_ADDRESS", "the text greets the address, not a person (\"\(greeted)\")"))
             }
-            if let sender = AddressList.addresses(in: from).first?.lowercased(), sender == rcpt {
+            if let sender = input.fromAddresses.first?.lowercased(), sender == rcpt {
                 out.append(Signal("FROM_EQUALS_TO", "the message claims to come from its recipient"))
             }
         }
-        if let sender = AddressList.domains(in: from).first.map(Domains.registered),
-           let reply = AddressList.domains(in: input.value("Reply-To") ?? "").first.map(Domains.registered), reply != sender {
+        if let sender = input.fromAddresses.lazy.compactMap(HeuristicInput.domain).first.map(Domains.registered),
+           let reply = input.replyToAddresses.lazy.compactMap(HeuristicInput.domain).first.map(Domains.registered), reply != sender {
             out.append(Signal("REPLY_TO_OTHER_DOMAIN", "replies go to \(reply), not to \(sender)"))
         }
         let (words, caps, bangs) = (input.text.words, input.text.capsWords, input.text.bangRuns)
@@ -56,12 +56,28 @@ struct StyleSignals: SignalDetector {
     /// written in lower case as an address is: a mail merge fills in the local
     /// part of each address of its list; a person writes a name ("Dear John,").
     static func greeting(_ text: String) -> String? {
-        let words = text.prefix(200).split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\r" || $0 == "\t" }).prefix(3)
-        guard words.count >= 2, ["dear", "hi", "hello", "hey"].contains(words[words.startIndex].lowercased()) else { return nil }
-        var name = words[words.startIndex + 1]
-        if name.hasSuffix(",") || name.hasSuffix("!") { name = name.dropLast() }
-        guard name.count >= 2, name == name.lowercased(), name.contains(where: \.isLetter) else { return nil }
-        return String(name)
+        // Bytes, not Characters: this runs on every message, and almost every text starts otherwise.
+        let head = Array(text.utf8.prefix(120))
+        func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 10 || b == 13 || b == 9 }
+        var i = 0
+        while i < head.count && isSpace(head[i]) { i += 1 }
+        let wordStart = i
+        while i < head.count && !isSpace(head[i]) { i += 1 }
+        let first = head[wordStart..<i].map { $0 | 0x20 }
+        guard [Array("dear".utf8), Array("hi".utf8), Array("hello".utf8), Array("hey".utf8)].contains(first) else { return nil }
+        while i < head.count && isSpace(head[i]) { i += 1 }
+        let nameStart = i
+        while i < head.count && !isSpace(head[i]) && head[i] != 44 && head[i] != 33 { i += 1 }
+        let name = head[nameStart..<i]
+        // Lower case (no A-Z), with a letter, as an address's local part is written.
+        guard name.count >= 2, !name.contains(where: { $0 >= 65 && $0 <= 90 }), name.contains(where: { $0 >= 97 && $0 <= 122 }) else { return nil }
+        // And filled in by a program: a space left before the comma ("Dear jm ,"), or
+        // digits, dots or underscores no one calls a person by. "Hello fork," to the
+        // fork list is a person greeting the list.
+        let spaceBeforeComma = i + 1 < head.count && head[i] == 32 && head[i + 1] == 44
+        let addressLike = name.contains(where: { ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 95 })
+        guard spaceBeforeComma || addressLike else { return nil }
+        return String(decoding: name, as: UTF8.self)
     }
 
     static func isEmoji(_ s: Unicode.Scalar) -> Bool { (0x1F300...0x1FAFF).contains(s.value) || (0x2600...0x27BF).contains(s.value) }

@@ -91,5 +91,6 @@ struct ShoutAndMergeTests {
         #expect(to("lsb36@example.com", "Hi lsb36, here is the deal.\n").contains("GREETING_NAMES_ADDRESS"))
         #expect(!to("john@example.com", "Dear John,\nthe minutes are attached.\n").contains("GREETING_NAMES_ADDRESS"), "a person writes a name")
         #expect(!to("jm@example.com", "Dear all,\nthe minutes are attached.\n").contains("GREETING_NAMES_ADDRESS"))
+        #expect(!to("fork@lists.example.com", "Hello fork,\nthey had him on the radio.\n").contains("GREETING_NAMES_ADDRESS"), "a person greeting a list")
     }
 }
