@@ -140,4 +140,7 @@ def test_repeated_lookups_reach_the_server_once_and_decide_alike(gateway_factory
     recs = [r for r in gw.audit(6) if r["event"] == "transaction"]
     assert [(r["client_ip"], r.get("spam_score") or 0) for r in recs] == [("127.0.0.41", 3), ("127.0.0.45", 0)] * 3, recs
     asked = [l for l in log.read_text().split("\n") if l]
-    assert asked.count("41.0.0.127.bl.test.example A") == 1, asked
+    # Three connections, three lookups; uncached, that is three questions at
+    # least. (One lookup may reach the server twice: libunbound resends a
+    # question a loaded server is slow to answer.)
+    assert asked.count("41.0.0.127.bl.test.example A") < 3, asked
