@@ -94,3 +94,17 @@ struct ShoutAndMergeTests {
         #expect(!to("fork@lists.example.com", "Hello fork,\nthey had him on the radio.\n").contains("GREETING_NAMES_ADDRESS"), "a person greeting a list")
     }
 }
+
+/// Dates computed without Calendar: the same instants, obsolete forms included.
+struct RFC5322DateTests {
+    @Test func instantsMatchTheCalendars() {
+        func t(_ s: String) -> Double? { RFC5322Date.parse(s)?.timeIntervalSince1970 }
+        #expect(t("Tue, 01 Dec 2026 10:00:00 +0000") == 1_796_119_200)
+        #expect(t("Mon, 02 Sep 2002 12:00:00 -0700") == 1_030_993_200)
+        #expect(t("Thu, 29 Feb 2024 23:59:59 EST") == 1_709_269_199, "a leap day, a named zone")
+        #expect(t("1 Jan 99 00:00 GMT") == 915_148_800, "a two-digit year, no seconds, no weekday")
+        #expect(t("Wed, 1 Mar 2000 00:00:00 +0530") == 951_849_000, "the day after a century's leap day")
+        #expect(t("31 Apr 2026 00:00:00 +0000") == 1_777_593_600, "the 31st of a 30-day month rolls into May, as Calendar's did")
+        #expect(t("Tue, 32 Dec 2026 10:00:00 +0000") == nil)
+    }
+}
