@@ -115,6 +115,11 @@ enum Domains {
         ("pagseguro", ["pagseguro.com.br", "pagbank.com.br", "uol.com.br"]), ("ledger live", ["ledger.com"]),
     ]
 
+    /// Brands whose name is also a first name or an ordinary word: in a
+    /// display name they count only alone or with service words after them
+    /// (SenderSignals.namesOnly).
+    static let ordinaryWordBrands: Set<String> = ["chase", "apple", "steam", "outlook", "ups", "irs", "caixa"]
+
     /// Each brand domain by its skeleton, made once.
     static let brandSkeletons: [String: String] = {
         var out: [String: String] = [:]

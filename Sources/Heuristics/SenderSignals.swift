@@ -29,7 +29,8 @@ struct SenderSignals: SignalDetector {
             let name = Array(display.utf8)  // checked against every brand and administrator title
             // "Masami Hiramatsu (Google)" names an employer, not a sender: a brand in parentheses does not count.
             let claimed = Array(withoutParentheses(display).utf8)
-            for brand in Domains.brands where containsWord(claimed, brand.name) && !brand.domains.contains(registered) {
+            for brand in Domains.brands where containsWord(claimed, brand.name) && !brand.domains.contains(registered)
+                && (!Domains.ordinaryWordBrands.contains(brand.name) || Self.namesOnly(brand.name, withoutParentheses(display))) {
                 out.append(Signal("BRAND_IMPERSONATION", "the name \"\(display.prefix(60))\" says \(brand.name), the address is at \(domain)"))
                 break
             }
@@ -81,6 +82,21 @@ struct SenderSignals: SignalDetector {
     static func displayName(_ from: String) -> String {
         guard let lt = from.firstIndex(of: "<") else { return "" }
         return from[..<lt].trimmed.trimming { $0 == "\"" }.trimmed
+    }
+
+    /// Words a brand's own mail puts after its name ("Chase Online", "Apple Support").
+    static let serviceWords: Set<String> = ["support", "service", "services", "team", "security", "alert", "alerts", "online",
+                                           "account", "accounts", "id", "store", "bank", "notification", "notifications",
+                                           "billing", "customer", "care", "help", "info", "update", "updates", "mobile"]
+
+    /// The display name is `brand` alone or followed by service words only: a
+    /// brand that is also a first name or a word ("Chase Smith", "Lockergnome
+    /// Apple Core") counts only then.
+    static func namesOnly(_ brand: String, _ display: String) -> Bool {
+        let words = display.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map { $0.lowercased() }
+        let brandWords = brand.split(separator: " ").map(String.init)
+        guard words.count >= brandWords.count, Array(words.prefix(brandWords.count)) == brandWords else { return false }
+        return words.dropFirst(brandWords.count).allSatisfy(serviceWords.contains)
     }
 
     /// `s` with every parenthesised part left out.

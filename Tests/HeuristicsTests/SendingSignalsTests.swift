@@ -68,6 +68,15 @@ struct SendingSignalsTests {
         #expect(from("Tr\(vs)ust Wa\(vs)llet <so@viajes.example>").contains("BRAND_IMPERSONATION"))
     }
 
+    @Test func aBrandThatIsAlsoANameOrAWord() {
+        #expect(!from("Chase Smith <chase.smith@partner.example>").contains("BRAND_IMPERSONATION"), "a person called Chase")
+        #expect(!from("Lockergnome Apple Core <subscriptions@lockergnome.example>").contains("BRAND_IMPERSONATION"), "a newsletter about Apple")
+        #expect(from("Chase Online <alerts@secure-chase.example>").contains("BRAND_IMPERSONATION"))
+        #expect(from("Apple Support <id@apple-verify.example>").contains("BRAND_IMPERSONATION"))
+        #expect(from("UPS <collie@parcels.example>").contains("BRAND_IMPERSONATION"))
+        #expect(from("PayPal Billing Department <x@pp-billing.example>").contains("BRAND_IMPERSONATION"), "other brands as before")
+    }
+
     @Test func brandInParenthesesIsAnEmployer() {
         #expect(!from("Masami Hiramatsu (Google) <mhiramat@kernel.org>").contains("BRAND_IMPERSONATION"))
         #expect(from("Google Drive <share@drive-files.example>").contains("BRAND_IMPERSONATION"))
