@@ -55,7 +55,7 @@ struct BodySignals: SignalDetector {
         let invisible = input.text.invisible
         if let w = input.text.mixedWord.map({ String($0.prefix(30)) }) { out.append(Signal("MIXED_SCRIPT_WORDS", "\"\(w)\" mixes Latin with Cyrillic or Greek letters")) }
         // The subject and the sender's name are read before the text, and disguised the same way.
-        let shownFirst = TextStats.invisibleCount(input.value("Subject") ?? "") + TextStats.invisibleCount(input.value("From") ?? "")
+        let shownFirst = input.subject.invisible + TextStats.invisibleCount(input.value("From") ?? "")
         if invisible >= 3 {
             out.append(Signal("INVISIBLE_CHARS", "\(invisible) invisible characters inside the text"))
         } else if shownFirst >= 2 {

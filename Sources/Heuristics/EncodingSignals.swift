@@ -1,4 +1,4 @@
-import Foundation
+import MailMessage
 
 /// How the header section was written. Mail programs write MIME-Version
 /// whenever they write MIME (RFC 2045 asks for it), and encode a display name
@@ -25,21 +25,7 @@ struct EncodingSignals: SignalDetector {
     /// The text of the first base64 encoded word (=?charset?B?…?=) in `raw`
     /// when it decodes to printable ASCII only: nothing there needed encoding.
     static func base64ASCIIWord(_ raw: String) -> String? {
-        var rest = raw[...]
-        while let start = rest.range(of: "=?") {
-            let word = rest[start.upperBound...]
-            let parts = word.split(separator: "?", maxSplits: 3, omittingEmptySubsequences: false)
-            guard parts.count == 4, parts[1].lowercased() == "b", parts[3].hasPrefix("=") else {
-                rest = word
-                continue
-            }
-            var payload = String(parts[2])
-            while payload.utf8.count % 4 != 0 { payload += "=" }
-            if let data = Data(base64Encoded: payload), data.count >= 4, data.allSatisfy({ $0 >= 32 && $0 < 127 }) {
-                return String(decoding: data, as: UTF8.self)
-            }
-            rest = parts[3].dropFirst()
-        }
-        return nil
+        EncodedWords.rawWords(raw).first { $0.encoding == "b" && $0.bytes.count >= 4 && $0.bytes.allSatisfy { $0 >= 32 && $0 < 127 } }
+            .map { String(decoding: $0.bytes, as: UTF8.self) }
     }
 }

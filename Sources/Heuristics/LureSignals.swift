@@ -39,8 +39,8 @@ struct LureSignals: SignalDetector {
             guard found == nil, wordEdge(text, end), wordEdge(text, end - lureWords[n].utf8.count - 1) else { return }
             if amountFollows(text, from: end) { found = (n, end) }
         }
-        if let coin = firstWord(coinSet, coinWords, in: input.text, subject: input.subject),
-           let act = firstWord(actionSet, actionWords, in: input.text, subject: input.subject) {
+        if let coin = firstWord(coinSet, in: input.text, subject: input.subject),
+           let act = firstWord(actionSet, in: input.text, subject: input.subject) {
             out.append(Signal("CRYPTO_LURE", "\(coin) and \(act): a wallet or a coin to act on"))
         }
         if let f = found {
@@ -51,12 +51,12 @@ struct LureSignals: SignalDetector {
     }
 
     /// The first whole word or phrase of `set` in `text` (or the subject).
-    static func firstWord(_ set: PhraseSet, _ words: [String], in text: TextStats, subject: TextStats) -> String? {
+    static func firstWord(_ set: PhraseSet, in text: TextStats, subject: TextStats) -> String? {
         var found: String?
         for t in [subject, text] where found == nil {
             t.forEachMatch(set) { n, end in
-                guard found == nil, wordEdge(t.lower, end), wordEdge(t.lower, end - words[n].utf8.count - 1) else { return }
-                found = words[n]
+                guard found == nil, wordEdge(t.lower, end), wordEdge(t.lower, end - set.phrases[n].utf8.count - 1) else { return }
+                found = set.phrases[n]
             }
         }
         return found

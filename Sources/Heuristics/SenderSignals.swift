@@ -28,9 +28,10 @@ struct SenderSignals: SignalDetector {
         if !display.isEmpty && !fromUs {
             let name = Array(display.utf8)  // checked against every brand and administrator title
             // "Masami Hiramatsu (Google)" names an employer, not a sender: a brand in parentheses does not count.
-            let claimed = Array(withoutParentheses(display).utf8)
+            let unbracketed = withoutParentheses(display)
+            let claimed = Array(unbracketed.utf8)
             for brand in Domains.brands where containsWord(claimed, brand.name) && !brand.domains.contains(registered)
-                && (!Domains.ordinaryWordBrands.contains(brand.name) || Self.namesOnly(brand.name, withoutParentheses(display))) {
+                && (!Domains.ordinaryWordBrands.contains(brand.name) || Self.namesOnly(brand.name, unbracketed)) {
                 out.append(Signal("BRAND_IMPERSONATION", "the name \"\(display.prefix(60))\" says \(brand.name), the address is at \(domain)"))
                 break
             }

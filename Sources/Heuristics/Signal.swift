@@ -40,13 +40,6 @@ public struct HeuristicInput: Sendable {
         replyToAddresses = AddressList.addresses(in: headers.first("Reply-To").map(EncodedWords.decode) ?? "")
     }
 
-    /// The domain of an address, lower case, without a trailing dot (as AddressList.domains gives it).
-    static func domain(_ address: String) -> String? {
-        guard let at = address.lastIndex(of: "@") else { return nil }
-        var d = address[address.index(after: at)...].lowercased()
-        while d.hasSuffix(".") { d.removeLast() }
-        return d.isEmpty ? nil : d
-    }
 
     /// A header's first value, encoded words decoded.
     func value(_ name: String) -> String? { headers.first(name).map(EncodedWords.decode) }

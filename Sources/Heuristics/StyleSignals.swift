@@ -40,8 +40,8 @@ struct StyleSignals: SignalDetector {
                 out.append(Signal("FROM_EQUALS_TO", "the message claims to come from its recipient"))
             }
         }
-        if let sender = input.fromAddresses.lazy.compactMap(HeuristicInput.domain).first.map(Domains.registered),
-           let reply = input.replyToAddresses.lazy.compactMap(HeuristicInput.domain).first.map(Domains.registered), reply != sender {
+        if let sender = input.fromAddresses.lazy.compactMap(AddressList.domain(of:)).first.map(Domains.registered),
+           let reply = input.replyToAddresses.lazy.compactMap(AddressList.domain(of:)).first.map(Domains.registered), reply != sender {
             out.append(Signal("REPLY_TO_OTHER_DOMAIN", "replies go to \(reply), not to \(sender)"))
         }
         let (words, caps, bangs) = (input.text.words, input.text.capsWords, input.text.bangRuns)

@@ -61,9 +61,7 @@ struct TextStats: Sendable {
             var scalar: UInt32 = UInt32(b)
             var len = 1
             if b >= 0xC0 {
-                len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
-                scalar = UInt32(b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07))
-                for k in 1..<len where i + k < bytes.count { scalar = scalar << 6 | UInt32(bytes[i + k] & 0x3F) }
+                (scalar, len) = TextStats.scalar(bytes, i)
             } else if b >= 0x80 {
                 i += 1
                 continue
@@ -123,14 +121,21 @@ struct TextStats: Sendable {
         }
     }
 
-    /// The length of the UTF-8 sequence at `i` when it encodes an invisible character.
-    static func invisibleLength(_ t: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int? {
+    /// The scalar a UTF-8 lead byte (0xC0 and up) at `i` starts, and the
+    /// sequence's length; a sequence cut short by the end of `t` keeps the
+    /// bits it has.
+    static func scalar(_ t: UnsafeBufferPointer<UInt8>, _ i: Int) -> (value: UInt32, length: Int) {
         let b = t[i]
         let len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
-        guard i + len <= t.count else { return nil }
         var scalar = UInt32(b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07))
-        for k in 1..<len { scalar = scalar << 6 | UInt32(t[i + k] & 0x3F) }
-        return isInvisible(scalar) ? len : nil
+        for k in 1..<len where i + k < t.count { scalar = scalar << 6 | UInt32(t[i + k] & 0x3F) }
+        return (scalar, len)
+    }
+
+    /// The length of the UTF-8 sequence at `i` when it encodes an invisible character.
+    static func invisibleLength(_ t: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int? {
+        let (value, len) = scalar(t, i)
+        return i + len <= t.count && isInvisible(value) ? len : nil
     }
 
     /// How many invisible characters `s` holds (a subject or a display name).

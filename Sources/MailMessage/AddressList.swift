@@ -6,12 +6,15 @@ public enum AddressList {
     /// a mailbox without `@` gives nothing. Groups (`name: a, b;`),
     /// comments, quoted strings and angle addresses are understood.
     public static func domains(in value: String) -> [String] {
-        addresses(in: value).compactMap { address in
-            guard let at = address.lastIndex(of: "@") else { return nil }
-            var d = address[address.index(after: at)...].lowercased()
-            while d.hasSuffix(".") { d.removeLast() }
-            return d.isEmpty ? nil : d
-        }
+        addresses(in: value).compactMap(domain(of:))
+    }
+
+    /// The domain of one address, lower case, without a trailing dot; nil when it has none.
+    public static func domain(of address: String) -> String? {
+        guard let at = address.lastIndex(of: "@") else { return nil }
+        var d = address[address.index(after: at)...].lowercased()
+        while d.hasSuffix(".") { d.removeLast() }
+        return d.isEmpty ? nil : d
     }
 
     /// The addr-specs of the list, with comments and white space removed.

@@ -50,8 +50,32 @@ public enum EncodedWords {
         return false
     }
 
+    /// Each encoded-word of `value`, in order: its encoding ("b" or "q") and
+    /// its bytes before any charset conversion (a filter asks whether the
+    /// encoding hid anything that needed it).
+    public static func rawWords(_ value: String) -> [(encoding: Character, bytes: [UInt8])] {
+        guard Self.mayContainEncodedWord(value) else { return [] }
+        var out: [(encoding: Character, bytes: [UInt8])] = []
+        var rest = Substring(value)
+        while let start = rest.range(of: "=?") {
+            if let word = rawWord(rest[start.lowerBound...]) {
+                out.append((word.encoding, word.bytes))
+                rest = rest[word.end...]
+            } else {
+                rest = rest[start.upperBound...]
+            }
+        }
+        return out
+    }
+
     /// Decodes one `=?cs?e?text?=` at the start of `s`; returns the text and where it ends.
     static func decodeWord(_ s: Substring) -> (String, Substring.Index)? {
+        guard let word = rawWord(s), let str = convert(word.bytes, charset: word.charset) else { return nil }
+        return (str, word.end)
+    }
+
+    /// One `=?cs?e?text?=` at the start of `s`, its payload undone but not converted from its charset.
+    static func rawWord(_ s: Substring) -> (charset: String, encoding: Character, bytes: [UInt8], end: Substring.Index)? {
         let parts = s.dropFirst(2)
         guard let q1 = parts.firstIndex(of: "?") else { return nil }
         var charset = parts[..<q1].lowercased()
@@ -68,8 +92,8 @@ public enum EncodedWords {
         case "Q", "q": bytes = quoted(payload)
         default: return nil
         }
-        guard let b = bytes, let str = convert(b, charset: charset) else { return nil }
-        return (str, end.upperBound)
+        guard let b = bytes else { return nil }
+        return (charset, Character(enc.lowercased()), b, end.upperBound)
     }
 
     static func base64(_ s: Substring) -> [UInt8]? {
