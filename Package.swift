@@ -59,7 +59,7 @@ let package = Package(
         // Heuristic signals (phishing links, look-alike senders, header anomalies, risky attachments), I/O-free.
         .target(name: "Heuristics", dependencies: ["MailMessage"]),
         // The statistical spam classifier: features, online logistic regression, its model file.
-        .target(name: "Classifier", dependencies: ["MailMessage", "CChecksum", "Threads"]),
+        .target(name: "Classifier", dependencies: ["MailMessage", "Heuristics", "CChecksum", "Threads"]),
         // Long-lived helper threads, named for top -H and gdb.
         .target(name: "Threads"),
         // Audit records, the writer with rotation, and the reader used by `mxgate log`.

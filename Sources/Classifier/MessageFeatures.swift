@@ -1,3 +1,5 @@
+import Foundation
+import Heuristics
 import MailMessage
 
 /// A message as the classifier sees it: the indices of the hashed features
@@ -9,10 +11,14 @@ import MailMessage
 /// name and domain, Reply-To's domain; the mailer; the content type and
 /// charsets; every link's host, its last two labels and its path words;
 /// attachment extensions and declared and sniffed types; the number of
-/// Received fields. Namespaces keep a word in the subject apart from the
-/// same word in the body.
+/// Received fields; the heuristic signals the message has. Namespaces keep
+/// a word in the subject apart from the same word in the body. The content
+/// (subject, text, links, attachments) comes first, how the message was
+/// made and sent after it: the model weighs the two parts apart.
 public struct MessageFeatures: Sendable, Equatable {
     public var indices: [UInt32]
+    /// The first `contentCount` indices are the message's content (subject, text, links, attachments), the rest how it was sent.
+    public var contentCount: Int
     public var digest: Digest
 
     /// Two 64-bit hashes of the subject and decoded text: the same message
@@ -39,7 +45,10 @@ public struct MessageFeatures: Sendable, Equatable {
         static let headerValue: UInt64 = 0x10000, subjectGram: UInt64 = 0x11000
     }
 
-    public init(headers: HeaderBlock, summary: MIMESummary, dimensionBits: Int) {
+    /// `signals`: the names of the heuristic signals the message has
+    /// (Heuristics.detect), features like any other: what the heuristics
+    /// see, weighed by what this site's mail taught.
+    public init(headers: HeaderBlock, summary: MIMESummary, signals: [String] = [], dimensionBits: Int) {
         var t = Tokenizer()
         // About one feature per three bytes of text (a word and a pair per word): no regrowing.
         t.out.reserveCapacity(min(summary.text.utf8.count, Self.textLimit) / 3 + 256)
@@ -54,6 +63,23 @@ public struct MessageFeatures: Sendable, Equatable {
         if text.utf8.count > Self.textLimit { text = String(decoding: text.utf8.prefix(Self.textLimit), as: UTF8.self) }
         t.add(text, ns: NS.body, pairs: NS.bodyPair)
 
+        for url in summary.urls.prefix(60) {
+            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
+            Self.addDomain(host, ns: NS.host, &t)
+            if let slash = url.dropFirst(8).firstIndex(of: "/") {
+                t.add(String(url[slash...].prefix(200)), ns: NS.urlPath, maxWords: 12)
+            }
+        }
+        t.out.append(featureHash("urls " + String(min(summary.urls.count, 10)), ns: NS.flag))
+
+        for a in summary.attachments.prefix(20) {
+            if let name = a.filename?.lowercased(), let dot = name.lastIndex(of: ".") {
+                t.out.append(featureHash("ext " + name[dot...].prefix(10), ns: NS.attachment))
+            }
+            t.out.append(featureHash("type " + a.contentType, ns: NS.attachment))
+            if let s = a.sniffedType { t.out.append(featureHash("sniffed " + s, ns: NS.attachment)) }
+        }
+        let contentEnd = t.out.count
         var received = 0
         for f in headers.fields.prefix(80) {
             let name = f.name.lowercased()
@@ -89,26 +115,16 @@ public struct MessageFeatures: Sendable, Equatable {
         }
         if summary.problems.isEmpty == false { t.out.append(featureHash("mime-problem", ns: NS.flag)) }
 
-        for url in summary.urls.prefix(60) {
-            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
-            Self.addDomain(host, ns: NS.host, &t)
-            if let slash = url.dropFirst(8).firstIndex(of: "/") {
-                t.add(String(url[slash...].prefix(200)), ns: NS.urlPath, maxWords: 12)
-            }
-        }
-        t.out.append(featureHash("urls " + String(min(summary.urls.count, 10)), ns: NS.flag))
-
-        for a in summary.attachments.prefix(20) {
-            if let name = a.filename?.lowercased(), let dot = name.lastIndex(of: ".") {
-                t.out.append(featureHash("ext " + name[dot...].prefix(10), ns: NS.attachment))
-            }
-            t.out.append(featureHash("type " + a.contentType, ns: NS.attachment))
-            if let s = a.sniffedType { t.out.append(featureHash("sniffed " + s, ns: NS.attachment)) }
-        }
         if t.mixedScript { t.out.append(featureHash("mixed-script", ns: NS.flag)) }
+        // Each signal four times over (four weights learnt alike): one feature among hundreds moved the sum too little.
+        for name in signals {
+            for copy in 0..<4 { t.out.append(featureHash("signal \(copy) " + name, ns: NS.flag)) }
+        }
 
         let mask = UInt64((1 << dimensionBits) - 1)
-        indices = Self.unique(t.out.map { UInt32(truncatingIfNeeded: $0 & mask) })
+        let c = Self.unique(t.out[..<contentEnd].map { UInt32(truncatingIfNeeded: $0 & mask) })
+        indices = c + Self.unique(t.out[contentEnd...].map { UInt32(truncatingIfNeeded: $0 & mask) })
+        contentCount = c.count
 
         var a: UInt64 = 0xCBF2_9CE4_8422_2325
         var b: UInt64 = 0x8422_2325_CBF2_9CE4
@@ -156,8 +172,9 @@ public struct MessageFeatures: Sendable, Equatable {
     }
 
     /// Direct use, in tests and the benchmark.
-    public init(indices: [UInt32], digest: Digest) {
+    public init(indices: [UInt32], digest: Digest, contentCount: Int? = nil) {
         self.indices = indices
+        self.contentCount = contentCount ?? indices.count
         self.digest = digest
     }
 
@@ -174,10 +191,16 @@ public struct MessageFeatures: Sendable, Equatable {
 
 extension MessageFeatures {
     /// From a whole message as stored (LF or CRLF): what `mxgate learn` and
-    /// a quarantine release use; the gateway builds them from the MIME walk it already made.
-    public init(message: [UInt8], dimensionBits: Int) {
+    /// a quarantine release use; the gateway builds them from the MIME walk
+    /// and the heuristics it already ran. The heuristics judge the Date
+    /// against the newest Received field, when the message was received,
+    /// not against today: mail learnt from an old mailbox is not "old".
+    public init(message: [UInt8], localDomains: [String], dimensionBits: Int) {
         var walker = MIMEWalker()
         walker.feed(message)
-        self.init(headers: HeaderBlock(message), summary: walker.finish(), dimensionBits: dimensionBits)
+        let headers = HeaderBlock(message), summary = walker.finish()
+        let receivedAt = RFC5322Date.newestReceived(headers.all("Received")) ?? Date()
+        let signals = Heuristics.detect(HeuristicInput(headers: headers, mime: summary, receivedAt: receivedAt, localDomains: localDomains))
+        self.init(headers: headers, summary: summary, signals: signals.map(\.name), dimensionBits: dimensionBits)
     }
 }

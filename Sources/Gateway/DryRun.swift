@@ -191,7 +191,7 @@ public struct DryRun {
             $0.headerBytes = Array(text.prefix(65536))
             $0.body = body
             // A stored message is judged as of when it arrived.
-            $0.receivedAt = RFC5322Date.newestReceived(headers.fields.filter { $0.name.lowercased() == "received" }.map(\.value))
+            $0.receivedAt = RFC5322Date.newestReceived(headers.all("Received"))
         }
         let outcome = driver.data(size: text.count, headers: headers, inspected: found)
         switch outcome {

@@ -101,7 +101,7 @@ public struct QuarantineAdmin: Sendable {
         if let k = config.classifier, k.learnReleased {
             // Held by mistake, so ham.
             do {
-                try Self.learn(bytes, spam: false, config: k, store: config.classifierStore())
+                try Self.learn(bytes, spam: false, config: k, domains: config.domains, store: config.classifierStore())
                 return result + "; learnt as ham"
             } catch {
                 return result + "; not learnt as ham: \(error)"
@@ -116,15 +116,15 @@ public struct QuarantineAdmin: Sendable {
         let h = try find(id)
         guard let k = config.classifier else { throw AdminError.release("no [classifier] is configured") }
         guard let bytes = FileManager.default.contents(atPath: h.messagePath) else { throw AdminError.notFound(id) }
-        try Self.learn(bytes, spam: spam, config: k, store: config.classifierStore())
+        try Self.learn(bytes, spam: spam, config: k, domains: config.domains, store: config.classifierStore())
         audit.record(record(h, verdict: .quarantined, reply: "learnt as \(spam ? "spam" : "ham")", relay: nil,
                             reason: "learnt as \(spam ? "spam" : "ham") by \(who)"))
         return "\(id) learnt as \(spam ? "spam" : "ham")"
     }
 
     /// Learnt under the model's lock (the file's, or Redis's), beside a running gateway.
-    static func learn(_ bytes: Data, spam: Bool, config k: ClassifierSettings, store: any ModelStore) throws {
-        let f = MessageFeatures(message: [UInt8](bytes), dimensionBits: k.dimensionBits)
+    static func learn(_ bytes: Data, spam: Bool, config k: ClassifierSettings, domains: [String], store: any ModelStore) throws {
+        let f = MessageFeatures(message: [UInt8](bytes), localDomains: domains, dimensionBits: k.dimensionBits)
         _ = try store.update(dimensionBits: k.dimensionBits) { $0.learn(f, spam: spam, passes: 3) }
     }
 

@@ -78,6 +78,11 @@ public struct HeaderBlock: Sendable {
         fields.first { $0.name.caseInsensitiveEquals(name) }?.value
     }
 
+    /// Every value of the fields with this name, in order (Received, say).
+    public func all(_ name: String) -> [String] {
+        fields.compactMap { $0.name.caseInsensitiveEquals(name) ? $0.value : nil }
+    }
+
     /// How many fields have this name (ASCII case ignored, as RFC 5322 names are).
     public func count(_ name: String) -> Int {
         fields.reduce(0) { $0 + ($1.name.caseInsensitiveEquals(name) ? 1 : 0) }

@@ -84,7 +84,7 @@ let t2 = ContinuousClock.now
 var distinct = Set<UInt32>()
 var n = 0
 while distinct.count < 1_000_000 {
-    let f = MessageFeatures(message: message(100_000 + n, size: 6 * 1024), dimensionBits: 22)
+    let f = MessageFeatures(message: message(100_000 + n, size: 6 * 1024), localDomains: ["example.com"], dimensionBits: 22)
     distinct.formUnion(f.indices)
     big.learn(f, spam: n % 2 == 0)
     learnt += 1

@@ -49,7 +49,7 @@ struct Learn: ParsableCommand {
         var items: [(MessageFeatures, Bool, String)] = []
         for (paths, isSpam) in [(spam, true), (ham, false)] {
             MessageSource.each(paths, problem: { printError("mxgate learn: \($0)"); unreadable += 1 }) { item in
-                items.append((MessageFeatures(message: item.bytes, dimensionBits: k.dimensionBits), isSpam, item.name))
+                items.append((MessageFeatures(message: item.bytes, localDomains: config.domains, dimensionBits: k.dimensionBits), isSpam, item.name))
             }
         }
         // Interleave the classes in an order fixed by the messages themselves (their digests).

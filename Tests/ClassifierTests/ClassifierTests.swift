@@ -32,7 +32,7 @@ enum Mail {
     }
 
     static func features(spam: Bool, _ n: Int, extra: String = "") -> MessageFeatures {
-        MessageFeatures(message: message(spam: spam, n, extra: extra), dimensionBits: 18)
+        MessageFeatures(message: message(spam: spam, n, extra: extra), localDomains: ["example.com"], dimensionBits: 18)
     }
 }
 
@@ -170,6 +170,47 @@ struct LogisticModelTests {
         let c = try SharedClassifier(store: store, dimensionBits: 18)
         #expect(c.classify(Mail.features(spam: true, 99), minLearned: 50) == nil, "10 spam learnt is below min_learned")
         #expect(c.classify(Mail.features(spam: true, 99), minLearned: 10) != nil)
+    }
+}
+
+/// The heuristic signals as features, and the content part weighed apart from the header part.
+struct FeaturePartsTests {
+    @Test func heuristicSignalsAreFeaturesOfHowTheMessageWasSent() {
+        let plain = Mail.message(spam: true, 1)
+        // The same message with a link to a bare IP address (LINK_TO_IP): the link's host is content, the signal is not.
+        let linked = Array(String(decoding: plain, as: UTF8.self).replacingOccurrences(of: "message number 1", with: "see http://192.0.2.7/x").utf8)
+        let f = MessageFeatures(message: linked, localDomains: ["example.com"], dimensionBits: 18)
+        let g = MessageFeatures(message: linked, localDomains: ["example.com"], dimensionBits: 18)
+        #expect(f == g, "the same message, the same features")
+        let headers = HeaderBlock(linked)
+        var walker = MIMEWalker()
+        walker.feed(linked)
+        let summary = walker.finish()
+        let without = MessageFeatures(headers: headers, summary: summary, dimensionBits: 18)
+        #expect(without.contentCount == f.contentCount, "signals are not content")
+        let sending = Set(f.indices[f.contentCount...]).subtracting(without.indices[without.contentCount...])
+        #expect(sending.count >= 4, "LINK_TO_IP and the other signals, four features each: \(sending.count)")
+        let only = MessageFeatures(headers: headers, summary: summary, signals: ["LINK_TO_IP"], dimensionBits: 18)
+        #expect(only.indices.count == without.indices.count + 4)
+        #expect(only.digest == without.digest, "signals do not change which message it is (--forget finds it)")
+    }
+
+    @Test func aShortBodyIsNotDrownedByManyHeaderFields() {
+        // Nine content features a model finds spammy (+1 each), header features it has no opinion on (0).
+        var m = LogisticModel(dimensionBits: 12)
+        for i in 0..<9 { m.weights[i] = 1 }
+        let digest = MessageFeatures.Digest(a: 1, b: 2)
+        let content = (0..<9).map(UInt32.init)
+        let plain = MessageFeatures(indices: content + [100], digest: digest, contentCount: 9)
+        // Forty fields a mailing list adds: they thin out the header part's say, not the content's.
+        let listed = MessageFeatures(indices: content + (100..<140).map(UInt32.init), digest: digest, contentCount: 9)
+        #expect(abs(m.logOdds(plain) - 3) < 1e-6, "9 / sqrt(9)")
+        #expect(abs(m.logOdds(listed) - 3) < 1e-6, "one unit-length vector over all 49 would have given 9 / 7")
+        // Learning moves each part by the same amount, whatever its size.
+        m.learn(listed, spam: false)
+        let contentStep = m.weights[0] - 1, headerStep = m.weights[100]
+        #expect(contentStep < 0 && headerStep < 0)
+        #expect(abs(contentStep * 3 - headerStep * Float(40).squareRoot()) < 1e-5, "each part's step at unit length")
     }
 }
 

@@ -17,8 +17,7 @@ extension Inspector {
         let auth = AuthChecks(policy: policy, config: config)
         analyzers += authentication(auth, dns: checks.resolver, receiver: config.hostname, sealers: config.trustedARCSealers)
         analyzers += content(policy: policy, scanner: scanner, failOpen: config.clamavFailOpen, classifier: classifier)
-        if let classifier, let k = config.classifier { analyzers.append(ClassifierAnalyzer(classifier: classifier, settings: k)) }
-        if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: config.domains)) }
+        analyzers += judges(policy: policy, classifier: classifier.flatMap { c in config.classifier.map { (c, $0) } }, domains: config.domains)
         analyzers += config.scorers.map { ExternalScorerAnalyzer(settings: $0) }
         // Last: `greylist` rules at data often look at the score the rest found.
         if let state {
@@ -48,9 +47,17 @@ extension Inspector {
         // Like the DNS lists: with no zone to answer them, SPF, DKIM, ARC and DMARC are not checked (the report says so).
         if let dns { analyzers += authentication(AuthChecks(policy: policy, config: nil), dns: dns, receiver: "localhost", sealers: sealers) }
         analyzers += content(policy: policy, scanner: scanner, failOpen: failOpen, classifier: classifier?.0)
-        if let (c, k) = classifier { analyzers.append(ClassifierAnalyzer(classifier: c, settings: k)) }
-        if policy.needsHeuristics { analyzers.append(HeuristicsAnalyzer(localDomains: domains)) }
+        analyzers += judges(policy: policy, classifier: classifier, domains: domains)
         return Inspector(analyzers)
+    }
+
+    /// The classifier, which runs the heuristics for its features and reports
+    /// them; without it, the heuristics alone when the policy scores them.
+    static func judges(policy: PolicySet, classifier: (SharedClassifier, ClassifierSettings)?, domains: [String]) -> [any Analyzer] {
+        if let (c, k) = classifier {
+            return [ClassifierAnalyzer(classifier: c, settings: k, localDomains: domains, reportSignals: policy.needsHeuristics)]
+        }
+        return policy.needsHeuristics ? [HeuristicsAnalyzer(localDomains: domains)] : []
     }
 
     /// SPF at mail; DKIM, ARC and then DMARC at end of data.
