@@ -24,6 +24,8 @@
 # Tunables: SESSIONS=20 RUNS=3 MSGS=10000 MILTER_MSGS=2000 (messages per run
 #   for postfix-milters) TARGETS="sink postfix-proxy postfix-milters mxgate-full mxgate-full-queue"
 #   BASE=/tmp/mxgate-bench-full PORT0=20200 (ports PORT0..PORT0+9) QUIET_WAIT=30 RUN_TIMEOUT=600
+#   PERF=FILE: perf record mxgate-full's first run into FILE (cpu-clock, DWARF call graphs;
+#   the rate of that run is lower for it), for `perf report -i FILE`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -239,8 +241,14 @@ for run in $(seq 1 "$RUNS"); do
     before=$(sink_count)
     g0=$(gw_ticks "$t")
     t0=$(date +%s%N)
+    prof=
+    if [[ $t == mxgate-full && -n ${PERF:-} && $run == 1 ]]; then
+      perf record -q -e cpu-clock -F 2000 --call-graph dwarf,16384 -o "$PERF" -p "$(cat "$BASE/mx-full/pid")" 2>/dev/null &
+      prof=$!
+    fi
     send "$t" "$msgs"
     wait_sink "$before" "$msgs" "$t"
+    if [[ -n $prof ]]; then kill -INT "$prof"; wait "$prof" || true; fi
     t1=$(date +%s%N)
     g1=$(gw_ticks "$t")
     read -r rate cpu < <(run_figures "$msgs" "$t0" "$t1" $((g1 - g0)))

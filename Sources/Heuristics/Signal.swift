@@ -69,26 +69,3 @@ public enum Heuristics {
         return out.filter { seen.insert($0.name).inserted }
     }
 }
-
-extension String {
-    /// Without surrounding white space (Unicode's, as Foundation's
-    /// whitespacesAndNewlines). Here and not through Foundation, whose
-    /// bridged trimming was a twentieth of the heuristics.
-    var trimmed: String { self[...].trimmed }
-
-    /// Without the surrounding characters `drop` says are to go.
-    func trimming(_ drop: (Unicode.Scalar) -> Bool) -> String { self[...].trimming(drop) }
-    func trimming(_ set: Set<Character>) -> String { self[...].trimming(set) }
-}
-
-extension Substring {
-    var trimmed: String { trimming { $0.isASCII ? ($0 == " " || ($0.value >= 9 && $0.value <= 13)) : $0.properties.isWhitespace } }
-
-    func trimming(_ set: Set<Character>) -> String { trimming { set.contains(Character($0)) } }
-
-    func trimming(_ drop: (Unicode.Scalar) -> Bool) -> String {
-        let s = unicodeScalars
-        guard let first = s.firstIndex(where: { !drop($0) }), let last = s.lastIndex(where: { !drop($0) }) else { return "" }
-        return String(self[first...last])
-    }
-}

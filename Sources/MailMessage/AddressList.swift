@@ -18,20 +18,23 @@ public enum AddressList {
     }
 
     /// The addr-specs of the list, with comments and white space removed.
+    /// Read by Unicode scalar, not by Character: every delimiter is ASCII,
+    /// and grapheme breaking and Character's property lookups were most of
+    /// the cost for every message's From, Reply-To and To.
     public static func addresses(in value: String) -> [String] {
         var out: [String] = []
-        var plain: [Character] = []   // the mailbox's text outside <> (an addr-spec when there is no <>)
-        var angle: [Character]?       // inside <>, when the mailbox has one
+        var plain = String.UnicodeScalarView()    // the mailbox's text outside <> (an addr-spec when there is no <>)
+        var angle: String.UnicodeScalarView?      // inside <>, when the mailbox has one
         var inAngle = false
         var quoted = false, escaped = false
-        var depth = 0                 // comment nesting
+        var depth = 0                             // comment nesting
         func flush() {
             let spec = String(angle ?? plain)
             if !spec.isEmpty { out.append(spec) }
-            plain = []
+            plain = String.UnicodeScalarView()
             angle = nil
         }
-        for c in value {
+        for c in value.unicodeScalars {
             if escaped {
                 escaped = false
                 if quoted { plain.append(c) }
@@ -50,13 +53,15 @@ public enum AddressList {
             case "\"": quoted = true
             case "<" where !inAngle:
                 inAngle = true
-                angle = []
+                angle = String.UnicodeScalarView()
             case ">" where inAngle: inAngle = false
             case ",", ";":
                 if !inAngle { flush() }
             case ":" where !inAngle:
-                plain = []  // a group's name
-            case _ where c.isWhitespace:
+                plain = String.UnicodeScalarView()  // a group's name
+            case " ", "\t", "\r", "\n", "\u{0B}", "\u{0C}":
+                break
+            case _ where c.value >= 0x80 && c.properties.isWhitespace:
                 break
             default:
                 if inAngle { angle?.append(c) } else { plain.append(c) }

@@ -12,15 +12,41 @@ enum RegexLiterals {
     /// One of these occurs (case aside) in every text `pattern` matches; nil when none is known.
     static func required(_ pattern: String) -> [String]? {
         let chars = Array(pattern)
-        guard let set = alternatives(chars[...]), !set.isEmpty, set.allSatisfy({ $0.count >= minLength }) else { return nil }
-        // The text is searched with ASCII folded only: a non-ASCII letter's other case would be missed.
-        guard set.allSatisfy({ $0.unicodeScalars.allSatisfy(\.isASCII) }) else { return nil }
+        guard let set = alternatives(chars[...]) else { return nil }
+        return searchable(set)
+    }
+
+    /// Every such set a pattern with no top-level `|` has, each required:
+    /// `(processing|release|transfer) fee` needs one of the three words
+    /// and " fee" too, so a message about a release does not run it.
+    /// A pattern with a top-level `|` gives its one set, as `required`.
+    static func allRequired(_ pattern: String) -> [[String]]? {
+        let chars = Array(pattern)[...]
+        guard topLevelParts(chars).count == 1 else { return required(pattern).map { [$0] } }
+        let sets = factors(chars).compactMap(searchable)
+        return sets.isEmpty ? nil : sets
+    }
+
+    /// Lower-cased, when every string is long enough and ASCII (the text is
+    /// searched with ASCII folded only: a non-ASCII letter's other case would be missed).
+    private static func searchable(_ set: [String]) -> [String]? {
+        guard !set.isEmpty, set.allSatisfy({ $0.count >= minLength && $0.unicodeScalars.allSatisfy(\.isASCII) }) else { return nil }
         return set.map { $0.lowercased() }
     }
 
     /// The pattern split at its top-level `|`: each alternative must give a
     /// set, and the union is required.
     private static func alternatives(_ p: ArraySlice<Character>) -> [String]? {
+        var out: [String] = []
+        for part in topLevelParts(p) {
+            guard let s = sequence(part) else { return nil }
+            out += s
+        }
+        return out
+    }
+
+    /// The pattern split at its top-level `|`.
+    private static func topLevelParts(_ p: ArraySlice<Character>) -> [ArraySlice<Character>] {
         var parts: [ArraySlice<Character>] = []
         var depth = 0, start = p.startIndex, i = p.startIndex
         while i < p.endIndex {
@@ -37,21 +63,23 @@ enum RegexLiterals {
             i += 1
         }
         parts.append(p[start..<p.endIndex])
-        var out: [String] = []
-        for part in parts {
-            guard let s = sequence(part) else { return nil }
-            out += s
-        }
-        return out
+        return parts
     }
 
     /// The best required factor of a sequence: a run of literal characters,
     /// or a group that must occur, whichever has the longest shortest string.
     private static func sequence(_ p: ArraySlice<Character>) -> [String]? {
         var best: [String]?
+        for f in factors(p) where best == nil || f.map(\.count).min()! > best!.map(\.count).min()! { best = f }
+        return best
+    }
+
+    /// Every required factor of a sequence long enough to search for, in order.
+    private static func factors(_ p: ArraySlice<Character>) -> [[String]] {
+        var found: [[String]] = []
         func offer(_ f: [String]) {
             guard !f.isEmpty, let shortest = f.map(\.count).min(), shortest >= minLength else { return }
-            if best == nil || shortest > best!.map(\.count).min()! { best = f }
+            found.append(f)
         }
         var run = ""
         func endRun() { offer([run]); run = "" }
@@ -61,7 +89,7 @@ enum RegexLiterals {
             switch c {
             case "(":
                 let close = groupEnd(p, i)
-                guard close < p.endIndex else { return best }  // unbalanced: regcomp would have refused it
+                guard close < p.endIndex else { return found }  // unbalanced: regcomp would have refused it
                 endRun()
                 if !optional(p, close + 1), let inner = alternatives(p[(i + 1)..<close]) { offer(inner) }
                 i = close + 1
@@ -79,7 +107,7 @@ enum RegexLiterals {
                 var literal = c
                 var width = 1
                 if c == "\\" {
-                    guard i + 1 < p.endIndex else { return best }
+                    guard i + 1 < p.endIndex else { return found }
                     let e = p[i + 1]
                     // \< \> \b \w \d and the like are not characters of the text.
                     if e.isLetter || e.isNumber || e == "<" || e == ">" {
@@ -103,7 +131,7 @@ enum RegexLiterals {
             }
         }
         endRun()
-        return best
+        return found
     }
 
     /// A quantifier at `i` that allows zero: ?, *, {0,…} or {,…}.

@@ -37,11 +37,11 @@ public final class RegexpTable: Sendable {
     /// regexec per group instead of one per entry. Nil: not screened.
     private let unanchoredScreens: [Screen]?
     /// For whole texts: the literals some entries cannot match without
-    /// (RegexLiterals), searched in one pass; per entry, the indices of its
-    /// literals in `literals`, nil for an entry that always runs (then
-    /// through `textScreens`, which hold only those).
+    /// (RegexLiterals), searched in one pass; per entry, its required sets
+    /// as indices in `literals` (one of each set must be present), nil for
+    /// an entry that always runs (then through `textScreens`, which hold only those).
     private let literals: PhraseSet?
-    private let entryLiterals: [[Int]?]
+    private let entryLiterals: [[[Int]]?]
     private let textRest: [Int]
 
     /// A combined pattern for a run of entries with the same case rule.
@@ -108,12 +108,14 @@ public final class RegexpTable: Sendable {
         }
         screens = sc
         var all: [String] = []
-        var per: [[Int]?] = []
+        var per: [[[Int]]?] = []
         var restText: [Int] = []
         for (n, e) in out.enumerated() {
-            if let req = RegexLiterals.required(e.regex.pattern) {
-                per.append(Array(all.count..<(all.count + req.count)))
-                all += req
+            if let sets = RegexLiterals.allRequired(e.regex.pattern) {
+                per.append(sets.map { set in
+                    defer { all += set }
+                    return Array(all.count..<(all.count + set.count))
+                })
             } else {
                 per.append(nil)
                 restText.append(n)
@@ -201,8 +203,9 @@ public final class RegexpTable: Sendable {
             var t = text
             let lower = t.withUTF8 { bytes in bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
             let present = literals.matches(in: lower)
-            for (n, lits) in entryLiterals.enumerated() {
-                if let lits, lits.contains(where: present.contains), entries[n].regex.matches(text) { found.append(n) }
+            for (n, sets) in entryLiterals.enumerated() {
+                // Every required set has one of its strings in the text: only then is the regex worth running.
+                if let sets, sets.allSatisfy({ $0.contains(where: present.contains) }), entries[n].regex.matches(text) { found.append(n) }
             }
         }
         if textScreens.isEmpty {

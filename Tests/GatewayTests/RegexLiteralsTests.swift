@@ -26,6 +26,58 @@ struct RegexLiteralsTests {
         #expect(RegexLiterals.required("abcd{2,}ef") == ["abcd"])
     }
 
+    @Test func everyRequiredSetOfASequence() {
+        #expect(RegexLiterals.allRequired("(processing|clearance|release|transfer) fee")
+                    == [["processing", "clearance", "release", "transfer"], [" fee"]])
+        #expect(RegexLiterals.allRequired("(transfer|claim|release) (of )?(the |your )?(funds|sum of|inheritance)")
+                    == [["transfer", "claim", "release"], ["funds", "sum of", "inheritance"]], "optional groups are not required")
+        #expect(RegexLiterals.allRequired("next of kin") == [["next of kin"]])
+        #expect(RegexLiterals.allRequired("(online casino|free spins)|no deposit bonus") == [["online casino", "free spins", "no deposit bonus"]],
+                "a top-level alternation: one set, its parts' union")
+        #expect(RegexLiterals.allRequired("ab|cd") == nil)
+        #expect(RegexLiterals.allRequired("(abc)?xy") == nil)
+    }
+
+    @Test func aRegexLooksForItsLiteralsBeforeRunning() throws {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var patterns = [
+            "XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL\\*C\\.34X",
+            "^Content-(Type|Disposition):.*name[[:space:]]*=[[:space:]]*\"?[^\"]*\\.(exe|scr|pif)\"?[[:space:]]*(;|$)",
+            "^Subject:[[:space:]]*$", "(processing|release) fee", "abc|de",
+        ]
+        for file in ["rules/spam-body.rules", "rules/spam-headers.rules", "rules/header_checks"] {
+            let text = try String(contentsOf: here.appendingPathComponent(file), encoding: .utf8)
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                if let a = line.firstIndex(of: "/"), let b = line.lastIndex(of: "/"), a < b { patterns.append(String(line[line.index(after: a)..<b])) }
+            }
+        }
+        #expect(patterns.count > 30)
+        let texts = [
+            "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X", "xjs*c4jdbqadn1.nsbn3*2idnen*gtube-standard-anti-ube-test-email*c.34x",
+            "Content-Type: application/octet-stream; name=\"run.exe\"", "content-disposition: attachment; NAME=a.SCR",
+            "Subject:   ", "Subject: hello", "The RELEASE FEE is due", "release notes", "de", "ab",
+            "From: x <a12345@b.example>", "Subject: You have WON", "dear friend, next of kin, 100% free",
+            "Your mailbox is over its quota", "click here to", "", "\u{0}abc",
+        ]
+        for p in patterns {
+            for ci in [true, false] {
+                let re = try PosixRegex(p, caseInsensitive: ci)
+                for t in texts { #expect(re.matches(t) == re.regexecOnly(t), "/\(p)/ on \(t.prefix(30))") }
+            }
+        }
+        let gtube = try PosixRegex(patterns[0], caseInsensitive: false)
+        #expect(gtube.matches("a message that says nothing\r\n" + texts[0] + "\r\n") && !gtube.matches(texts[1]))
+    }
+
+    @Test func aRuleNeedingTwoWordsDoesNotRunOnOne() throws {
+        var diagnostics: [PolicyDiagnostic] = []
+        let table = RegexpTable(path: "t", displayPath: "t", text: "FEE /(processing|release) fee/ score +1\n", diagnostics: &diagnostics)
+        #expect(diagnostics.isEmpty)
+        #expect(table.allMatches("the release is on Friday").isEmpty)
+        #expect(table.allMatches("a RELEASE FEE of 20 dollars").map(\.name) == ["FEE"])
+        #expect(table.allMatches("a release fee").map(\.name) == ["FEE"])
+    }
+
     @Test func prefilteredTableFindsWhatEveryRegexFinds() throws {
         let here = URL(fileURLWithPath: #filePath)
         let rules = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("rules/spam-body.rules")
@@ -40,6 +92,7 @@ struct RegexLiteralsTests {
             "Minutes of Tuesday: the build is green, the release is on Friday.",
             "Lose 20 lbs in a month. Buy viagra, cialis. Online casino: free spins and no deposit bonus!",
             "Your account has been suspended. Verify your password here.",
+            "The release fee: a transfer of the funds. Processing fees apply; clearance fee too.",
             "",
         ]
         for s in samples {

@@ -1,4 +1,5 @@
 import Foundation
+import MailMessage
 
 /// A DMARC policy record (RFC 7489 §6.3, RFC 9989 §4.7): only what a
 /// receiver acts on. Reporting tags (rua, ruf, fo, rf, ri) are read past;
@@ -34,8 +35,8 @@ public struct DMARCRecord: Sendable, Equatable {
         for part in text.split(separator: ";", omittingEmptySubsequences: true) {
             // A part that is not tag=value is read past, like an unknown tag.
             guard let eq = part.firstIndex(of: "=") else { continue }
-            let name = part[..<eq].trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-            let value = part[part.index(after: eq)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            let name = part[..<eq].trimmed.lowercased()
+            let value = part[part.index(after: eq)...].trimmed
             tags.append((name, value))
         }
         guard let first = tags.first, first.0 == "v", first.1 == "DMARC1" else { return nil }

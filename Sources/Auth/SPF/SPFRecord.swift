@@ -57,10 +57,14 @@ struct SPFRecord: Equatable {
         return record
     }
 
+    private static func isAlpha(_ a: UInt8) -> Bool { (a | 0x20) >= 97 && (a | 0x20) <= 122 }
+    private static func isDigit(_ a: UInt8) -> Bool { a >= 48 && a <= 57 }
+
     private mutating func add(_ term: String) throws(SyntaxError) {
         var rest = Substring(term)
         var name = ""
-        while let c = rest.first, c.isASCII, c.isLetter || (!name.isEmpty && (c.isNumber || c == "-" || c == "_" || c == ".")) {
+        // ASCII tests on the byte: Character's isLetter is a Unicode table lookup per character of every record.
+        while let c = rest.first, let a = c.asciiValue, Self.isAlpha(a) || (!name.isEmpty && (Self.isDigit(a) || c == "-" || c == "_" || c == ".")) {
             name.append(c)
             rest.removeFirst()
         }
@@ -78,7 +82,7 @@ struct SPFRecord: Equatable {
         default: break
         }
         var mech = ""
-        while let c = t.first, c.isASCII, c.isLetter || c.isNumber {
+        while let c = t.first, let a = c.asciiValue, Self.isAlpha(a) || Self.isDigit(a) {
             mech.append(c)
             t.removeFirst()
         }

@@ -67,10 +67,22 @@ public struct SPFVerifier: Sendable {
 
     /// A domain SPF can be checked for (§4.3): labels of 1–63 octets, at least two of them.
     static func isCheckable(_ domain: String) -> Bool {
-        var d = Substring(domain)
-        if d.hasSuffix(".") { d.removeLast() }
-        let labels = d.split(separator: ".", omittingEmptySubsequences: false)
-        return labels.count >= 2 && labels.allSatisfy { !$0.isEmpty && $0.utf8.count <= 63 } && d.utf8.count <= 253
+        // Over the UTF-8 bytes: split(separator:) on Characters cost as much as parsing the record.
+        var bytes = domain.utf8[...]
+        if bytes.last == UInt8(ascii: ".") { bytes = bytes.dropLast() }
+        guard bytes.count <= 253 else { return false }
+        var labels = 0, length = 0
+        for b in bytes {
+            if b == UInt8(ascii: ".") {
+                guard length > 0 else { return false }
+                labels += 1
+                length = 0
+            } else {
+                length += 1
+                if length > 63 { return false }
+            }
+        }
+        return length > 0 && labels >= 1
     }
 }
 
