@@ -56,8 +56,10 @@ public struct LogisticModel: Sendable {
         let mask = weights.count - 1  // features hashed for a larger space still land inside this one
         let k = min(f.contentCount, f.indices.count)
         weights.withUnsafeBufferPointer { w in
-            for i in f.indices[..<k] { content += w[Int(i) & mask] }
-            for i in f.indices[k...] { sending += w[Int(i) & mask] }
+            f.indices.withUnsafeBufferPointer { x in
+                for j in 0..<k { content += w[Int(x[j]) & mask] }
+                for j in k..<x.count { sending += w[Int(x[j]) & mask] }
+            }
         }
         let (a, b) = Self.scales(f)
         return bias + Double(content * a + sending * b)

@@ -122,9 +122,7 @@ public struct MessageFeatures: Sendable, Equatable {
         }
 
         let mask = UInt64((1 << dimensionBits) - 1)
-        let c = Self.unique(t.out[..<contentEnd].map { UInt32(truncatingIfNeeded: $0 & mask) })
-        indices = c + Self.unique(t.out[contentEnd...].map { UInt32(truncatingIfNeeded: $0 & mask) })
-        contentCount = c.count
+        (indices, contentCount) = Self.unique(t.out.map { UInt32(truncatingIfNeeded: $0 & mask) }, firstPart: contentEnd)
 
         var a: UInt64 = 0xCBF2_9CE4_8422_2325
         var b: UInt64 = 0x8422_2325_CBF2_9CE4
@@ -144,8 +142,13 @@ public struct MessageFeatures: Sendable, Equatable {
     /// table twice the input's size (a radix sort, which also ordered them,
     /// was a quarter of a classification; the order is not needed: the sum
     /// over a message's weights is the same in any order to within rounding).
-    static func unique(_ input: [UInt32]) -> [UInt32] {
-        guard input.count > 1 else { return input }
+    static func unique(_ input: [UInt32]) -> [UInt32] { unique(input, firstPart: input.count).0 }
+
+    /// The same, and how many of those kept came from the first `firstPart`
+    /// inputs (one table for both parts: an index in both is kept once, in the first).
+    static func unique(_ input: [UInt32], firstPart: Int) -> ([UInt32], Int) {
+        guard input.count > 1 else { return (input, min(firstPart, input.count)) }
+        var kept = 0
         var size = 64
         while size < input.count * 2 { size <<= 1 }
         let mask = size - 1
@@ -154,7 +157,8 @@ public struct MessageFeatures: Sendable, Equatable {
         var out: [UInt32] = []
         out.reserveCapacity(input.count)
         table.withUnsafeMutableBufferPointer { t in
-            for v in input {
+            for (n, v) in input.enumerated() {
+                if n == firstPart { kept = out.count }
                 var slot = Int(truncatingIfNeeded: (UInt64(v) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
                 while true {
                     let here = t[slot]
@@ -168,7 +172,7 @@ public struct MessageFeatures: Sendable, Equatable {
                 }
             }
         }
-        return out
+        return (out, firstPart >= input.count ? out.count : kept)
     }
 
     /// Direct use, in tests and the benchmark.
