@@ -1,3 +1,5 @@
+import MailMessage
+
 /// Domain names as the heuristics compare them: the registered domain (so
 /// mail.paypal.com and paypal.com are one sender), a "skeleton" in which
 /// look-alike characters are the same (paypa1.com, rnicrosoft.com), and the
@@ -21,7 +23,7 @@ enum Domains {
 
     static func isIPLiteral(_ host: String) -> Bool {
         let h = host.trimming { $0 == "[" || $0 == "]" }
-        if h.contains(":") && h.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { return true }
+        if h.utf8.contains(UInt8(ascii: ":")) && h.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { return true }
         let parts = h.split(separator: ".", omittingEmptySubsequences: false)
         // Decimal dotted quads, and the hex or single-number forms browsers also accept.
         if parts.count == 4 && parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return true }
@@ -52,7 +54,21 @@ enum Domains {
             default: out.unicodeScalars.append(u)
             }
         }
-        return out.replacingOccurrences(of: "rn", with: "m").replacingOccurrences(of: "vv", with: "w")
+        // "rn" as "m" and "vv" as "w", left to right, without Foundation's bridged replacingOccurrences.
+        guard out.containsBytes("rn") || out.containsBytes("vv") else { return out }
+        var merged = String.UnicodeScalarView()
+        var pending: Unicode.Scalar?
+        for u in out.unicodeScalars {
+            if let p = pending {
+                pending = nil
+                if p == "r" && u == "n" { merged.append("m"); continue }
+                if p == "v" && u == "v" { merged.append("w"); continue }
+                merged.append(p)
+            }
+            if u == "r" || u == "v" { pending = u } else { merged.append(u) }
+        }
+        if let p = pending { merged.append(p) }
+        return String(merged)
     }
 
     static let freemail: Set<String> = [

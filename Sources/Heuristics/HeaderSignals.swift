@@ -23,7 +23,7 @@ struct HeaderSignals: SignalDetector {
         }
         if let id = h.first("Message-ID") {
             let t = id.trimmed
-            let ok = t.hasPrefix("<") && t.hasSuffix(">") && t.contains("@") && !t.contains(" ") && t.count > 6
+            let ok = t.hasPrefix("<") && t.hasSuffix(">") && t.utf8.contains(UInt8(ascii: "@")) && !t.utf8.contains(UInt8(ascii: " ")) && t.utf8.count > 6
             if !ok { out.append(Signal("MSGID_MALFORMED", "Message-ID \"\(t.prefix(40))\" is not <left@right>")) }
         } else {
             out.append(Signal("MSGID_MISSING", "no Message-ID field"))
@@ -38,12 +38,12 @@ struct HeaderSignals: SignalDetector {
         if letters.count >= 12 && !letters.contains(where: { CharacterSet.lowercaseLetters.contains($0) }) {
             out.append(Signal("SUBJECT_ALL_CAPS", "the subject is in capitals"))
         }
-        if subject.contains("!!") || subject.contains("$$") || subject.filter({ $0 == "!" }).count >= 3 {
+        if subject.containsBytes("!!") || subject.containsBytes("$$") || subject.utf8.filter({ $0 == UInt8(ascii: "!") }).count >= 3 {
             out.append(Signal("SUBJECT_SHOUTS", "the subject shouts (\(subject.prefix(40)))"))
         }
         if let to = h.first("To") {
             let v = to.lowercased()
-            if v.contains("undisclosed") || v.trimmed.isEmpty || v.trimmed.hasSuffix(":;") {
+            if v.containsBytes("undisclosed") || v.trimmed.isEmpty || v.trimmed.hasSuffix(":;") {
                 out.append(Signal("TO_UNDISCLOSED", "To: \(to.prefix(40))"))
             }
         } else if h.first("Cc") == nil {

@@ -33,7 +33,7 @@ struct LinkSignals: SignalDetector {
             if host.split(separator: ".").contains(where: { $0.hasPrefix("xn--") }) {
                 out.append(Signal("LINK_PUNYCODE", "a link goes to the punycode host \(host)"))
             }
-            if let rest = url.split(separator: "/", maxSplits: 3).dropFirst(1).first, rest.contains("@") {
+            if let rest = url.split(separator: "/", maxSplits: 3).dropFirst(1).first, rest.utf8.contains(UInt8(ascii: "@")) {
                 out.append(Signal("LINK_USERINFO", "a link hides its host after user@ (\(rest.prefix(60)))"))
             }
         }
@@ -43,7 +43,7 @@ struct LinkSignals: SignalDetector {
     /// The host a link's text shows, when the text is (or starts with) a URL or a domain name.
     static func shownHost(_ text: String) -> String? {
         var t = text.trimmed.lowercased()
-        guard t.count >= 4, !t.contains(" ") || t.hasPrefix("http") else { return nil }
+        guard t.count >= 4, !t.utf8.contains(UInt8(ascii: " ")) || t.hasPrefix("http") else { return nil }
         if let space = t.firstIndex(of: " ") { t = String(t[..<space]) }
         if let h = URLExtractor.host(t.hasPrefix("http") ? t : "http://" + t) {
             let labels = h.split(separator: ".")

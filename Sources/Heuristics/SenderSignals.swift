@@ -11,13 +11,13 @@ struct SenderSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         guard let from = input.value("From") else { return }
         let all = input.fromAddresses
-        if !(all.first?.contains("@") ?? false) {
+        if !(all.first?.utf8.contains(UInt8(ascii: "@")) ?? false) {
             // A name and no mailbox, or a comma outside quotes that splits the name from
             // its address ("Ihr Gewinner Team, jehd <service@…>", shown as the name alone):
             // RFC 5322 asks for one mailbox, and every mail program quotes such a name.
             out.append(Signal("FROM_NO_ADDRESS", "the From field \"\(from.prefix(60))\" starts with a name that has no address"))
         }
-        guard let address = all.first(where: { $0.contains("@") })?.lowercased(), let at = address.lastIndex(of: "@") else { return }
+        guard let address = all.first(where: { $0.utf8.contains(UInt8(ascii: "@")) })?.lowercased(), let at = address.lastIndex(of: "@") else { return }
         let domain = String(address[address.index(after: at)...])
         let registered = Domains.registered(domain)
         // Invisible characters out first: "Tr\u{E0139}ust Wallet" is read as Trust Wallet.
@@ -42,7 +42,7 @@ struct SenderSignals: SignalDetector {
             if let claim = Domains.adminNames.first(where: { containsWord(name, $0) }) {
                 out.append(Signal("ADMIN_IMPERSONATION", "the name says \"\(claim)\" from outside, at \(domain)"))
             }
-            if let other = AddressList.addresses(in: displayName(from)).first?.lowercased(), other.contains("@"), other != address {
+            if let other = AddressList.addresses(in: displayName(from)).first?.lowercased(), other.utf8.contains(UInt8(ascii: "@")), other != address {
                 out.append(Signal("FROM_NAME_HAS_OTHER_ADDRESS", "the name shows \(other), the address is \(address)"))
             }
         }
@@ -102,7 +102,7 @@ struct SenderSignals: SignalDetector {
 
     /// `s` with every parenthesised part left out.
     static func withoutParentheses(_ s: String) -> String {
-        guard s.contains("(") else { return s }
+        guard s.utf8.contains(UInt8(ascii: "(")) else { return s }
         var depth = 0
         return String(s.unicodeScalars.filter { c in
             if c == "(" { depth += 1 } else if c == ")" { depth = max(0, depth - 1); return false }

@@ -111,13 +111,31 @@ struct StyleSignals: SignalDetector {
 
     /// "Get out of debt     29521": spaces and then a number or a random token at the very end.
     static func trailingID(_ s: String) -> Bool {
-        guard let lastSpace = s.range(of: "   ", options: .backwards) else {
+        guard let lastSpace = Self.lastTripleSpace(s) else {
             let parts = s.split(separator: " ")
             guard parts.count >= 3, let last = parts.last else { return false }
             let t = last.trimming(["[", "]", "(", ")", "#", "-"])
             return t.count >= 5 && t.allSatisfy(\.isNumber) && !(1900...2100).contains(Int(t) ?? 0)
         }
-        let tail = s[lastSpace.upperBound...].trimming { $0 == " " || $0 == "\t" || $0.properties.generalCategory == .spaceSeparator }
-        return !tail.isEmpty && tail.count <= 12 && !tail.contains(" ")
+        let tail = s[lastSpace...].trimming { $0 == " " || $0 == "\t" || $0.properties.generalCategory == .spaceSeparator }
+        return !tail.isEmpty && tail.count <= 12 && !tail.utf8.contains(UInt8(ascii: " "))
+    }
+
+    /// Where the text after the last run of three spaces starts (Foundation's backwards range(of:) was bridged).
+    static func lastTripleSpace(_ s: String) -> String.Index? {
+        let u = s.utf8
+        var run = 0
+        var i = u.endIndex
+        while i > u.startIndex {
+            let j = u.index(before: i)
+            if u[j] == UInt8(ascii: " ") {
+                run += 1
+                if run == 3 { return u.index(j, offsetBy: 3) }
+            } else {
+                run = 0
+            }
+            i = j
+        }
+        return nil
     }
 }

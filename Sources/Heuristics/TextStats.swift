@@ -170,9 +170,17 @@ public struct PhraseSet: Sendable {
     /// In bucket order: the phrase's index, where its bytes start in `flat`, and how many.
     let entries: [(phrase: Int, offset: Int, count: Int)]
     let bucketStart: [Int32]
-    /// One bit per two-byte key that starts a phrase: 8 KB that stay in the
-    /// first-level cache, where the 256 KB of bucketStart do not.
+    /// One bit per two-byte key that starts a phrase shorter than four
+    /// bytes: 8 KB that stay in the first-level cache, where the 256 KB of
+    /// bucketStart do not.
     let present: [UInt64]
+    /// One bit per hash of the first four bytes of the other phrases: in
+    /// English text most two-byte keys ("th", "yo") start some phrase, and
+    /// comparing the phrases of those buckets was most of the search's time.
+    let present4: [UInt64]
+
+    /// A 16-bit hash of four bytes (little-endian in a word).
+    @inline(__always) static func hash4(_ w: UInt32) -> Int { Int((w &* 0x9E37_79B1) >> 16) }
 
     /// Phrases shorter than two bytes are left out (`phrases` holds those kept).
     public init(_ phrases: [String]) {
@@ -188,11 +196,18 @@ public struct PhraseSet: Sendable {
         entries = order.map { ($0, offsets[$0], all[$0].count) }
         var start = [Int32](repeating: 0, count: 65537)
         var bits = [UInt64](repeating: 0, count: 1024)
+        var bits4 = [UInt64](repeating: 0, count: 1024)
         for b in all {
             start[key(b) + 1] += 1
-            bits[key(b) >> 6] |= 1 << UInt64(key(b) & 63)
+            if b.count >= 4 {
+                let h = Self.hash4(UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24)
+                bits4[h >> 6] |= 1 << UInt64(h & 63)
+            } else {
+                bits[key(b) >> 6] |= 1 << UInt64(key(b) & 63)
+            }
         }
         present = bits
+        present4 = bits4
         for k in 1...65536 { start[k] += start[k - 1] }
         bucketStart = start
     }
@@ -213,12 +228,20 @@ extension PhraseSet {
         hay.withUnsafeBufferPointer { hay in
             guard hay.count >= 2 else { return }
             present.withUnsafeBufferPointer { present in
+              present4.withUnsafeBufferPointer { present4 in
                 bucketStart.withUnsafeBufferPointer { start in
                     entries.withUnsafeBufferPointer { entries in
                         flat.withUnsafeBufferPointer { flat in
                             for i in 0..<(hay.count - 1) {
                                 let key = Int(hay[i]) << 8 | Int(hay[i + 1])
-                                guard present[key >> 6] & (1 << UInt64(key & 63)) != 0 else { continue }
+                                // A phrase of four bytes or more can start here only if its first four hash here.
+                                var candidate = present[key >> 6] & (1 << UInt64(key & 63)) != 0
+                                if !candidate && i + 4 <= hay.count {
+                                    let w = UInt32(hay[i]) | UInt32(hay[i + 1]) << 8 | UInt32(hay[i + 2]) << 16 | UInt32(hay[i + 3]) << 24
+                                    let h = Self.hash4(w)
+                                    candidate = present4[h >> 6] & (1 << UInt64(h & 63)) != 0
+                                }
+                                guard candidate else { continue }
                                 for e in Int(start[key])..<Int(start[key + 1]) {
                                     let (n, offset, count) = entries[e]
                                     guard i + count <= hay.count else { continue }
@@ -230,6 +253,7 @@ extension PhraseSet {
                         }
                     }
                 }
+              }
             }
         }
     }

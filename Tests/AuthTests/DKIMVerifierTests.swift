@@ -75,4 +75,30 @@ struct DKIMVerifierTests {
         noFrom.finishBody()
         #expect(await noFrom.verify(with: DKIMVerifier(dns: zone)).map(\.result) == [.permerror])
     }
+
+    /// Keys are kept by their record's text, never by their name: a
+    /// selector whose record changes is verified with the new key at once.
+    @Test func aChangedKeyRecordIsReadAgain() async throws {
+        let a = try Self.sign(Case(want: .pass)), b = try Self.sign(Case(want: .pass))
+        #expect(a.record != b.record, "the signer makes a key per message")
+        func verify(_ s: Signed, with record: String) async throws -> DKIMOutcome {
+            let message = Array(try #require(Data(base64Encoded: s.message)))
+            let zone = DNSZone()
+            zone.add("sel._domainkey.example.org", type: DNSType.txt, rdata: DNSZone.text([Array(record.utf8)]))
+            let m = DKIMMessage(header: message)
+            message[try #require(m.bodyOffset)...].withUnsafeBytes { m.feedBody($0) }
+            m.finishBody()
+            return try #require(await m.verify(with: DKIMVerifier(dns: zone)).first)
+        }
+        #expect(try await verify(a, with: a.record).result == .pass)
+        #expect(try await verify(a, with: b.record).result == .fail, "the new key, not the one kept for the old text")
+        #expect(try await verify(b, with: b.record).result == .pass)
+        #expect(try await verify(a, with: a.record).result == .pass)
+        let ed = try await verify(a, with: "v=DKIM1; k=ed25519; p=" + String(repeating: "A", count: 44))
+        #expect(ed.result == .permerror && ed.reason == "key type ed25519 does not fit rsa-sha256")
+        let junk = try await verify(a, with: "v=DKIM1; k=rsa; p=@@@")
+        #expect(junk.result == .permerror && junk.reason == "key p= is not base64")
+        let revoked = try await verify(a, with: "v=DKIM1; k=rsa; p=")
+        #expect(revoked.result == .fail && revoked.reason == "key revoked")
+    }
 }

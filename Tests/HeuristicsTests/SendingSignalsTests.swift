@@ -117,3 +117,32 @@ struct RFC5322DateTests {
         #expect(t("Tue, 32 Dec 2026 10:00:00 +0000") == nil)
     }
 }
+
+/// The byte-level string helpers that replaced Foundation's bridged ones: the same answers.
+struct StringHelperTests {
+    @Test func skeletonReadsLookAlikesAsTheLetterTheyPassFor() {
+        #expect(Domains.skeleton("paypa1") == Domains.skeleton("paypal"))
+        #expect(Domains.skeleton("rnicrosoft") == Domains.skeleton("microsoft"))
+        #expect(Domains.skeleton("vvellsfargo") == Domains.skeleton("wellsfargo"))
+        #expect(Domains.skeleton("rrn") == "rm" && Domains.skeleton("vvv") == "wv" && Domains.skeleton("rvv") == "rw")
+        #expect(Domains.skeleton("arnazon-shop") == "amazonshop")
+        #expect(Domains.skeleton("r") == "r" && Domains.skeleton("") == "")
+    }
+
+    @Test func trailingIDAfterARunOfSpaces() {
+        #expect(StyleSignals.trailingID("Get out of debt     29521"))
+        #expect(StyleSignals.trailingID("Your order   XK2Z9"))
+        #expect(!StyleSignals.trailingID("Minutes   of the meeting today"), "more than one word after the run")
+        #expect(!StyleSignals.trailingID("Trailing spaces   "))
+        #expect(StyleSignals.trailingID("Quarterly report 883412"), "no run of spaces: a long number at the end")
+        #expect(!StyleSignals.trailingID("Meeting on 2026"))
+    }
+
+    @Test func containsBytesFindsWhatContainsFinds() {
+        for (hay, needle) in [("undisclosed-recipients:;", "undisclosed"), ("Win $$$ now", "$$"), ("hi!!", "!!"), ("a", "ab"), ("", "x"), ("x", ""),
+                              ("caf\u{E9}!!", "!!"), ("ñandú", "dú")] {
+            #expect(hay.containsBytes(needle) == hay.contains(needle), "\(hay) / \(needle)")
+            #expect(hay[...].containsBytes(needle) == hay.contains(needle))
+        }
+    }
+}
