@@ -359,14 +359,18 @@ public enum URLExtractor {
         func urlChar(_ b: UInt8) -> Bool {
             b > 32 && b < 127 && b != 34 && b != 39 && b != 60 && b != 62 && b != 41 && b != 93 && b != 125
         }
+        // Compared byte by byte, letters folded: a string made and lower-cased at every "h" of the text cost more than the rest.
+        func at(_ i: Int, _ word: StaticString) -> Bool {
+            let n = word.utf8CodeUnitCount
+            guard i + n <= u.count else { return false }
+            return word.withUTF8Buffer { w in (0..<n).allSatisfy { k in (u[i + k] >= 65 && u[i + k] <= 90 ? u[i + k] | 0x20 : u[i + k]) == w[k] } }
+        }
         while i < u.count && out.count < limit {
             var start: Int?
             if u[i] == 104 || u[i] == 72 {  // h
-                let rest = String(decoding: u[i..<min(i + 8, u.count)], as: UTF8.self).lowercased()
-                if rest.hasPrefix("http://") || rest.hasPrefix("https://") { start = i }
+                if at(i, "http://") || at(i, "https://") { start = i }
             } else if u[i] == 119 || u[i] == 87, i == 0 || !urlChar(u[i - 1]) {  // www.
-                let rest = String(decoding: u[i..<min(i + 4, u.count)], as: UTF8.self).lowercased()
-                if rest == "www." { start = i }
+                if at(i, "www.") { start = i }
             }
             guard let s = start else { i += 1; continue }
             var e = s
@@ -382,7 +386,16 @@ public enum URLExtractor {
     /// The host of a URL, lower case, without port or credentials.
     public static func host(_ url: String) -> String? {
         var s = Substring(url)
-        if let r = s.range(of: "://") { s = s[r.upperBound...] }
+        // "://" found on the bytes: Foundation's range(of:) was bridged, and every link's host is asked for several times.
+        let u = s.utf8
+        var i = u.startIndex
+        while i < u.endIndex {
+            if u[i] == UInt8(ascii: ":"), u[i...].starts(with: "://".utf8) {
+                s = s[u.index(i, offsetBy: 3)...]
+                break
+            }
+            i = u.index(after: i)
+        }
         let end = s.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? s.endIndex
         var host = s[..<end]
         if let at = host.lastIndex(of: "@") { host = host[host.index(after: at)...] }
@@ -487,17 +500,18 @@ struct Parameterized {
 
     init(_ text: String) {
         var parts: [String] = []
-        var current = ""
+        // By Unicode scalar: every delimiter is ASCII, and walking Characters cost a percent of the gateway.
+        var current = String.UnicodeScalarView()
         var quoted = false
         var escaped = false
-        for c in text {
+        for c in text.unicodeScalars {
             if escaped { current.append(c); escaped = false; continue }
             if c == "\\" && quoted { escaped = true; continue }
             if c == "\"" { quoted.toggle(); continue }
-            if c == ";" && !quoted { parts.append(current); current = ""; continue }
+            if c == ";" && !quoted { parts.append(String(current)); current = String.UnicodeScalarView(); continue }
             current.append(c)
         }
-        parts.append(current)
+        parts.append(String(current))
         value = parts.first?.trimmingSpaces() ?? ""
         var continued: [String: [(Int, String, Bool)]] = [:]
         for p in parts.dropFirst() {

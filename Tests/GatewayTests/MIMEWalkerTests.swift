@@ -97,6 +97,9 @@ struct MIMEWalkerTests {
         let s = walk("Content-Type: multipart/alternative; boundary=A\n\n--A\nContent-Type: text/plain\n\nSee https://Example.COM/path?x=1. or www.test.example!\n--A\nContent-Type: text/html\n\n<a href=\"http://evil.example:8080/login\">here</a>\n--A--\n")
         #expect(s.urls == ["https://Example.COM/path?x=1", "www.test.example", "http://evil.example:8080/login"])
         #expect(s.urls.compactMap(URLExtractor.host) == ["example.com", "www.test.example", "evil.example"])
+        #expect(URLExtractor.host("javascript:alert('http://x.example/')") == "x.example", "the first :// wherever it is")
+        #expect(URLExtractor.host("HTTPS://User:pw@Host.Example:8443/a?b") == "host.example")
+        #expect(URLExtractor.host("mailto:someone@example.org") == "example.org")
     }
 
     @Test func latin1TextIsConverted() {
