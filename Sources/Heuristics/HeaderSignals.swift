@@ -5,6 +5,9 @@ import MailMessage
 /// not: a Date near the time of receipt, a well-formed Message-ID, a reply
 /// that answers something, a subject that does not shout.
 struct HeaderSignals: SignalDetector {
+    /// Made once: CharacterSet's static getters build a set at every call, per character of every subject.
+    static let letters = CharacterSet.letters
+    static let lowercase = CharacterSet.lowercaseLetters
     static let names = ["DATE_MISSING", "DATE_MALFORMED", "DATE_IN_FUTURE", "DATE_IN_PAST", "MSGID_MISSING", "MSGID_MALFORMED",
                         "FAKE_REPLY", "SUBJECT_ALL_CAPS", "SUBJECT_SHOUTS", "TO_MISSING", "TO_UNDISCLOSED", "SUBJECT_MISSING"]
 
@@ -34,8 +37,8 @@ struct HeaderSignals: SignalDetector {
         if (lowerSubject.hasPrefix("re:") || lowerSubject.hasPrefix("re :")) && h.first("In-Reply-To") == nil && h.first("References") == nil {
             out.append(Signal("FAKE_REPLY", "the subject says Re: but nothing is replied to (no In-Reply-To or References)"))
         }
-        let letters = subject.unicodeScalars.filter { CharacterSet.letters.contains($0) }
-        if letters.count >= 12 && !letters.contains(where: { CharacterSet.lowercaseLetters.contains($0) }) {
+        let letters = subject.unicodeScalars.filter { Self.letters.contains($0) }
+        if letters.count >= 12 && !letters.contains(where: { Self.lowercase.contains($0) }) {
             out.append(Signal("SUBJECT_ALL_CAPS", "the subject is in capitals"))
         }
         if subject.containsBytes("!!") || subject.containsBytes("$$") || subject.utf8.filter({ $0 == UInt8(ascii: "!") }).count >= 3 {

@@ -35,7 +35,7 @@ struct SenderSignals: SignalDetector {
                 out.append(Signal("BRAND_IMPERSONATION", "the name \"\(display.prefix(60))\" says \(brand.name), the address is at \(domain)"))
                 break
             }
-            for d in ours where display.contains(d) || containsWord(name, String(d.split(separator: ".").first ?? "")) && d.count > 6 {
+            for d in ours where display.containsBytes(d) || containsWord(name, String(d.split(separator: ".").first ?? "")) && d.count > 6 {
                 out.append(Signal("DISPLAY_NAME_OWN_DOMAIN", "the name \"\(display.prefix(60))\" names our \(d), the address is at \(domain)"))
                 break
             }
@@ -113,18 +113,21 @@ struct SenderSignals: SignalDetector {
     /// `word` in `hay` (UTF-8) with no letter either side, compared as bytes (Foundation's
     /// range(of:) cost a few µs a call, and a display name is checked against every brand).
     static func containsWord(_ hay: [UInt8], _ word: String) -> Bool {
-        let needle = Array(word.utf8)
-        guard let first = needle.first, hay.count >= needle.count else { return false }
-        func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 97 && (b | 0x20) <= 122 || b >= 0x80 }
-        for i in 0...(hay.count - needle.count) where hay[i] == first {
-            var k = 1
-            while k < needle.count && hay[i + k] == needle[k] { k += 1 }
-            guard k == needle.count else { continue }
-            let before = i == 0 ? nil : hay[i - 1]
-            let after = i + needle.count == hay.count ? nil : hay[i + needle.count]
-            if !(before.map(isLetter) ?? false) && !(after.map(isLetter) ?? false) { return true }
+        var word = word
+        // The word's own bytes, not a copy: this runs for every brand on every message.
+        return word.withUTF8 { needle in
+            guard let first = needle.first, hay.count >= needle.count else { return false }
+            func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 97 && (b | 0x20) <= 122 || b >= 0x80 }
+            for i in 0...(hay.count - needle.count) where hay[i] == first {
+                var k = 1
+                while k < needle.count && hay[i + k] == needle[k] { k += 1 }
+                guard k == needle.count else { continue }
+                let before = i == 0 ? nil : hay[i - 1]
+                let after = i + needle.count == hay.count ? nil : hay[i + needle.count]
+                if !(before.map(isLetter) ?? false) && !(after.map(isLetter) ?? false) { return true }
+            }
+            return false
         }
-        return false
     }
 
 }

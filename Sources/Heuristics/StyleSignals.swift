@@ -26,11 +26,11 @@ struct StyleSignals: SignalDetector {
         let to = AddressList.addresses(in: input.value("To") ?? "").map { $0.lowercased() }
         if let rcpt = to.first, let at = rcpt.firstIndex(of: "@") {
             let local = String(rcpt[..<at])
-            if local.count >= 4 && subject.lowercased().contains(local) {
+            if local.count >= 4 && subject.lowercased().containsBytes(local) {
                 out.append(Signal("SUBJECT_NAMES_RECIPIENT", "the subject names the recipient (\(local))"))
             }
             let encoded = local + "%40" + rcpt[rcpt.index(after: at)...]
-            if input.mime.urls.contains(where: { let u = $0.lowercased(); return u.contains(rcpt) || u.contains(encoded) }) {
+            if input.mime.urls.contains(where: { let u = $0.lowercased(); return u.containsBytes(rcpt) || u.containsBytes(encoded) }) {
                 out.append(Signal("LINK_HAS_RECIPIENT", "a link carries the recipient's address"))
             }
             if let greeted = greeting(input.mime.text), greeted == local {
