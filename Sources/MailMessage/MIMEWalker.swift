@@ -383,24 +383,27 @@ public enum URLExtractor {
         return out
     }
 
-    /// The host of a URL, lower case, without port or credentials.
+    /// The host of a URL, lower case, without port or credentials. On the
+    /// bytes throughout (every delimiter is ASCII): Foundation's range(of:)
+    /// and Character searches were most of it, and every link's host is
+    /// asked for several times.
     public static func host(_ url: String) -> String? {
-        var s = Substring(url)
-        // "://" found on the bytes: Foundation's range(of:) was bridged, and every link's host is asked for several times.
-        let u = s.utf8
+        let u = url.utf8
+        var start = u.startIndex
         var i = u.startIndex
         while i < u.endIndex {
             if u[i] == UInt8(ascii: ":"), u[i...].starts(with: "://".utf8) {
-                s = s[u.index(i, offsetBy: 3)...]
+                start = u.index(i, offsetBy: 3)
                 break
             }
             i = u.index(after: i)
         }
-        let end = s.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? s.endIndex
-        var host = s[..<end]
-        if let at = host.lastIndex(of: "@") { host = host[host.index(after: at)...] }
-        if let colon = host.lastIndex(of: ":"), !host.contains("]") { host = host[..<colon] }
-        return host.isEmpty ? nil : host.lowercased()
+        var end = start
+        while end < u.endIndex, u[end] != UInt8(ascii: "/"), u[end] != UInt8(ascii: "?"), u[end] != UInt8(ascii: "#") { end = u.index(after: end) }
+        var host = u[start..<end]
+        if let at = host.lastIndex(of: UInt8(ascii: "@")) { host = host[host.index(after: at)...] }
+        if let colon = host.lastIndex(of: UInt8(ascii: ":")), !host.contains(UInt8(ascii: "]")) { host = host[..<colon] }
+        return host.isEmpty ? nil : Substring(host).lowercased()
     }
 }
 
