@@ -14,7 +14,22 @@ enum Domains {
     ]
 
     static func registered(_ host: String) -> String {
-        let labels = host.lowercased().split(separator: ".").map(String.init)
+        // The usual host (no empty label): its last labels found from the end of the bytes, no array of labels made.
+        let l = host.lowercased()
+        let u = l.utf8
+        if let first = u.first, first != UInt8(ascii: "."), u.last != UInt8(ascii: "."), !l.containsBytes("..") {
+            var dots: [String.Index] = []
+            var i = u.endIndex
+            while i > u.startIndex && dots.count < 3 {
+                i = u.index(before: i)
+                if u[i] == UInt8(ascii: ".") { dots.append(i) }
+            }
+            guard dots.count >= 2 else { return l }
+            let lastTwo = String(l[u.index(after: dots[1])...])
+            guard twoLabelSuffixes.contains(lastTwo) else { return lastTwo }
+            return dots.count == 3 ? String(l[u.index(after: dots[2])...]) : l
+        }
+        let labels = l.split(separator: ".").map(String.init)
         guard labels.count > 2 else { return labels.joined(separator: ".") }
         let lastTwo = labels.suffix(2).joined(separator: ".")
         if twoLabelSuffixes.contains(lastTwo) { return labels.suffix(3).joined(separator: ".") }
@@ -22,6 +37,7 @@ enum Domains {
     }
 
     static func isIPLiteral(_ host: String) -> Bool {
+        if host.utf8.allSatisfy({ $0 < 0x80 }) { return isASCIIIPLiteral(Array(host.utf8)) }
         let h = host.trimming { $0 == "[" || $0 == "]" }
         if h.utf8.contains(UInt8(ascii: ":")) && h.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { return true }
         let parts = h.split(separator: ".", omittingEmptySubsequences: false)
@@ -29,6 +45,21 @@ enum Domains {
         if parts.count == 4 && parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return true }
         if parts.count == 1, let n = UInt64(h), n > 16_777_216 { return true }
         return parts.count == 4 && parts.allSatisfy { $0.lowercased().hasPrefix("0x") }
+    }
+
+    /// isIPLiteral for an ASCII host, on its bytes (Character's isNumber and
+    /// isHexDigit are Unicode lookups, and every link's host is asked): the same answers.
+    static func isASCIIIPLiteral(_ bytes: [UInt8]) -> Bool {
+        var h = bytes[...]
+        while let f = h.first, f == UInt8(ascii: "[") || f == UInt8(ascii: "]") { h = h.dropFirst() }
+        while let l = h.last, l == UInt8(ascii: "[") || l == UInt8(ascii: "]") { h = h.dropLast() }
+        func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
+        func isHex(_ b: UInt8) -> Bool { isDigit(b) || (b | 0x20 >= 97 && b | 0x20 <= 102) }
+        if h.contains(UInt8(ascii: ":")) && h.allSatisfy({ isHex($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) { return true }
+        let parts = h.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        if parts.count == 4 && parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(isDigit) }) { return true }
+        if parts.count == 1, let n = UInt64(String(decoding: h, as: UTF8.self)), n > 16_777_216 { return true }
+        return parts.count == 4 && parts.allSatisfy { $0.count >= 2 && $0.first == UInt8(ascii: "0") && $0.dropFirst().first! | 0x20 == UInt8(ascii: "x") }
     }
 
     /// Look-alike characters made the same: digits that pass for letters,

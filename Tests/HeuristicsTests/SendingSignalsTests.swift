@@ -146,3 +146,29 @@ struct StringHelperTests {
         }
     }
 }
+
+/// The byte paths of Domains give what the general ones give.
+struct DomainBytesTests {
+    /// The general path, as it was: labels split on Characters.
+    func slowRegistered(_ host: String) -> String {
+        let labels = host.lowercased().split(separator: ".").map(String.init)
+        guard labels.count > 2 else { return labels.joined(separator: ".") }
+        let lastTwo = labels.suffix(2).joined(separator: ".")
+        return Domains.twoLabelSuffixes.contains(lastTwo) ? labels.suffix(3).joined(separator: ".") : lastTwo
+    }
+
+    @Test func registeredDomains() {
+        for h in ["mail.paypal.com", "paypal.com", "com", "a.b.example.co.uk", "example.co.uk", "co.uk", "x.y.z.com.au", "MAIL.Example.ORG",
+                  "a..b.c", ".x.com", "x.com.", "", "xn--pypal-4ve.com", "ünï.example.de", "1.2.3.4"] {
+            #expect(Domains.registered(h) == slowRegistered(h), "\(h)")
+        }
+    }
+
+    @Test func ipLiterals() {
+        let yes = ["192.0.2.1", "[192.0.2.1]", "[2001:db8::1]", "2001:db8::1", "3232235777", "0xC0.0xA8.0x01.0x01", "0x7f.0X0.0x0.0x1"]
+        let no = ["example.com", "www.example.com", "1.2.3", "16777216", "1.2.3.4.5", "", "[]", "cafe.babe.dead.beef", "0x.0y.0x.0x", "abc:def.com"]
+        for h in yes { #expect(Domains.isIPLiteral(h), "\(h)") }
+        for h in no { #expect(!Domains.isIPLiteral(h), "\(h)") }
+        #expect(Domains.isIPLiteral("１.２.３.４") == true, "fullwidth digits are numbers to the general path")
+    }
+}
