@@ -64,7 +64,7 @@ public struct MessageFeatures: Sendable, Equatable {
         t.add(text, ns: NS.body, pairs: NS.bodyPair)
 
         for url in summary.urls.prefix(60) {
-            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
+            guard let host = URLExtractor.host(url) else { continue }
             Self.addDomain(host, ns: NS.host, &t)
             if let slash = url.dropFirst(8).firstIndex(of: "/") {
                 t.add(String(url[slash...].prefix(200)), ns: NS.urlPath, maxWords: 12)

@@ -15,13 +15,13 @@ struct LinkSignals: SignalDetector {
                 out.append(Signal("LINK_DATA_OR_SCRIPT", "a link runs \(lower.prefix { $0 != ":" }): content"))
                 continue
             }
-            guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), let host = URLExtractor.host(href)?.lowercased() else { continue }
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), let host = URLExtractor.host(href) else { continue }
             if let shown = shownHost(link.text), Domains.registered(shown) != Domains.registered(host), !Domains.shorteners.contains(host) {
                 out.append(Signal("LINK_TEXT_HOST_MISMATCH", "link text shows \(shown), the link goes to \(host)"))
             }
         }
         for url in input.mime.urls {
-            guard let host = URLExtractor.host(url)?.lowercased() else { continue }
+            guard let host = URLExtractor.host(url) else { continue }
             if Domains.isIPLiteral(host) { out.append(Signal("LINK_TO_IP", "a link goes to the address \(host)")) }
             if Domains.shorteners.contains(host) { out.append(Signal("LINK_SHORTENER", "a link goes through the shortener \(host)")) }
             // Labels and path segments split on the bytes: splitting by Character was a fifth of this detector.

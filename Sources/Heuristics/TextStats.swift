@@ -179,8 +179,11 @@ public struct PhraseSet: Sendable {
     /// comparing the phrases of those buckets was most of the search's time.
     let present4: [UInt64]
 
-    /// A 16-bit hash of four bytes (little-endian in a word).
-    @inline(__always) static func hash4(_ w: UInt32) -> Int { Int((w &* 0x9E37_79B1) >> 16) }
+    /// A 16-bit hash of the four bytes at `i`.
+    @inline(__always) static func hash4(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
+        let w = UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+        return Int((w &* 0x9E37_79B1) >> 16)
+    }
 
     /// Phrases shorter than two bytes are left out (`phrases` holds those kept).
     public init(_ phrases: [String]) {
@@ -200,7 +203,7 @@ public struct PhraseSet: Sendable {
         for b in all {
             start[key(b) + 1] += 1
             if b.count >= 4 {
-                let h = Self.hash4(UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24)
+                let h = b.withUnsafeBufferPointer { Self.hash4($0, 0) }
                 bits4[h >> 6] |= 1 << UInt64(h & 63)
             } else {
                 bits[key(b) >> 6] |= 1 << UInt64(key(b) & 63)
@@ -237,8 +240,7 @@ extension PhraseSet {
                                 // A phrase of four bytes or more can start here only if its first four hash here.
                                 var candidate = present[key >> 6] & (1 << UInt64(key & 63)) != 0
                                 if !candidate && i + 4 <= hay.count {
-                                    let w = UInt32(hay[i]) | UInt32(hay[i + 1]) << 8 | UInt32(hay[i + 2]) << 16 | UInt32(hay[i + 3]) << 24
-                                    let h = Self.hash4(w)
+                                    let h = Self.hash4(hay, i)
                                     candidate = present4[h >> 6] & (1 << UInt64(h & 63)) != 0
                                 }
                                 guard candidate else { continue }

@@ -26,24 +26,10 @@ extension StringProtocol {
     /// Whether `needle` occurs, byte for byte (case counts). Here because
     /// `contains` with a string argument resolves to Foundation's bridged
     /// range(of:), which cost the heuristics a tenth of their time.
+    /// As Foundation's, the empty string is in nothing.
     public func containsBytes(_ needle: String) -> Bool {
         let n = Array(needle.utf8)
-        if let found = utf8.withContiguousStorageIfAvailable({ Self.find(n, in: $0) }) { return found }
-        return Array(utf8).withUnsafeBufferPointer { Self.find(n, in: $0) }
-    }
-
-    private static func find(_ n: [UInt8], in h: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let first = n.first else { return false }  // as Foundation: the empty string is in nothing
-        guard h.count >= n.count else { return false }
-        var i = 0
-        while i <= h.count - n.count {
-            if h[i] == first {
-                var k = 1
-                while k < n.count && h[i + k] == n[k] { k += 1 }
-                if k == n.count { return true }
-            }
-            i += 1
-        }
-        return false
+        if let found = utf8.withContiguousStorageIfAvailable({ ByteSearch.firstIndex(of: n, in: $0) != nil }) { return found }
+        return ByteSearch.firstIndex(of: n, in: Array(utf8)) != nil
     }
 }

@@ -205,7 +205,7 @@ public final class RegexpTable: Sendable {
             let present = literals.matches(in: lower)
             for (n, sets) in entryLiterals.enumerated() {
                 // Every required set has one of its strings in the text: only then is the regex worth running.
-                if let sets, sets.allSatisfy({ $0.contains(where: present.contains) }), entries[n].regex.matches(text) { found.append(n) }
+                if let sets, sets.allSatisfy({ $0.contains(where: present.contains) }), entries[n].regex.regexecOnly(text) { found.append(n) }
             }
         }
         if textScreens.isEmpty {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import MailMessage
 
 /// The three table types of `rules/`, each visible where it is used
 /// (`cidr:`, `list:`, `regexp:`), one entry per line, `#` comments.
@@ -142,36 +143,16 @@ public final class PosixRegex: @unchecked Sendable {
     public func matches(_ text: String) -> Bool {
         if let required {
             var t = text
-            let possible = t.withUTF8 { h in required.allSatisfy { set in set.contains { Self.containsFolded(h, $0) } } }
+            let possible = t.withUTF8 { h in required.allSatisfy { set in set.contains { ByteSearch.firstIndex(of: $0, in: h, foldingASCII: true) != nil } } }
             guard possible else { return false }
         }
         return regexecOnly(text)
     }
 
-    /// The regex alone, without the literal check (tests compare the two).
+    /// The regex alone, without the literal check: for a caller that has
+    /// looked for the literals already (a body table, in one pass for all
+    /// its rules), and for the tests that compare the two.
     func regexecOnly(_ text: String) -> Bool { regexec(&re, text, 0, nil, 0) == 0 }
-
-    /// `needle` (lower case ASCII) in `h`, ASCII letters of `h` compared in lower case.
-    static func containsFolded(_ h: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
-        let m = needle.count
-        guard m > 0, h.count >= m else { return m == 0 }
-        return needle.withUnsafeBufferPointer { n in
-            let first = n[0]
-            var i = 0
-            let last = h.count - m
-            while i <= last {
-                if Self.fold(h[i]) == first {
-                    var j = 1
-                    while j < m && Self.fold(h[i + j]) == n[j] { j += 1 }
-                    if j == m { return true }
-                }
-                i += 1
-            }
-            return false
-        }
-    }
-
-    @inline(__always) static func fold(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
 }
 
 public struct RegexError: Error, Sendable { public var message: String }

@@ -49,17 +49,12 @@ enum DKIMKey: Sendable {
 
     /// `read`, once per distinct record text in the process.
     static func cached(_ text: String) -> (kind: String, key: DKIMKey) {
-        lock.lock()
-        if let hit = cache[text] {
-            lock.unlock()
-            return hit
+        if let hit = lock.withLock({ cache[text] }) { return hit }
+        let parsed = read(text)  // outside the lock: another loop's lookup does not wait for this decode
+        lock.withLock {
+            if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[text] = parsed
         }
-        lock.unlock()
-        let parsed = read(text)
-        lock.lock()
-        if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-        cache[text] = parsed
-        lock.unlock()
         return parsed
     }
 }
