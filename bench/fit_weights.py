@@ -11,7 +11,7 @@ seen on a few messages does not get a large score).
 It fits on the training half of accuracy.py's split, so bench/accuracy.sh
 measures the shipped scores on messages they were not fitted on.
 
-Usage: fit_weights.py CORPUS_DIR --mxgate BIN [--write] [--ham-weight W] [--phish-weight W]
+Usage: fit_weights.py CORPUS_DIR --mxgate BIN [--write] [--ham-weight W] [--phish-weight W] [--salt S]
 
 --write rewrites the scores in place, and docs/policy.md's table of signals.
 """
@@ -146,9 +146,10 @@ def main():
     ap.add_argument("--write", action="store_true", help="rewrite the scores in policies/heuristics.policy")
     ap.add_argument("--ham-weight", type=float, default=25.0)
     ap.add_argument("--phish-weight", type=float, default=0.75, help="phishing's weight in total beside spam's 1 (0: counted as spam)")
+    ap.add_argument("--salt", default="mxgate-accuracy:", help="fit on another split's training half (as accuracy.py --salt)")
     ap.add_argument("--dump", help="keep what was collected (pickle), to refit without rerunning mxgate")
     a = ap.parse_args()
-    train, _ = accuracy.split(a.corpus, 0)
+    train, _ = accuracy.split(a.corpus, 0, a.salt)
     labels = [l for _, l in train]
     lines = signal_lines()
     entries = table_lines()

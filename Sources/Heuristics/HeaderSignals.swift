@@ -9,11 +9,14 @@ struct HeaderSignals: SignalDetector {
     static let letters = CharacterSet.letters
     static let lowercase = CharacterSet.lowercaseLetters
     static let names = ["DATE_MISSING", "DATE_MALFORMED", "DATE_IN_FUTURE", "DATE_IN_PAST", "MSGID_MISSING", "MSGID_MALFORMED",
-                        "FAKE_REPLY", "SUBJECT_ALL_CAPS", "SUBJECT_SHOUTS", "TO_MISSING", "TO_UNDISCLOSED", "SUBJECT_MISSING"]
+                        "FAKE_REPLY", "SUBJECT_ALL_CAPS", "SUBJECT_SHOUTS", "TO_MISSING", "TO_UNDISCLOSED", "SUBJECT_MISSING", "DATE_BAD_ZONE"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let h = input.headers
         if let date = h.first("Date") {
+            if let zone = badZone(date) {
+                out.append(Signal("DATE_BAD_ZONE", "Date's time zone \(zone) is no zone on Earth"))
+            }
             if let d = RFC5322Date.parse(date) {
                 let skew = d.timeIntervalSince(input.receivedAt)
                 if skew > 12 * 3600 { out.append(Signal("DATE_IN_FUTURE", "Date is \(hours(skew)) hours after the message arrived")) }
@@ -55,4 +58,16 @@ struct HeaderSignals: SignalDetector {
     }
 
     static func hours(_ s: Double) -> Int { Int(s / 3600) }
+
+    /// A numeric zone past ±14 hours or with minutes other than 00, 30 and
+    /// 45 (Nepal's +0545, Chatham's +1245): a program made the date up.
+    static func badZone(_ date: String) -> String? {
+        // The zone is the last word before any comment.
+        let noComment = date.prefix { $0 != "(" }
+        guard let last = noComment.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }).last else { return nil }
+        let u = Array(last.utf8)
+        guard u.count == 5, u[0] == UInt8(ascii: "+") || u[0] == UInt8(ascii: "-"), u[1...].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        let hh = Int(u[1] - 48) * 10 + Int(u[2] - 48), mm = Int(u[3] - 48) * 10 + Int(u[4] - 48)
+        return hh > 14 || ![0, 30, 45].contains(mm) ? String(last) : nil
+    }
 }

@@ -13,6 +13,20 @@ public struct Signal: Sendable, Equatable {
     }
 }
 
+/// The SMTP client of a live session, as the relay signals judge the hop
+/// that handed the message in; nil when replaying a stored message.
+public struct ClientHop: Sendable, Equatable {
+    public var helo: String?
+    public var ip: String
+    /// The client logged in (AUTH): a user's program, not a mail server.
+    public var authenticated: Bool
+    public init(helo: String?, ip: String, authenticated: Bool = false) {
+        self.helo = helo
+        self.ip = ip
+        self.authenticated = authenticated
+    }
+}
+
 /// What the heuristics read: the parsed header section, the MIME walk,
 /// when the message arrived (Date is judged against it) and the domains
 /// we accept mail for (display names and look-alikes are judged against them).
@@ -21,6 +35,8 @@ public struct HeuristicInput: Sendable {
     public var mime: MIMESummary
     public var receivedAt: Date
     public var localDomains: [String]
+    /// The session's client, when there is one.
+    public var client: ClientHop?
     /// The decoded text counted once for every detector.
     let text: TextStats
     /// The decoded Subject, counted likewise.
@@ -29,8 +45,9 @@ public struct HeuristicInput: Sendable {
     let fromAddresses: [String]
     let replyToAddresses: [String]
 
-    public init(headers: HeaderBlock, mime: MIMESummary, receivedAt: Date, localDomains: [String]) {
+    public init(headers: HeaderBlock, mime: MIMESummary, receivedAt: Date, localDomains: [String], client: ClientHop? = nil) {
         self.headers = headers
+        self.client = client
         self.mime = mime
         self.receivedAt = receivedAt
         self.localDomains = localDomains.map { $0.lowercased() }
@@ -55,7 +72,7 @@ protocol SignalDetector: Sendable {
 public enum Heuristics {
     static let detectors: [any SignalDetector.Type] = [
         LinkSignals.self, SenderSignals.self, HeaderSignals.self, BodySignals.self, AttachmentSignals.self, StyleSignals.self,
-        MarketingSignals.self, LureSignals.self, BulkSignals.self, EncodingSignals.self,
+        MarketingSignals.self, LureSignals.self, BulkSignals.self, EncodingSignals.self, RelaySignals.self, MailerSignals.self,
     ]
 
     /// Every signal name a policy may use.

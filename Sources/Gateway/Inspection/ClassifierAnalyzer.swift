@@ -25,7 +25,7 @@ struct ClassifierAnalyzer: Analyzer {
     func analyze(_ input: InspectionInput) async -> Findings {
         guard let headers = input.headers, let mime = input.mime else { return Findings() }
         let signals = Heuristics.detect(HeuristicInput(headers: headers, mime: mime, receivedAt: input.receivedAt ?? Date(),
-                                                       localDomains: localDomains))
+                                                       localDomains: localDomains, client: input.facts.clientHop))
         let features = MessageFeatures(headers: headers, summary: mime, signals: signals.map(\.name),
                                        dimensionBits: classifier.dimensionBits)
         var out = Findings()

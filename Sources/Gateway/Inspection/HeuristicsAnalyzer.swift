@@ -1,5 +1,6 @@
 import Foundation
 import Heuristics
+import Policy
 
 /// The heuristic signals (phishing links, look-alike senders, header
 /// anomalies, risky attachments) as facts for `signal` rules; the policy
@@ -15,7 +16,12 @@ struct HeuristicsAnalyzer: Analyzer {
     func analyze(_ input: InspectionInput) async -> Findings {
         guard let headers = input.headers, let mime = input.mime else { return Findings() }
         let found = Heuristics.detect(HeuristicInput(headers: headers, mime: mime, receivedAt: input.receivedAt ?? Date(),
-                                                     localDomains: localDomains))
+                                                     localDomains: localDomains, client: input.facts.clientHop))
         return Findings(facts: [.signals(found)])
     }
+}
+
+extension SessionFacts {
+    /// The client as the relay signals see the hop that handed the message in.
+    var clientHop: ClientHop { ClientHop(helo: helo, ip: clientIP) }
 }
