@@ -160,12 +160,13 @@ enum Domains {
         ("mercado libre", ["mercadolibre.com"]), ("mercado pago", ["mercadopago.com"]), ("steam", ["steampowered.com", "steamcommunity.com"]),
         ("ebay", ["ebay.com"]), ("irs", ["irs.gov"]), ("trust wallet", ["trustwallet.com"]), ("kucoin", ["kucoin.com"]),
         ("pagseguro", ["pagseguro.com.br", "pagbank.com.br", "uol.com.br"]), ("ledger live", ["ledger.com"]),
+        ("ledger", ["ledger.com"]), ("trezor", ["trezor.io"]),
     ]
 
     /// Brands whose name is also a first name or an ordinary word: in a
     /// display name they count only alone or with service words after them
     /// (SenderSignals.namesOnly).
-    static let ordinaryWordBrands: Set<String> = ["chase", "apple", "steam", "outlook", "ups", "irs", "caixa"]
+    static let ordinaryWordBrands: Set<String> = ["chase", "apple", "steam", "outlook", "ups", "irs", "caixa", "ledger"]
 
     /// Each brand domain by its skeleton, made once.
     static let brandSkeletons: [String: String] = {

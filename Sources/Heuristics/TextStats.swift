@@ -2,7 +2,7 @@
 /// one pass over its UTF-8 bytes (walking Characters cost milliseconds a
 /// message): visible characters, words and capitalised words, runs of
 /// "!!", invisible characters, the first word mixing Latin with look-alike
-/// letters, 8-bit letters, and the text in lower-case ASCII for phrases.
+/// letters, 8-bit letters, and the text in lower case (ASCII and Latin-1's letters) for phrases.
 struct TextStats: Sendable {
     var visible = 0
     var words = 0
@@ -34,6 +34,15 @@ struct TextStats: Sendable {
                     // Invisible characters left out: "wa\u{E0139}llet" reads as wallet to every phrase.
                     if b >= 0xC2, let skip = TextStats.invisibleLength(head, i) {
                         i += skip
+                        continue
+                    }
+                    // À to Þ (C3 80 to C3 9E, not ×) lower-cased too: "NOTIFICAÇÃO" reads as notificação.
+                    if b == 0xC3, i + 1 < head.count, head[i + 1] >= 0x80, head[i + 1] <= 0x9E, head[i + 1] != 0x97 {
+                        out[n] = b
+                        out[n + 1] = head[i + 1] | 0x20
+                        n += 2
+                        i += 2
+                        space = false
                         continue
                     }
                     i += 1

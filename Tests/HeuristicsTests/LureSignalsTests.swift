@@ -43,3 +43,27 @@ struct CryptoLureTests {
         #expect(!body("We discussed BTCs and walletless designs.\n").contains("CRYPTO_LURE"), "whole words only")
     }
 }
+
+/// Subjects that push the reader to act on an account, a payment or a
+/// notice, in the languages phishing writes them in, and subjects of
+/// ordinary mail that share a word with them.
+struct SubjectAlertTests {
+    func subject(_ s: String) -> Set<String> {
+        Make.signals(Make.plain.replacingOccurrences(of: "Subject: Notes from Tuesday", with: "Subject: " + s))
+    }
+
+    @Test func accountPaymentOrNotice() {
+        for s in ["Unusual sign-in activity", "Security Notice – Recent Data Exposure Detected", "Please verify your mailbox",
+                  "Boleto Vencendo Hoje RODRIGO FERREIRA", "Intimação de Testemunha", "Sie haben €_,_____ auf Ihr Konto erhalten. Bitte bestätigen Sie",
+                  "Your account has been limited", "=?UTF-8?B?Tk9USUZJQ0HDh8ODTyBKVURJQ0lBTA==?="] {
+            #expect(subject(s).contains("SUBJECT_ACCOUNT_ALERT"), "\(s)")
+        }
+    }
+
+    @Test func ordinarySubjects() {
+        for s in ["[PATCH] mm: fix the locked page accounting", "New package: libfoo 1.2", "Notes from Tuesday", "Re: document review",
+                  "unverifiable claims in the draft", "Kontoauszug"] {
+            #expect(!subject(s).contains("SUBJECT_ACCOUNT_ALERT"), "\(s)")
+        }
+    }
+}

@@ -74,6 +74,8 @@ struct SendingSignalsTests {
         #expect(from("Chase Online <alerts@secure-chase.example>").contains("BRAND_IMPERSONATION"))
         #expect(from("Apple Support <id@apple-verify.example>").contains("BRAND_IMPERSONATION"))
         #expect(from("UPS <collie@parcels.example>").contains("BRAND_IMPERSONATION"))
+        #expect(from("Ledger <do-not-reply@maildbx.example>").contains("BRAND_IMPERSONATION"))
+        #expect(!from("General Ledger Team <gl@accounting.example>").contains("BRAND_IMPERSONATION"), "a ledger is also a book of accounts")
         #expect(from("PayPal Billing Department <x@pp-billing.example>").contains("BRAND_IMPERSONATION"), "other brands as before")
     }
 
