@@ -145,7 +145,7 @@ def main():
     ap.add_argument("--mxgate", required=True)
     ap.add_argument("--write", action="store_true", help="rewrite the scores in policies/heuristics.policy")
     ap.add_argument("--ham-weight", type=float, default=25.0)
-    ap.add_argument("--phish-weight", type=float, default=0.75, help="phishing's weight in total beside spam's 1 (0: counted as spam)")
+    ap.add_argument("--phish-weight", type=float, default=1.0, help="phishing's weight in total beside spam's 1 (0: counted as spam)")
     ap.add_argument("--salt", default="mxgate-accuracy:", help="fit on another split's training half (as accuracy.py --salt)")
     ap.add_argument("--dump", help="keep what was collected (pickle), to refit without rerunning mxgate")
     a = ap.parse_args()
