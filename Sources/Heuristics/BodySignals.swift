@@ -68,7 +68,7 @@ struct BodySignals: SignalDetector {
             let (high, n) = (input.text.latin1Letters, input.text.sampled)
             if n >= 200 && high * 5 >= n { out.append(Signal("CHARSET_UNEXPECTED", "\(high) of \(n) characters are 8-bit letters")) }
         }
-        if let phrase = input.text.firstPhrase(credentialSet) {
+        if let phrase = input.textHits.first(.credential) {
             out.append(Signal("CREDENTIAL_PROMPT", "the text says \"\(phrase)\""))
         }
     }

@@ -20,7 +20,7 @@ struct BulkSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let h = input.headers
         guard h.first("List-Unsubscribe") == nil, h.first("List-Id") == nil else { return }
-        if let phrase = input.text.firstPhrase(unsubscribeSet) {
+        if let phrase = input.textHits.first(.unsubscribe) {
             out.append(Signal("UNSUBSCRIBE_NO_LIST_HEADER", "the text says \"\(phrase)\" and the header has no List-Unsubscribe"))
         }
         // Precedence: bulk says "sent to many"; a list manager would also have said which list.

@@ -50,13 +50,12 @@ struct LureSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let text = input.text.lower
         var found: (word: Int, end: Int)?
-        input.text.forEachMatch(lureSet) { n, end in
+        input.textHits.forEach(.lure) { n, end in
             // A whole word: "prime" in "primer" or "balance" in "imbalance" is not a lure.
             guard found == nil, wordEdge(text, end), wordEdge(text, end - lureWords[n].utf8.count - 1) else { return }
             if amountFollows(text, from: end) { found = (n, end) }
         }
-        if let coin = firstWord(coinSet, in: input.text, subject: input.subject),
-           let act = firstWord(actionSet, in: input.text, subject: input.subject) {
+        if let coin = firstWord(coinSet, .coin, input), let act = firstWord(actionSet, .action, input) {
             out.append(Signal("CRYPTO_LURE", "\(coin) and \(act): a wallet or a coin to act on"))
         }
         var alert: String?
@@ -74,15 +73,14 @@ struct LureSignals: SignalDetector {
         }
     }
 
-    /// The first whole word or phrase of `set` in `text` (or the subject).
-    static func firstWord(_ set: PhraseSet, in text: TextStats, subject: TextStats) -> String? {
+    /// The first whole word or phrase of `set` in the subject, else in the text (the same list's hits).
+    static func firstWord(_ set: PhraseSet, _ list: TextPhrases.List, _ input: HeuristicInput) -> String? {
         var found: String?
-        for t in [subject, text] where found == nil {
-            t.forEachMatch(set) { n, end in
-                guard found == nil, wordEdge(t.lower, end), wordEdge(t.lower, end - set.phrases[n].utf8.count - 1) else { return }
-                found = set.phrases[n]
-            }
+        let edges = { (t: [UInt8], n: Int, end: Int) in
+            if found == nil, wordEdge(t, end), wordEdge(t, end - set.phrases[n].utf8.count - 1) { found = set.phrases[n] }
         }
+        input.subject.forEachMatch(set) { edges(input.subject.lower, $0, $1) }
+        if found == nil { input.textHits.forEach(list) { edges(input.text.lower, $0, $1) } }
         return found
     }
 

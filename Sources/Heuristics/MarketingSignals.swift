@@ -74,7 +74,7 @@ struct MarketingSignals: SignalDetector {
     static let phraseSet = PhraseSet(phrases)
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
-        var found = input.text.matches(phraseSet)
+        var found = input.textHits.matches(.marketing)
         let subject = input.value("Subject") ?? ""
         let subjectText = input.subject
         found.formUnion(subjectText.matches(phraseSet))

@@ -41,6 +41,8 @@ public struct HeuristicInput: Sendable {
     let text: TextStats
     /// The decoded Subject, counted likewise.
     let subject: TextStats
+    /// Where the text holds the detectors' phrase lists, found in one pass.
+    let textHits: PhraseHits
     /// The addresses of From and Reply-To, parsed once for every detector that asks.
     let fromAddresses: [String]
     let replyToAddresses: [String]
@@ -52,6 +54,7 @@ public struct HeuristicInput: Sendable {
         self.receivedAt = receivedAt
         self.localDomains = localDomains.map { $0.lowercased() }
         text = TextStats(mime.text)
+        textHits = PhraseHits(text.lower)
         subject = TextStats(headers.first("Subject").map(EncodedWords.decode) ?? "")
         fromAddresses = AddressList.addresses(in: headers.first("From").map(EncodedWords.decode) ?? "")
         replyToAddresses = AddressList.addresses(in: headers.first("Reply-To").map(EncodedWords.decode) ?? "")
