@@ -26,6 +26,7 @@
 #   BASE=/tmp/mxgate-bench-full PORT0=20200 (ports PORT0..PORT0+9) QUIET_WAIT=30 RUN_TIMEOUT=600
 #   PERF=FILE: perf record mxgate-full's first run into FILE (cpu-clock, DWARF call graphs;
 #   the rate of that run is lower for it), for `perf report -i FILE`
+#   MXGATE=BINARY: run that build instead of this tree's (an A/B of two builds, in turns)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -59,8 +60,11 @@ if ! command -v clamav-milter >/dev/null || ! command -v rspamd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clamav-milter clamav-daemon rspamd >/dev/null \
     || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clamav-milter clamav-daemon rspamd >/dev/null; }
 fi
-scripts/build-release.sh --product mxgate >/dev/null
-MXGATE=$ROOT/.build/release/mxgate
+# MXGATE=BINARY: another build (an A/B of two builds in turns); otherwise this tree's release build.
+if [[ -z ${MXGATE:-} ]]; then
+  scripts/build-release.sh --product mxgate >/dev/null
+  MXGATE=$ROOT/.build/release/mxgate
+fi
 
 cleanup_more() { stop_postfixes; }
 trap cleanup EXIT
