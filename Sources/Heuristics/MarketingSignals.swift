@@ -121,40 +121,50 @@ struct Pitch {
     var you = 0
 
     init(_ text: [UInt8]) {
-        func isAlnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
-        var tokens = 0, letters = 0
-        var start = 0
-        while start < text.count {
-            var end = start
-            while end < text.count && text[end] != 32 { end += 1 }
-            let token = text[start..<end]
-            if token.count == 1 && isAlnum(token.first!) {
-                tokens += 1
-                if token.first! >= 97 { letters += 1 }
-            } else if !token.isEmpty {
-                if tokens >= 5 && letters >= 3 { spacedRuns += 1 }
-                tokens = 0; letters = 0
-                words += 1
-                Self.count(token, &self)
+        // Over a raw buffer, tokens as index ranges: a slice per word was a retain and a release each.
+        var p = Pitch()
+        text.withUnsafeBufferPointer { t in
+            func isAlnum(_ b: UInt8) -> Bool { (b >= 97 && b <= 122) || (b >= 48 && b <= 57) }
+            var tokens = 0, letters = 0
+            var start = 0
+            while start < t.count {
+                var end = start
+                while end < t.count && t[end] != 32 { end += 1 }
+                if end - start == 1 && isAlnum(t[start]) {
+                    tokens += 1
+                    if t[start] >= 97 { letters += 1 }
+                } else if end > start {
+                    if tokens >= 5 && letters >= 3 { p.spacedRuns += 1 }
+                    tokens = 0; letters = 0
+                    p.words += 1
+                    Self.count(t, start, end, &p)
+                }
+                start = end + 1
             }
-            start = end + 1
+            if tokens >= 5 && letters >= 3 { p.spacedRuns += 1 }
         }
-        if tokens >= 5 && letters >= 3 { spacedRuns += 1 }
+        self = p
     }
+
+    private init() {}
 
     private static let youWords: [[UInt8]] = ["you", "your", "you're", "yours", "yourself", "you'll", "you've"].map { Array($0.utf8) }
 
-    private static func count(_ token: ArraySlice<UInt8>, _ p: inout Pitch) {
+    private static func count(_ t: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, _ p: inout Pitch) {
         // "$50", "€1.99", "£10" (the pound and euro signs in UTF-8 end in 0xA3 and 0xAC).
-        if let f = token.first, f == 36 || f == 0xC2 || f == 0xE2 {
+        let f = t[start]
+        if f == 36 || f == 0xC2 || f == 0xE2 {
             let skip = f == 36 ? 1 : f == 0xC2 ? 2 : 3
-            let rest = token.dropFirst(skip)
-            if let d = rest.first, d >= 48 && d <= 57, (f == 36 || token.dropFirst(skip - 1).first == 0xA3 || token.dropFirst(skip - 1).first == 0xAC) {
+            if start + skip < end, t[start + skip] >= 48 && t[start + skip] <= 57,
+               f == 36 || t[start + skip - 1] == 0xA3 || t[start + skip - 1] == 0xAC {
                 p.prices += 1
             }
         }
-        var t = token
-        while let l = t.last, !(l >= 97 && l <= 122) { t = t.dropLast() }
-        if t.first == 121, youWords.contains(where: { t.elementsEqual($0) }) { p.you += 1 }
+        var e = end
+        while e > start && !(t[e - 1] >= 97 && t[e - 1] <= 122) { e -= 1 }
+        if t[start] == 121, e - start >= 3, e - start <= 8 {
+            let word = UnsafeBufferPointer(rebasing: t[start..<e])
+            if youWords.contains(where: { word.elementsEqual($0) }) { p.you += 1 }
+        }
     }
 }

@@ -22,6 +22,8 @@ struct HTMLText {
     /// Inside <style>, <script> or a comment: text is not shown.
     private var hiddenUntil: [UInt8]?
     private var inComment = false
+    /// Dashes in a row just read inside a comment.
+    private var commentDashes = 0
     private var reference: [UInt8]?
 
     private static let inline: Set<String> = [
@@ -34,9 +36,9 @@ struct HTMLText {
         out.reserveCapacity(bytes.count)
         for b in bytes {
             if inComment {
-                tag.append(b)
-                if tag.count > 3 { tag.removeFirst(tag.count - 3) }
-                if tag == [45, 45, 62] { inComment = false; inTag = false; tag.removeAll() }
+                // "-->": a ">" after two dashes of the comment.
+                if b == 62 && commentDashes >= 2 { inComment = false; inTag = false; tag.removeAll() }
+                commentDashes = b == 45 ? commentDashes + 1 : 0
                 continue
             }
             if inTag {
@@ -45,7 +47,8 @@ struct HTMLText {
                     closeTag(&out)
                 } else {
                     if tag.count < 2048 { tag.append(b) }
-                    if tag == [33, 45, 45] { inComment = true; tag.removeAll() }
+                    // Compared by its bytes: an array literal here was an allocation per byte of every tag.
+                    if tag.count == 3 && tag[0] == 33 && tag[1] == 45 && tag[2] == 45 { inComment = true; commentDashes = 0; tag.removeAll() }
                 }
                 continue
             }

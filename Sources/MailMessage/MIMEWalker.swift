@@ -502,25 +502,34 @@ struct Parameterized {
     var parameters: [String: String] = [:]
 
     init(_ text: String) {
-        var parts: [String] = []
-        // By Unicode scalar: every delimiter is ASCII, and walking Characters cost a percent of the gateway.
-        var current = String.UnicodeScalarView()
+        // On the bytes: every delimiter is ASCII, and building Strings scalar by scalar cost a percent of the gateway.
+        var parts: [[UInt8]] = []
+        var current: [UInt8] = []
         var quoted = false
         var escaped = false
-        for c in text.unicodeScalars {
+        for c in text.utf8 {
             if escaped { current.append(c); escaped = false; continue }
-            if c == "\\" && quoted { escaped = true; continue }
-            if c == "\"" { quoted.toggle(); continue }
-            if c == ";" && !quoted { parts.append(String(current)); current = String.UnicodeScalarView(); continue }
+            if c == UInt8(ascii: "\\") && quoted { escaped = true; continue }
+            if c == UInt8(ascii: "\"") { quoted.toggle(); continue }
+            if c == UInt8(ascii: ";") && !quoted { parts.append(current); current.removeAll(keepingCapacity: true); continue }
             current.append(c)
         }
-        parts.append(String(current))
-        value = parts.first?.trimmingSpaces() ?? ""
+        parts.append(current)
+        func trimmed(_ b: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+            var b = b
+            while let f = b.first, f == 32 || f == 9 { b = b.dropFirst() }
+            while let l = b.last, l == 32 || l == 9 { b = b.dropLast() }
+            return b
+        }
+        value = String(decoding: trimmed(parts[0][...]), as: UTF8.self)
         var continued: [String: [(Int, String, Bool)]] = [:]
         for p in parts.dropFirst() {
-            guard let eq = p.firstIndex(of: "=") else { continue }
-            let key = String(p[..<eq]).trimmingSpaces().lowercased()
-            let val = String(p[p.index(after: eq)...]).trimmingSpaces()
+            guard let eq = p.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let k = trimmed(p[..<eq])
+            let key = k.allSatisfy { $0 < 0x80 }
+                ? String(decoding: k.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
+                : String(decoding: k, as: UTF8.self).lowercased()
+            let val = String(decoding: trimmed(p[(eq + 1)...]), as: UTF8.self)
             if let star = key.firstIndex(of: "*") {
                 let name = String(key[..<star])
                 let rest = key[key.index(after: star)...]
