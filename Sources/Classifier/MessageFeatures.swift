@@ -31,6 +31,11 @@ public struct MessageFeatures: Sendable, Equatable {
     }
 
     /// Fields whose words are features too: how the message was made and sent.
+    /// Each heuristic signal's four features, hashed once rather than per message.
+    static let signalHashes: [String: [UInt64]] = Dictionary(uniqueKeysWithValues: Heuristics.names.map { name in
+        (name, (0..<4).map { featureHash("signal \($0) " + name, ns: NS.flag) })
+    })
+
     static let valueHeaders: Set<String> = ["message-id", "x-mailer", "content-type", "mime-version", "x-priority", "x-msmail-priority",
                                             "precedence", "list-unsubscribe", "errors-to", "return-path", "organization", "date"]
 
@@ -97,7 +102,7 @@ public struct MessageFeatures: Sendable, Equatable {
 
         if let from = value("from") {
             let display = from.split(separator: "<", maxSplits: 1).first.map(String.init) ?? ""
-            if from.contains("<") { t.add(display, ns: NS.fromName, maxWords: 12) }
+            if from.utf8.contains(UInt8(ascii: "<")) { t.add(display, ns: NS.fromName, maxWords: 12) }
             for d in AddressList.domains(in: from).prefix(2) { Self.addDomain(d, ns: NS.fromDomain, &t) }
             if let reply = value("reply-to") {
                 let rd = Set(AddressList.domains(in: reply)), fd = Set(AddressList.domains(in: from))
@@ -118,7 +123,11 @@ public struct MessageFeatures: Sendable, Equatable {
         if t.mixedScript { t.out.append(featureHash("mixed-script", ns: NS.flag)) }
         // Each signal four times over (four weights learnt alike): one feature among hundreds moved the sum too little.
         for name in signals {
-            for copy in 0..<4 { t.out.append(featureHash("signal \(copy) " + name, ns: NS.flag)) }
+            if let hashes = Self.signalHashes[name] {
+                t.out.append(contentsOf: hashes)
+            } else {
+                for copy in 0..<4 { t.out.append(featureHash("signal \(copy) " + name, ns: NS.flag)) }
+            }
         }
 
         let mask = UInt64((1 << dimensionBits) - 1)

@@ -62,12 +62,16 @@ struct HeaderSignals: SignalDetector {
     /// A numeric zone past ±14 hours or with minutes other than 00, 30 and
     /// 45 (Nepal's +0545, Chatham's +1245): a program made the date up.
     static func badZone(_ date: String) -> String? {
-        // The zone is the last word before any comment.
-        let noComment = date.prefix { $0 != "(" }
-        guard let last = noComment.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }).last else { return nil }
-        let u = Array(last.utf8)
-        guard u.count == 5, u[0] == UInt8(ascii: "+") || u[0] == UInt8(ascii: "-"), u[1...].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        let hh = Int(u[1] - 48) * 10 + Int(u[2] - 48), mm = Int(u[3] - 48) * 10 + Int(u[4] - 48)
-        return hh > 14 || ![0, 30, 45].contains(mm) ? String(last) : nil
+        // The zone is the last word before any comment; read on the bytes (every message's Date is asked).
+        let u = Array(date.utf8)
+        func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 13 || b == 10 }
+        var end = u.firstIndex(of: UInt8(ascii: "(")) ?? u.count
+        while end > 0 && isSpace(u[end - 1]) { end -= 1 }
+        guard end >= 5, end == 5 || isSpace(u[end - 6]) else { return nil }
+        let z = u[(end - 5)..<end]
+        guard z.first == UInt8(ascii: "+") || z.first == UInt8(ascii: "-"), z.dropFirst().allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        let d = z.map { Int($0) - 48 }
+        let hh = d[1] * 10 + d[2], mm = d[3] * 10 + d[4]
+        return hh > 14 || ![0, 30, 45].contains(mm) ? String(decoding: z, as: UTF8.self) : nil
     }
 }
