@@ -103,3 +103,23 @@ def test_shipped_spam_rules(mxgate_bin, tmp_path, text, verdict):
         assert rec["spam_score"] >= 15 and "policies/spam.policy:11 LOTTERY_WON" in rec["symbols"]
     else:
         assert (rec["spam_score"] or 0) < 5
+
+
+@pytest.mark.parametrize("body,fires", [
+    ("This message is sent in compliance with the new e-mail bill: Bill S. 1618 Title III.", True),
+    ("This is not spam: you signed up for our offers.", True),
+    ("Section 3 of the draft covers the release; 1618 lines changed.", False),
+], ids=["bill-1618", "not-spam", "ordinary"])
+def test_shipped_compliance_claim(mxgate_bin, tmp_path, body, fires):
+    """A pitch that claims to be lawful or not spam (the shipped body table's COMPLIANCE_CLAIM)."""
+    import json
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parent.parent
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: Alice <alice@b.example>\nSubject: News\nDate: Mon, 30 Nov 2026 10:00:00 +0000\n"
+                   "Message-ID: <abc@b.example>\n\n" + body + "\n")
+    out = subprocess.run([mxgate_bin, "test", "--config", str(root / "mxgate.toml"), "--client-ip", "192.0.2.1",
+                          "--from", "a@b.example", "--to", "bob@example.com", "--json", str(eml)], capture_output=True, text=True)
+    rec = json.loads(out.stdout)
+    assert any(s.endswith(" COMPLIANCE_CLAIM") for s in rec.get("symbols", {})) == fires

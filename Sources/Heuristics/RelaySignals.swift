@@ -11,7 +11,7 @@ import MailMessage
 /// is SpamAssassin's "last untrusted relay", with the private ranges as
 /// the trusted networks.
 struct RelaySignals: SignalDetector {
-    static let names = ["HELO_BARE_WORD", "RCVD_RATWARE_DATE", "FREEMAIL_NOT_RELAYED"]
+    static let names = ["HELO_BARE_WORD", "RCVD_RATWARE_DATE", "FREEMAIL_NOT_RELAYED", "BRAND_NOT_RELAYED"]
 
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let received = input.headers.all("Received")
@@ -23,8 +23,8 @@ struct RelaySignals: SignalDetector {
             out.append(Signal("RCVD_RATWARE_DATE", "a Received field is dated \"\(stamp(r).prefix(40))\", a form no mail server writes"))
             break
         }
-        if let provider = freemailNotRelayed(input, received) {
-            out.append(Signal("FREEMAIL_NOT_RELAYED", "From is at \(provider), but no Received field shows \(provider)'s servers"))
+        if let (domain, brand) = notRelayed(input, received) {
+            out.append(Signal(brand ? "BRAND_NOT_RELAYED" : "FREEMAIL_NOT_RELAYED", "From is at \(domain), but no Received field shows \(domain)'s servers"))
         }
     }
 
@@ -158,17 +158,29 @@ struct RelaySignals: SignalDetector {
     /// A list or a news gateway passes mail on under the author's From without the provider's hops.
     static let listFields = ["List-Id", "List-Post", "List-Unsubscribe", "Mailing-List", "X-Mailing-List", "Newsgroups"]
 
-    static func freemailNotRelayed(_ input: HeuristicInput, _ received: [String]) -> String? {
+    /// The From domain when it is a free-mail provider's (`freemail`) or a
+    /// brand's (`brand`) and nothing shows the message passed its servers:
+    /// no Received field naming them, no session with them, no signature by
+    /// the domain, no list or news gateway in between.
+    static func notRelayed(_ input: HeuristicInput, _ received: [String]) -> (domain: String, brand: Bool)? {
         guard let from = input.fromAddresses.first, let at = from.lastIndex(of: "@") else { return nil }
         let reg = Domains.registered(String(from[from.index(after: at)...]).lowercased())
         let label = reg.prefix { $0 != "." }
-        guard let provider = freemail.first(where: { $0.domain == label }) else { return nil }
+        let relays: [String], brand: Bool
+        if let provider = freemail.first(where: { $0.domain == label }) {
+            (relays, brand) = (provider.relays, false)
+        } else if let b = Domains.brands.first(where: { $0.domains.contains(reg) }) {
+            // Any of the brand's domains may name its servers (facebookmail.com's come from facebook.com).
+            (relays, brand) = (b.domains.map { String($0.prefix { $0 != "." }) }, true)
+        } else {
+            return nil
+        }
         guard !listFields.contains(where: { input.headers.first($0) != nil }) else { return nil }
         let trace = received.map { $0.lowercased() }
-        if trace.contains(where: { r in provider.relays.contains { r.contains($0) } }) { return nil }
+        if trace.contains(where: { r in relays.contains { r.contains($0) } }) { return nil }
         // Live, the provider's last hop is the session itself, and a signature by the provider's domain says as much.
-        if let c = input.client, let h = c.helo?.lowercased(), provider.relays.contains(where: { h.contains($0) }) { return nil }
+        if let c = input.client, let h = c.helo?.lowercased(), relays.contains(where: { h.contains($0) }) { return nil }
         if input.headers.all("DKIM-Signature").contains(where: { $0.lowercased().containsBytes("d=\(reg)") }) { return nil }
-        return reg
+        return (reg, brand)
     }
 }

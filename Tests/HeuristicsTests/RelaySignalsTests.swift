@@ -77,6 +77,11 @@ struct RelaySignalsTests {
         // Live: the provider's last hop is the session.
         let live = signalsFrom("a.person@gmail.com", "", client: ClientHop(helo: "mail-ed1-f52.google.com", ip: "209.85.208.52"))
         #expect(!live.contains("FREEMAIL_NOT_RELAYED"))
+        // A brand's own domain in From, sent from elsewhere; and the brand's own mail, relayed or signed by it.
+        #expect(signalsFrom("notification+x@facebookmail.com", direct).contains("BRAND_NOT_RELAYED"))
+        #expect(!signalsFrom("notification+x@facebookmail.com", "Received: from mx-out.facebook.com (mx-out.facebook.com [66.220.144.1]) by mx.example.com; Tue, 1 Dec 2026 09:58:30 +0000\n")
+            .contains("BRAND_NOT_RELAYED"))
+        #expect(!signalsFrom("service@paypal.com", direct + "DKIM-Signature: v=1; a=rsa-sha256; d=paypal.com; s=pp; b=x\n").contains("BRAND_NOT_RELAYED"))
     }
 
     func signalsFrom(_ address: String, _ extra: String, client: ClientHop? = nil) -> Set<String> {
