@@ -31,10 +31,10 @@ public struct MessageFeatures: Sendable, Equatable {
     }
 
     /// Fields whose words are features too: how the message was made and sent.
-    /// Each heuristic signal's four features, hashed once rather than per message.
-    static let signalHashes: [String: [UInt64]] = Dictionary(uniqueKeysWithValues: Heuristics.names.map { name in
-        (name, (0..<4).map { featureHash("signal \($0) " + name, ns: NS.flag) })
-    })
+    /// A signal's four features (four weights learnt alike): one feature among hundreds moved the sum too little.
+    static func signalFeatures(_ name: String) -> [UInt64] { (0..<4).map { featureHash("signal \($0) " + name, ns: NS.flag) } }
+    /// Every heuristic signal's, hashed once rather than per message.
+    static let signalHashes: [String: [UInt64]] = Dictionary(uniqueKeysWithValues: Heuristics.names.map { ($0, signalFeatures($0)) })
 
     static let valueHeaders: Set<String> = ["message-id", "x-mailer", "content-type", "mime-version", "x-priority", "x-msmail-priority",
                                             "precedence", "list-unsubscribe", "errors-to", "return-path", "organization", "date"]
@@ -121,14 +121,8 @@ public struct MessageFeatures: Sendable, Equatable {
         if summary.problems.isEmpty == false { t.out.append(featureHash("mime-problem", ns: NS.flag)) }
 
         if t.mixedScript { t.out.append(featureHash("mixed-script", ns: NS.flag)) }
-        // Each signal four times over (four weights learnt alike): one feature among hundreds moved the sum too little.
-        for name in signals {
-            if let hashes = Self.signalHashes[name] {
-                t.out.append(contentsOf: hashes)
-            } else {
-                for copy in 0..<4 { t.out.append(featureHash("signal \(copy) " + name, ns: NS.flag)) }
-            }
-        }
+        // Each signal four times over (signalFeatures).
+        for name in signals { t.out.append(contentsOf: Self.signalHashes[name] ?? Self.signalFeatures(name)) }
 
         let mask = UInt64((1 << dimensionBits) - 1)
         (indices, contentCount) = Self.unique(t.out.map { UInt32(truncatingIfNeeded: $0 & mask) }, firstPart: contentEnd)

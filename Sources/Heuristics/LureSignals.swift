@@ -52,18 +52,13 @@ struct LureSignals: SignalDetector {
         var found: (word: Int, end: Int)?
         input.textHits.forEach(.lure) { n, end in
             // A whole word: "prime" in "primer" or "balance" in "imbalance" is not a lure.
-            guard found == nil, wordEdge(text, end), wordEdge(text, end - lureWords[n].utf8.count - 1) else { return }
+            guard found == nil, isWholeWord(text, lureWords[n], end: end) else { return }
             if amountFollows(text, from: end) { found = (n, end) }
         }
-        if let coin = firstWord(coinSet, .coin, input), let act = firstWord(actionSet, .action, input) {
+        if let coin = firstWord(.coin, input), let act = firstWord(.action, input) {
             out.append(Signal("CRYPTO_LURE", "\(coin) and \(act): a wallet or a coin to act on"))
         }
-        var alert: String?
-        input.subject.forEachMatch(alertSet) { n, end in
-            guard alert == nil, wordEdge(input.subject.lower, end), wordEdge(input.subject.lower, end - alertPhrases[n].utf8.count - 1) else { return }
-            alert = alertPhrases[n]
-        }
-        if let alert {
+        if let alert = firstWholeWord(alertSet, in: input.subject) {
             out.append(Signal("SUBJECT_ACCOUNT_ALERT", "the subject says \"\(alert)\": an account, a payment or a notice to act on"))
         }
         if let f = found {
@@ -73,15 +68,29 @@ struct LureSignals: SignalDetector {
         }
     }
 
-    /// The first whole word or phrase of `set` in the subject, else in the text (the same list's hits).
-    static func firstWord(_ set: PhraseSet, _ list: TextPhrases.List, _ input: HeuristicInput) -> String? {
+    /// The list's first whole word or phrase in the subject, else in the text (the list's hits there).
+    static func firstWord(_ list: TextPhrases.List, _ input: HeuristicInput) -> String? {
+        let set = TextPhrases.sets[list.rawValue]
+        if let found = firstWholeWord(set, in: input.subject) { return found }
         var found: String?
-        let edges = { (t: [UInt8], n: Int, end: Int) in
-            if found == nil, wordEdge(t, end), wordEdge(t, end - set.phrases[n].utf8.count - 1) { found = set.phrases[n] }
+        input.textHits.forEach(list) { n, end in
+            if found == nil, isWholeWord(input.text.lower, set.phrases[n], end: end) { found = set.phrases[n] }
         }
-        input.subject.forEachMatch(set) { edges(input.subject.lower, $0, $1) }
-        if found == nil { input.textHits.forEach(list) { edges(input.text.lower, $0, $1) } }
         return found
+    }
+
+    /// The first phrase of `set` that `t` holds as a whole word or phrase.
+    static func firstWholeWord(_ set: PhraseSet, in t: TextStats) -> String? {
+        var found: String?
+        t.forEachMatch(set) { n, end in
+            if found == nil, isWholeWord(t.lower, set.phrases[n], end: end) { found = set.phrases[n] }
+        }
+        return found
+    }
+
+    /// `phrase`, ending at `end` in `t`, has no letter on either side.
+    static func isWholeWord(_ t: [UInt8], _ phrase: String, end: Int) -> Bool {
+        wordEdge(t, end) && wordEdge(t, end - phrase.utf8.count - 1)
     }
 
     /// The byte at `i` is not a letter (or `i` is outside the text).

@@ -10,7 +10,8 @@ struct MailerSignals: SignalDetector {
     static func detect(_ input: HeuristicInput, into out: inout [Signal]) {
         let h = input.headers
         let mailer = h.first("X-Mailer")
-        let microsoft = mailer.map { $0.lowercased().containsBytes("microsoft") } ?? false
+        let lowerMailer = mailer?.lowercased()
+        let microsoft = lowerMailer?.containsBytes("microsoft") ?? false
         let mimeOLE = h.first("X-MimeOLE") != nil
         if let id = h.first("Message-ID"), isOutlookForm(id.trimmed), !microsoft, !mimeOLE,
            h.first("Thread-Index") == nil, h.first("X-MS-Has-Attach") == nil {
@@ -18,7 +19,7 @@ struct MailerSignals: SignalDetector {
         }
         if h.first("X-MSMail-Priority") != nil, !mimeOLE {
             // Outlook Express and Outlook of that age write both; webmail (SquirrelMail) writes the priority alone and names itself.
-            if mailer == nil || mailer!.lowercased().containsBytes("outlook") {
+            if lowerMailer?.containsBytes("outlook") ?? true {
                 out.append(Signal("MSMAIL_PRIORITY_FORGED", "X-MSMail-Priority without the X-MimeOLE that Outlook writes with it (X-Mailer: \((mailer ?? "none").prefix(40)))"))
             }
         }

@@ -36,7 +36,7 @@ struct RelaySignals: SignalDetector {
     }
 
     static func entryHop(_ client: ClientHop?, _ received: [String]) -> Hop? {
-        if let c = client, isPublic(c.ip) { return Hop(helo: c.helo ?? "", ip: c.ip, authenticated: c.authenticated) }
+        if let c = client, isPublic(c.ip) { return Hop(helo: c.helo ?? "", ip: c.ip, authenticated: false) }
         for r in received {
             guard let hop = parse(r) else { continue }
             if isPublic(hop.ip) { return hop }
@@ -50,33 +50,34 @@ struct RelaySignals: SignalDetector {
     /// address. Read on the bytes: Foundation's string search here cost as
     /// much as all the other heuristics on real mail.
     static func parse(_ field: String) -> Hop? {
-        // Folding white space as one space, lower case for the searches.
+        // Folding white space as one space; the searches fold case.
         var f: [UInt8] = []
         f.reserveCapacity(field.utf8.count)
         for c in field.utf8 {
             let space = c == 32 || c == 9 || c == 13 || c == 10
             if space { if let l = f.last, l != 32 { f.append(32) } } else { f.append(c) }
         }
-        let lower = f.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
-        guard lower.starts(with: Array("from ".utf8)) else { return nil }
+        /// Where `needle` (lower case) first occurs in f[..<limit], any case.
+        func find(_ needle: String, before limit: Int) -> Int? {
+            f.withUnsafeBufferPointer { ByteSearch.firstIndex(of: Array(needle.utf8), in: UnsafeBufferPointer(rebasing: $0[..<limit]), foldingASCII: true) }
+        }
+        guard find("from ", before: min(5, f.count)) == 0 else { return nil }
         // The from clause ends where " by " starts.
-        let end = ByteSearch.firstIndex(of: Array(" by ".utf8), in: lower) ?? f.count
+        let end = find(" by ", before: f.count) ?? f.count
         var w = 5
         while w < end && f[w] != 32 { w += 1 }
         guard w > 5 else { return nil }
         var helo = f[5..<w]
-        let clause = lower[..<end]
         func after(_ tag: String) -> ArraySlice<UInt8>? {
-            guard let i = ByteSearch.firstIndex(of: Array(tag.utf8), in: Array(clause)) else { return nil }
-            let rest = f[(i + tag.utf8.count)..<end]
-            return rest.prefix { $0 != UInt8(ascii: ")") && $0 != 32 && $0 != UInt8(ascii: "]") }
+            guard let i = find(tag, before: end) else { return nil }
+            return f[(i + tag.utf8.count)..<end].prefix { $0 != UInt8(ascii: ")") && $0 != 32 && $0 != UInt8(ascii: "]") }
         }
         if let h = after("helo=") ?? after("(helo ") { helo = h }
         // The address the receiving MTA saw is in its comment; Exim writes it as the first word: `from [IP] (helo=NAME)`.
         let comment = String(decoding: f[w..<end], as: UTF8.self)
         guard let ip = address(in: Substring(comment)) ?? address(in: Substring(String(decoding: f[5..<w], as: UTF8.self))) else { return nil }
         let authenticated = ["authenticated", " with esmtpa", " with esmtpsa", " with smtpa", " with asmtp"].contains {
-            ByteSearch.firstIndex(of: Array($0.utf8), in: lower) != nil
+            find($0, before: f.count) != nil
         }
         return Hop(helo: String(decoding: helo, as: UTF8.self), ip: ip, authenticated: authenticated)
     }
@@ -177,7 +178,7 @@ struct RelaySignals: SignalDetector {
     /// the domain, no list or news gateway in between.
     static func notRelayed(_ input: HeuristicInput, _ received: [String]) -> (domain: String, brand: Bool)? {
         guard let from = input.fromAddresses.first, let at = from.lastIndex(of: "@") else { return nil }
-        let reg = Domains.registered(String(from[from.index(after: at)...]).lowercased())
+        let reg = Domains.registered(String(from[from.index(after: at)...]))
         let label = reg.prefix { $0 != "." }
         let relays: [String], brand: Bool
         if let provider = freemail.first(where: { $0.domain == label }) {

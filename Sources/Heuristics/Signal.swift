@@ -18,12 +18,9 @@ public struct Signal: Sendable, Equatable {
 public struct ClientHop: Sendable, Equatable {
     public var helo: String?
     public var ip: String
-    /// The client logged in (AUTH): a user's program, not a mail server.
-    public var authenticated: Bool
-    public init(helo: String?, ip: String, authenticated: Bool = false) {
+    public init(helo: String?, ip: String) {
         self.helo = helo
         self.ip = ip
-        self.authenticated = authenticated
     }
 }
 

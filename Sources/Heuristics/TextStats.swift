@@ -152,11 +152,6 @@ struct TextStats: Sendable {
         s.unicodeScalars.reduce(0) { $0 + (isInvisible($1.value) ? 1 : 0) }
     }
 
-    /// The first phrase of `set` the text holds, in one pass.
-    func firstPhrase(_ set: PhraseSet) -> String? {
-        matches(set).min().map { set.phrases[$0] }
-    }
-
     /// The indices of the phrases of `set` the text holds, each once, in one pass.
     func matches(_ set: PhraseSet) -> Set<Int> { set.matches(in: lower) }
 
