@@ -19,22 +19,40 @@ struct HTMLText {
     private var tag: [UInt8] = []
     /// The open <a>: its href and the text shown so far.
     private var anchor: (href: String, text: [UInt8])?
-    /// Inside <style>, <script> or a comment: text is not shown.
-    private var hiddenUntil: [UInt8]?
+    /// Inside <style>, <script> or <head>: text is not shown until this
+    /// element (its name packed, as `packedName`) closes.
+    private var hiddenUntil: UInt64?
     private var inComment = false
     /// Dashes in a row just read inside a comment.
     private var commentDashes = 0
     private var reference: [UInt8]?
 
-    private static let inline: Set<String> = [
+    private static let inline: Set<UInt64> = Set([
         "a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "mark",
         "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var", "wbr", "o:p",
-    ]
+    ].map { packed(Array($0.utf8)[...]) })
+    private static let nameA = packed(Array("a".utf8)[...]), nameImg = packed(Array("img".utf8)[...])
+    private static let nameForm = packed(Array("form".utf8)[...]), nameInput = packed(Array("input".utf8)[...])
+    private static let nameFont = packed(Array("font".utf8)[...])
+    private static let hidingElements = Set(["style", "script", "head"].map { packed(Array($0.utf8)[...]) })
+
+    /// An element name lower-cased into one integer, its length in the top
+    /// byte (seven bytes at most; a longer name is none of the few this type
+    /// tells apart), so a tag costs no String and no hashing of one.
+    static func packed(_ name: ArraySlice<UInt8>) -> UInt64 {
+        guard name.count <= 7 else { return UInt64.max }
+        var v: UInt64 = 0
+        for b in name { v = v << 8 | UInt64(b >= 65 && b <= 90 ? b | 0x20 : b) }
+        return v | UInt64(name.count) << 56
+    }
 
     mutating func reduce(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
-        for b in bytes {
+        var i = -1
+        while i + 1 < bytes.count {
+            i += 1
+            let b = bytes[i]
             if inComment {
                 // "-->": a ">" after two dashes of the comment.
                 if b == 62 && commentDashes >= 2 { inComment = false; inTag = false; tag.removeAll() }
@@ -59,6 +77,14 @@ struct HTMLText {
                 continue
             }
             if hiddenUntil != nil { continue }
+            if anchor == nil && reference == nil && b != 38 {
+                // Plain text up to the next markup: copied in one go.
+                var j = i + 1
+                while j < bytes.count && bytes[j] != 60 && bytes[j] != 38 { j += 1 }
+                out.append(contentsOf: bytes[i..<j])
+                i = j - 1
+                continue
+            }
             if anchor != nil && anchor!.text.count < 200 { anchor!.text.append(b) }
             if reference != nil {
                 if b == 59 {
@@ -94,17 +120,17 @@ struct HTMLText {
         let closing = rest.first == 47
         if closing { rest = rest.dropFirst() }
         let name = rest.prefix { $0 != 32 && $0 != 9 && $0 != 10 && $0 != 13 && $0 != 47 }
-        let lower = String(decoding: name.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
+        let lower = Self.packed(name)
         if let until = hiddenUntil {
-            if closing && Array(lower.utf8) == until { hiddenUntil = nil; out.append(32) }
+            if closing && lower == until { hiddenUntil = nil; out.append(32) }
             return
         }
-        if !closing && (lower == "style" || lower == "script" || lower == "head") && tag.last != 47 {
-            hiddenUntil = Array(lower.utf8)
+        if !closing && Self.hidingElements.contains(lower) && tag.last != 47 {
+            hiddenUntil = lower
             return
         }
         if closing {
-            if lower == "a", let a = anchor, links.count < 200 {
+            if lower == Self.nameA, let a = anchor, links.count < 200 {
                 links.append(HTMLLink(href: a.href, text: String(decoding: a.text, as: UTF8.self)))
                 anchor = nil
             }
@@ -117,23 +143,25 @@ struct HTMLText {
     /// Counts what an opening tag shows of the message's intent. On bytes:
     /// this runs for every tag of every HTML part, and String searches
     /// were a tenth of a message's cost.
-    private mutating func noteElement(_ name: String) {
+    private mutating func noteElement(_ name: UInt64) {
+        if name == Self.nameImg { images += 1 }
+        if name == Self.nameForm { forms += 1 }
+        // Only a tag with a style can hide itself.
+        let styled = tag.contains(58)
+        guard styled || name == Self.nameA || name == Self.nameInput || name == Self.nameFont else { return }
         // Lower-cased byte for byte, so offsets in it are offsets in the tag (invalid UTF-8 included).
         let lowered = tag.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
         switch name {
-        case "a":
+        case Self.nameA:
             if let href = Self.attribute("href", in: lowered, original: tag) {
                 if let a = anchor, links.count < 200 { links.append(HTMLLink(href: a.href, text: String(decoding: a.text, as: UTF8.self))) }
                 anchor = (href, [])
             }
-        case "img": images += 1
-        case "form": forms += 1
-        case "input": if ByteSearch.firstIndex(of: Self.password, in: lowered) != nil { passwordInputs += 1 }
-        case "font": if Self.isLoud(lowered) { loudFonts += 1 }
+        case Self.nameInput: if ByteSearch.firstIndex(of: Self.password, in: lowered) != nil { passwordInputs += 1 }
+        case Self.nameFont: if Self.isLoud(lowered) { loudFonts += 1 }
         default: break
         }
-        // Only a tag with a style can hide itself.
-        guard ByteSearch.firstIndex(of: Self.colon, in: lowered) != nil else { return }
+        guard styled else { return }
         let squeezed = lowered.filter { $0 != 32 && $0 != 9 }
         if Self.hiding.contains(where: { ByteSearch.firstIndex(of: $0, in: squeezed) != nil }) { hiddenElements += 1 }
     }
@@ -150,7 +178,6 @@ struct HTMLText {
     }
 
     private static let password = Array("password".utf8)
-    private static let colon: [UInt8] = [58]
     /// Styles that hide an element from the reader, spaces squeezed out.
     private static let hiding = ["display:none", "visibility:hidden", "font-size:0", "font-size:1px", "opacity:0;"].map { Array($0.utf8) }
 

@@ -74,15 +74,25 @@ enum RegexLiterals {
         return best
     }
 
+    /// At most this many strings come of joining a group of words to the text
+    /// around it ("(release|transfer) fee" is "release fee" or "transfer fee").
+    static let maxJoined = 16
+
     /// Every required factor of a sequence long enough to search for, in order.
+    /// Literal text and groups of plain words next to each other are joined
+    /// into whole strings: "(processing|release) fee" needs "release fee",
+    /// which "the release ... feedback" does not have, where "release" and
+    /// " fee" apart would both be found and the regex run for nothing.
     private static func factors(_ p: ArraySlice<Character>) -> [[String]] {
         var found: [[String]] = []
         func offer(_ f: [String]) {
             guard !f.isEmpty, let shortest = f.map(\.count).min(), shortest >= minLength else { return }
             found.append(f)
         }
-        var run = ""
-        func endRun() { offer([run]); run = "" }
+        // The text just before `i` is exactly one of these.
+        var run = [""]
+        func endRun() { offer(run); run = [""] }
+        func append(_ c: Character) { run = run.map { $0 + String(c) } }
         var i = p.startIndex
         while i < p.endIndex {
             let c = p[i]
@@ -90,9 +100,20 @@ enum RegexLiterals {
             case "(":
                 let close = groupEnd(p, i)
                 guard close < p.endIndex else { return found }  // unbalanced: regcomp would have refused it
+                let after = close + 1
+                if after == p.endIndex || !"?*+{".contains(p[after]), let words = plainAlternatives(p[(i + 1)..<close]) {
+                    if run.count * words.count <= maxJoined {
+                        run = run.flatMap { head in words.map { head + $0 } }
+                    } else {
+                        endRun()
+                        run = words
+                    }
+                    i = after
+                    continue
+                }
                 endRun()
-                if !optional(p, close + 1), let inner = alternatives(p[(i + 1)..<close]) { offer(inner) }
-                i = close + 1
+                if !optional(p, after), let inner = alternatives(p[(i + 1)..<close]) { offer(inner) }
+                i = after
                 continue
             case "[":
                 endRun()
@@ -122,16 +143,42 @@ enum RegexLiterals {
                 if optional(p, next) {
                     endRun()  // this character may be absent
                 } else if next < p.endIndex && p[next] == "+" {
-                    run.append(literal)
+                    append(literal)
                     endRun()  // present, but how many times is open
                 } else {
-                    run.append(literal)
+                    append(literal)
                 }
                 i = next
             }
         }
         endRun()
         return found
+    }
+
+    /// The alternatives of a group when each is plain text (letters, digits,
+    /// spaces, escaped punctuation; no group, class or quantifier inside), so
+    /// the group matches exactly one of them; nil otherwise.
+    private static func plainAlternatives(_ p: ArraySlice<Character>) -> [String]? {
+        var out: [String] = []
+        for part in topLevelParts(p) {
+            var text = ""
+            var i = part.startIndex
+            while i < part.endIndex {
+                var c = part[i]
+                if c == "\\" {
+                    guard i + 1 < part.endIndex, !part[i + 1].isLetter, !part[i + 1].isNumber, part[i + 1] != "<", part[i + 1] != ">" else { return nil }
+                    i += 1
+                    c = part[i]
+                } else if ".^$()|*+?{[]".contains(c) {
+                    return nil
+                }
+                text.append(c)
+                i += 1
+            }
+            guard !text.isEmpty else { return nil }
+            out.append(text)
+        }
+        return out
     }
 
     /// A quantifier at `i` that allows zero: ?, *, {0,…} or {,…}.

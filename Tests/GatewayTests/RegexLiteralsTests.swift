@@ -9,9 +9,9 @@ import Testing
 struct RegexLiteralsTests {
     @Test func requiredStringsOfCommonShapes() {
         #expect(RegexLiterals.required("next of kin") == ["next of kin"])
-        #expect(RegexLiterals.required("(you have|you've) won .{0,40}(lottery|prize)") == ["you have", "you've"])
+        #expect(RegexLiterals.required("(you have|you've) won .{0,40}(lottery|prize)") == ["you have won ", "you've won "])
         #expect(RegexLiterals.required("\\<risk[- ]free\\>") == ["risk"], "the first of equally long strings")
-        #expect(RegexLiterals.required("100% (free|guaranteed)") == ["100% "])
+        #expect(RegexLiterals.required("100% (free|guaranteed)") == ["100% free", "100% guaranteed"], "a group of plain words joins the text before it")
         #expect(RegexLiterals.required("(online casino|free spins|no deposit bonus)") == ["online casino", "free spins", "no deposit bonus"])
         #expect(RegexLiterals.required("Dear FRIEND") == ["dear friend"], "lower-cased: the text is searched folded")
         #expect(RegexLiterals.required("abc|de") == nil, "an alternative without a long enough string: always run")
@@ -28,9 +28,17 @@ struct RegexLiteralsTests {
 
     @Test func everyRequiredSetOfASequence() {
         #expect(RegexLiterals.allRequired("(processing|clearance|release|transfer) fee")
-                    == [["processing", "clearance", "release", "transfer"], [" fee"]])
+                    == [["processing fee", "clearance fee", "release fee", "transfer fee"]], "whole strings, not words apart")
         #expect(RegexLiterals.allRequired("(transfer|claim|release) (of )?(the |your )?(funds|sum of|inheritance)")
-                    == [["transfer", "claim", "release"], ["funds", "sum of", "inheritance"]], "optional groups are not required")
+                    == [["transfer ", "claim ", "release "], ["funds", "sum of", "inheritance"]], "optional groups are not required")
+        #expect(RegexLiterals.allRequired("your (account|mailbox) (has been|will be|is) (suspended|locked|closed|terminated|disabled)")
+                    == [["your account has been ", "your account will be ", "your account is ", "your mailbox has been ",
+                         "your mailbox will be ", "your mailbox is "], ["suspended", "locked", "closed", "terminated", "disabled"]],
+                "at most sixteen joined strings: then a new set starts")
+        #expect(RegexLiterals.allRequired("(abc|cde)+ fee") == [["abc", "cde"], [" fee"]],
+                "a repeated group is not joined")
+        #expect(RegexLiterals.allRequired("(loan|credit) (is )?(pre-?)?approved") == [["loan ", "credit "], ["approved"]])
+        #expect(RegexLiterals.allRequired("(a.c|xyz) fee") == [[" fee"]], "a group that is not plain words stays apart")
         #expect(RegexLiterals.allRequired("next of kin") == [["next of kin"]])
         #expect(RegexLiterals.allRequired("(online casino|free spins)|no deposit bonus") == [["online casino", "free spins", "no deposit bonus"]],
                 "a top-level alternation: one set, its parts' union")
@@ -93,6 +101,7 @@ struct RegexLiteralsTests {
             "Lose 20 lbs in a month. Buy viagra, cialis. Online casino: free spins and no deposit bonus!",
             "Your account has been suspended. Verify your password here.",
             "The release fee: a transfer of the funds. Processing fees apply; clearance fee too.",
+            "The release notes and the feedback: your account is closed; your mailbox will be locked. Loan approved.",
             "",
         ]
         for s in samples {

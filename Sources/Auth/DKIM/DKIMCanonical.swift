@@ -43,12 +43,14 @@ final class DKIMBodyHasher {
     let limit: Int?
     private var hash: SHA256Stream
     private(set) var hashed = 0
-    /// Canonical bytes of the current line (relaxed: WSP runs pending as one space).
-    private var line: [UInt8] = []
     /// Canonical text not yet hashed.
     private var out: [UInt8] = []
+    /// Relaxed: white space read since the line's last other byte (one space, if more follows).
     private var pendingSpace = false
     private var sawCR = false
+    /// The current line has canonical bytes in `out` already.
+    private var lineStarted = false
+    /// Empty lines read and not yet written: only a line with text after them lets them in.
     private var emptyLines = 0
     private var anyLine = false
     private static let flushAt = 16 * 1024
@@ -60,47 +62,59 @@ final class DKIMBodyHasher {
         out.reserveCapacity(Self.flushAt + 1024)
     }
 
+    /// Each piece is canonicalized into a buffer sized for the worst case,
+    /// written through a raw pointer with the state in locals: appending to
+    /// arrays byte by byte paid a uniqueness check per byte, more than the
+    /// canonicalization itself.
     func feed(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        // Every byte read writes at most one; what was held back (empty
+        // lines, a space, a CR) at most 2 * emptyLines + 2 more.
+        let capacity = bytes.count + 2 * emptyLines + 8
         let relaxed = canonical == .relaxed
-        for b in bytes {
-            if b == 10 && sawCR {
-                sawCR = false
-                endLine()
-                continue
+        var pendingSpace = self.pendingSpace, sawCR = self.sawCR, lineStarted = self.lineStarted
+        var emptyLines = self.emptyLines, anyLine = self.anyLine
+        let chunk = [UInt8](unsafeUninitializedCapacity: capacity) { w, n in
+            @inline(__always) func text(_ c: UInt8) {
+                if relaxed && (c == 32 || c == 9) {
+                    pendingSpace = true
+                    return
+                }
+                if !lineStarted {
+                    for _ in 0..<emptyLines { w[n] = 13; w[n + 1] = 10; n += 2 }
+                    emptyLines = 0
+                    lineStarted = true
+                }
+                if pendingSpace { w[n] = 32; n += 1; pendingSpace = false }
+                w[n] = c
+                n += 1
             }
-            if sawCR {
-                // A CR not before LF is text.
-                add(13, relaxed)
-                sawCR = false
+            for b in bytes {
+                if sawCR {
+                    sawCR = false
+                    if b == 10 {
+                        pendingSpace = false  // relaxed: WSP at the end of a line goes
+                        if lineStarted {
+                            w[n] = 13; w[n + 1] = 10; n += 2
+                            lineStarted = false
+                            anyLine = true
+                        } else {
+                            emptyLines += 1
+                        }
+                        continue
+                    }
+                    text(13)  // a CR not before LF is text
+                }
+                if b == 13 { sawCR = true; continue }
+                text(b)
             }
-            if b == 13 { sawCR = true; continue }
-            add(b, relaxed)
         }
-    }
-
-    @inline(__always)
-    private func add(_ b: UInt8, _ relaxed: Bool) {
-        if relaxed && (b == 32 || b == 9) {
-            pendingSpace = true
-            return
-        }
-        if pendingSpace { line.append(32); pendingSpace = false }
-        line.append(b)
-    }
-
-    private func endLine() {
-        pendingSpace = false  // relaxed: WSP at the end of a line goes
-        if line.isEmpty {
-            emptyLines += 1
-            return
-        }
-        for _ in 0..<emptyLines { out.append(13); out.append(10) }
-        emptyLines = 0
-        out += line
-        out.append(13)
-        out.append(10)
-        line.removeAll(keepingCapacity: true)
-        anyLine = true
+        self.pendingSpace = pendingSpace
+        self.sawCR = sawCR
+        self.lineStarted = lineStarted
+        self.emptyLines = emptyLines
+        self.anyLine = anyLine
+        out += chunk
         if out.count >= Self.flushAt { flush() }
     }
 
@@ -116,8 +130,23 @@ final class DKIMBodyHasher {
     /// The body hash. An unterminated last line counts as if it had its CRLF;
     /// an empty body is one CRLF in simple and nothing in relaxed (RFC 6376 errata 3192).
     func finish() -> [UInt8] {
-        if sawCR { add(13, canonical == .relaxed); sawCR = false }
-        if !line.isEmpty { endLine() }
+        if sawCR {  // a CR at the very end is text
+            sawCR = false
+            if !lineStarted {
+                for _ in 0..<emptyLines { out.append(13); out.append(10) }
+                emptyLines = 0
+                lineStarted = true
+            }
+            if pendingSpace { out.append(32) }
+            out.append(13)
+        }
+        pendingSpace = false
+        if lineStarted {
+            out.append(13)
+            out.append(10)
+            lineStarted = false
+            anyLine = true
+        }
         if !anyLine && canonical == .simple { out.append(13); out.append(10) }
         flush()
         return hash.finalize()

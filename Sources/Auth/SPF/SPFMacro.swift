@@ -3,8 +3,8 @@ import Policy
 
 /// A macro-string (RFC 7208 §7): literal text and %{…} expansions, parsed
 /// when the record is, so a bad macro is a syntax error (permerror).
-struct MacroString: Equatable {
-    enum Part: Equatable {
+struct MacroString: Equatable, Sendable {
+    enum Part: Equatable, Sendable {
         case literal(String)
         /// %{letter digits r delimiters}; an uppercase letter URL-escapes the value.
         case macro(letter: Character, escape: Bool, digits: Int?, reverse: Bool, delimiters: [Character])

@@ -1,14 +1,15 @@
 import Policy
+import Synchronization
 
 /// An SPF record (RFC 7208 §4.6, §12), parsed whole before anything is
 /// evaluated: a syntax error anywhere makes the result permerror, even after
 /// a mechanism that would have matched (§4.6).
-struct SPFRecord: Equatable {
-    enum Qualifier: Equatable {
+struct SPFRecord: Equatable, Sendable {
+    enum Qualifier: Equatable, Sendable {
         case pass, fail, softfail, neutral
     }
 
-    enum Mechanism: Equatable {
+    enum Mechanism: Equatable, Sendable {
         case all
         case include(MacroString)
         case a(MacroString?, v4: Int, v6: Int)
@@ -27,7 +28,7 @@ struct SPFRecord: Equatable {
         }
     }
 
-    struct Directive: Equatable {
+    struct Directive: Equatable, Sendable {
         var qualifier: Qualifier
         var mechanism: Mechanism
     }
@@ -36,7 +37,7 @@ struct SPFRecord: Equatable {
     var redirect: MacroString?
     var exp: MacroString?
 
-    struct SyntaxError: Error, Equatable, CustomStringConvertible {
+    struct SyntaxError: Error, Equatable, Sendable, CustomStringConvertible {
         var description: String
         init(_ d: String) { description = d }
     }
@@ -46,6 +47,25 @@ struct SPFRecord: Equatable {
         let u = Array(text.utf8)
         guard u.count >= 6, String(decoding: u[0..<6], as: UTF8.self).lowercased() == "v=spf1" else { return false }
         return u.count == 6 || u[6] == 0x20
+    }
+
+    /// Records parsed before, by their text: the same few providers' records
+    /// (and their includes) come with most mail, and parsing one again for
+    /// every message cost more than its DNS answer from the cache. Bounded;
+    /// emptied whole when full.
+    private static let parsed = Mutex<[String: Result<SPFRecord, SyntaxError>]>([:])
+    static let parsedLimit = 2048
+
+    /// `parse`, remembered.
+    static func cachedParse(_ text: String) throws(SyntaxError) -> SPFRecord {
+        if let known = parsed.withLock({ $0[text] }) { return try known.get() }
+        let result: Result<SPFRecord, SyntaxError>
+        do { result = .success(try parse(text)) } catch { result = .failure(error) }
+        parsed.withLock {
+            if $0.count >= parsedLimit { $0.removeAll(keepingCapacity: true) }
+            $0[text] = result
+        }
+        return try result.get()
     }
 
     static func parse(_ text: String) throws(SyntaxError) -> SPFRecord {

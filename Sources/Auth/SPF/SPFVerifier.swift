@@ -164,7 +164,7 @@ private final class Run: @unchecked Sendable {
         guard !spf.isEmpty else { return (.none, nil, "no SPF record for \(domain)") }
         guard spf.count == 1 else { return (.permerror, nil, "\(domain) has \(spf.count) SPF records") }
         let record: SPFRecord
-        do { record = try SPFRecord.parse(spf[0]) } catch { return (.permerror, nil, "\(domain): \(error)") }
+        do { record = try SPFRecord.cachedParse(spf[0]) } catch { return (.permerror, nil, "\(domain): \(error)") }
 
         for d in record.directives {
             if d.mechanism.queriesDNS { try countLookup() }
