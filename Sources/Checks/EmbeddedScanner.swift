@@ -63,6 +63,47 @@ public final class EmbeddedScanner: @unchecked Sendable {
         cl_scan_options(general: 0, parse: ~UInt32(0), heuristic: 0, mail: 0, dev: 0)
     }
 
+    /// The largest message `isBounded` can pass.
+    public static let boundedLimit = 32 * 1024
+
+    /// Whether scanning `bytes` costs no more than reading them: small,
+    /// text only (no control byte but TAB, CR, LF and FF, so no archive,
+    /// Office file or executable sent raw), and nothing libclamav would
+    /// decode and unpack (base64, uuencode's "begin" lines, yEnc, BinHex,
+    /// a PDF). Such a scan is short enough to run on the caller's thread,
+    /// where handing it to a worker and back cost as much as the scan; a
+    /// message this says no to can still be anything (an archive bomb
+    /// included), and goes to a worker thread. One pass; ASCII case folded.
+    public static func isBounded(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count <= boundedLimit else { return false }
+        let n = bytes.count
+        @inline(__always) func lower(_ i: Int) -> UInt8 { bytes[i] >= 65 && bytes[i] <= 90 ? bytes[i] | 0x20 : bytes[i] }
+        @inline(__always) func has(_ word: StaticString, at i: Int) -> Bool {
+            let w = UnsafeRawBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+            guard i + w.count <= n else { return false }
+            for k in 0..<w.count where lower(i + k) != w[k] { return false }
+            return true
+        }
+        for i in 0..<n {
+            let b = bytes[i]
+            if b < 32 {
+                if b == 9 || b == 10 || b == 13 || b == 12 { continue }
+                return false
+            }
+            switch b | 0x20 {
+            case 98:  // b
+                if has("base64", at: i) || has("binhex", at: i) { return false }
+                if (i == 0 || bytes[i - 1] == 10) && has("begin", at: i) { return false }
+            case 61:  // =
+                if has("=ybegin", at: i) { return false }
+            case 37:  // %
+                if has("%pdf", at: i) { return false }
+            default: break
+            }
+        }
+        return true
+    }
+
     /// Scans bytes in memory.
     public func scan(bytes: UnsafeRawBufferPointer) throws -> ScanResult {
         guard let map = cl_fmap_open_memory(bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, bytes.count) else {
