@@ -140,12 +140,12 @@ public enum ARCResultName {
 extension SessionFacts {
     /// Every address of every From field (the RFC5322.From identity DMARC is about).
     public var fromAddresses: [String] {
-        headers.filter { $0.name.lowercased() == "from" }.flatMap { AddressList.addresses(in: $0.value) }
+        headers.filter { $0.name.caseInsensitiveCompare("from") }.flatMap { AddressList.addresses(in: $0.value) }
     }
 
     /// Every domain of every From field.
     public var fromDomains: [String] {
-        headers.filter { $0.name.lowercased() == "from" }.flatMap { AddressList.domains(in: $0.value) }
+        headers.filter { $0.name.caseInsensitiveCompare("from") }.flatMap { AddressList.domains(in: $0.value) }
     }
 }
 

@@ -474,7 +474,10 @@ public final class PolicySet: PolicyEngine, Sendable {
             return testARC(results, f, &ctx)
         case .signal(let names):
             // The first in name order, so the symbol does not depend on how the set iterates.
-            guard let hit = names.sorted().first(where: { f.signals[$0] != nil }) else { return .no }
+            // Found among the signals that fired (a few), not by sorting the rule's names every time.
+            var first: String?
+            for name in f.signals.keys where names.contains(name) && (first == nil || name < first!) { first = name }
+            guard let hit = first else { return .no }
             ctx.label = hit
             ctx.value = hit
             ctx.why.append("\(hit): \(f.signals[hit]!)")

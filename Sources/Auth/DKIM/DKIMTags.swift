@@ -3,7 +3,9 @@
 /// a duplicate tag makes the list invalid. Worked on as bytes: Foundation's
 /// trimming cost a third of a signature's verification.
 struct DKIMTags {
-    var values: [String: String] = [:]
+    /// In the order given: a list has a dozen tags at most, so a search
+    /// through them costs less than hashing each name into a dictionary.
+    var values: [(name: String, value: String)] = []
 
     static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 13 || b == 10 }
 
@@ -26,12 +28,12 @@ struct DKIMTags {
             guard let eq = part.firstIndex(of: UInt8(ascii: "=")) else { return nil }
             let name = String(decoding: Self.trimmed(part[part.startIndex..<eq]), as: UTF8.self)
             let value = String(decoding: Self.trimmed(part[(eq + 1)...]), as: UTF8.self)
-            guard !name.isEmpty, values[name] == nil else { return nil }
-            values[name] = value
+            guard !name.isEmpty, self[name] == nil else { return nil }
+            values.append((name, value))
         }
     }
 
-    subscript(_ name: String) -> String? { values[name] }
+    subscript(_ name: String) -> String? { values.first { $0.name == name }?.value }
 
     /// A colon-separated value (h=, t=) as trimmed, lower-case items.
     static func list(_ value: String) -> [String] {
@@ -40,6 +42,13 @@ struct DKIMTags {
 
     /// A value with all folding white space removed (b=, bh=, p=).
     func compact(_ name: String) -> String? {
-        values[name].map { String(decoding: $0.utf8.filter { !Self.isSpace($0) }, as: UTF8.self) }
+        guard var v = self[name] else { return nil }
+        return v.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { out in
+                var n = 0
+                for b in bytes where !Self.isSpace(b) { out[n] = b; n += 1 }
+                return n
+            }
+        }
     }
 }
