@@ -353,8 +353,13 @@ enum Charsets {
 /// that cannot be part of one.
 public enum URLExtractor {
     public static func extract(_ text: String, limit: Int) -> [String] {
+        var t = text
+        return t.withUTF8 { extract($0, limit: limit) }
+    }
+
+    /// Over the text's own bytes (no copy, no bounds checks): it reads every byte of every text part.
+    static func extract(_ u: UnsafeBufferPointer<UInt8>, limit: Int) -> [String] {
         var out: [String] = []
-        let u = Array(text.utf8)
         var i = 0
         func urlChar(_ b: UInt8) -> Bool {
             b > 32 && b < 127 && b != 34 && b != 39 && b != 60 && b != 62 && b != 41 && b != 93 && b != 125
