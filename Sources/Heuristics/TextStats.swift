@@ -105,6 +105,7 @@ struct TextStats: Sendable {
                 case 65...90: letters += 1; upper += 1; latin = true
                 case 97...122: letters += 1; latin = true
                 case 33: if i > wordStart && bytes[i - 1] == 33 { bang = true }
+                case 0..<0x80: break  // no other ASCII character counts (and none is invisible)
                 case 0x400...0x4FF, 0x370...0x3FF: lookAlike = true
                 case _ where TextStats.isInvisible(scalar): invisible += 1
                 default: break
