@@ -16,9 +16,10 @@ public final class RegexpTable: Sendable {
         public let regex: PosixRegex
         public let action: RuleAction?
         public let line: Int
-        /// For patterns anchored like `^Subject:`, the lower-cased header name:
-        /// the entry is only tried on that header (most header_checks are).
-        public let headerName: String?
+        /// For patterns anchored like `^Subject:` or `^Content-(Type|Disposition):`,
+        /// the lower-cased header names: the entry is only tried on those
+        /// headers (most header_checks are). Nil: tried on every line.
+        public let headerNames: [String]?
     }
 
     public let path: String
@@ -92,13 +93,17 @@ public final class RegexpTable: Sendable {
                     continue
                 }
             }
-            out.append(Entry(name: name, regex: regex, action: action, line: lineNo, headerName: RegexpTable.anchoredHeader(pattern)))
+            out.append(Entry(name: name, regex: regex, action: action, line: lineNo, headerNames: RegexpTable.anchoredHeaders(pattern)))
         }
         entries = out
         var index: [String: [Int]] = [:]
         var rest: [Int] = []
         for (n, e) in out.enumerated() {
-            if let h = e.headerName { index[h, default: []].append(n) } else { rest.append(n) }
+            if let names = e.headerNames {
+                for h in names { index[h, default: []].append(n) }
+            } else {
+                rest.append(n)
+            }
         }
         byHeader = index
         unanchored = rest
@@ -149,14 +154,29 @@ public final class RegexpTable: Sendable {
         return result
     }
 
-    /// `^Subject:` or `^(Subject):` → "subject"; anything fancier → nil.
-    static func anchoredHeader(_ pattern: String) -> String? {
+    /// `^Subject:` → ["subject"]; `^Content-(Type|Disposition):` →
+    /// ["content-type", "content-disposition"] (one group of plain names,
+    /// sixteen names at most); anything fancier → nil.
+    static func anchoredHeaders(_ pattern: String) -> [String]? {
         guard pattern.hasPrefix("^") else { return nil }
-        var name = ""
-        for c in pattern.dropFirst() {
-            if c == ":" { return name.isEmpty ? nil : name.lowercased() }
-            guard c.isLetter || c.isNumber || c == "-" else { return nil }
-            name.append(c)
+        let p = Array(pattern.dropFirst())
+        func isName(_ c: Character) -> Bool { c.isASCII && (c.isLetter || c.isNumber || c == "-") }
+        var names = [""]
+        var i = 0
+        while i < p.count {
+            let c = p[i]
+            if c == ":" { return names.contains("") ? nil : names }
+            if c == "(" {
+                guard let close = p[i...].firstIndex(of: ")"), close + 1 < p.count, !"?*+{".contains(p[close + 1]) else { return nil }
+                let alternatives = p[(i + 1)..<close].split(separator: "|", omittingEmptySubsequences: false)
+                guard alternatives.allSatisfy({ !$0.isEmpty && $0.allSatisfy(isName) }), names.count * alternatives.count <= 16 else { return nil }
+                names = names.flatMap { head in alternatives.map { head + String($0).lowercased() } }
+                i = close + 1
+                continue
+            }
+            guard isName(c), i + 1 >= p.count || !"?*+{".contains(p[i + 1]) else { return nil }
+            names = names.map { $0 + String(c).lowercased() }
+            i += 1
         }
         return nil
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+import MailMessage
 @testable import Policy
 
 /// The body rules' literal prefilter: the strings found must be ones no
@@ -84,6 +85,38 @@ struct RegexLiteralsTests {
         #expect(table.allMatches("the release is on Friday").isEmpty)
         #expect(table.allMatches("a RELEASE FEE of 20 dollars").map(\.name) == ["FEE"])
         #expect(table.allMatches("a release fee").map(\.name) == ["FEE"])
+    }
+
+    @Test func headerRulesAnchoredOnAGroupOfNames() throws {
+        #expect(RegexpTable.anchoredHeaders("^Subject:.*x") == ["subject"])
+        #expect(RegexpTable.anchoredHeaders("^Content-(Type|Disposition):.*name") == ["content-type", "content-disposition"])
+        #expect(RegexpTable.anchoredHeaders("^(Subject):") == ["subject"])
+        #expect(RegexpTable.anchoredHeaders("^(X-)?Mailer:") == nil, "an optional group: any line")
+        #expect(RegexpTable.anchoredHeaders("^X-Priorit?y:") == nil)
+        #expect(RegexpTable.anchoredHeaders("^(A|):") == nil)
+        #expect(RegexpTable.anchoredHeaders("Subject:") == nil)
+        var diagnostics: [PolicyDiagnostic] = []
+        let rules = #"""
+            EXE /^Content-(Type|Disposition):.*name="?[^"]*\.exe/ score +1
+            SUBJ /^Subject:.*invoice/ score +1
+            ANY /^X-.*bulk/ score +1
+
+            """#
+        let table = RegexpTable(path: "t", displayPath: "t", text: rules, diagnostics: &diagnostics)
+        #expect(diagnostics.isEmpty)
+        let fields: [HeaderBlock.Field] = [
+            HeaderBlock.Field(name: "Subject", value: "your invoice"), HeaderBlock.Field(name: "X-Note", value: "name=\"a.exe\""),
+            HeaderBlock.Field(name: "content-disposition", value: "attachment; name=\"a.EXE\""),
+            HeaderBlock.Field(name: "X-Campaign", value: "bulk 7"), HeaderBlock.Field(name: "Content-Type", value: "text/plain"),
+        ]
+        var naive: [String] = []
+        for e in table.entries {
+            if let f = fields.first(where: { e.regex.matches($0.name + ": " + $0.value) }) { naive.append("\(e.name) \(f.name)") }
+        }
+        var found: [String] = []
+        for (e, line) in table.allMatches(fields: fields) { found.append("\(e.name) \(line.prefix { $0 != ":" })") }
+        #expect(found == naive)
+        #expect(found == ["EXE content-disposition", "SUBJ Subject", "ANY X-Campaign"])
     }
 
     @Test func prefilteredTableFindsWhatEveryRegexFinds() throws {
