@@ -158,7 +158,7 @@ enum RegexLiterals {
     /// The alternatives of a group when each is plain text (letters, digits,
     /// spaces, escaped punctuation; no group, class or quantifier inside), so
     /// the group matches exactly one of them; nil otherwise.
-    private static func plainAlternatives(_ p: ArraySlice<Character>) -> [String]? {
+    static func plainAlternatives(_ p: ArraySlice<Character>) -> [String]? {
         var out: [String] = []
         for part in topLevelParts(p) {
             var text = ""

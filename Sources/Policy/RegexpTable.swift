@@ -155,8 +155,8 @@ public final class RegexpTable: Sendable {
     }
 
     /// `^Subject:` → ["subject"]; `^Content-(Type|Disposition):` →
-    /// ["content-type", "content-disposition"] (one group of plain names,
-    /// sixteen names at most); anything fancier → nil.
+    /// ["content-type", "content-disposition"] (groups of plain names, at
+    /// most RegexLiterals.maxJoined names); anything fancier → nil.
     static func anchoredHeaders(_ pattern: String) -> [String]? {
         guard pattern.hasPrefix("^") else { return nil }
         let p = Array(pattern.dropFirst())
@@ -167,10 +167,10 @@ public final class RegexpTable: Sendable {
             let c = p[i]
             if c == ":" { return names.contains("") ? nil : names }
             if c == "(" {
-                guard let close = p[i...].firstIndex(of: ")"), close + 1 < p.count, !"?*+{".contains(p[close + 1]) else { return nil }
-                let alternatives = p[(i + 1)..<close].split(separator: "|", omittingEmptySubsequences: false)
-                guard alternatives.allSatisfy({ !$0.isEmpty && $0.allSatisfy(isName) }), names.count * alternatives.count <= 16 else { return nil }
-                names = names.flatMap { head in alternatives.map { head + String($0).lowercased() } }
+                guard let close = p[i...].firstIndex(of: ")"), close + 1 < p.count, !"?*+{".contains(p[close + 1]),
+                      let alternatives = RegexLiterals.plainAlternatives(p[(i + 1)..<close]),
+                      alternatives.allSatisfy({ $0.allSatisfy(isName) }), names.count * alternatives.count <= RegexLiterals.maxJoined else { return nil }
+                names = names.flatMap { head in alternatives.map { head + $0.lowercased() } }
                 i = close + 1
                 continue
             }

@@ -68,8 +68,14 @@ final class DKIMBodyHasher {
     /// canonicalization itself.
     func feed(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
+        canonicalize(bytes, atEnd: false)
+    }
+
+    /// `atEnd`: the body is over, so a CR held back is text and an
+    /// unterminated last line gets its CRLF.
+    private func canonicalize(_ bytes: UnsafeRawBufferPointer, atEnd: Bool) {
         // Every byte read writes at most one; what was held back (empty
-        // lines, a space, a CR) at most 2 * emptyLines + 2 more.
+        // lines, a space, a CR) and the last line's CRLF at most 2 * emptyLines + 4 more.
         let capacity = bytes.count + 2 * emptyLines + 8
         let relaxed = canonical == .relaxed
         var pendingSpace = self.pendingSpace, sawCR = self.sawCR, lineStarted = self.lineStarted
@@ -108,6 +114,14 @@ final class DKIMBodyHasher {
                 if b == 13 { sawCR = true; continue }
                 text(b)
             }
+            guard atEnd else { return }
+            if sawCR { sawCR = false; text(13) }  // a CR at the very end is text
+            pendingSpace = false
+            if lineStarted {
+                w[n] = 13; w[n + 1] = 10; n += 2
+                lineStarted = false
+                anyLine = true
+            }
         }
         self.pendingSpace = pendingSpace
         self.sawCR = sawCR
@@ -130,23 +144,7 @@ final class DKIMBodyHasher {
     /// The body hash. An unterminated last line counts as if it had its CRLF;
     /// an empty body is one CRLF in simple and nothing in relaxed (RFC 6376 errata 3192).
     func finish() -> [UInt8] {
-        if sawCR {  // a CR at the very end is text
-            sawCR = false
-            if !lineStarted {
-                for _ in 0..<emptyLines { out.append(13); out.append(10) }
-                emptyLines = 0
-                lineStarted = true
-            }
-            if pendingSpace { out.append(32) }
-            out.append(13)
-        }
-        pendingSpace = false
-        if lineStarted {
-            out.append(13)
-            out.append(10)
-            lineStarted = false
-            anyLine = true
-        }
+        canonicalize(UnsafeRawBufferPointer(start: nil, count: 0), atEnd: true)
         if !anyLine && canonical == .simple { out.append(13); out.append(10) }
         flush()
         return hash.finalize()
