@@ -40,8 +40,18 @@ struct HeaderSignals: SignalDetector {
         if (lowerSubject.hasPrefix("re:") || lowerSubject.hasPrefix("re :")) && h.first("In-Reply-To") == nil && h.first("References") == nil {
             out.append(Signal("FAKE_REPLY", "the subject says Re: but nothing is replied to (no In-Reply-To or References)"))
         }
-        let letters = subject.unicodeScalars.filter { Self.letters.contains($0) }
-        if letters.count >= 12 && !letters.contains(where: { Self.lowercase.contains($0) }) {
+        // ASCII letters read directly; CharacterSet (a Foundation call per scalar) only for the rest.
+        var letterCount = 0, anyLower = false
+        for u in subject.unicodeScalars {
+            let v = u.value
+            if v < 0x80 {
+                if v >= 97 && v <= 122 { letterCount += 1; anyLower = true } else if v >= 65 && v <= 90 { letterCount += 1 }
+            } else if Self.letters.contains(u) {
+                letterCount += 1
+                if !anyLower && Self.lowercase.contains(u) { anyLower = true }
+            }
+        }
+        if letterCount >= 12 && !anyLower {
             out.append(Signal("SUBJECT_ALL_CAPS", "the subject is in capitals"))
         }
         if subject.containsBytes("!!") || subject.containsBytes("$$") || subject.utf8.filter({ $0 == UInt8(ascii: "!") }).count >= 3 {

@@ -8,26 +8,80 @@ public enum RFC5322Date {
                                        "mst": -420, "mdt": -360, "pst": -480, "pdt": -420]
 
     public static func parse(_ text: String) -> Date? {
-        var s = text.lowercased()
-        if let comment = s.firstIndex(of: "(") { s = String(s[..<comment]) }
-        if let comma = s.firstIndex(of: ",") { s = String(s[s.index(after: comma)...]) }
-        let parts = s.split { $0 == " " || $0 == "\t" }.map(String.init)
-        guard parts.count >= 4, let day = Int(parts[0]), (1...31).contains(day),
-              let month = months.firstIndex(where: { parts[1].hasPrefix($0) }), var year = Int(parts[2]) else { return nil }
+        var text = text
+        return text.withUTF8 { parse(bytes: $0) }
+    }
+
+    /// The same reading over the field's bytes: a comment cut off, the day
+    /// of week before a comma dropped, fields split at spaces and tabs,
+    /// ASCII case folded. Strings for each field were most of the cost.
+    static func parse(bytes raw: UnsafeBufferPointer<UInt8>) -> Date? {
+        let end = raw.firstIndex(of: UInt8(ascii: "(")) ?? raw.count
+        var start = raw[..<end].firstIndex(of: UInt8(ascii: ",")).map { $0 + 1 } ?? 0
+        // Up to five fields: day, month, year, time, zone.
+        var fields: [Range<Int>] = []
+        fields.reserveCapacity(5)
+        while start < end && fields.count < 5 {
+            while start < end && (raw[start] == 32 || raw[start] == 9) { start += 1 }
+            var stop = start
+            while stop < end && raw[stop] != 32 && raw[stop] != 9 { stop += 1 }
+            if stop > start { fields.append(start..<stop) }
+            start = stop
+        }
+        guard fields.count >= 4, let day = integer(raw, fields[0]), (1...31).contains(day),
+              let month = monthIndex(raw, fields[1]), var year = integer(raw, fields[2]) else { return nil }
         if year < 50 { year += 2000 } else if year < 1000 { year += 1900 }
-        let hms = parts[3].split(separator: ":").compactMap { Int($0) }
+        // "10:00:00": the numbers between colons, empty and unreadable ones skipped.
+        var hms: [Int] = []
+        var from = fields[3].lowerBound
+        for i in fields[3].lowerBound...fields[3].upperBound where i == fields[3].upperBound || raw[i] == UInt8(ascii: ":") {
+            if i > from, let v = integer(raw, from..<i) { hms.append(v) }
+            from = i + 1
+        }
         guard hms.count >= 2, (0...23).contains(hms[0]), (0...59).contains(hms[1]) else { return nil }
         var offset = 0
-        if parts.count >= 5 {
-            let z = parts[4]
-            if let sign = z.first, sign == "+" || sign == "-", z.count == 5, let v = Int(z.dropFirst()) {
-                offset = (v / 100 * 60 + v % 100) * (sign == "-" ? -1 : 1)
-            } else if let named = zones[z] {
-                offset = named
+        if fields.count >= 5 {
+            let z = fields[4]
+            let sign = raw[z.lowerBound]
+            if (sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-")) && z.count == 5, let v = integer(raw, z.lowerBound + 1..<z.upperBound) {
+                offset = (v / 100 * 60 + v % 100) * (sign == UInt8(ascii: "-") ? -1 : 1)
+            } else if z.count <= 3 {
+                let name = String(decoding: raw[z].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
+                offset = zones[name] ?? 0
             }
         }
         let seconds = daysFromCivil(year, month + 1, day) * 86400 + hms[0] * 3600 + hms[1] * 60 + (hms.count > 2 ? hms[2] : 0)
         return Date(timeIntervalSince1970: Double(seconds - offset * 60))
+    }
+
+    /// What Int(String) reads: an optional sign and one or more digits, nil on overflow.
+    static func integer(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Int? {
+        var i = r.lowerBound
+        var negative = false
+        if i < r.upperBound && (b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-")) {
+            negative = b[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < r.upperBound else { return nil }
+        var v = 0
+        while i < r.upperBound {
+            let d = b[i] &- 48
+            guard d < 10 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (s, o2) = negative ? m.subtractingReportingOverflow(Int(d)) : m.addingReportingOverflow(Int(d))
+            guard !o1 && !o2 else { return nil }
+            v = s
+            i += 1
+        }
+        return v
+    }
+
+    /// The month whose three-letter name starts the field, case folded.
+    static func monthIndex(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Int? {
+        guard r.count >= 3 else { return nil }
+        let key = String(decoding: [b[r.lowerBound], b[r.lowerBound + 1], b[r.lowerBound + 2]].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 },
+                         as: UTF8.self)
+        return months.firstIndex(of: key)
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's

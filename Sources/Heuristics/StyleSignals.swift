@@ -91,13 +91,29 @@ struct StyleSignals: SignalDetector {
 
     /// At least four letters in a row each followed by one ., _, - or space: "F.R.E.E", "c a l l".
     static func spacedLetters(_ s: String) -> Bool {
+        s.utf8.allSatisfy({ $0 < 0x80 }) ? asciiSpacedLetters(s.utf8) : spacedLettersByCharacter(s)
+    }
+
+    /// spacedLetters over ASCII, byte by byte: a byte is a Character there
+    /// (CR LF, the one pair that is not, counts as neither kind either way),
+    /// and walking Characters cost a grapheme break test per byte.
+    static func asciiSpacedLetters(_ bytes: String.UTF8View) -> Bool {
+        spacedRun(bytes, isLetter: { ($0 | 0x20) >= 97 && ($0 | 0x20) <= 122 }, isSpacer: { $0 == 46 || $0 == 95 || $0 == 45 || $0 == 32 })
+    }
+
+    static func spacedLettersByCharacter(_ s: String) -> Bool {
+        spacedRun(s, isLetter: \.isLetter, isSpacer: { $0 == "." || $0 == "_" || $0 == "-" || $0 == " " })
+    }
+
+    @inline(__always)
+    static func spacedRun<S: Sequence>(_ s: S, isLetter: (S.Element) -> Bool, isSpacer: (S.Element) -> Bool) -> Bool {
         var run = 0
         var previousLetter = false
         for c in s {
-            if c.isLetter {
+            if isLetter(c) {
                 if previousLetter { run = 0 }
                 previousLetter = true
-            } else if previousLetter && (c == "." || c == "_" || c == "-" || c == " ") {
+            } else if previousLetter && isSpacer(c) {
                 run += 1
                 previousLetter = false
                 if run >= 4 { return true }
@@ -112,13 +128,38 @@ struct StyleSignals: SignalDetector {
     /// "Get out of debt     29521": spaces and then a number or a random token at the very end.
     static func trailingID(_ s: String) -> Bool {
         guard let lastSpace = Self.lastTripleSpace(s) else {
-            let parts = s.split(separator: " ")
-            guard parts.count >= 3, let last = parts.last else { return false }
-            let t = last.trimming(["[", "]", "(", ")", "#", "-"])
-            return t.count >= 5 && t.allSatisfy(\.isNumber) && !(1900...2100).contains(Int(t) ?? 0)
+            return s.utf8.allSatisfy({ $0 < 0x80 }) ? asciiTrailingNumber(Array(s.utf8)) : trailingNumberByCharacter(s)
         }
         let tail = s[lastSpace...].trimming { $0 == " " || $0 == "\t" || $0.properties.generalCategory == .spaceSeparator }
         return !tail.isEmpty && tail.count <= 12 && !tail.utf8.contains(UInt8(ascii: " "))
+    }
+
+    /// At least three words, the last a number of five digits or more
+    /// (brackets, "#" and "-" around it dropped) that is not a year.
+    static func trailingNumberByCharacter(_ s: String) -> Bool {
+        let parts = s.split(separator: " ")
+        guard parts.count >= 3, let last = parts.last else { return false }
+        let t = last.trimming(["[", "]", "(", ")", "#", "-"])
+        return t.count >= 5 && t.allSatisfy(\.isNumber) && !(1900...2100).contains(Int(t) ?? 0)
+    }
+
+    /// trailingNumberByCharacter over ASCII, on the bytes (no Substring per word).
+    static func asciiTrailingNumber(_ b: [UInt8]) -> Bool {
+        var words = 0, lastStart = 0, lastEnd = 0, i = 0
+        while i < b.count {
+            while i < b.count && b[i] == 32 { i += 1 }
+            guard i < b.count else { break }
+            let start = i
+            while i < b.count && b[i] != 32 { i += 1 }
+            words += 1
+            (lastStart, lastEnd) = (start, i)
+        }
+        guard words >= 3 else { return false }
+        func trimmed(_ c: UInt8) -> Bool { c == 91 || c == 93 || c == 40 || c == 41 || c == 35 || c == 45 }  // [ ] ( ) # -
+        while lastStart < lastEnd && trimmed(b[lastStart]) { lastStart += 1 }
+        while lastEnd > lastStart && trimmed(b[lastEnd - 1]) { lastEnd -= 1 }
+        guard lastEnd - lastStart >= 5, b[lastStart..<lastEnd].allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return false }
+        return !(1900...2100).contains(Int(String(decoding: b[lastStart..<lastEnd], as: UTF8.self)) ?? 0)
     }
 
     /// Where the text after the last run of three spaces starts (Foundation's backwards range(of:) was bridged).

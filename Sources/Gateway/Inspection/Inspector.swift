@@ -83,14 +83,22 @@ final class Inspector: Sendable {
 
     /// Runs `analyzers` (and `extra`, the text read) concurrently; one
     /// analyzer alone runs inline, with no child task.
+    ///
+    /// Of several, one runs in this task once the others are started as
+    /// child tasks (each a task's allocation, an enqueue and a switch, about
+    /// a hundredth of a gateway's CPU per message with every check on). It
+    /// is a DNS user when there is one: every task of a session shares its
+    /// event loop, so the children start when this task first waits, and a
+    /// lookup's wait is when they can run.
     private static func runConcurrently(_ analyzers: [any Analyzer], _ input: InspectionInput,
                                         extra: (@Sendable () async -> Findings)?) async -> Findings {
         if analyzers.isEmpty, let extra { return await extra() }
         if analyzers.count == 1 && extra == nil { return await analyzers[0].analyze(input) }
         return await withTaskGroup(of: (Int, Findings).self) { group in
-            for (i, a) in analyzers.enumerated() { group.addTask { (i, await a.analyze(input)) } }
+            let mine = analyzers.firstIndex { $0.needs.contains(.dns) } ?? 0
+            for (i, a) in analyzers.enumerated() where i != mine { group.addTask { (i, await a.analyze(input)) } }
             if let extra { group.addTask { (analyzers.count, await extra()) } }
-            var results: [(Int, Findings)] = []
+            var results: [(Int, Findings)] = [(mine, await analyzers[mine].analyze(input))]
             for await r in group { results.append(r) }
             var out = Findings()
             for (_, f) in results.sorted(by: { $0.0 < $1.0 }) { out.merge(f) }
