@@ -70,6 +70,23 @@ struct DMARCVerifierTests {
         // From eight labels or more, the walk jumps to seven (RFC 9989 §4.10).
         let deep = DMARCVerifier.walkTargets("1.2.3.4.5.6.7.8.example")
         #expect(deep.count == 8 && deep[1] == "3.4.5.6.7.8.example" && deep.last == "example")
+        // Names with empty labels take the label-by-label walk.
+        #expect(DMARCVerifier.walkTargets("mail..example.com") == ["mail..example.com", "example.com", "com"])
+        #expect(DMARCVerifier.walkTargets("example.com.") == ["example.com.", "com"])
+        #expect(DMARCVerifier.walkTargets("com") == ["com"] && DMARCVerifier.walkTargets("").isEmpty)
+    }
+
+    @Test func parsedRecordsAreRememberedWithinABound() {
+        let cache = RecordCache<DMARCRecord?>(limit: 3)
+        var made = 0
+        func parse(_ t: String) -> DMARCRecord? { made += 1; return DMARCRecord.parse(t) }
+        let text = "v=DMARC1; p=reject"
+        #expect(cache.value(for: text, parse)?.policy == .reject)
+        #expect(cache.value(for: text, parse)?.policy == .reject && made == 1, "parsed once")
+        #expect(cache.value(for: "v=spf1 -all", parse) == nil && cache.value(for: "v=spf1 -all", parse) == nil && made == 2, "a non-record is remembered too")
+        for n in 0..<10 { _ = cache.value(for: "v=DMARC1; p=none; pct=\(n)", parse) }
+        #expect(cache.count <= 3, "bounded")
+        #expect(DMARCRecord.cachedParse(text) == DMARCRecord.parse(text))
     }
 
     @Test func recordsParseLikeTheRFC() {

@@ -28,6 +28,12 @@ public struct DMARCRecord: Sendable, Equatable {
     /// psd=: "y" a public suffix domain, "n" an organizational domain, "u" (default) unknown.
     public var psd: Character = "u"
 
+    /// Records parsed before, by their text: a tree walk reads the same few for every message.
+    static let parsed = RecordCache<DMARCRecord?>()
+
+    /// `parse`, remembered.
+    static func cachedParse(_ text: String) -> DMARCRecord? { parsed.value(for: text, parse) }
+
     /// Parses a TXT record; nil when it is not a DMARC record (it must
     /// begin with v=DMARC1, §6.4).
     public static func parse(_ text: String) -> DMARCRecord? {

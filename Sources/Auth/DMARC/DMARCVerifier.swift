@@ -185,7 +185,7 @@ public struct DMARCVerifier: Sendable {
         if let deadline, ContinuousClock.now >= deadline { return .failure(.timeout) }
         switch await dns.query("_dmarc.\(name)", type: DNSType.txt, timeout: queryTimeout) {
         case .success(let rdata):
-            let records = rdata.compactMap { DMARCRecord.parse(String(decoding: DNSRecord.text($0), as: UTF8.self)) }
+            let records = rdata.compactMap { DMARCRecord.cachedParse(String(decoding: DNSRecord.text($0), as: UTF8.self)) }
             return .success(records.count == 1 ? records[0] : nil)
         case .failure(let e) where e.isDefinite: return .success(nil)
         case .failure(let e): return .failure(e)
@@ -209,6 +209,19 @@ public struct DMARCVerifier: Sendable {
     /// then (from at most 7 labels) one label fewer each time, down to the
     /// top-level domain.
     static func walkTargets(_ domain: String) -> [String] {
+        // The usual name (no empty label): each parent is the text after a
+        // dot, cut from the name's bytes rather than joined from its labels.
+        let u = domain.utf8
+        if let first = u.first, first != UInt8(ascii: "."), u.last != UInt8(ascii: "."), !domain.containsBytes("..") {
+            var afterDots: [String.Index] = []
+            var i = u.startIndex
+            while i < u.endIndex {
+                if u[i] == UInt8(ascii: ".") { afterDots.append(u.index(after: i)) }
+                i = u.index(after: i)
+            }
+            // The parents with at most 7 labels, longest first.
+            return [domain] + afterDots.suffix(7).map { String(domain[$0...]) }
+        }
         let labels = domain.split(separator: ".").map(String.init)
         guard !labels.isEmpty else { return [] }
         var out = [domain]

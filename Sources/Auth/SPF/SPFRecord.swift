@@ -49,23 +49,14 @@ struct SPFRecord: Equatable, Sendable {
         return u.count == 6 || u[6] == 0x20
     }
 
-    /// Records parsed before, by their text: the same few providers' records
-    /// (and their includes) come with most mail, and parsing one again for
-    /// every message cost more than its DNS answer from the cache. Bounded;
-    /// emptied whole when full.
-    private static let parsed = Mutex<[String: Result<SPFRecord, SyntaxError>]>([:])
-    static let parsedLimit = 2048
+    /// Records parsed before, by their text (the same providers' records and includes come with most mail).
+    static let parsed = RecordCache<Result<SPFRecord, SyntaxError>>()
 
     /// `parse`, remembered.
     static func cachedParse(_ text: String) throws(SyntaxError) -> SPFRecord {
-        if let known = parsed.withLock({ $0[text] }) { return try known.get() }
-        let result: Result<SPFRecord, SyntaxError>
-        do { result = .success(try parse(text)) } catch { result = .failure(error) }
-        parsed.withLock {
-            if $0.count >= parsedLimit { $0.removeAll(keepingCapacity: true) }
-            $0[text] = result
-        }
-        return try result.get()
+        try parsed.value(for: text) { text in
+            do throws(SyntaxError) { return .success(try parse(text)) } catch { return .failure(error) }
+        }.get()
     }
 
     static func parse(_ text: String) throws(SyntaxError) -> SPFRecord {
