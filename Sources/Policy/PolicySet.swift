@@ -123,16 +123,18 @@ public final class PolicySet: PolicyEngine, Sendable {
                 out.fired.append(FiredRule(name: name, action: "match", explanation: why.joined(separator: "; "), warnOnly: true))
                 continue
             }
-            let values = templateValues(facts, rule: name, why: why, value: ctx.value, score: ctx.score)
-            if apply(action, name: name, why: why, values: values, greylist: facts.greylist, out: &out) { return true }
+            let (value, score) = (ctx.value, ctx.score)
+            if apply(action, name: name, why: why, values: { templateValues(facts, rule: name, why: why, value: value, score: score) },
+                     greylist: facts.greylist, out: &out) { return true }
             // Scoring tables: every further entry that matched counts too, in
             // file order, until one of them decides.
             guard rule.action == nil else { continue }
             for more in ctx.moreTableActions {
                 guard let a = more.action else { continue }
                 let n = more.name.isEmpty ? rule.name : "\(rule.name) \(more.name)"
-                let v = templateValues(facts, rule: n, why: [more.why], value: ctx.value, score: facts.score + out.scoreDelta)
-                if apply(a, name: n, why: [more.why], values: v, greylist: facts.greylist, out: &out) { return true }
+                let (value, score) = (ctx.value, facts.score + out.scoreDelta)
+                if apply(a, name: n, why: [more.why], values: { templateValues(facts, rule: n, why: [more.why], value: value, score: score) },
+                         greylist: facts.greylist, out: &out) { return true }
             }
         }
         return false
@@ -144,7 +146,10 @@ public final class PolicySet: PolicyEngine, Sendable {
     }
 
     /// Carries out one action; returns true when it decides the stage.
-    private func apply(_ action: RuleAction, name: String, why: [String], values: [String: String],
+    /// `values` fills templates: made only for an action that has one (a
+    /// score rule, most of those that fire, has none, and the table of
+    /// values cost a dictionary of 17 strings per rule).
+    private func apply(_ action: RuleAction, name: String, why: [String], values: () -> [String: String],
                        greylist: GreylistCheck?, out: inout StageOutcome) -> Bool {
         let explanation = why.joined(separator: "; ")
         func fire(_ what: String, warn: Bool = false) {
@@ -156,22 +161,22 @@ public final class PolicySet: PolicyEngine, Sendable {
             out.decision = .accept(rule: name)
             return true
         case .reject(let t):
-            let r = t.render(values)
+            let r = t.render(values())
             fire("reject: \(r)")
             out.decision = .reject(r, rule: name)
             return true
         case .tempfail(let t):
-            let r = t.render(values)
+            let r = t.render(values())
             fire("tempfail: \(r)")
             out.decision = .tempfail(r, rule: name)
             return true
         case .disconnect(let t):
-            let r = t.render(values)
+            let r = t.render(values())
             fire("disconnect: \(r)")
             out.decision = .disconnect(r, rule: name)
             return true
         case .quarantine(let reason):
-            let text = reason.map { ReplyTemplate.fill($0, values) }
+            let text = reason.map { ReplyTemplate.fill($0, values()) }
             fire("quarantine" + (text.map { ": \($0)" } ?? ""))
             out.decision = .quarantine(rule: name, reason: text)
             return true
@@ -180,7 +185,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             out.decision = .discard(rule: name)
             return true
         case .addHeader(let h):
-            let header = ReplyTemplate.fill(h, values)
+            let header = ReplyTemplate.fill(h, values())
             fire("add-header: \(header)")
             out.headers.append(header)
             return false
@@ -202,7 +207,7 @@ public final class PolicySet: PolicyEngine, Sendable {
                 out.fired.append(FiredRule(name: name, action: "greylist: passed (\(check.outcome.rawValue))", explanation: because, warnOnly: false))
                 return false
             }
-            var v = values
+            var v = values()
             v["retry"] = String(Int(check.retryIn.rounded(.up)))
             let r = t.render(v)
             out.fired.append(FiredRule(name: name, action: "greylist: \(r)", explanation: because, warnOnly: false))
@@ -212,7 +217,7 @@ public final class PolicySet: PolicyEngine, Sendable {
             var what = "warn"
             if let inner {
                 switch inner {
-                case .reject(let t), .tempfail(let t), .disconnect(let t), .greylist(let t): what = "warn: would \(inner.name): \(t.render(values))"
+                case .reject(let t), .tempfail(let t), .disconnect(let t), .greylist(let t): what = "warn: would \(inner.name): \(t.render(values()))"
                 default: what = "warn: would \(inner.name)"
                 }
             }
