@@ -95,7 +95,21 @@ final class DKIMBodyHasher {
                 w[n] = c
                 n += 1
             }
-            for b in bytes {
+            let count = bytes.count
+            var i = 0
+            while i < count {
+                let b = bytes[i]
+                // Inside a line with nothing held back, a run of bytes above the
+                // space is copied as it is: no byte of it is a space, tab, CR or LF.
+                if b > 32 && !sawCR && lineStarted && !pendingSpace {
+                    var j = i + 1
+                    while j < count && bytes[j] > 32 { j += 1 }
+                    UnsafeMutableRawPointer(w.baseAddress! + n).copyMemory(from: bytes.baseAddress! + i, byteCount: j - i)
+                    n += j - i
+                    i = j
+                    continue
+                }
+                i += 1
                 if sawCR {
                     sawCR = false
                     if b == 10 {
