@@ -145,10 +145,8 @@ public final class PolicySet: PolicyEngine, Sendable {
         e.name.hasPrefix(t.path + ":") ? "" : e.name
     }
 
-    /// Carries out one action; returns true when it decides the stage.
-    /// `values` fills templates: made only for an action that has one (a
-    /// score rule, most of those that fire, has none, and the table of
-    /// values cost a dictionary of 17 strings per rule).
+    /// Carries out one action; returns true when it decides the stage. `values` fills templates,
+    /// made only for an action with one (most rules that fire score, and have none).
     private func apply(_ action: RuleAction, name: String, why: [String], values: () -> [String: String],
                        greylist: GreylistCheck?, out: inout StageOutcome) -> Bool {
         let explanation = why.joined(separator: "; ")

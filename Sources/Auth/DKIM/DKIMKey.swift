@@ -42,19 +42,9 @@ enum DKIMKey: Sendable {
         }
     }
 
-    private static let lock = NSLock()
-    private nonisolated(unsafe) static var cache: [String: (kind: String, key: DKIMKey)] = [:]
-    /// Records kept at most; past it the cache starts again (a busy MX sees a few hundred senders' keys).
-    static let cacheLimit = 4096
+    /// Records read before, by their text (a busy MX sees a few hundred senders' keys).
+    static let known = RecordCache<(kind: String, key: DKIMKey)>(limit: 4096)
 
-    /// `read`, once per distinct record text in the process.
-    static func cached(_ text: String) -> (kind: String, key: DKIMKey) {
-        if let hit = lock.withLock({ cache[text] }) { return hit }
-        let parsed = read(text)  // outside the lock: another loop's lookup does not wait for this decode
-        lock.withLock {
-            if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[text] = parsed
-        }
-        return parsed
-    }
+    /// `read`, once per distinct record text while it stays in the table.
+    static func cached(_ text: String) -> (kind: String, key: DKIMKey) { known.value(for: text, read) }
 }
