@@ -46,8 +46,7 @@ public enum RFC5322Date {
             if (sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-")) && z.count == 5, let v = integer(raw, z.lowerBound + 1..<z.upperBound) {
                 offset = (v / 100 * 60 + v % 100) * (sign == UInt8(ascii: "-") ? -1 : 1)
             } else if z.count <= 3 {
-                let name = String(decoding: raw[z].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
-                offset = zones[name] ?? 0
+                offset = zones[folded(raw, z)] ?? 0
             }
         }
         let seconds = daysFromCivil(year, month + 1, day) * 86400 + hms[0] * 3600 + hms[1] * 60 + (hms.count > 2 ? hms[2] : 0)
@@ -78,10 +77,12 @@ public enum RFC5322Date {
 
     /// The month whose three-letter name starts the field, case folded.
     static func monthIndex(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Int? {
-        guard r.count >= 3 else { return nil }
-        let key = String(decoding: [b[r.lowerBound], b[r.lowerBound + 1], b[r.lowerBound + 2]].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 },
-                         as: UTF8.self)
-        return months.firstIndex(of: key)
+        r.count >= 3 ? months.firstIndex(of: folded(b, r.lowerBound..<(r.lowerBound + 3))) : nil
+    }
+
+    /// The bytes of `r` as a String, ASCII letters lower-cased (a month's or a zone's name).
+    static func folded(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> String {
+        String(decoding: b[r].map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
